@@ -1,0 +1,17 @@
+//! Eddy's incremental views, built with timely and differential dataflow only.
+//!
+//! This crate knows nothing of gRPC, tokio or strings: the frontend interns every string to a
+//! small id before a record reaches a worker, and turns ids back into strings on the way out.
+//! What lives here:
+//!
+//! - [`model`]: the domain types that flow through the dataflow (keys, buckets, counters).
+//! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
+//! - [`views`]: the registry of incremental views, one file per view.
+//! - [`queries`]: reads of a worker's shard of the views (List, FilterHints, expiry).
+//! - [`traces`]: the long differential-dataflow type names, spelled once.
+
+pub mod filter;
+pub mod model;
+pub mod queries;
+pub mod traces;
+pub mod views;

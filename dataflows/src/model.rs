@@ -1,0 +1,205 @@
+//! The domain types every view is built from: flow keys made of interned ids, buckets,
+//! ticks, and the `Stats` counters that serve as the difference type of the flows view.
+//!
+//! Invariant: a [`FlowKey`]'s `id` is derived from the canonical key, so two keys with the
+//! same `id` are the same flow. Hashing a key hashes only its `id`, which is what shards a
+//! flow (all of its buckets) onto one worker.
+
+use std::hash::{Hash, Hasher};
+
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
+use serde::{Deserialize, Serialize};
+
+/// An interned string: names, namespaces, protocols, policy fields.
+pub type Sym = u32;
+/// An interned canonical policy trace.
+pub type TraceId = u32;
+/// An interned, sorted and de-duplicated set of labels.
+pub type LabelSetId = u32;
+/// The start of an aggregation bucket, in Unix seconds (a multiple of the window).
+pub type Bucket = i64;
+/// The timely timestamp: processing time, advanced by the controller.
+pub type Tick = u64;
+
+/// The aggregation key of a flow (SPEC §3.1), with every string interned.
+///
+/// Enum fields keep the number that was received, so unknown numbers are echoed (SPEC §1.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowKey {
+    /// Positive 63-bit id derived from the canonical key (SPEC §3.6). First, so keys sort by id.
+    pub id: u64,
+    /// Source endpoint name.
+    pub source_name: Sym,
+    /// Source endpoint namespace.
+    pub source_namespace: Sym,
+    /// Source endpoint type (enum number).
+    pub source_type: i32,
+    /// Destination endpoint name.
+    pub dest_name: Sym,
+    /// Destination endpoint namespace.
+    pub dest_namespace: Sym,
+    /// Destination endpoint type (enum number).
+    pub dest_type: i32,
+    /// Destination port.
+    pub dest_port: i64,
+    /// Destination service name.
+    pub dest_service_name: Sym,
+    /// Destination service namespace.
+    pub dest_service_namespace: Sym,
+    /// Destination service port name.
+    pub dest_service_port_name: Sym,
+    /// Destination service port.
+    pub dest_service_port: i64,
+    /// L4 protocol.
+    pub proto: Sym,
+    /// Reporter (enum number).
+    pub reporter: i32,
+    /// Final action (enum number).
+    pub action: i32,
+    /// The canonical policy trace.
+    pub trace: TraceId,
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+/// The source and destination label sets of one update.
+pub type LabelPair = (LabelSetId, LabelSetId);
+
+/// The counters of a flow, summed over updates; the difference type of the flows view.
+///
+/// `records` counts contributing updates, so a bucket whose counters are all zero is still
+/// present (a zero difference is treated as absent by differential dataflow).
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Stats {
+    /// Number of updates that contributed.
+    pub records: i64,
+    /// Packets received.
+    pub packets_in: i64,
+    /// Packets sent.
+    pub packets_out: i64,
+    /// Bytes received.
+    pub bytes_in: i64,
+    /// Bytes sent.
+    pub bytes_out: i64,
+    /// Connections started.
+    pub connections_started: i64,
+    /// Connections completed.
+    pub connections_completed: i64,
+    /// Connections live.
+    pub connections_live: i64,
+}
+
+impl Stats {
+    /// Adds `other` into `self`, saturating instead of overflowing.
+    pub fn add(&mut self, other: &Stats) {
+        self.records = self.records.saturating_add(other.records);
+        self.packets_in = self.packets_in.saturating_add(other.packets_in);
+        self.packets_out = self.packets_out.saturating_add(other.packets_out);
+        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
+        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
+        self.connections_started = self
+            .connections_started
+            .saturating_add(other.connections_started);
+        self.connections_completed = self
+            .connections_completed
+            .saturating_add(other.connections_completed);
+        self.connections_live = self.connections_live.saturating_add(other.connections_live);
+    }
+
+    /// The same counters with every sign flipped: the retraction of `self`.
+    pub fn negated(&self) -> Stats {
+        Stats {
+            records: -self.records,
+            packets_in: -self.packets_in,
+            packets_out: -self.packets_out,
+            bytes_in: -self.bytes_in,
+            bytes_out: -self.bytes_out,
+            connections_started: -self.connections_started,
+            connections_completed: -self.connections_completed,
+            connections_live: -self.connections_live,
+        }
+    }
+}
+
+impl IsZero for Stats {
+    fn is_zero(&self) -> bool {
+        *self == Stats::default()
+    }
+}
+
+impl Semigroup for Stats {
+    fn plus_equals(&mut self, rhs: &Self) {
+        // Wrapping keeps addition associative, so retraction restores the exact prior value.
+        self.records = self.records.wrapping_add(rhs.records);
+        self.packets_in = self.packets_in.wrapping_add(rhs.packets_in);
+        self.packets_out = self.packets_out.wrapping_add(rhs.packets_out);
+        self.bytes_in = self.bytes_in.wrapping_add(rhs.bytes_in);
+        self.bytes_out = self.bytes_out.wrapping_add(rhs.bytes_out);
+        self.connections_started = self
+            .connections_started
+            .wrapping_add(rhs.connections_started);
+        self.connections_completed = self
+            .connections_completed
+            .wrapping_add(rhs.connections_completed);
+        self.connections_live = self.connections_live.wrapping_add(rhs.connections_live);
+    }
+}
+
+impl Monoid for Stats {
+    fn zero() -> Self {
+        Stats::default()
+    }
+}
+
+impl Abelian for Stats {
+    fn negate(&mut self) {
+        *self = self.negated();
+    }
+}
+
+/// Scales a count by an update's record count: how presence-only views (labels, hints)
+/// derive their `isize` counts from the `Stats`-weighted input.
+impl Multiply<Stats> for isize {
+    type Output = isize;
+    fn multiply(self, rhs: &Stats) -> isize {
+        self * rhs.records as isize
+    }
+}
+
+/// One validated, interned flow update, as the frontend hands it to the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowRecord {
+    /// The flow's key.
+    pub key: FlowKey,
+    /// The bucket holding the update's start time.
+    pub bucket: Bucket,
+    /// Source and destination label sets.
+    pub labels: LabelPair,
+    /// The update's counters (`records` is 1 for an insert, -1 for a retraction).
+    pub stats: Stats,
+}
+
+/// The row type of the engine's single input collection.
+pub type FlowRow = (FlowKey, Bucket, LabelPair);
+
+/// A half-open range of bucket starts `[gte, lt)` (SPEC §2.6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketRange {
+    /// Smallest bucket start included.
+    pub gte: Bucket,
+    /// Bucket starts must be below this.
+    pub lt: Bucket,
+}
+
+impl BucketRange {
+    /// Whether the bucket starting at `bucket` is selected.
+    pub fn contains(&self, bucket: Bucket) -> bool {
+        self.gte <= bucket && bucket < self.lt
+    }
+}

@@ -1,0 +1,75 @@
+//! The FilterHints read (SPEC §6): the distinct values of one key field over the flows that
+//! match a filter in a range. Unfiltered reads use the hints view; filtered reads scan the
+//! flows view, since the filter may constrain any field.
+
+use differential_dataflow::trace::cursor::Cursor;
+
+use crate::filter::FlowFilter;
+use crate::model::BucketRange;
+use crate::queries::cursor_over_all;
+use crate::traces::{FlowsTrace, HintsTrace};
+use crate::views::hints::HintField;
+
+/// A validated FilterHints query, as every worker receives it.
+#[derive(Clone, Debug)]
+pub struct HintsQuery {
+    /// The selected buckets.
+    pub range: BucketRange,
+    /// The field whose values are wanted.
+    pub field: HintField,
+    /// The compiled filter.
+    pub filter: FlowFilter,
+}
+
+/// Answers `query` from this worker's shard: the distinct values (ids), ascending.
+pub fn hints(flows: &mut FlowsTrace, hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
+    if query.filter.is_empty() {
+        from_hints_view(hints, query)
+    } else {
+        from_flows_view(flows, query)
+    }
+}
+
+fn from_hints_view(hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
+    let (mut cursor, storage) = cursor_over_all(hints);
+    let mut values = Vec::new();
+    cursor.seek_key(&storage, &(query.field, 0, i64::MIN));
+    while let Some((field, value, bucket)) = cursor.get_key(&storage) {
+        if *field != query.field {
+            break;
+        }
+        if query.range.contains(*bucket) && values.last() != Some(value) {
+            let mut count = 0isize;
+            cursor.map_times(&storage, |_, diff| count += diff);
+            if count > 0 {
+                values.push(*value);
+            }
+        }
+        cursor.step_key(&storage);
+    }
+    values
+}
+
+fn from_flows_view(flows: &mut FlowsTrace, query: &HintsQuery) -> Vec<u32> {
+    let (mut cursor, storage) = cursor_over_all(flows);
+    let mut values = Vec::new();
+    while let Some(key) = cursor.get_key(&storage) {
+        if query.filter.matches(key) {
+            while let Some(bucket) = cursor.get_val(&storage) {
+                if query.range.contains(*bucket) {
+                    let mut records = 0i64;
+                    cursor.map_times(&storage, |_, diff| records += diff.records);
+                    if records > 0 {
+                        values.push(query.field.value_of(key));
+                        break;
+                    }
+                }
+                cursor.step_val(&storage);
+            }
+        }
+        cursor.step_key(&storage);
+    }
+    values.sort_unstable();
+    values.dedup();
+    values
+}

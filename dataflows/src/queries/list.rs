@@ -1,0 +1,270 @@
+//! The List read (SPEC §4): scan this worker's flows, keep the keys that match the filter and
+//! have data in the range, aggregate per key (or per key and window), and keep the best
+//! `limit` rows in the requested order along with the total count.
+
+use std::sync::Arc;
+
+use differential_dataflow::trace::cursor::Cursor;
+
+use crate::filter::FlowFilter;
+use crate::model::{Bucket, BucketRange, FlowKey, LabelPair, Stats};
+use crate::queries::cursor_over_all;
+use crate::traces::{FlowsTrace, LabelsTrace};
+
+/// A field a List may be sorted by (SPEC §4.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortField {
+    /// Result start time, descending.
+    Time,
+    /// Destination name, byte order.
+    DestName,
+    /// Destination namespace, byte order.
+    DestNamespace,
+    /// Destination type, enum number.
+    DestType,
+    /// Source name, byte order.
+    SourceName,
+    /// Source namespace, byte order.
+    SourceNamespace,
+    /// Source type, enum number.
+    SourceType,
+}
+
+/// The most sort fields that can matter: a repeated field adds nothing to the order.
+pub const MAX_SORT_FIELDS: usize = 7;
+
+/// A validated List query, as every worker receives it.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// The selected buckets.
+    pub range: BucketRange,
+    /// The bucket width W in seconds.
+    pub window: i64,
+    /// 0 for one result per key, else the width of the aligned result windows (a multiple of W).
+    pub interval: i64,
+    /// The compiled filter.
+    pub filter: FlowFilter,
+    /// Sort fields in order of precedence, without repeats.
+    pub sort: Vec<SortField>,
+    /// How many of the best rows each worker must return; `None` for all.
+    pub limit: Option<usize>,
+    /// The byte-order rank of every interned string, indexed by id (for name sorts).
+    pub name_ranks: Arc<Vec<u32>>,
+}
+
+/// The position of a row in the requested order; smaller sorts first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    parts: [u64; MAX_SORT_FIELDS],
+    id: u64,
+    start_descending: u64,
+}
+
+/// One List result: a key aggregated over a span of buckets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRow {
+    /// The flow key.
+    pub key: FlowKey,
+    /// Start of the earliest contributing bucket.
+    pub start: Bucket,
+    /// End of the latest contributing bucket.
+    pub end: i64,
+    /// Summed counters.
+    pub stats: Stats,
+    /// Every label pair present in the contributing buckets, ascending.
+    pub labels: Vec<LabelPair>,
+    /// Where the row sorts.
+    pub order: OrderKey,
+}
+
+/// One worker's answer to a List.
+#[derive(Clone, Debug, Default)]
+pub struct ListPartial {
+    /// The worker's best rows (at most the query's limit), in order.
+    pub rows: Vec<ListRow>,
+    /// How many rows matched on this worker before the limit.
+    pub total: u64,
+}
+
+fn rank(ranks: &[u32], id: u32) -> u64 {
+    ranks
+        .get(id as usize)
+        .map_or(u64::from(u32::MAX) + 1, |r| u64::from(*r))
+}
+
+fn enum_order(value: i32) -> u64 {
+    (i64::from(value) - i64::from(i32::MIN)) as u64
+}
+
+impl ListQuery {
+    fn order_of(&self, key: &FlowKey, start: Bucket) -> OrderKey {
+        let mut parts = [0u64; MAX_SORT_FIELDS];
+        for (part, field) in parts.iter_mut().zip(&self.sort) {
+            *part = match field {
+                SortField::Time => u64::MAX - (start as u64 ^ (1 << 63)),
+                SortField::DestName => rank(&self.name_ranks, key.dest_name),
+                SortField::DestNamespace => rank(&self.name_ranks, key.dest_namespace),
+                SortField::DestType => enum_order(key.dest_type),
+                SortField::SourceName => rank(&self.name_ranks, key.source_name),
+                SortField::SourceNamespace => rank(&self.name_ranks, key.source_namespace),
+                SortField::SourceType => enum_order(key.source_type),
+            };
+        }
+        OrderKey {
+            parts,
+            id: key.id,
+            start_descending: u64::MAX - (start as u64 ^ (1 << 63)),
+        }
+    }
+
+    /// The start of the result window holding `bucket`.
+    fn window_of(&self, bucket: Bucket) -> Bucket {
+        if self.interval > 0 {
+            bucket - bucket.rem_euclid(self.interval)
+        } else {
+            0
+        }
+    }
+}
+
+/// Keeps the best `limit` rows seen so far, in amortised linear time.
+struct TopRows {
+    limit: Option<usize>,
+    rows: Vec<ListRow>,
+}
+
+impl TopRows {
+    fn push(&mut self, row: ListRow) {
+        self.rows.push(row);
+        if let Some(limit) = self.limit {
+            if self.rows.len() >= 2 * limit.max(16) {
+                self.truncate(limit);
+            }
+        }
+    }
+
+    fn truncate(&mut self, limit: usize) {
+        if self.rows.len() > limit && limit > 0 {
+            self.rows
+                .select_nth_unstable_by(limit - 1, |a, b| a.order.cmp(&b.order));
+        }
+        self.rows.truncate(limit);
+    }
+
+    fn finish(mut self) -> Vec<ListRow> {
+        if let Some(limit) = self.limit {
+            self.truncate(limit);
+        }
+        self.rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+        self.rows
+    }
+}
+
+/// Answers `query` from this worker's shard of the flows and labels views.
+pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery) -> ListPartial {
+    let (mut cursor, storage) = cursor_over_all(flows);
+    let mut top = TopRows {
+        limit: query.limit,
+        rows: Vec::new(),
+    };
+    let mut total = 0u64;
+    while let Some(key) = cursor.get_key(&storage) {
+        if query.filter.matches(key) {
+            let mut open: Option<ListRow> = None;
+            while let Some(bucket) = cursor.get_val(&storage) {
+                let bucket = *bucket;
+                if query.range.contains(bucket) {
+                    let mut stats = Stats::default();
+                    cursor.map_times(&storage, |_, diff| stats.add(diff));
+                    if stats.records > 0 {
+                        let window = query.window_of(bucket);
+                        match open.as_mut() {
+                            Some(row) if query.window_of(row.start) == window => {
+                                row.stats.add(&stats);
+                                row.end = bucket + query.window;
+                            }
+                            _ => {
+                                if let Some(row) = open.take() {
+                                    total += 1;
+                                    top.push(row);
+                                }
+                                open = Some(ListRow {
+                                    key: *key,
+                                    start: bucket,
+                                    end: bucket + query.window,
+                                    stats,
+                                    labels: Vec::new(),
+                                    order: OrderKey::default(),
+                                });
+                            }
+                        }
+                    }
+                }
+                cursor.step_val(&storage);
+            }
+            if let Some(row) = open {
+                total += 1;
+                top.push(row);
+            }
+        }
+        cursor.step_key(&storage);
+    }
+    for row in &mut top.rows {
+        row.order = query.order_of(&row.key, row.start);
+    }
+    let mut rows = top.finish();
+    attach_labels(labels, &mut rows);
+    ListPartial { rows, total }
+}
+
+/// Fills each row's label pairs from the labels view, walking keys in id order.
+fn attach_labels(labels: &mut LabelsTrace, rows: &mut [ListRow]) {
+    let (mut cursor, storage) = cursor_over_all(labels);
+    let mut by_id: Vec<usize> = (0..rows.len()).collect();
+    by_id.sort_unstable_by(|&a, &b| {
+        rows[a]
+            .key
+            .id
+            .cmp(&rows[b].key.id)
+            .then(rows[a].start.cmp(&rows[b].start))
+    });
+    for index in by_id {
+        let row = &mut rows[index];
+        cursor.seek_key(&storage, &row.key.id);
+        if cursor.get_key(&storage) != Some(&row.key.id) {
+            continue;
+        }
+        cursor.rewind_vals(&storage);
+        while let Some((bucket, pair)) = cursor.get_val(&storage) {
+            if *bucket >= row.end {
+                break;
+            }
+            if *bucket >= row.start {
+                let mut count = 0isize;
+                cursor.map_times(&storage, |_, diff| count += diff);
+                if count > 0 && row.labels.last() != Some(pair) {
+                    row.labels.push(*pair);
+                }
+            }
+            cursor.step_val(&storage);
+        }
+        row.labels.sort_unstable();
+        row.labels.dedup();
+    }
+}
+
+/// Merges the partial answers of every worker and cuts out one page.
+pub fn merge(partials: Vec<ListPartial>, page: usize, page_size: usize) -> (Vec<ListRow>, u64) {
+    let total = partials.iter().map(|p| p.total).sum();
+    let mut rows: Vec<ListRow> = partials.into_iter().flat_map(|p| p.rows).collect();
+    rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+    if page_size == 0 {
+        return (rows, total);
+    }
+    let rows = rows
+        .into_iter()
+        .skip(page.saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    (rows, total)
+}

@@ -1,0 +1,20 @@
+//! The long differential-dataflow type names of Eddy's arrangements, spelled in one place.
+
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
+use differential_dataflow::VecCollection;
+
+use crate::model::{Bucket, FlowKey, FlowRow, LabelPair, Stats, Tick};
+use crate::views::hints::HintRow;
+
+/// The engine's input: one row per update, `(key, bucket, labels)`, weighted by its counters.
+pub type FlowRows<'scope> = VecCollection<'scope, Tick, FlowRow, Stats>;
+
+/// The flows view: flow key -> bucket, with the bucket's summed counters.
+pub type FlowsTrace = TraceAgent<ValSpine<FlowKey, Bucket, Tick, Stats>>;
+
+/// The labels view: flow id -> (bucket, label pair), with the number of updates carrying it.
+pub type LabelsTrace = TraceAgent<ValSpine<u64, (Bucket, LabelPair), Tick, isize>>;
+
+/// The hints view: (field, value, bucket), with the number of updates carrying it.
+pub type HintsTrace = TraceAgent<KeySpine<HintRow, Tick, isize>>;

@@ -1,0 +1,84 @@
+//! The catalog: every interned value the frontend knows (strings, label sets, canonical
+//! policy traces), shared by ingest (which adds) and queries (which resolve and match).
+
+use std::sync::Arc;
+
+use prost::Message;
+
+use crate::intern::{InternTable, InternerFull, Symbols};
+use crate::proto::PolicyTrace;
+
+/// Bounds of the catalog's tables.
+#[derive(Clone, Copy, Debug)]
+pub struct CatalogLimits {
+    /// Distinct strings (names, namespaces, protocols, policy fields, labels).
+    pub strings: usize,
+    /// Distinct label sets.
+    pub label_sets: usize,
+    /// Distinct canonical policy traces.
+    pub traces: usize,
+}
+
+impl Default for CatalogLimits {
+    fn default() -> Self {
+        CatalogLimits {
+            strings: 4_000_000,
+            label_sets: 1_000_000,
+            traces: 1_000_000,
+        }
+    }
+}
+
+/// The interned values. Ids are dense and never reused while the process runs.
+pub struct Catalog {
+    /// Names, namespaces, protocols and policy fields.
+    pub symbols: Symbols,
+    /// Sorted, de-duplicated label sets.
+    pub label_sets: InternTable<Vec<String>>,
+    /// Canonical policy traces, by their protobuf encoding.
+    pub traces: InternTable<Arc<[u8]>>,
+}
+
+impl Catalog {
+    /// An empty catalog. Label set 0 is the empty set; trace 0 is the empty trace.
+    pub fn new(limits: CatalogLimits) -> Self {
+        let catalog = Catalog {
+            symbols: Symbols::new(limits.strings),
+            label_sets: InternTable::new(limits.label_sets.max(1)),
+            traces: InternTable::new(limits.traces.max(1)),
+        };
+        catalog
+            .label_sets
+            .intern(&[][..])
+            .expect("an empty table has room for the empty label set");
+        catalog
+            .traces
+            .intern(&[][..])
+            .expect("an empty table has room for the empty trace");
+        catalog
+    }
+
+    /// The id of a canonical trace's encoding.
+    pub fn intern_trace(&self, encoded: &[u8]) -> Result<u32, InternerFull> {
+        self.traces.intern(encoded)
+    }
+
+    /// The canonical trace behind `id` (empty for an unknown id).
+    pub fn trace(&self, id: u32) -> PolicyTrace {
+        self.traces
+            .get(id)
+            .and_then(|bytes| PolicyTrace::decode(&bytes[..]).ok())
+            .unwrap_or_default()
+    }
+
+    /// The ids of every trace for which `predicate` holds.
+    pub fn traces_where(&self, mut predicate: impl FnMut(&PolicyTrace) -> bool) -> Vec<u32> {
+        self.traces
+            .ids_where(|bytes| PolicyTrace::decode(&bytes[..]).is_ok_and(|trace| predicate(&trace)))
+    }
+
+    /// The labels of set `id` (empty for an unknown id).
+    pub fn label_set(&self, id: u32) -> Vec<String> {
+        self.label_sets.get(id).unwrap_or_default()
+    }
+}

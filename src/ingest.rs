@@ -1,0 +1,100 @@
+//! The ingest frontend: turns a `FlowUpdate` into an engine record (SPEC §9.3, §3.2, §3.6),
+//! or says why it is skipped. Runs on the `Connect` tasks, in parallel.
+
+pub mod canonical;
+pub mod counters;
+pub mod dedup;
+
+use eddy_dataflows::model::{FlowKey, FlowRecord, Stats};
+
+use crate::catalog::Catalog;
+use crate::intern::InternerFull;
+use crate::proto::{Flow, FlowUpdate};
+use crate::retention::Retention;
+
+pub use counters::{IngestCounters, SkipReason};
+
+impl From<InternerFull> for SkipReason {
+    fn from(_: InternerFull) -> Self {
+        SkipReason::InternerFull
+    }
+}
+
+/// Validates, canonicalises and interns one update.
+pub fn prepare(
+    update: &FlowUpdate,
+    catalog: &Catalog,
+    retention: &Retention,
+    now: i64,
+) -> Result<FlowRecord, SkipReason> {
+    let flow = update.flow.as_ref().ok_or(SkipReason::NoFlow)?;
+    let key = flow.key.as_ref().ok_or(SkipReason::NoKey)?;
+    validate(flow, retention, now)?;
+    let trace = canonical::canonical_trace(key.policies.clone().unwrap_or_default());
+    let trace_bytes = prost::Message::encode_to_vec(&trace);
+    let symbols = &catalog.symbols;
+    let flow_key = FlowKey {
+        id: canonical::flow_id(key, &trace_bytes),
+        source_name: symbols.intern(&key.source_name)?,
+        source_namespace: symbols.intern(&key.source_namespace)?,
+        source_type: key.source_type,
+        dest_name: symbols.intern(&key.dest_name)?,
+        dest_namespace: symbols.intern(&key.dest_namespace)?,
+        dest_type: key.dest_type,
+        dest_port: key.dest_port,
+        dest_service_name: symbols.intern(&key.dest_service_name)?,
+        dest_service_namespace: symbols.intern(&key.dest_service_namespace)?,
+        dest_service_port_name: symbols.intern(&key.dest_service_port_name)?,
+        dest_service_port: key.dest_service_port,
+        proto: symbols.intern(&key.proto)?,
+        reporter: key.reporter,
+        action: key.action,
+        trace: catalog.intern_trace(&trace_bytes)?,
+    };
+    let source_labels = catalog
+        .label_sets
+        .intern(&canonical::label_set(&flow.source_labels)[..])?;
+    let dest_labels = catalog
+        .label_sets
+        .intern(&canonical::label_set(&flow.dest_labels)[..])?;
+    Ok(FlowRecord {
+        key: flow_key,
+        bucket: retention.bucket_of(flow.start_time),
+        labels: (source_labels, dest_labels),
+        stats: Stats {
+            records: 1,
+            packets_in: flow.packets_in,
+            packets_out: flow.packets_out,
+            bytes_in: flow.bytes_in,
+            bytes_out: flow.bytes_out,
+            connections_started: flow.num_connections_started,
+            connections_completed: flow.num_connections_completed,
+            connections_live: flow.num_connections_live,
+        },
+    })
+}
+
+fn validate(flow: &Flow, retention: &Retention, now: i64) -> Result<(), SkipReason> {
+    if flow.start_time <= 0 {
+        return Err(SkipReason::NonPositiveStart);
+    }
+    if flow.end_time < flow.start_time {
+        return Err(SkipReason::EndBeforeStart);
+    }
+    let counters = [
+        flow.packets_in,
+        flow.packets_out,
+        flow.bytes_in,
+        flow.bytes_out,
+        flow.num_connections_started,
+        flow.num_connections_completed,
+        flow.num_connections_live,
+    ];
+    if counters.iter().any(|counter| *counter < 0) {
+        return Err(SkipReason::NegativeCounter);
+    }
+    if !retention.accepts(flow.start_time, now) {
+        return Err(SkipReason::OutsideRetention);
+    }
+    Ok(())
+}

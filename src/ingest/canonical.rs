@@ -1,0 +1,117 @@
+//! Canonical forms: policy traces sorted as SPEC §3.2 orders them, label sets as sorted sets
+//! (SPEC §3.4), and the flow id derived from the canonical key (SPEC §3.6).
+
+use std::cmp::Ordering;
+
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::proto::{FlowKey, PolicyHit, PolicyTrace};
+
+/// Orders hits by (policy_index, rule_index, tier, kind, namespace, name, action, trigger);
+/// an absent trigger sorts first, a present one compares the same way.
+pub fn compare_hits(a: &PolicyHit, b: &PolicyHit) -> Ordering {
+    a.policy_index
+        .cmp(&b.policy_index)
+        .then(a.rule_index.cmp(&b.rule_index))
+        .then_with(|| a.tier.as_bytes().cmp(b.tier.as_bytes()))
+        .then(a.kind.cmp(&b.kind))
+        .then_with(|| a.namespace.as_bytes().cmp(b.namespace.as_bytes()))
+        .then_with(|| a.name.as_bytes().cmp(b.name.as_bytes()))
+        .then(a.action.cmp(&b.action))
+        .then_with(|| match (&a.trigger, &b.trigger) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Less,
+            (Some(_), None) => Ordering::Greater,
+            (Some(a), Some(b)) => compare_hits(a, b),
+        })
+}
+
+/// The trace with both hit lists in canonical order.
+pub fn canonical_trace(mut trace: PolicyTrace) -> PolicyTrace {
+    trace.enforced_policies.sort_by(compare_hits);
+    trace.pending_policies.sort_by(compare_hits);
+    trace
+}
+
+/// Labels as a set: sorted by bytes, duplicates removed.
+pub fn label_set(labels: &[String]) -> Vec<String> {
+    let mut set = labels.to_vec();
+    set.sort_unstable();
+    set.dedup();
+    set
+}
+
+/// A positive 63-bit id from every key field and the canonical trace's encoding. The same
+/// key gives the same id in every process and across restarts.
+pub fn flow_id(key: &FlowKey, canonical_trace: &[u8]) -> u64 {
+    let mut hasher = Xxh3::new();
+    for text in [
+        &key.source_name,
+        &key.source_namespace,
+        &key.dest_name,
+        &key.dest_namespace,
+        &key.dest_service_name,
+        &key.dest_service_namespace,
+        &key.dest_service_port_name,
+        &key.proto,
+    ] {
+        hasher.update(&(text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    for number in [
+        i64::from(key.source_type),
+        i64::from(key.dest_type),
+        key.dest_port,
+        key.dest_service_port,
+        i64::from(key.reporter),
+        i64::from(key.action),
+    ] {
+        hasher.update(&number.to_le_bytes());
+    }
+    hasher.update(canonical_trace);
+    match hasher.digest() & (i64::MAX as u64) {
+        0 => 1,
+        id => id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(policy_index: i64, rule_index: i64, name: &str) -> PolicyHit {
+        PolicyHit {
+            name: name.into(),
+            policy_index,
+            rule_index,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn hits_in_any_order_give_one_trace_and_one_id() {
+        let forward = PolicyTrace {
+            enforced_policies: vec![hit(0, 1, "a"), hit(1, 0, "b")],
+            pending_policies: vec![],
+        };
+        let backward = PolicyTrace {
+            enforced_policies: vec![hit(1, 0, "b"), hit(0, 1, "a")],
+            pending_policies: vec![],
+        };
+        let forward = canonical_trace(forward);
+        assert_eq!(forward, canonical_trace(backward));
+        assert_eq!(forward.enforced_policies[0].name, "a");
+        let key = FlowKey::default();
+        let encoded = prost::Message::encode_to_vec(&forward);
+        assert_eq!(flow_id(&key, &encoded), flow_id(&key, &encoded));
+        assert_ne!(flow_id(&key, &encoded), flow_id(&key, &[]));
+    }
+
+    #[test]
+    fn absent_trigger_sorts_before_present() {
+        let mut with_trigger = hit(0, 0, "x");
+        with_trigger.trigger = Some(Box::new(hit(0, 0, "t")));
+        let without = hit(0, 0, "x");
+        assert_eq!(compare_hits(&without, &with_trigger), Ordering::Less);
+    }
+}

@@ -1,0 +1,13 @@
+//! Eddy: a network-flow aggregation server that speaks Calico Goldmane's gRPC API and keeps
+//! every view incrementally with differential dataflow.
+//!
+//! The crate holds everything outside the dataflow: configuration, the gRPC services, the
+//! frontend that validates, canonicalises and interns flow updates, and the bridge between
+//! tokio and the timely workers. The views themselves live in `eddy-dataflows`.
+
+pub mod catalog;
+pub mod ingest;
+pub mod intern;
+pub mod proto;
+pub mod retention;
+pub mod worker;

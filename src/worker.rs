@@ -1,0 +1,200 @@
+//! The engine: timely workers holding the views, the controller thread that orders their
+//! commands, and the async handle the gRPC services use.
+//!
+//! ```text
+//! tokio tasks --Request (flume, bounded)--> controller thread
+//!     --Command (crossbeam, bounded, then unpark)--> timely worker i
+//!     --reply (tokio mpsc, one slot per worker)--> the waiting tokio task
+//! ```
+
+pub mod clock;
+pub mod controller;
+pub mod event_loop;
+pub mod protocol;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use eddy_dataflows::model::FlowRecord;
+use eddy_dataflows::queries::hints::HintsQuery;
+use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+
+use crate::retention::Retention;
+use crate::worker::clock::Clock;
+use crate::worker::controller::{Controller, Request};
+
+/// How many commands may wait in one worker's channel.
+pub const WORKER_QUEUE: usize = 256;
+/// How many requests may wait for the controller.
+pub const CONTROLLER_QUEUE: usize = 1024;
+
+/// How the engine is laid out and timed.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineConfig {
+    /// Number of timely worker threads.
+    pub workers: usize,
+    /// Window and retention.
+    pub retention: Retention,
+    /// How often the controller closes a tick when nothing else does.
+    pub tick_interval: Duration,
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    /// Records that reached a worker after their bucket had left retention.
+    pub dropped_below_floor: AtomicU64,
+}
+
+/// The engine stopped: its threads are gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the dataflow engine is not running")]
+pub struct EngineStopped;
+
+/// The handle the services use. Cheap to clone; the engine stops when the last clone and
+/// [`Engine::shutdown`] are done.
+#[derive(Clone)]
+pub struct Engine {
+    requests: flume::Sender<Request>,
+    workers: usize,
+    counters: Arc<EngineCounters>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Engine {
+    /// Starts the workers and the controller.
+    pub fn start(config: EngineConfig, clock: Arc<dyn Clock>) -> Result<Engine, String> {
+        let workers = config.workers.max(1);
+        let counters = Arc::new(EngineCounters::default());
+        let mut senders = Vec::with_capacity(workers);
+        let mut receivers = Vec::with_capacity(workers);
+        for _ in 0..workers {
+            let (sender, receiver) = crossbeam_channel::bounded(WORKER_QUEUE);
+            senders.push(sender);
+            receivers.push(Some(receiver));
+        }
+        let receivers = Arc::new(Mutex::new(receivers));
+        let (thread_tx, thread_rx) = std::sync::mpsc::channel();
+        let worker_counters = counters.clone();
+        let mut timely_config = timely::Config::process(workers);
+        differential_dataflow::configure(
+            &mut timely_config.worker,
+            &differential_dataflow::Config::default().idle_merge_effort(Some(1000)),
+        );
+        let guards = timely::execute(timely_config, move |worker| {
+            let index = worker.index();
+            let receiver = receivers.lock()[index]
+                .take()
+                .expect("each worker index takes its command channel exactly once");
+            let _ = thread_tx.send((index, std::thread::current()));
+            event_loop::run(worker, receiver, &worker_counters);
+        })?;
+        let mut threads = vec![None; workers];
+        for _ in 0..workers {
+            let (index, thread) = thread_rx
+                .recv()
+                .map_err(|_| "a timely worker ended before it started".to_string())?;
+            threads[index] = Some(thread);
+        }
+        let threads: Vec<_> = threads.into_iter().flatten().collect();
+        let (requests, inbox) = flume::bounded(CONTROLLER_QUEUE);
+        let controller = Controller::new(
+            senders,
+            threads,
+            clock,
+            config.retention,
+            config.tick_interval,
+        );
+        let controller_thread = std::thread::Builder::new()
+            .name("eddy-controller".into())
+            .spawn(move || controller.run(inbox))
+            .map_err(|e| format!("cannot start the controller thread: {e}"))?;
+        let timely_thread = std::thread::Builder::new()
+            .name("eddy-timely-join".into())
+            .spawn(move || drop(guards))
+            .map_err(|e| format!("cannot start the worker join thread: {e}"))?;
+        Ok(Engine {
+            requests,
+            workers,
+            counters,
+            threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The engine's own counters.
+    pub fn counters(&self) -> &EngineCounters {
+        &self.counters
+    }
+
+    /// Hands records to the engine. Once this returns, any later query sees them.
+    pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<(), EngineStopped> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.requests
+            .send_async(Request::Ingest(records))
+            .await
+            .map_err(|_| EngineStopped)
+    }
+
+    /// Runs a List on every worker and returns their partial answers.
+    pub async fn list(&self, query: ListQuery) -> Result<Vec<ListPartial>, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::List(Arc::new(query), reply)).await?;
+        self.gather(answers).await
+    }
+
+    /// Runs a FilterHints on every worker and returns their distinct value ids.
+    pub async fn hints(&self, query: HintsQuery) -> Result<Vec<Vec<u32>>, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Hints(Arc::new(query), reply)).await?;
+        self.gather(answers).await
+    }
+
+    /// Waits until everything handed to the engine so far, and any retention change it
+    /// caused, is reflected in every view.
+    pub async fn sync(&self) -> Result<(), EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Sync(reply)).await?;
+        self.gather(answers).await.map(drop)
+    }
+
+    async fn send(&self, request: Request) -> Result<(), EngineStopped> {
+        self.requests
+            .send_async(request)
+            .await
+            .map_err(|_| EngineStopped)
+    }
+
+    async fn gather<T>(&self, mut answers: mpsc::Receiver<T>) -> Result<Vec<T>, EngineStopped> {
+        let mut parts = Vec::with_capacity(self.workers);
+        while parts.len() < self.workers {
+            parts.push(answers.recv().await.ok_or(EngineStopped)?);
+        }
+        Ok(parts)
+    }
+
+    /// How many records reached a worker after leaving retention.
+    pub fn dropped_below_floor(&self) -> u64 {
+        self.counters.dropped_below_floor.load(Ordering::Relaxed)
+    }
+
+    /// Stops the engine once every other handle is dropped: closes the request channel and
+    /// waits for the controller and the workers to finish what they were sent.
+    pub fn shutdown(self) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        drop(self);
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! One timely worker: builds the views, then loops over controller commands and dataflow
+//! steps. Queries wait until the views reflect their tick, then read this worker's shard.
+//!
+//! State: the input session, the view traces, the commands waiting for the frontier, and the
+//! retention floor. The loop never blocks on tokio; it parks only when idle, and the controller
+//! unparks it after every send.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, TryRecvError};
+use differential_dataflow::input::{Input, InputSession};
+use eddy_dataflows::model::{Bucket, FlowRow, Stats, Tick};
+use eddy_dataflows::queries::{expire, hints, list};
+use eddy_dataflows::views::Views;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::worker::Worker;
+
+use crate::worker::protocol::Command;
+use crate::worker::EngineCounters;
+
+/// How long an idle worker parks before looking at its channel again.
+const IDLE_PARK: Duration = Duration::from_millis(20);
+
+/// Runs one worker until the controller hangs up.
+pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCounters) {
+    let probe = ProbeHandle::new();
+    let (mut input, mut views): (InputSession<Tick, FlowRow, Stats>, Views) =
+        worker.dataflow(|scope| {
+            let (input, rows) = scope.new_collection();
+            (input, Views::build(rows, &probe))
+        });
+    let mut waiting: VecDeque<Command> = VecDeque::new();
+    let mut floor = Bucket::MIN;
+    let mut compacted_to: Tick = 0;
+    // The tick at which the latest retention retraction was inserted: commands queued after an
+    // expiry wait for it too, so no answer shows data that had already left retention.
+    let mut retracted_at: Tick = 0;
+    loop {
+        loop {
+            match commands.try_recv() {
+                Ok(Command::Ingest(records)) => {
+                    for record in records.iter() {
+                        if record.bucket >= floor {
+                            input.update((record.key, record.bucket, record.labels), record.stats);
+                        } else {
+                            counters
+                                .dropped_below_floor
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                Ok(Command::Advance(tick)) => {
+                    if tick > *input.time() {
+                        input.advance_to(tick);
+                        input.flush();
+                    }
+                }
+                Ok(Command::Expire {
+                    as_of,
+                    floor: new_floor,
+                }) => {
+                    floor = floor.max(new_floor);
+                    waiting.push_back(Command::Expire {
+                        as_of,
+                        floor: new_floor,
+                    });
+                }
+                Ok(command) => waiting.push_back(command),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
+            }
+        }
+        worker.step_or_park(Some(IDLE_PARK));
+        while let Some(command) = waiting.front() {
+            if probe.less_than(&(as_of(command).max(retracted_at) + 1)) {
+                break;
+            }
+            let Some(command) = waiting.pop_front() else {
+                break;
+            };
+            if answer(command, &mut views, &mut input) {
+                retracted_at = *input.time();
+            }
+        }
+        if let Some(frontier) = probe.with_frontier(|frontier| frontier.first().copied()) {
+            if frontier > compacted_to {
+                views.compact_to(frontier);
+                compacted_to = frontier;
+            }
+        }
+    }
+}
+
+fn as_of(command: &Command) -> Tick {
+    match command {
+        Command::List { as_of, .. }
+        | Command::Hints { as_of, .. }
+        | Command::Expire { as_of, .. }
+        | Command::Sync { as_of, .. } => *as_of,
+        Command::Ingest(_) | Command::Advance(_) => 0,
+    }
+}
+
+/// Executes a command whose tick is reflected; returns whether it inserted a retraction.
+fn answer(
+    command: Command,
+    views: &mut Views,
+    input: &mut InputSession<Tick, FlowRow, Stats>,
+) -> bool {
+    match command {
+        Command::List { query, reply, .. } => {
+            let partial = list::list(&mut views.flows, &mut views.labels, &query);
+            // The reply channel has room for every worker; a closed one means the caller left.
+            let _ = reply.try_send(partial);
+            false
+        }
+        Command::Hints { query, reply, .. } => {
+            let values = hints::hints(&mut views.flows, &mut views.hints, &query);
+            let _ = reply.try_send(values);
+            false
+        }
+        Command::Expire { floor, .. } => {
+            for (row, diff) in expire::expired(&mut views.flows, &mut views.labels, floor) {
+                input.update(row, diff);
+            }
+            true
+        }
+        Command::Sync { reply, .. } => {
+            let _ = reply.try_send(());
+            false
+        }
+        Command::Ingest(_) | Command::Advance(_) => false,
+    }
+}

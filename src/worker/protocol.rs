@@ -1,0 +1,64 @@
+//! The only types that cross between tokio and the timely workers.
+//!
+//! The controller thread is the single sender of [`Command`]s, so every worker sees the
+//! broadcast commands in the same order. Data (`Ingest`) goes to one worker; everything else
+//! goes to every worker. Replies travel on tokio channels, which a worker fills without
+//! blocking (each reply channel has room for one message per worker).
+
+use std::sync::Arc;
+
+use eddy_dataflows::model::{Bucket, FlowRecord, Tick};
+use eddy_dataflows::queries::hints::HintsQuery;
+use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use tokio::sync::mpsc;
+
+/// Where a worker sends its part of an answer. Sized to hold one message per worker.
+pub type Reply<T> = mpsc::Sender<T>;
+
+/// A command from the controller to a worker.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Insert these records at the worker's current tick. Sent to one worker. Nothing comes
+    /// back; records for buckets below the worker's retention floor are dropped.
+    Ingest(Arc<Vec<FlowRecord>>),
+    /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
+    /// increasing order. Nothing comes back.
+    Advance(Tick),
+    /// Answer a List once every tick up to `as_of` is reflected in the views. Broadcast; each
+    /// worker sends exactly one [`ListPartial`] on `reply`.
+    List {
+        /// The last closed tick the answer must include.
+        as_of: Tick,
+        /// The validated query.
+        query: Arc<ListQuery>,
+        /// Where the partial answer goes.
+        reply: Reply<ListPartial>,
+    },
+    /// Answer a FilterHints once every tick up to `as_of` is reflected. Broadcast; each worker
+    /// sends exactly one list of distinct value ids, ascending, on `reply`.
+    Hints {
+        /// The last closed tick the answer must include.
+        as_of: Tick,
+        /// The validated query.
+        query: Arc<HintsQuery>,
+        /// Where the partial answer goes.
+        reply: Reply<Vec<u32>>,
+    },
+    /// Retention moved (SPEC §2.3): from now on drop records for buckets below `floor`, and
+    /// once every tick up to `as_of` is reflected, retract everything held below `floor`.
+    /// Broadcast. Nothing comes back.
+    Expire {
+        /// The last closed tick whose data must be retracted.
+        as_of: Tick,
+        /// The oldest retained bucket.
+        floor: Bucket,
+    },
+    /// A barrier: reply once every tick up to `as_of` is reflected. Broadcast; each worker
+    /// sends one `()` on `reply`.
+    Sync {
+        /// The last closed tick that must be reflected.
+        as_of: Tick,
+        /// Where the acknowledgement goes.
+        reply: Reply<()>,
+    },
+}
