@@ -5,9 +5,14 @@
 //! frontend that validates, canonicalises and interns flow updates, and the bridge between
 //! tokio and the timely workers. The views themselves live in `eddy-dataflows`.
 
+pub mod api;
 pub mod catalog;
+pub mod config;
+pub mod demo;
 pub mod ingest;
 pub mod intern;
 pub mod proto;
 pub mod retention;
+pub mod server;
+pub mod state;
 pub mod worker;

@@ -155,7 +155,7 @@ impl TopRows {
         if let Some(limit) = self.limit {
             self.truncate(limit);
         }
-        self.rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+        self.rows.sort_unstable_by_key(|row| row.order);
         self.rows
     }
 }
@@ -257,7 +257,7 @@ fn attach_labels(labels: &mut LabelsTrace, rows: &mut [ListRow]) {
 pub fn merge(partials: Vec<ListPartial>, page: usize, page_size: usize) -> (Vec<ListRow>, u64) {
     let total = partials.iter().map(|p| p.total).sum();
     let mut rows: Vec<ListRow> = partials.into_iter().flat_map(|p| p.rows).collect();
-    rows.sort_unstable_by(|a, b| a.order.cmp(&b.order));
+    rows.sort_unstable_by_key(|row| row.order);
     if page_size == 0 {
         return (rows, total);
     }

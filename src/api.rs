@@ -1,0 +1,9 @@
+//! The gRPC services, one file each, plus the conversions and the error mapping they share.
+
+pub mod collector;
+pub mod convert;
+pub mod filter;
+pub mod flows;
+pub mod statistics;
+pub mod status;
+pub mod timerange;

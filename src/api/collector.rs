@@ -1,0 +1,128 @@
+//! The `FlowCollector` service: `Connect` (SPEC §9).
+//!
+//! Each connection runs one task that reads whatever updates are already buffered (up to
+//! [`MAX_BATCH`]), prepares them, hands the batch to the engine, and only then sends one
+//! receipt per update, in order. When the engine is behind, `ingest` waits, the task stops
+//! reading, and HTTP/2 flow control slows the sender: nothing receipted is ever dropped.
+
+use std::pin::Pin;
+
+use futures::{FutureExt, Stream};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::ingest::dedup::{fingerprint, ConnectionDedup};
+use crate::ingest::{prepare, SkipReason};
+use crate::proto::flow_collector_server::FlowCollector;
+use crate::proto::{FlowReceipt, FlowUpdate};
+use crate::state::ServerState;
+
+/// The most updates handed to the engine in one batch.
+pub const MAX_BATCH: usize = 1024;
+/// Receipts that may wait for the client to read them before the connection stops reading.
+pub const RECEIPT_BUFFER: usize = 4096;
+
+/// The `FlowCollector` service.
+#[derive(Clone)]
+pub struct CollectorService {
+    state: ServerState,
+}
+
+impl CollectorService {
+    /// A service over `state`.
+    pub fn new(state: ServerState) -> Self {
+        CollectorService { state }
+    }
+}
+
+/// Reads the updates already waiting on `inbound`, at most `MAX_BATCH`, after `first`.
+/// Returns the batch and whether the stream ended (or failed) while reading.
+fn drain_ready(first: FlowUpdate, inbound: &mut Streaming<FlowUpdate>) -> (Vec<FlowUpdate>, bool) {
+    let mut batch = vec![first];
+    while batch.len() < MAX_BATCH {
+        match inbound.message().now_or_never() {
+            Some(Ok(Some(update))) => batch.push(update),
+            Some(Ok(None)) | Some(Err(_)) => return (batch, true),
+            None => break,
+        }
+    }
+    (batch, false)
+}
+
+async fn serve_connection(
+    state: ServerState,
+    dedup: ConnectionDedup,
+    mut inbound: Streaming<FlowUpdate>,
+    receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
+) {
+    loop {
+        let first = match inbound.message().await {
+            Ok(Some(update)) => update,
+            Ok(None) => return,
+            Err(status) => {
+                tracing::debug!(%status, "flow collector stream ended with an error");
+                return;
+            }
+        };
+        let (batch, ended) = drain_ready(first, &mut inbound);
+        let now = state.now();
+        state.ingest.received(batch.len() as u64);
+        let mut records = Vec::with_capacity(batch.len());
+        for update in &batch {
+            let prepared =
+                prepare(update, &state.catalog, &state.retention, now).and_then(|record| {
+                    let flow = update.flow.as_ref();
+                    let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));
+                    if state
+                        .dedup
+                        .is_duplicate(&dedup, fingerprint(&record, start, end), now)
+                    {
+                        Err(SkipReason::Duplicate)
+                    } else {
+                        Ok(record)
+                    }
+                });
+            match prepared {
+                Ok(record) => records.push(record),
+                Err(reason) => state.ingest.skipped(reason, now),
+            }
+        }
+        state.ingest.stored(records.len() as u64);
+        if let Err(stopped) = state.engine.ingest(records).await {
+            let _ = receipts
+                .send(Err(Status::unavailable(stopped.to_string())))
+                .await;
+            return;
+        }
+        for _ in 0..batch.len() {
+            if receipts.send(Ok(FlowReceipt {})).await.is_err() {
+                return;
+            }
+        }
+        if ended {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl FlowCollector for CollectorService {
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<FlowReceipt, Status>> + Send + 'static>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<FlowUpdate>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        let dedup = self.state.dedup.for_connection(peer, self.state.now());
+        let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER);
+        tokio::spawn(serve_connection(
+            self.state.clone(),
+            dedup,
+            request.into_inner(),
+            receipts,
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}

@@ -1,0 +1,213 @@
+//! The `Flows` service: List (SPEC §4) and FilterHints (SPEC §6). Stream (SPEC §7) answers
+//! `UNIMPLEMENTED` until live streams are built.
+
+use std::pin::Pin;
+
+use eddy_dataflows::queries::hints::HintsQuery;
+use eddy_dataflows::queries::list::{self, ListQuery, SortField};
+use eddy_dataflows::views::hints::HintField;
+use futures::Stream;
+use tonic::{Request, Response, Status};
+
+use crate::api::convert::{self, PolicyField};
+use crate::api::filter;
+use crate::api::status::ApiError;
+use crate::api::timerange::bucket_range;
+use crate::proto::flows_server::Flows;
+use crate::proto::{
+    FilterHint, FilterHintsRequest, FilterHintsResult, FilterType, FlowListRequest, FlowListResult,
+    FlowResult, FlowStreamRequest, SortBy,
+};
+use crate::state::ServerState;
+
+/// The `Flows` service.
+#[derive(Clone)]
+pub struct FlowsService {
+    state: ServerState,
+}
+
+impl FlowsService {
+    /// A service over `state`.
+    pub fn new(state: ServerState) -> Self {
+        FlowsService { state }
+    }
+}
+
+/// Checks `page` and `page_size` (SPEC §4.1) and returns them as sizes.
+fn paging(page: i64, page_size: i64) -> Result<(usize, usize), ApiError> {
+    if page < 0 {
+        return Err(ApiError::invalid("page", "must not be negative"));
+    }
+    if page_size < 0 {
+        return Err(ApiError::invalid("page_size", "must not be negative"));
+    }
+    let page = usize::try_from(page).map_err(|_| ApiError::invalid("page", "is too large"))?;
+    let size =
+        usize::try_from(page_size).map_err(|_| ApiError::invalid("page_size", "is too large"))?;
+    Ok((page, size))
+}
+
+fn sort_fields(request: &FlowListRequest) -> Result<Vec<SortField>, ApiError> {
+    let mut fields = Vec::new();
+    for option in &request.sort_by {
+        let field = match SortBy::try_from(option.sort_by) {
+            Ok(SortBy::Time) => SortField::Time,
+            Ok(SortBy::DestName) => SortField::DestName,
+            Ok(SortBy::DestNamespace) => SortField::DestNamespace,
+            Ok(SortBy::DestType) => SortField::DestType,
+            Ok(SortBy::SourceName) => SortField::SourceName,
+            Ok(SortBy::SourceNamespace) => SortField::SourceNamespace,
+            Ok(SortBy::SourceType) => SortField::SourceType,
+            Err(_) => {
+                return Err(ApiError::invalid(
+                    "sort_by",
+                    format!("unknown sort option {}", option.sort_by),
+                ))
+            }
+        };
+        if !fields.contains(&field) {
+            fields.push(field);
+        }
+    }
+    if fields.is_empty() {
+        fields.push(SortField::Time);
+    }
+    Ok(fields)
+}
+
+impl FlowsService {
+    async fn list(&self, request: FlowListRequest) -> Result<FlowListResult, ApiError> {
+        let state = &self.state;
+        let now = state.now();
+        let range = bucket_range(
+            request.start_time_gte,
+            request.start_time_lt,
+            now,
+            &state.retention,
+        )?;
+        let (page, page_size) = paging(request.page, request.page_size)?;
+        let window = state.retention.window;
+        let interval = request.aggregation_interval;
+        if interval != 0 && (interval < 0 || interval % window != 0) {
+            return Err(ApiError::invalid(
+                "aggregation_interval",
+                format!("must be 0 or a positive multiple of the {window}s window"),
+            ));
+        }
+        let sort = sort_fields(&request)?;
+        let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
+        let limit = (page_size > 0).then(|| page.saturating_add(1).saturating_mul(page_size));
+        let query = ListQuery {
+            range,
+            window,
+            interval,
+            filter,
+            sort,
+            limit,
+            name_ranks: state.catalog.symbols.ranks(),
+        };
+        let partials = state.engine.list(query).await?;
+        let (rows, total) = list::merge(partials, page, page_size);
+        Ok(FlowListResult {
+            meta: Some(convert::list_metadata(total, request.page_size)),
+            flows: rows
+                .iter()
+                .map(|row| convert::flow_result(row, &state.catalog))
+                .collect(),
+        })
+    }
+
+    async fn filter_hints(
+        &self,
+        request: FilterHintsRequest,
+    ) -> Result<FilterHintsResult, ApiError> {
+        let state = &self.state;
+        let (field, policy_field) = match FilterType::try_from(request.r#type) {
+            Ok(FilterType::DestName) => (HintField::DestName, None),
+            Ok(FilterType::SourceName) => (HintField::SourceName, None),
+            Ok(FilterType::DestNamespace) => (HintField::DestNamespace, None),
+            Ok(FilterType::SourceNamespace) => (HintField::SourceNamespace, None),
+            Ok(FilterType::PolicyTier) => (HintField::Trace, Some(PolicyField::Tier)),
+            Ok(FilterType::PolicyName) => (HintField::Trace, Some(PolicyField::Name)),
+            Ok(FilterType::PolicyKind) => (HintField::Trace, Some(PolicyField::Kind)),
+            Ok(FilterType::PolicyNamespace) => (HintField::Trace, Some(PolicyField::Namespace)),
+            Ok(FilterType::Unspecified) | Err(_) => {
+                return Err(ApiError::invalid(
+                    "type",
+                    format!("unknown or unspecified filter type {}", request.r#type),
+                ))
+            }
+        };
+        let range = bucket_range(
+            request.start_time_gte,
+            request.start_time_lt,
+            state.now(),
+            &state.retention,
+        )?;
+        let (page, page_size) = paging(request.page, request.page_size)?;
+        let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
+        let partials = state
+            .engine
+            .hints(HintsQuery {
+                range,
+                field,
+                filter,
+            })
+            .await?;
+        let ids = partials.into_iter().flatten();
+        let mut values: Vec<String> = match policy_field {
+            None => ids.map(|id| state.catalog.symbols.resolve(id)).collect(),
+            Some(policy_field) => ids
+                .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
+                .collect(),
+        };
+        values.retain(|value| !value.is_empty());
+        values.sort_unstable();
+        values.dedup();
+        let total = values.len() as u64;
+        let hints = if page_size == 0 {
+            values
+        } else {
+            values
+                .into_iter()
+                .skip(page.saturating_mul(page_size))
+                .take(page_size)
+                .collect()
+        };
+        Ok(FilterHintsResult {
+            meta: Some(convert::list_metadata(total, request.page_size)),
+            hints: hints
+                .into_iter()
+                .map(|value| FilterHint { value })
+                .collect(),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Flows for FlowsService {
+    async fn list(
+        &self,
+        request: Request<FlowListRequest>,
+    ) -> Result<Response<FlowListResult>, Status> {
+        Ok(Response::new(self.list(request.into_inner()).await?))
+    }
+
+    type StreamStream = Pin<Box<dyn Stream<Item = Result<FlowResult, Status>> + Send + 'static>>;
+
+    async fn stream(
+        &self,
+        _request: Request<FlowStreamRequest>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        Err(Status::unimplemented("Flows.Stream is not available yet"))
+    }
+
+    async fn filter_hints(
+        &self,
+        request: Request<FilterHintsRequest>,
+    ) -> Result<Response<FilterHintsResult>, Status> {
+        Ok(Response::new(
+            self.filter_hints(request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,34 @@
+//! What every gRPC service shares: the engine handle, the catalog, the clock and the counters.
+
+use std::sync::Arc;
+
+use crate::catalog::Catalog;
+use crate::ingest::dedup::Deduplicator;
+use crate::ingest::IngestCounters;
+use crate::retention::Retention;
+use crate::worker::clock::Clock;
+use crate::worker::Engine;
+
+/// The state behind the services. Cheap to clone.
+#[derive(Clone)]
+pub struct ServerState {
+    /// The dataflow engine.
+    pub engine: Engine,
+    /// Interned strings, label sets and traces.
+    pub catalog: Arc<Catalog>,
+    /// Window and retention.
+    pub retention: Retention,
+    /// The wall clock.
+    pub clock: Arc<dyn Clock>,
+    /// Ingest counters.
+    pub ingest: Arc<IngestCounters>,
+    /// Replay de-duplication.
+    pub dedup: Arc<Deduplicator>,
+}
+
+impl ServerState {
+    /// The current time in whole Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
+    }
+}
