@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use prost::Message;
 
 use crate::intern::{InternTable, InternerFull, Symbols};
@@ -37,6 +38,8 @@ pub struct Catalog {
     pub label_sets: InternTable<Vec<String>>,
     /// Canonical policy traces, by their protobuf encoding.
     pub traces: InternTable<Arc<[u8]>>,
+    /// Traces interned but not yet handed to the engine (bounded by the trace table).
+    new_traces: Mutex<Vec<u32>>,
 }
 
 impl Catalog {
@@ -46,21 +49,31 @@ impl Catalog {
             symbols: Symbols::new(limits.strings),
             label_sets: InternTable::new(limits.label_sets.max(1)),
             traces: InternTable::new(limits.traces.max(1)),
+            new_traces: Mutex::new(Vec::new()),
         };
         catalog
             .label_sets
             .intern(&[][..])
             .expect("an empty table has room for the empty label set");
         catalog
-            .traces
-            .intern(&[][..])
+            .intern_trace(&[][..])
             .expect("an empty table has room for the empty trace");
         catalog
     }
 
-    /// The id of a canonical trace's encoding.
+    /// The id of a canonical trace's encoding. A trace seen for the first time is queued
+    /// until [`Catalog::take_new_traces`] hands it to the engine.
     pub fn intern_trace(&self, encoded: &[u8]) -> Result<u32, InternerFull> {
-        self.traces.intern(encoded)
+        let (id, new) = self.traces.intern_noting_new(encoded)?;
+        if new {
+            self.new_traces.lock().push(id);
+        }
+        Ok(id)
+    }
+
+    /// The traces first seen since the last call, in the order they were seen.
+    pub fn take_new_traces(&self) -> Vec<u32> {
+        std::mem::take(&mut *self.new_traces.lock())
     }
 
     /// The canonical trace behind `id` (empty for an unknown id).

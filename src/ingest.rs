@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod counters;
 pub mod dedup;
+pub mod policy_rules;
 
 use eddy_dataflows::model::{FlowKey, FlowRecord, Stats};
 

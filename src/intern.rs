@@ -50,12 +50,21 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
         K: Borrow<Q> + for<'a> From<&'a Q>,
         Q: Hash + Eq + ?Sized,
     {
+        self.intern_noting_new(value).map(|(id, _)| id)
+    }
+
+    /// The id of `value`, adding it if it is new, and whether this call added it.
+    pub fn intern_noting_new<Q>(&self, value: &Q) -> Result<(u32, bool), InternerFull>
+    where
+        K: Borrow<Q> + for<'a> From<&'a Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         if let Some(id) = self.table.read().ids.get(value) {
-            return Ok(*id);
+            return Ok((*id, false));
         }
         let mut table = self.table.write();
         if let Some(id) = table.ids.get(value) {
-            return Ok(*id);
+            return Ok((*id, false));
         }
         if table.values.len() >= self.limit {
             return Err(InternerFull { limit: self.limit });
@@ -65,7 +74,7 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
         let owned = K::from(value);
         table.values.push(owned.clone());
         table.ids.insert(owned, id);
-        Ok(id)
+        Ok((id, true))
     }
 
     /// The id of `value`, if it was ever interned.

@@ -100,7 +100,8 @@ pub async fn serve(
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
         .add_service(
-            StatisticsServer::new(StatisticsService).max_decoding_message_size(MAX_DECODED_MESSAGE),
+            StatisticsServer::new(StatisticsService::new(state.clone()))
+                .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

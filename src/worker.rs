@@ -17,15 +17,16 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use eddy_dataflows::model::FlowRecord;
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::controller::{Controller, Request};
+use crate::worker::protocol::IngestBatch;
 
 /// How many commands may wait in one worker's channel.
 pub const WORKER_QUEUE: usize = 256;
@@ -135,15 +136,19 @@ impl Engine {
         &self.counters
     }
 
-    /// Hands records to the engine. Once this returns, any later query sees them.
-    pub async fn ingest(&self, records: Vec<FlowRecord>) -> Result<(), EngineStopped> {
-        if records.is_empty() {
+    /// Hands a batch to the engine. Once this returns, any later query sees it.
+    pub async fn ingest(&self, batch: IngestBatch) -> Result<(), EngineStopped> {
+        if batch.records.is_empty() && batch.trace_rules.is_empty() {
             return Ok(());
         }
-        self.requests
-            .send_async(Request::Ingest(records))
-            .await
-            .map_err(|_| EngineStopped)
+        self.send(Request::Ingest(batch)).await
+    }
+
+    /// Runs a Statistics on every worker and returns their rows.
+    pub async fn stats(&self, query: StatsQuery) -> Result<Vec<Vec<StatsRow>>, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Stats(Arc::new(query), reply)).await?;
+        self.gather(answers).await
     }
 
     /// Runs a List on every worker and returns their partial answers.

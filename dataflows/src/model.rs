@@ -172,6 +172,78 @@ impl Multiply<Stats> for isize {
     }
 }
 
+/// Scales counters by a count: how a flow's counters reach every policy rule it hit.
+impl Multiply<isize> for Stats {
+    type Output = Stats;
+    fn multiply(self, rhs: &isize) -> Stats {
+        let factor = *rhs as i64;
+        Stats {
+            records: self.records.wrapping_mul(factor),
+            packets_in: self.packets_in.wrapping_mul(factor),
+            packets_out: self.packets_out.wrapping_mul(factor),
+            bytes_in: self.bytes_in.wrapping_mul(factor),
+            bytes_out: self.bytes_out.wrapping_mul(factor),
+            connections_started: self.connections_started.wrapping_mul(factor),
+            connections_completed: self.connections_completed.wrapping_mul(factor),
+            connections_live: self.connections_live.wrapping_mul(factor),
+        }
+    }
+}
+
+/// Whether a statistics row describes a whole policy or one of its rules (SPEC §8.5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum StatLevel {
+    /// One row per (policy, action): rule index 0.
+    Policy,
+    /// One row per (policy, action, rule index).
+    Rule,
+}
+
+/// A policy (kind, tier, namespace, name) with an action and rule index, at a level; what a
+/// canonical trace contributes to, each distinct one once per flow (SPEC §8.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PolicyRule {
+    /// Policy kind (enum number).
+    pub kind: i32,
+    /// Policy tier.
+    pub tier: Sym,
+    /// Policy namespace.
+    pub namespace: Sym,
+    /// Policy name.
+    pub name: Sym,
+    /// The hit's action (enum number).
+    pub action: i32,
+    /// The rule index (0 at the policy level).
+    pub rule_index: i64,
+    /// Policy or rule level.
+    pub level: StatLevel,
+}
+
+/// The reporter number meaning "source" (SPEC §8.3: such flows are egress).
+pub const REPORTER_SRC: i32 = 1;
+/// The rule direction number for ingress.
+pub const DIRECTION_INGRESS: i32 = 1;
+/// The rule direction number for egress.
+pub const DIRECTION_EGRESS: i32 = 2;
+
+/// The direction of a flow's hits, from its reporter (SPEC §8.3).
+pub fn direction_of(reporter: i32) -> i32 {
+    if reporter == REPORTER_SRC {
+        DIRECTION_EGRESS
+    } else {
+        DIRECTION_INGRESS
+    }
+}
+
+/// The key of the policy statistics view: a rule and the direction of the flows that hit it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct StatKey {
+    /// The policy rule.
+    pub rule: PolicyRule,
+    /// Ingress or egress.
+    pub direction: i32,
+}
+
 /// One validated, interned flow update, as the frontend hands it to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FlowRecord {

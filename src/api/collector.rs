@@ -13,10 +13,11 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{prepare, SkipReason};
+use crate::ingest::{policy_rules, prepare, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
+use crate::worker::protocol::IngestBatch;
 
 /// The most updates handed to the engine in one batch.
 pub const MAX_BATCH: usize = 1024;
@@ -89,7 +90,13 @@ async fn serve_connection(
             }
         }
         state.ingest.stored(records.len() as u64);
-        if let Err(stopped) = state.engine.ingest(records).await {
+        let trace_rules =
+            policy_rules::trace_rules(&state.catalog.take_new_traces(), &state.catalog);
+        let handed = IngestBatch {
+            records,
+            trace_rules,
+        };
+        if let Err(stopped) = state.engine.ingest(handed).await {
             let _ = receipts
                 .send(Err(Status::unavailable(stopped.to_string())))
                 .await;

@@ -1,17 +1,183 @@
-//! The `Statistics` service (SPEC §8): answers `UNIMPLEMENTED` until per-policy statistics
-//! are built.
+//! The `Statistics` service (SPEC §8): per-policy and per-rule counters from the policy
+//! statistics view, grouped, ordered and laid on one shared time axis here.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 
+use eddy_dataflows::filter::IdSet;
+use eddy_dataflows::model::{StatKey, StatLevel, Stats, DIRECTION_INGRESS};
+use eddy_dataflows::queries::stats::StatsQuery;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use crate::api::status::ApiError;
+use crate::api::timerange::bucket_range;
+use crate::catalog::Catalog;
 use crate::proto::statistics_server::Statistics;
-use crate::proto::{StatisticsRequest, StatisticsResult};
+use crate::proto::{
+    Action, PolicyHit, StatisticType, StatisticsGroupBy, StatisticsRequest, StatisticsResult,
+};
+use crate::state::ServerState;
 
 /// The `Statistics` service.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct StatisticsService;
+#[derive(Clone)]
+pub struct StatisticsService {
+    state: ServerState,
+}
+
+impl StatisticsService {
+    /// A service over `state`.
+    pub fn new(state: ServerState) -> Self {
+        StatisticsService { state }
+    }
+}
+
+/// The id set for an exact policy field: `None` for the wildcard "".
+fn exact(value: &str, catalog: &Catalog) -> Option<IdSet> {
+    (!value.is_empty()).then(|| IdSet::new(catalog.symbols.lookup(value).into_iter().collect()))
+}
+
+/// One result being assembled: its identity and its six columns.
+struct Group {
+    policy: PolicyHit,
+    direction: i32,
+    columns: [Vec<i64>; 6],
+}
+
+/// The (in, out) values a row adds for the requested statistic (SPEC §8.4).
+fn values(kind: StatisticType, key: &StatKey, stats: &Stats) -> (i64, i64) {
+    match kind {
+        StatisticType::PacketCount => (stats.packets_in, stats.packets_out),
+        StatisticType::ByteCount => (stats.bytes_in, stats.bytes_out),
+        StatisticType::LiveConnectionCount if key.direction == DIRECTION_INGRESS => {
+            (stats.connections_live, 0)
+        }
+        StatisticType::LiveConnectionCount => (0, stats.connections_live),
+    }
+}
+
+/// Which pair of columns an action fills: allowed, denied, passed; others add nothing.
+fn column_pair(action: i32) -> Option<usize> {
+    match Action::try_from(action) {
+        Ok(Action::Allow) => Some(0),
+        Ok(Action::Deny) => Some(2),
+        Ok(Action::Pass) => Some(4),
+        _ => None,
+    }
+}
+
+impl StatisticsService {
+    async fn list(&self, request: StatisticsRequest) -> Result<Vec<StatisticsResult>, ApiError> {
+        let state = &self.state;
+        let range = bucket_range(
+            request.start_time_gte,
+            request.start_time_lt,
+            state.now(),
+            &state.retention,
+        )?;
+        let kind = StatisticType::try_from(request.r#type).map_err(|_| {
+            ApiError::invalid("type", format!("unknown statistic type {}", request.r#type))
+        })?;
+        let group_by = StatisticsGroupBy::try_from(request.group_by).map_err(|_| {
+            ApiError::invalid("group_by", format!("unknown group_by {}", request.group_by))
+        })?;
+        let level = match group_by {
+            StatisticsGroupBy::Policy => StatLevel::Policy,
+            StatisticsGroupBy::PolicyRule => StatLevel::Rule,
+        };
+        let wanted = request.policy_match.clone().unwrap_or_default();
+        let catalog = &state.catalog;
+        let query = StatsQuery {
+            range,
+            level,
+            kind: (wanted.kind != 0).then_some(wanted.kind),
+            tiers: exact(&wanted.tier, catalog),
+            namespaces: exact(&wanted.namespace, catalog),
+            names: exact(&wanted.name, catalog),
+            action: (wanted.action != 0).then_some(wanted.action),
+            per_bucket: request.time_series,
+        };
+        let window = state.retention.window;
+        let first = range.gte + (window - range.gte.rem_euclid(window)) % window;
+        let axis: Vec<i64> = if request.time_series {
+            (0..)
+                .map(|i| first + i * window)
+                .take_while(|bucket| *bucket < range.lt)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let width = axis.len().max(1);
+        let mut groups: BTreeMap<(String, i32, String, String, i32, i64, i32), Group> =
+            BTreeMap::new();
+        for (key, bucket, stats) in state.engine.stats(query).await?.into_iter().flatten() {
+            let Some(pair) = column_pair(key.rule.action) else {
+                continue;
+            };
+            let rule = &key.rule;
+            let policy = PolicyHit {
+                kind: rule.kind,
+                namespace: catalog.symbols.resolve(rule.namespace),
+                name: catalog.symbols.resolve(rule.name),
+                tier: catalog.symbols.resolve(rule.tier),
+                ..Default::default()
+            };
+            let (action, rule_index, direction) = match level {
+                StatLevel::Policy => (0, 0, 0),
+                StatLevel::Rule => (rule.action, rule.rule_index, key.direction),
+            };
+            let order = (
+                policy.tier.clone(),
+                policy.kind,
+                policy.namespace.clone(),
+                policy.name.clone(),
+                action,
+                rule_index,
+                direction,
+            );
+            let group = groups.entry(order).or_insert_with(|| Group {
+                policy: PolicyHit {
+                    action,
+                    rule_index,
+                    ..policy
+                },
+                direction,
+                columns: std::array::from_fn(|_| vec![0; width]),
+            });
+            let slot = if request.time_series {
+                match usize::try_from((bucket - first) / window) {
+                    Ok(slot) if slot < width => slot,
+                    _ => continue,
+                }
+            } else {
+                0
+            };
+            let (inbound, outbound) = values(kind, &key, &stats);
+            group.columns[pair][slot] += inbound;
+            group.columns[pair + 1][slot] += outbound;
+        }
+        Ok(groups
+            .into_values()
+            .map(|group| {
+                let [allowed_in, allowed_out, denied_in, denied_out, passed_in, passed_out] =
+                    group.columns;
+                StatisticsResult {
+                    policy: Some(group.policy),
+                    direction: group.direction,
+                    group_by: group_by as i32,
+                    r#type: kind as i32,
+                    allowed_in,
+                    allowed_out,
+                    denied_in,
+                    denied_out,
+                    passed_in,
+                    passed_out,
+                    x: axis.clone(),
+                }
+            })
+            .collect())
+    }
+}
 
 #[tonic::async_trait]
 impl Statistics for StatisticsService {
@@ -20,10 +186,11 @@ impl Statistics for StatisticsService {
 
     async fn list(
         &self,
-        _request: Request<StatisticsRequest>,
+        request: Request<StatisticsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
-        Err(Status::unimplemented(
-            "Statistics.List is not available yet",
-        ))
+        let results = self.list(request.into_inner()).await?;
+        Ok(Response::new(Box::pin(futures::stream::iter(
+            results.into_iter().map(Ok),
+        ))))
     }
 }

@@ -11,23 +11,26 @@ use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
-use eddy_dataflows::model::{Bucket, FlowRecord, Tick};
+use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::protocol::{Command, Reply};
+use crate::worker::protocol::{Command, IngestBatch, Reply};
 
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
     /// Records to insert; nothing comes back.
-    Ingest(Vec<FlowRecord>),
+    Ingest(IngestBatch),
     /// A List; every worker replies once on `reply`.
     List(Arc<ListQuery>, Reply<ListPartial>),
     /// A FilterHints; every worker replies once on `reply`.
     Hints(Arc<HintsQuery>, Reply<Vec<u32>>),
+    /// A Statistics; every worker replies once on `reply`.
+    Stats(Arc<StatsQuery>, Reply<Vec<StatsRow>>),
     /// A barrier; every worker replies once on `reply` when all earlier requests are reflected.
     Sync(Reply<()>),
 }
@@ -85,10 +88,18 @@ impl Controller {
 
     fn handle(&mut self, request: Request) {
         match request {
-            Request::Ingest(records) => {
+            Request::Ingest(batch) => {
                 let worker = self.next_worker;
                 self.next_worker = (self.next_worker + 1) % self.workers.len();
-                self.send(worker, Command::Ingest(Arc::new(records)));
+                self.send(worker, Command::Ingest(Arc::new(batch)));
+            }
+            Request::Stats(query, reply) => {
+                let as_of = self.close_tick();
+                self.broadcast(Command::Stats {
+                    as_of,
+                    query,
+                    reply,
+                });
             }
             Request::List(query, reply) => {
                 let as_of = self.close_tick();

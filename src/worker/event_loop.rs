@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use differential_dataflow::input::{Input, InputSession};
-use eddy_dataflows::model::{Bucket, FlowRow, Stats, Tick};
-use eddy_dataflows::queries::{expire, hints, list};
-use eddy_dataflows::views::Views;
+use eddy_dataflows::model::{Bucket, FlowRow, PolicyRule, Stats, Tick, TraceId};
+use eddy_dataflows::queries::{expire, hints, list, stats};
+use eddy_dataflows::views::{Inputs, Views};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
@@ -25,11 +25,16 @@ const IDLE_PARK: Duration = Duration::from_millis(20);
 /// Runs one worker until the controller hangs up.
 pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCounters) {
     let probe = ProbeHandle::new();
-    let (mut input, mut views): (InputSession<Tick, FlowRow, Stats>, Views) =
-        worker.dataflow(|scope| {
-            let (input, rows) = scope.new_collection();
-            (input, Views::build(rows, &probe))
-        });
+    let (mut input, mut rules_input, mut views): (
+        InputSession<Tick, FlowRow, Stats>,
+        InputSession<Tick, (TraceId, PolicyRule), isize>,
+        Views,
+    ) = worker.dataflow(|scope| {
+        let (input, rows) = scope.new_collection();
+        let (rules_input, trace_rules) = scope.new_collection();
+        let views = Views::build(Inputs { rows, trace_rules }, &probe);
+        (input, rules_input, views)
+    });
     let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut floor = Bucket::MIN;
     let mut compacted_to: Tick = 0;
@@ -39,8 +44,11 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
     loop {
         loop {
             match commands.try_recv() {
-                Ok(Command::Ingest(records)) => {
-                    for record in records.iter() {
+                Ok(Command::Ingest(batch)) => {
+                    for rule in &batch.trace_rules {
+                        rules_input.insert(*rule);
+                    }
+                    for record in &batch.records {
                         if record.bucket >= floor {
                             input.update((record.key, record.bucket, record.labels), record.stats);
                         } else {
@@ -54,6 +62,8 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
                     if tick > *input.time() {
                         input.advance_to(tick);
                         input.flush();
+                        rules_input.advance_to(tick);
+                        rules_input.flush();
                     }
                 }
                 Ok(Command::Expire {
@@ -96,6 +106,7 @@ fn as_of(command: &Command) -> Tick {
     match command {
         Command::List { as_of, .. }
         | Command::Hints { as_of, .. }
+        | Command::Stats { as_of, .. }
         | Command::Expire { as_of, .. }
         | Command::Sync { as_of, .. } => *as_of,
         Command::Ingest(_) | Command::Advance(_) => 0,
@@ -118,6 +129,11 @@ fn answer(
         Command::Hints { query, reply, .. } => {
             let values = hints::hints(&mut views.flows, &mut views.hints, &query);
             let _ = reply.try_send(values);
+            false
+        }
+        Command::Stats { query, reply, .. } => {
+            let rows = stats::stats(&mut views.policy_stats, &query);
+            let _ = reply.try_send(rows);
             false
         }
         Command::Expire { floor, .. } => {

@@ -7,20 +7,30 @@
 
 use std::sync::Arc;
 
-use eddy_dataflows::model::{Bucket, FlowRecord, Tick};
+use eddy_dataflows::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use tokio::sync::mpsc;
 
 /// Where a worker sends its part of an answer. Sized to hold one message per worker.
 pub type Reply<T> = mpsc::Sender<T>;
+
+/// What one ingest step hands to the engine.
+#[derive(Clone, Debug, Default)]
+pub struct IngestBatch {
+    /// Validated, interned flow updates.
+    pub records: Vec<FlowRecord>,
+    /// The distinct policy rules of traces seen for the first time.
+    pub trace_rules: Vec<(TraceId, PolicyRule)>,
+}
 
 /// A command from the controller to a worker.
 #[derive(Clone, Debug)]
 pub enum Command {
     /// Insert these records at the worker's current tick. Sent to one worker. Nothing comes
     /// back; records for buckets below the worker's retention floor are dropped.
-    Ingest(Arc<Vec<FlowRecord>>),
+    Ingest(Arc<IngestBatch>),
     /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
     /// increasing order. Nothing comes back.
     Advance(Tick),
@@ -43,6 +53,16 @@ pub enum Command {
         query: Arc<HintsQuery>,
         /// Where the partial answer goes.
         reply: Reply<Vec<u32>>,
+    },
+    /// Answer a Statistics once every tick up to `as_of` is reflected. Broadcast; each worker
+    /// sends exactly one list of rows on `reply`.
+    Stats {
+        /// The last closed tick the answer must include.
+        as_of: Tick,
+        /// The validated query.
+        query: Arc<StatsQuery>,
+        /// Where the partial answer goes.
+        reply: Reply<Vec<StatsRow>>,
     },
     /// Retention moved (SPEC §2.3): from now on drop records for buckets below `floor`, and
     /// once every tick up to `as_of` is reflected, retract everything held below `floor`.
