@@ -84,10 +84,17 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// The ids of every trace for which `predicate` holds.
-    pub fn traces_where(&self, mut predicate: impl FnMut(&PolicyTrace) -> bool) -> Vec<u32> {
-        self.traces
-            .ids_where(|bytes| PolicyTrace::decode(&bytes[..]).is_ok_and(|trace| predicate(&trace)))
+    /// Calls `visit` with every trace whose id is at least `from`, in id order, and returns
+    /// the number of traces examined so far (the next `from`).
+    pub fn scan_traces_from(&self, from: u32, mut visit: impl FnMut(u32, &PolicyTrace)) -> u32 {
+        self.traces.with_values(|values| {
+            for (id, bytes) in values.iter().enumerate().skip(from as usize) {
+                if let Ok(trace) = PolicyTrace::decode(&bytes[..]) {
+                    visit(id as u32, &trace);
+                }
+            }
+            values.len() as u32
+        })
     }
 
     /// The labels of set `id` (empty for an unknown id).

@@ -96,18 +96,6 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
         read(&self.table.read().values)
     }
 
-    /// The ids of every value for which `predicate` holds.
-    pub fn ids_where(&self, mut predicate: impl FnMut(&K) -> bool) -> Vec<u32> {
-        let table = self.table.read();
-        table
-            .values
-            .iter()
-            .enumerate()
-            .filter(|(_, value)| predicate(value))
-            .map(|(id, _)| id as u32)
-            .collect()
-    }
-
     /// How many values the table holds.
     pub fn len(&self) -> usize {
         self.table.read().values.len()
@@ -157,10 +145,15 @@ impl Symbols {
             .unwrap_or_default()
     }
 
-    /// The ids of every string for which `predicate` holds.
-    pub fn ids_where(&self, predicate: impl FnMut(&str) -> bool) -> Vec<u32> {
-        let mut predicate = predicate;
-        self.table.ids_where(|value| predicate(value))
+    /// Calls `visit` with every string whose id is at least `from`, in id order, and returns
+    /// the number of strings examined so far (the next `from`).
+    pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &str)) -> u32 {
+        self.table.with_values(|values| {
+            for (id, value) in values.iter().enumerate().skip(from as usize) {
+                visit(id as u32, value);
+            }
+            values.len() as u32
+        })
     }
 
     /// How many strings are interned.

@@ -17,11 +17,12 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use eddy_dataflows::model::Bucket;
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
@@ -63,6 +64,7 @@ pub struct Engine {
     requests: flume::Sender<Request>,
     workers: usize,
     counters: Arc<EngineCounters>,
+    epochs: watch::Receiver<Bucket>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -103,12 +105,14 @@ impl Engine {
         }
         let threads: Vec<_> = threads.into_iter().flatten().collect();
         let (requests, inbox) = flume::bounded(CONTROLLER_QUEUE);
+        let (epoch_tx, epochs) = watch::channel(config.retention.bucket_of(clock.now()));
         let controller = Controller::new(
             senders,
             threads,
             clock,
             config.retention,
             config.tick_interval,
+            epoch_tx,
         );
         let controller_thread = std::thread::Builder::new()
             .name("eddy-controller".into())
@@ -122,6 +126,7 @@ impl Engine {
             requests,
             workers,
             counters,
+            epochs,
             threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
         })
     }
@@ -129,6 +134,12 @@ impl Engine {
     /// Number of workers.
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Watches the current bucket: changes at every epoch end, once that epoch's retention
+    /// change has been sent to the workers.
+    pub fn epochs(&self) -> watch::Receiver<Bucket> {
+        self.epochs.clone()
     }
 
     /// The engine's own counters.

@@ -19,6 +19,16 @@ impl IdSet {
         IdSet(ids)
     }
 
+    /// Adds an id larger than every id in the set (catalog ids grow, so a scan in id order
+    /// keeps the set sorted).
+    pub fn push_newest(&mut self, id: u32) {
+        debug_assert!(
+            self.0.last().is_none_or(|last| *last < id),
+            "ids are added in order"
+        );
+        self.0.push(id);
+    }
+
     /// Whether `id` is in the set.
     pub fn contains(&self, id: u32) -> bool {
         self.0.binary_search(&id).is_ok()

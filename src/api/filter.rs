@@ -30,19 +30,6 @@ impl Aliases {
     }
 }
 
-/// A case-insensitive substring test (SPEC §5.3).
-pub fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
-    needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
-}
-
-fn string_matches(stored: &str, wanted: &StringMatch, fuzzy: bool) -> bool {
-    if fuzzy {
-        contains_ignoring_case(stored, &wanted.value)
-    } else {
-        stored == wanted.value
-    }
-}
-
 fn match_type(field: &str, wanted: &StringMatch) -> Result<bool, ApiError> {
     match MatchType::try_from(wanted.r#type) {
         Ok(MatchType::Exact) => Ok(false),
@@ -54,37 +41,53 @@ fn match_type(field: &str, wanted: &StringMatch) -> Result<bool, ApiError> {
     }
 }
 
-fn compile_strings(
-    field: &str,
-    matches: &[StringMatch],
+/// The string matches of one field: a stored value matches if it, or its alias, equals an
+/// exact value or contains a fuzzy one (case-insensitive).
+struct StringMatcher {
+    exact: Vec<String>,
+    fuzzy: Vec<String>,
     aliases: Aliases,
-    catalog: &Catalog,
-) -> Result<Option<IdSet>, ApiError> {
-    if matches.is_empty() {
-        return Ok(None);
-    }
-    let mut exact = Vec::new();
-    let mut fuzzy = Vec::new();
-    for wanted in matches {
-        if match_type(field, wanted)? {
-            if wanted.value.is_empty() {
-                return Ok(None);
+}
+
+impl StringMatcher {
+    /// `None` when the field is unconstrained (no matches, or an empty fuzzy value).
+    fn new(
+        field: &str,
+        matches: &[StringMatch],
+        aliases: Aliases,
+    ) -> Result<Option<Self>, ApiError> {
+        if matches.is_empty() {
+            return Ok(None);
+        }
+        let mut matcher = StringMatcher {
+            exact: Vec::new(),
+            fuzzy: Vec::new(),
+            aliases,
+        };
+        let mut matches_all = false;
+        for wanted in matches {
+            if match_type(field, wanted)? {
+                matches_all |= wanted.value.is_empty();
+                matcher.fuzzy.push(wanted.value.to_lowercase());
+            } else {
+                matcher.exact.push(wanted.value.clone());
             }
-            fuzzy.push(wanted);
-        } else {
-            exact.push(wanted);
+        }
+        Ok((!matches_all).then_some(matcher))
+    }
+
+    fn matches_one(&self, value: &str) -> bool {
+        self.exact.iter().any(|exact| exact == value) || {
+            let lowered = value.to_lowercase();
+            self.fuzzy
+                .iter()
+                .any(|fuzzy| lowered.contains(fuzzy.as_str()))
         }
     }
-    let ids = catalog.symbols.ids_where(|stored| {
-        let alias = aliases.of(stored);
-        exact
-            .iter()
-            .any(|w| stored == w.value || alias == Some(w.value.as_str()))
-            || fuzzy.iter().any(|w| {
-                string_matches(stored, w, true) || alias.is_some_and(|a| string_matches(a, w, true))
-            })
-    });
-    Ok(Some(IdSet::new(ids)))
+
+    fn matches(&self, stored: &str) -> bool {
+        self.matches_one(stored) || self.aliases.of(stored).is_some_and(|a| self.matches_one(a))
+    }
 }
 
 fn wildcard_or_equal(wanted: &str, candidates: &[&str]) -> bool {
@@ -126,66 +129,154 @@ fn trace_matches(trace: &PolicyTrace, policies: &[PolicyMatch], pending_actions:
     policies_ok && pending_ok
 }
 
-/// Compiles `filter` (absent matches everything).
-pub fn compile(filter: Option<&Filter>, catalog: &Catalog) -> Result<FlowFilter, ApiError> {
-    let Some(filter) = filter else {
-        return Ok(FlowFilter::default());
-    };
-    let traces = if filter.policies.is_empty() && filter.pending_actions.is_empty() {
-        None
-    } else {
-        Some(IdSet::new(catalog.traces_where(|trace| {
-            trace_matches(trace, &filter.policies, &filter.pending_actions)
-        })))
-    };
-    Ok(FlowFilter {
-        source_names: compile_strings(
-            "filter.source_names",
-            &filter.source_names,
-            Aliases::Names,
-            catalog,
-        )?,
-        source_namespaces: compile_strings(
-            "filter.source_namespaces",
-            &filter.source_namespaces,
-            Aliases::Namespaces,
-            catalog,
-        )?,
-        dest_names: compile_strings(
-            "filter.dest_names",
-            &filter.dest_names,
-            Aliases::Names,
-            catalog,
-        )?,
-        dest_namespaces: compile_strings(
-            "filter.dest_namespaces",
-            &filter.dest_namespaces,
-            Aliases::Namespaces,
-            catalog,
-        )?,
-        protocols: compile_strings(
-            "filter.protocols",
-            &filter.protocols,
-            Aliases::None,
-            catalog,
-        )?,
-        dest_ports: (!filter.dest_ports.is_empty())
-            .then(|| filter.dest_ports.iter().map(|p| p.port).collect()),
-        actions: (!filter.actions.is_empty()).then(|| filter.actions.clone()),
-        reporter: (filter.reporter != 0).then_some(filter.reporter),
-        traces,
-    })
+/// A validated filter that can resolve itself against the catalog, all at once or, for
+/// long-lived streams, incrementally as new strings and traces are interned.
+pub struct FilterMatcher {
+    source_names: Option<StringMatcher>,
+    source_namespaces: Option<StringMatcher>,
+    dest_names: Option<StringMatcher>,
+    dest_namespaces: Option<StringMatcher>,
+    protocols: Option<StringMatcher>,
+    policies: Vec<PolicyMatch>,
+    pending_actions: Vec<i32>,
+    dest_ports: Option<Vec<i64>>,
+    actions: Option<Vec<i32>>,
+    reporter: Option<i32>,
 }
 
+/// How far a compiled filter has been resolved: catalog ids below these were examined.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Strings examined.
+    pub symbols: u32,
+    /// Traces examined.
+    pub traces: u32,
+}
+
+impl FilterMatcher {
+    /// Validates `filter` (absent matches everything).
+    pub fn new(filter: Option<&Filter>) -> Result<Self, ApiError> {
+        let empty = Filter::default();
+        let filter = filter.unwrap_or(&empty);
+        Ok(FilterMatcher {
+            source_names: StringMatcher::new(
+                "filter.source_names",
+                &filter.source_names,
+                Aliases::Names,
+            )?,
+            source_namespaces: StringMatcher::new(
+                "filter.source_namespaces",
+                &filter.source_namespaces,
+                Aliases::Namespaces,
+            )?,
+            dest_names: StringMatcher::new(
+                "filter.dest_names",
+                &filter.dest_names,
+                Aliases::Names,
+            )?,
+            dest_namespaces: StringMatcher::new(
+                "filter.dest_namespaces",
+                &filter.dest_namespaces,
+                Aliases::Namespaces,
+            )?,
+            protocols: StringMatcher::new("filter.protocols", &filter.protocols, Aliases::None)?,
+            policies: filter.policies.clone(),
+            pending_actions: filter.pending_actions.clone(),
+            dest_ports: (!filter.dest_ports.is_empty())
+                .then(|| filter.dest_ports.iter().map(|p| p.port).collect()),
+            actions: (!filter.actions.is_empty()).then(|| filter.actions.clone()),
+            reporter: (filter.reporter != 0).then_some(filter.reporter),
+        })
+    }
+
+    /// The compiled filter before any catalog id is examined: constrained fields match nothing.
+    pub fn unresolved(&self) -> FlowFilter {
+        let set = |matcher: &Option<StringMatcher>| matcher.as_ref().map(|_| IdSet::default());
+        FlowFilter {
+            source_names: set(&self.source_names),
+            source_namespaces: set(&self.source_namespaces),
+            dest_names: set(&self.dest_names),
+            dest_namespaces: set(&self.dest_namespaces),
+            protocols: set(&self.protocols),
+            dest_ports: self.dest_ports.clone(),
+            actions: self.actions.clone(),
+            reporter: self.reporter,
+            traces: (!self.policies.is_empty() || !self.pending_actions.is_empty())
+                .then(IdSet::default),
+        }
+    }
+
+    /// Examines the catalog ids interned since `resolved` and adds the matching ones to
+    /// `compiled`; returns how far it got.
+    pub fn resolve(
+        &self,
+        compiled: &mut FlowFilter,
+        catalog: &Catalog,
+        resolved: Resolved,
+    ) -> Resolved {
+        let fields = [
+            (&self.source_names, &mut compiled.source_names),
+            (&self.source_namespaces, &mut compiled.source_namespaces),
+            (&self.dest_names, &mut compiled.dest_names),
+            (&self.dest_namespaces, &mut compiled.dest_namespaces),
+            (&self.protocols, &mut compiled.protocols),
+        ];
+        let mut fields: Vec<_> = fields
+            .into_iter()
+            .filter_map(|(matcher, set)| Some((matcher.as_ref()?, set.as_mut()?)))
+            .collect();
+        let symbols = if fields.is_empty() {
+            catalog.symbols.len() as u32
+        } else {
+            catalog.symbols.scan_from(resolved.symbols, |id, value| {
+                for (matcher, set) in fields.iter_mut() {
+                    if matcher.matches(value) {
+                        set.push_newest(id);
+                    }
+                }
+            })
+        };
+        let traces = match compiled.traces.as_mut() {
+            Some(set) => catalog.scan_traces_from(resolved.traces, |id, trace| {
+                if trace_matches(trace, &self.policies, &self.pending_actions) {
+                    set.push_newest(id);
+                }
+            }),
+            None => catalog.traces.len() as u32,
+        };
+        Resolved { symbols, traces }
+    }
+}
+
+/// Compiles `filter` (absent matches everything) against everything interned so far.
+pub fn compile(filter: Option<&Filter>, catalog: &Catalog) -> Result<FlowFilter, ApiError> {
+    let matcher = FilterMatcher::new(filter)?;
+    let mut compiled = matcher.unresolved();
+    matcher.resolve(&mut compiled, catalog, Resolved::default());
+    Ok(compiled)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn fuzzy_is_case_insensitive_and_empty_matches_all() {
-        assert!(contains_ignoring_case("Checkout-API", "kout-a"));
-        assert!(contains_ignoring_case("x", ""));
-        assert!(!contains_ignoring_case("x", "y"));
+        let fuzzy = |value: &str| StringMatch {
+            value: value.into(),
+            r#type: MatchType::Fuzzy as i32,
+        };
+        let matcher = StringMatcher::new("f", &[fuzzy("kout-a")], Aliases::Names)
+            .expect("valid")
+            .expect("constrained");
+        assert!(matcher.matches("Checkout-API"));
+        assert!(!matcher.matches("cart"));
+        let public = StringMatcher::new("f", &[fuzzy("public")], Aliases::Names)
+            .expect("valid")
+            .expect("constrained");
+        assert!(public.matches("pub"));
+        assert!(StringMatcher::new("f", &[fuzzy("")], Aliases::Names)
+            .expect("valid")
+            .is_none());
     }
 
     #[test]

@@ -15,6 +15,7 @@ use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
+use tokio::sync::watch;
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
@@ -42,6 +43,7 @@ pub struct Controller {
     clock: Arc<dyn Clock>,
     retention: Retention,
     tick_interval: Duration,
+    epochs: watch::Sender<Bucket>,
     tick: Tick,
     next_worker: usize,
     floor: Bucket,
@@ -55,6 +57,7 @@ impl Controller {
         clock: Arc<dyn Clock>,
         retention: Retention,
         tick_interval: Duration,
+        epochs: watch::Sender<Bucket>,
     ) -> Self {
         Controller {
             workers,
@@ -62,6 +65,7 @@ impl Controller {
             clock,
             retention,
             tick_interval,
+            epochs,
             tick: 0,
             next_worker: 0,
             floor: Bucket::MIN,
@@ -132,13 +136,16 @@ impl Controller {
         closed
     }
 
-    /// At an epoch end, moves the retention floor and has every worker retract what fell out.
+    /// At an epoch end, moves the retention floor, has every worker retract what fell out,
+    /// and announces the new current bucket to whoever watches epochs (live streams).
     fn roll_retention(&mut self) {
-        let floor = self.retention.oldest(self.clock.now());
+        let now = self.clock.now();
+        let floor = self.retention.oldest(now);
         if floor > self.floor {
             self.floor = floor;
             let as_of = self.close_tick();
             self.broadcast(Command::Expire { as_of, floor });
+            self.epochs.send_replace(self.retention.bucket_of(now));
         }
     }
 
