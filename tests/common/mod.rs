@@ -215,3 +215,269 @@ pub fn hit(kind: PolicyKind, tier: &str, namespace: &str, name: &str, action: Ac
 pub fn bucket(t: i64) -> i64 {
     t - t.rem_euclid(WINDOW)
 }
+
+/// A `Flows.List` call that must succeed.
+pub async fn list_ok(server: &TestServer, request: FlowListRequest) -> eddy::proto::FlowListResult {
+    server
+        .flows()
+        .list(request)
+        .await
+        .expect("List succeeds")
+        .into_inner()
+}
+
+/// A `Flows.List` call that must fail; returns its status.
+pub async fn list_status(server: &TestServer, request: FlowListRequest) -> tonic::Status {
+    match server.flows().list(request).await {
+        Ok(response) => panic!("List should fail but returned {:?}", response.into_inner()),
+        Err(status) => status,
+    }
+}
+
+/// An exact string match.
+pub fn exact(value: &str) -> eddy::proto::StringMatch {
+    eddy::proto::StringMatch {
+        value: value.into(),
+        r#type: eddy::proto::MatchType::Exact as i32,
+    }
+}
+
+/// A fuzzy (case-insensitive substring) string match.
+pub fn fuzzy(value: &str) -> eddy::proto::StringMatch {
+    eddy::proto::StringMatch {
+        value: value.into(),
+        r#type: eddy::proto::MatchType::Fuzzy as i32,
+    }
+}
+
+/// A sort option.
+pub fn sort_by(by: eddy::proto::SortBy) -> eddy::proto::SortOption {
+    eddy::proto::SortOption { sort_by: by as i32 }
+}
+
+/// The flow of a result (always set, SPEC §1.3).
+pub fn flow_of(result: &FlowResult) -> &Flow {
+    result.flow.as_ref().expect("FlowResult.flow is set")
+}
+
+/// The key of a result's flow (always set, SPEC §1.3).
+pub fn key_of(result: &FlowResult) -> &FlowKey {
+    flow_of(result).key.as_ref().expect("Flow.Key is set")
+}
+
+/// Owned strings from string slices.
+pub fn strings(values: &[&str]) -> Vec<String> {
+    values.iter().map(|v| v.to_string()).collect()
+}
+
+impl TestServer {
+    /// A server built from `config` (any de-duplication scope, retention, workers) with a
+    /// manual clock showing `now`.
+    pub async fn start_config(config: ServerConfig, now: i64) -> TestServer {
+        let clock = Arc::new(ManualClock::new(now));
+        let state = build_state(config, clock.clone()).expect("the engine starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on loopback");
+        let address = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            let _ = serve(served, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let channel = connect_channel(address).await;
+        TestServer {
+            address,
+            state,
+            clock,
+            channel,
+            stop: Some(stop),
+        }
+    }
+
+    /// A new HTTP/2 connection (its own TCP connection) to this server.
+    pub async fn new_channel(&self) -> Channel {
+        connect_channel(self.address).await
+    }
+}
+
+/// Opens a channel to `address` and waits until it is connected.
+pub async fn connect_channel(address: SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("the server accepts connections")
+}
+
+/// One open `FlowCollector.Connect` call: send updates and read receipts one at a time.
+pub struct CollectorConn {
+    updates: Option<tokio::sync::mpsc::Sender<FlowUpdate>>,
+    receipts: tonic::Streaming<eddy::proto::FlowReceipt>,
+}
+
+impl CollectorConn {
+    /// Opens a `Connect` call on `channel`.
+    pub async fn open(channel: &Channel) -> CollectorConn {
+        let (updates, outbound) = tokio::sync::mpsc::channel(1024);
+        let receipts = FlowCollectorClient::new(channel.clone())
+            .connect(ReceiverStream::new(outbound))
+            .await
+            .expect("Connect is accepted")
+            .into_inner();
+        CollectorConn {
+            updates: Some(updates),
+            receipts,
+        }
+    }
+
+    /// Sends one update without waiting for its receipt.
+    pub async fn send(&self, update: FlowUpdate) {
+        self.updates
+            .as_ref()
+            .expect("the request stream is open")
+            .send(update)
+            .await
+            .expect("the request stream is open");
+    }
+
+    /// Sends a flow without waiting for its receipt.
+    pub async fn send_flow(&self, flow: Flow) {
+        self.send(FlowUpdate { flow: Some(flow) }).await;
+    }
+
+    /// Waits for exactly one receipt.
+    pub async fn receipt(&mut self) {
+        self.receipts
+            .message()
+            .await
+            .expect("the receipt stream has no error")
+            .expect("a receipt arrives before the stream ends");
+    }
+
+    /// Waits for `count` receipts.
+    pub async fn receipts(&mut self, count: usize) {
+        for _ in 0..count {
+            self.receipt().await;
+        }
+    }
+
+    /// Sends `flow` and waits for its receipt.
+    pub async fn send_and_wait(&mut self, flow: Flow) {
+        self.send_flow(flow).await;
+        self.receipt().await;
+    }
+
+    /// Ends the request stream and checks that the server then ends the call cleanly,
+    /// without any receipt beyond those already read.
+    pub async fn close(mut self) {
+        self.updates = None;
+        let next = self
+            .receipts
+            .message()
+            .await
+            .expect("the call ends with OK");
+        assert!(next.is_none(), "no receipt beyond one per update");
+    }
+
+    /// What the receipt stream yields next.
+    pub async fn next(&mut self) -> Result<Option<eddy::proto::FlowReceipt>, tonic::Status> {
+        self.receipts.message().await
+    }
+}
+
+/// A codec that sends and receives message bytes as they are, valid protobuf or not.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
+
+/// The encoder and decoder of [`RawCodec`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawBytes;
+
+impl tonic::codec::Encoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawBytes {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let length = prost::bytes::Buf::remaining(src);
+        let mut bytes = vec![0; length];
+        prost::bytes::Buf::copy_to_slice(src, &mut bytes);
+        Ok(Some(bytes))
+    }
+}
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawBytes;
+    type Decoder = RawBytes;
+
+    fn encoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+
+    fn decoder(&mut self) -> RawBytes {
+        RawBytes
+    }
+}
+
+/// A unary call to `path` (e.g. `/goldmane.Flows/List`) whose request body is `bytes` as is.
+pub async fn raw_unary(
+    channel: &Channel,
+    path: &'static str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("the channel is ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    grpc.unary(tonic::Request::new(bytes), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A streaming call to `path` whose request messages are `messages` as they are; returns the
+/// response messages received before the call ended, and how it ended.
+pub async fn raw_streaming(
+    channel: &Channel,
+    path: &'static str,
+    messages: Vec<Vec<u8>>,
+) -> (Vec<Vec<u8>>, Result<(), tonic::Status>) {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready().await.expect("the channel is ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+    let request = tonic::Request::new(tokio_stream::iter(messages));
+    let mut responses = match grpc.streaming(request, path, RawCodec).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => return (Vec::new(), Err(status)),
+    };
+    let mut received = Vec::new();
+    loop {
+        match responses.message().await {
+            Ok(Some(message)) => received.push(message),
+            Ok(None) => return (received, Ok(())),
+            Err(status) => return (received, Err(status)),
+        }
+    }
+}

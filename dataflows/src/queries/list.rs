@@ -137,7 +137,7 @@ impl TopRows {
     fn push(&mut self, row: ListRow) {
         self.rows.push(row);
         if let Some(limit) = self.limit {
-            if self.rows.len() >= 2 * limit.max(16) {
+            if self.rows.len() >= limit.max(16).saturating_mul(2) {
                 self.truncate(limit);
             }
         }
@@ -194,7 +194,8 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
                                     end: bucket + query.window,
                                     stats,
                                     labels: Vec::new(),
-                                    order: OrderKey::default(),
+                                    // Set now: `TopRows` compares orders as rows arrive.
+                                    order: query.order_of(key, bucket),
                                 });
                             }
                         }
@@ -208,9 +209,6 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
             }
         }
         cursor.step_key(&storage);
-    }
-    for row in &mut top.rows {
-        row.order = query.order_of(&row.key, row.start);
     }
     let mut rows = top.finish();
     attach_labels(labels, &mut rows);
