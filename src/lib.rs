@@ -15,4 +15,5 @@ pub mod proto;
 pub mod retention;
 pub mod server;
 pub mod state;
+pub mod streams;
 pub mod worker;

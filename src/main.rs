@@ -24,9 +24,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .init();
     let config = args.server_config().map_err(anyhow::Error::msg)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let state = eddy::server::build_state(config, clock.clone()).map_err(anyhow::Error::msg)?;
-    let engine = state.engine.clone();
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    let state = runtime
+        .block_on(async { eddy::server::build_state(config, clock.clone()) })
+        .map_err(anyhow::Error::msg)?;
+    let engine = state.engine.clone();
     runtime.block_on(async {
         let address = args.listen_address();
         let listener = tokio::net::TcpListener::bind(address)

@@ -19,6 +19,7 @@ use crate::proto::flows_server::FlowsServer;
 use crate::proto::statistics_server::StatisticsServer;
 use crate::retention::Retention;
 use crate::state::ServerState;
+use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
 use crate::worker::{Engine, EngineConfig};
 
@@ -42,6 +43,8 @@ pub struct ServerConfig {
     pub dedup_capacity: usize,
     /// Interner bounds.
     pub catalog: CatalogLimits,
+    /// Live stream bounds.
+    pub streams: StreamLimits,
 }
 
 impl ServerConfig {
@@ -54,11 +57,13 @@ impl ServerConfig {
             dedup_scope: DedupScope::PeerIp,
             dedup_capacity: 2_000_000,
             catalog: CatalogLimits::default(),
+            streams: StreamLimits::default(),
         }
     }
 }
 
-/// Starts the engine and builds the services' shared state.
+/// Starts the engine and the stream hub and builds the services' shared state. Must run
+/// inside a tokio runtime.
 pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<ServerState, String> {
     let engine = Engine::start(
         EngineConfig {
@@ -68,9 +73,18 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         },
         clock.clone(),
     )?;
+    let catalog = Arc::new(Catalog::new(config.catalog));
+    let streams = StreamHub::start(
+        engine.clone(),
+        catalog.clone(),
+        config.retention,
+        clock.now(),
+        config.streams,
+    );
     Ok(ServerState {
         engine,
-        catalog: Arc::new(Catalog::new(config.catalog)),
+        catalog,
+        streams,
         retention: config.retention,
         clock,
         ingest: Arc::new(IngestCounters::default()),

@@ -6,6 +6,7 @@ use crate::catalog::Catalog;
 use crate::ingest::dedup::Deduplicator;
 use crate::ingest::IngestCounters;
 use crate::retention::Retention;
+use crate::streams::StreamHub;
 use crate::worker::clock::Clock;
 use crate::worker::Engine;
 
@@ -24,6 +25,8 @@ pub struct ServerState {
     pub ingest: Arc<IngestCounters>,
     /// Replay de-duplication.
     pub dedup: Arc<Deduplicator>,
+    /// Live streams.
+    pub streams: StreamHub,
 }
 
 impl ServerState {

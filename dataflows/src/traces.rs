@@ -1,5 +1,6 @@
 //! The long differential-dataflow type names of Eddy's arrangements, spelled in one place.
 
+use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::VecCollection;
@@ -28,3 +29,9 @@ pub type HintsTrace = TraceAgent<KeySpine<HintRow, Tick, isize>>;
 /// The policy statistics view: (rule, direction) -> bucket, with the summed counters of the
 /// flows that hit the rule.
 pub type PolicyStatsTrace = TraceAgent<ValSpine<StatKey, Bucket, Tick, Stats>>;
+
+/// The handle a worker inserts flow rows through.
+pub type FlowRowsInput = InputSession<Tick, FlowRow, Stats>;
+
+/// The handle a worker inserts trace rules through.
+pub type TraceRulesInput = InputSession<Tick, (TraceId, PolicyRule), isize>;

@@ -1,5 +1,5 @@
-//! The `Flows` service: List (SPEC §4) and FilterHints (SPEC §6). Stream (SPEC §7) answers
-//! `UNIMPLEMENTED` until live streams are built.
+//! The `Flows` service: List (SPEC §4), FilterHints (SPEC §6) and Stream (SPEC §7, served by
+//! the stream hub).
 
 use std::pin::Pin;
 
@@ -19,6 +19,7 @@ use crate::proto::{
     FlowResult, FlowStreamRequest, SortBy,
 };
 use crate::state::ServerState;
+use crate::streams::outbound::Outbound;
 
 /// The `Flows` service.
 #[derive(Clone)]
@@ -117,6 +118,24 @@ impl FlowsService {
         })
     }
 
+    fn stream(&self, request: FlowStreamRequest) -> Result<Outbound, ApiError> {
+        let window = self.state.retention.window;
+        if request.aggregation_interval != 0 && request.aggregation_interval != window {
+            return Err(ApiError::invalid(
+                "aggregation_interval",
+                format!("must be 0 or the {window}s window"),
+            ));
+        }
+        let start = match request.start_time_gte {
+            0 => None,
+            relative if relative < 0 => Some(self.state.now().saturating_add(relative)),
+            absolute => Some(absolute),
+        };
+        self.state
+            .streams
+            .subscribe(request.filter.unwrap_or_default(), start)
+    }
+
     async fn filter_hints(
         &self,
         request: FilterHintsRequest,
@@ -197,9 +216,10 @@ impl Flows for FlowsService {
 
     async fn stream(
         &self,
-        _request: Request<FlowStreamRequest>,
+        request: Request<FlowStreamRequest>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        Err(Status::unimplemented("Flows.Stream is not available yet"))
+        let outbound = self.stream(request.into_inner())?;
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     async fn filter_hints(

@@ -37,6 +37,9 @@ fn exact(value: &str, catalog: &Catalog) -> Option<IdSet> {
     (!value.is_empty()).then(|| IdSet::new(catalog.symbols.lookup(value).into_iter().collect()))
 }
 
+/// Where a result sorts (SPEC §8.8): tier, kind, namespace, name, action, rule, direction.
+type ResultOrder = (String, i32, String, String, i32, i64, i32);
+
 /// One result being assembled: its identity and its six columns.
 struct Group {
     policy: PolicyHit,
@@ -108,8 +111,7 @@ impl StatisticsService {
             Vec::new()
         };
         let width = axis.len().max(1);
-        let mut groups: BTreeMap<(String, i32, String, String, i32, i64, i32), Group> =
-            BTreeMap::new();
+        let mut groups: BTreeMap<ResultOrder, Group> = BTreeMap::new();
         for (key, bucket, stats) in state.engine.stats(query).await?.into_iter().flatten() {
             let Some(pair) = column_pair(key.rule.action) else {
                 continue;

@@ -9,9 +9,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use differential_dataflow::input::{Input, InputSession};
-use eddy_dataflows::model::{Bucket, FlowRow, PolicyRule, Stats, Tick, TraceId};
+use differential_dataflow::input::Input;
+use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::{expire, hints, list, stats};
+use eddy_dataflows::traces::{FlowRowsInput, TraceRulesInput};
 use eddy_dataflows::views::{Inputs, Views};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
@@ -25,16 +26,13 @@ const IDLE_PARK: Duration = Duration::from_millis(20);
 /// Runs one worker until the controller hangs up.
 pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCounters) {
     let probe = ProbeHandle::new();
-    let (mut input, mut rules_input, mut views): (
-        InputSession<Tick, FlowRow, Stats>,
-        InputSession<Tick, (TraceId, PolicyRule), isize>,
-        Views,
-    ) = worker.dataflow(|scope| {
-        let (input, rows) = scope.new_collection();
-        let (rules_input, trace_rules) = scope.new_collection();
-        let views = Views::build(Inputs { rows, trace_rules }, &probe);
-        (input, rules_input, views)
-    });
+    let (mut input, mut rules_input, mut views): (FlowRowsInput, TraceRulesInput, Views) = worker
+        .dataflow(|scope| {
+            let (input, rows) = scope.new_collection();
+            let (rules_input, trace_rules) = scope.new_collection();
+            let views = Views::build(Inputs { rows, trace_rules }, &probe);
+            (input, rules_input, views)
+        });
     let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut floor = Bucket::MIN;
     let mut compacted_to: Tick = 0;
@@ -114,11 +112,7 @@ fn as_of(command: &Command) -> Tick {
 }
 
 /// Executes a command whose tick is reflected; returns whether it inserted a retraction.
-fn answer(
-    command: Command,
-    views: &mut Views,
-    input: &mut InputSession<Tick, FlowRow, Stats>,
-) -> bool {
+fn answer(command: Command, views: &mut Views, input: &mut FlowRowsInput) -> bool {
     match command {
         Command::List { query, reply, .. } => {
             let partial = list::list(&mut views.flows, &mut views.labels, &query);

@@ -1,0 +1,9 @@
+//! Live flow streams (SPEC §7): one hub task owns every subscription, emits each closed
+//! bucket's rows at every epoch end, and routes each row only to the subscriptions whose
+//! filter matches it, so the cost of an epoch grows with the rows delivered.
+
+pub mod hub;
+pub mod index;
+pub mod outbound;
+
+pub use hub::{StreamCounters, StreamHub, StreamLimits};

@@ -1,0 +1,475 @@
+//! The stream hub: the one task that owns every live subscription (SPEC §7).
+//!
+//! At every epoch end `T` it lists bucket `[T-2W, T-W)` once (a List that closes a tick, so
+//! it sees everything receipted), refreshes each filter group against newly interned strings
+//! and traces, and routes each row through the [`GroupIndex`] to the matching subscribers.
+//! Subscriptions with identical filters share one group, evaluated once per row.
+//!
+//! A new subscription with a start in an already emitted bucket gets a backfill task that
+//! lists those buckets, oldest first, while live rows wait in the subscriber's backlog; the
+//! hub registers it between two emissions, so nothing is missed or sent twice (SPEC §7.3).
+//!
+//! Bounds: `max_streams` subscriptions (`RESOURCE_EXHAUSTED` beyond); `buffer` results per
+//! subscriber, in its channel or backlog. A subscriber whose buffer is full when a row is
+//! routed is ended with `RESOURCE_EXHAUSTED` ("consumer too slow"), never waited for.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use eddy_dataflows::filter::FlowFilter;
+use eddy_dataflows::model::{Bucket, BucketRange};
+use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
+use prost::Message;
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::Status;
+
+use crate::api::convert::flow_result;
+use crate::api::filter::{FilterMatcher, Resolved};
+use crate::api::status::ApiError;
+use crate::catalog::Catalog;
+use crate::proto::{Filter, FlowResult};
+use crate::retention::Retention;
+use crate::streams::index::{GroupId, GroupIndex};
+use crate::streams::outbound::{Outbound, SubscriptionGuard};
+use crate::worker::Engine;
+
+/// The bounds of live streams.
+#[derive(Clone, Copy, Debug)]
+pub struct StreamLimits {
+    /// Most concurrent streams.
+    pub max_streams: usize,
+    /// Results buffered per stream before it is ended as too slow.
+    pub buffer: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_streams: 10_000,
+            buffer: 4096,
+        }
+    }
+}
+
+/// What the hub counts.
+#[derive(Debug, Default)]
+pub struct StreamCounters {
+    /// Open streams.
+    pub active: Arc<AtomicUsize>,
+    /// Streams ended because their client fell behind.
+    pub too_slow: AtomicU64,
+    /// Streams refused at the limit.
+    pub refused: AtomicU64,
+    /// Results delivered.
+    pub delivered: AtomicU64,
+    /// Buckets emitted.
+    pub epochs_emitted: AtomicU64,
+}
+
+/// Messages to the hub task.
+pub enum HubMessage {
+    /// A new subscription.
+    Subscribe(Box<Subscription>),
+    /// The client of a subscription went away.
+    Unsubscribe(u64),
+    /// A subscription's backfill has been sent.
+    BackfillDone(u64),
+}
+
+/// A subscription as the hub receives it.
+pub struct Subscription {
+    id: u64,
+    filter: Filter,
+    matcher: FilterMatcher,
+    start: Option<i64>,
+    results: mpsc::Sender<FlowResult>,
+    end: oneshot::Sender<Status>,
+}
+
+struct Subscriber {
+    group: GroupId,
+    min_bucket: Bucket,
+    results: mpsc::Sender<FlowResult>,
+    end: Option<oneshot::Sender<Status>>,
+    backlog: Option<Vec<FlowResult>>,
+}
+
+struct Group {
+    matcher: FilterMatcher,
+    compiled: FlowFilter,
+    resolved: Resolved,
+    members: Vec<u64>,
+}
+
+/// The handle the `Flows` service uses. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamHub {
+    control: mpsc::UnboundedSender<HubMessage>,
+    counters: Arc<StreamCounters>,
+    limits: StreamLimits,
+    next_id: Arc<AtomicU64>,
+}
+
+impl StreamHub {
+    /// Starts the hub task on the current tokio runtime.
+    pub fn start(
+        engine: Engine,
+        catalog: Arc<Catalog>,
+        retention: Retention,
+        now: i64,
+        limits: StreamLimits,
+    ) -> StreamHub {
+        let (control, inbox) = mpsc::unbounded_channel();
+        let counters = Arc::new(StreamCounters::default());
+        let hub = Hub {
+            epochs: engine.epochs(),
+            engine,
+            catalog,
+            retention,
+            limits,
+            counters: counters.clone(),
+            control: control.clone(),
+            last_emitted: retention.bucket_of(now) - 2 * retention.window,
+            subscribers: HashMap::new(),
+            groups: HashMap::new(),
+            group_of_filter: HashMap::new(),
+            index: GroupIndex::default(),
+            index_stale: false,
+            next_group: 0,
+        };
+        tokio::spawn(hub.run(inbox));
+        StreamHub {
+            control,
+            counters,
+            limits,
+            next_id: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The hub's counters.
+    pub fn counters(&self) -> &StreamCounters {
+        &self.counters
+    }
+
+    /// Opens a stream. `start` is the absolute start time, or `None` for no backfill.
+    pub fn subscribe(&self, filter: Filter, start: Option<i64>) -> Result<Outbound, ApiError> {
+        let matcher = FilterMatcher::new(Some(&filter))?;
+        let active = self.counters.active.clone();
+        if active.fetch_add(1, Ordering::SeqCst) >= self.limits.max_streams {
+            active.fetch_sub(1, Ordering::SeqCst);
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(ApiError::ResourceExhausted(format!(
+                "too many live streams (limit {})",
+                self.limits.max_streams
+            )));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let guard = SubscriptionGuard {
+            id,
+            active,
+            control: self.control.clone(),
+        };
+        let (results_tx, results) = mpsc::channel(self.limits.buffer.max(1));
+        let (end_tx, end) = oneshot::channel();
+        self.control
+            .send(HubMessage::Subscribe(Box::new(Subscription {
+                id,
+                filter,
+                matcher,
+                start,
+                results: results_tx,
+                end: end_tx,
+            })))
+            .map_err(|_| ApiError::Unavailable("live streams are shutting down".into()))?;
+        Ok(Outbound {
+            results,
+            end: Some(end),
+            ended: false,
+            _guard: guard,
+        })
+    }
+}
+
+struct Hub {
+    engine: Engine,
+    catalog: Arc<Catalog>,
+    retention: Retention,
+    limits: StreamLimits,
+    counters: Arc<StreamCounters>,
+    control: mpsc::UnboundedSender<HubMessage>,
+    epochs: watch::Receiver<Bucket>,
+    last_emitted: Bucket,
+    subscribers: HashMap<u64, Subscriber>,
+    groups: HashMap<GroupId, Group>,
+    group_of_filter: HashMap<Vec<u8>, GroupId>,
+    index: GroupIndex,
+    index_stale: bool,
+    next_group: GroupId,
+}
+
+/// A List query for every key's rows in buckets `[from, to)`, one row per bucket.
+fn bucket_rows_query(from: Bucket, to: Bucket, window: i64, filter: FlowFilter) -> ListQuery {
+    ListQuery {
+        range: BucketRange { gte: from, lt: to },
+        window,
+        interval: window,
+        filter,
+        sort: vec![SortField::Time],
+        limit: None,
+        name_ranks: Arc::new(Vec::new()),
+    }
+}
+
+impl Hub {
+    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<HubMessage>) {
+        loop {
+            tokio::select! {
+                message = inbox.recv() => match message {
+                    Some(message) => self.handle(message),
+                    None => return,
+                },
+                changed = self.epochs.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let current = *self.epochs.borrow_and_update();
+                    self.emit_through(current - 2 * self.retention.window).await;
+                }
+            }
+        }
+    }
+
+    fn handle(&mut self, message: HubMessage) {
+        match message {
+            HubMessage::Subscribe(subscription) => self.add(*subscription),
+            HubMessage::Unsubscribe(id) => self.remove(id, None),
+            HubMessage::BackfillDone(id) => self.finish_backfill(id),
+        }
+    }
+
+    fn add(&mut self, subscription: Subscription) {
+        let Subscription {
+            id,
+            filter,
+            matcher,
+            start,
+            results,
+            end,
+        } = subscription;
+        let group = match self.group_of_filter.get(&filter.encode_to_vec()) {
+            Some(group) => *group,
+            None => {
+                let group = self.next_group;
+                self.next_group += 1;
+                let compiled = matcher.unresolved();
+                self.groups.insert(
+                    group,
+                    Group {
+                        matcher,
+                        compiled,
+                        resolved: Resolved::default(),
+                        members: Vec::new(),
+                    },
+                );
+                self.group_of_filter.insert(filter.encode_to_vec(), group);
+                self.index_stale = true;
+                group
+            }
+        };
+        self.refresh_group(group);
+        let floor = self.retention.oldest(*self.epochs.borrow());
+        let min_bucket = start.map_or(Bucket::MIN, |start| {
+            self.retention.bucket_of(start).max(floor)
+        });
+        let backfill = start.is_some() && min_bucket <= self.last_emitted;
+        if let Some(group) = self.groups.get_mut(&group) {
+            group.members.push(id);
+        }
+        let subscriber = Subscriber {
+            group,
+            min_bucket,
+            results: results.clone(),
+            end: Some(end),
+            backlog: backfill.then(Vec::new),
+        };
+        self.subscribers.insert(id, subscriber);
+        if backfill {
+            let query = bucket_rows_query(
+                min_bucket,
+                self.last_emitted + self.retention.window,
+                self.retention.window,
+                self.groups[&group].compiled.clone(),
+            );
+            tokio::spawn(backfill_task(
+                id,
+                query,
+                self.engine.clone(),
+                self.catalog.clone(),
+                results,
+                self.control.clone(),
+            ));
+        }
+    }
+
+    fn remove(&mut self, id: u64, ending: Option<Status>) {
+        let Some(mut subscriber) = self.subscribers.remove(&id) else {
+            return;
+        };
+        if let (Some(end), Some(status)) = (subscriber.end.take(), ending) {
+            let _ = end.send(status);
+        }
+        if let Some(group) = self.groups.get_mut(&subscriber.group) {
+            group.members.retain(|member| *member != id);
+            if group.members.is_empty() {
+                self.groups.remove(&subscriber.group);
+                self.group_of_filter
+                    .retain(|_, group| *group != subscriber.group);
+                self.index_stale = true;
+            }
+        }
+    }
+
+    fn finish_backfill(&mut self, id: u64) {
+        let Some(subscriber) = self.subscribers.get_mut(&id) else {
+            return;
+        };
+        let backlog = subscriber.backlog.take().unwrap_or_default();
+        for result in backlog {
+            if !self.deliver(id, result) {
+                break;
+            }
+        }
+    }
+
+    /// Sends one result to a subscriber; ends it if it is too slow. Returns whether it lives.
+    fn deliver(&mut self, id: u64, result: FlowResult) -> bool {
+        let Some(subscriber) = self.subscribers.get_mut(&id) else {
+            return false;
+        };
+        if let Some(backlog) = subscriber.backlog.as_mut() {
+            if backlog.len() < self.limits.buffer {
+                backlog.push(result);
+                return true;
+            }
+        } else {
+            match subscriber.results.try_send(result) {
+                Ok(()) => {
+                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.remove(id, None);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+            }
+        }
+        self.counters.too_slow.fetch_add(1, Ordering::Relaxed);
+        self.remove(
+            id,
+            Some(Status::resource_exhausted(
+                "consumer too slow: resume with a new start_time_gte",
+            )),
+        );
+        false
+    }
+
+    /// Emits every bucket after the last emitted one up to `through`, oldest first.
+    async fn emit_through(&mut self, through: Bucket) {
+        let window = self.retention.window;
+        while self.last_emitted < through {
+            let bucket = self.last_emitted + window;
+            self.last_emitted = bucket;
+            if self.subscribers.is_empty() || bucket < self.retention.oldest(*self.epochs.borrow())
+            {
+                continue;
+            }
+            self.refresh_groups();
+            let query = bucket_rows_query(bucket, bucket + window, window, FlowFilter::default());
+            let Ok(partials) = self.engine.list(query).await else {
+                return;
+            };
+            self.counters.epochs_emitted.fetch_add(1, Ordering::Relaxed);
+            let mut candidates = Vec::new();
+            let mut recipients = Vec::new();
+            for row in partials.into_iter().flat_map(|partial| partial.rows) {
+                self.route(&row, &mut candidates, &mut recipients);
+            }
+        }
+    }
+
+    /// Resolves one group against what was interned since it was last resolved.
+    fn refresh_group(&mut self, id: GroupId) {
+        if let Some(group) = self.groups.get_mut(&id) {
+            let resolved =
+                group
+                    .matcher
+                    .resolve(&mut group.compiled, &self.catalog, group.resolved);
+            if resolved != group.resolved {
+                group.resolved = resolved;
+                self.index_stale = true;
+            }
+        }
+    }
+
+    /// Resolves every group against what was interned since, and rebuilds the index if needed.
+    fn refresh_groups(&mut self) {
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for id in ids {
+            self.refresh_group(id);
+        }
+        if self.index_stale {
+            self.index =
+                GroupIndex::build(self.groups.iter().map(|(id, group)| (*id, &group.compiled)));
+            self.index_stale = false;
+        }
+    }
+
+    fn route(&mut self, row: &ListRow, candidates: &mut Vec<GroupId>, recipients: &mut Vec<u64>) {
+        candidates.clear();
+        recipients.clear();
+        self.index.candidates(&row.key, candidates);
+        for group in candidates.iter() {
+            if let Some(group) = self.groups.get(group) {
+                if group.compiled.matches(&row.key) {
+                    recipients.extend(group.members.iter().copied().filter(|member| {
+                        self.subscribers
+                            .get(member)
+                            .is_some_and(|s| row.start >= s.min_bucket)
+                    }));
+                }
+            }
+        }
+        if recipients.is_empty() {
+            return;
+        }
+        let result = flow_result(row, &self.catalog);
+        for member in recipients.iter() {
+            self.deliver(*member, result.clone());
+        }
+    }
+}
+
+async fn backfill_task(
+    id: u64,
+    query: ListQuery,
+    engine: Engine,
+    catalog: Arc<Catalog>,
+    results: mpsc::Sender<FlowResult>,
+    control: mpsc::UnboundedSender<HubMessage>,
+) {
+    if let Ok(partials) = engine.list(query).await {
+        let mut rows: Vec<ListRow> = partials
+            .into_iter()
+            .flat_map(|partial| partial.rows)
+            .collect();
+        rows.sort_unstable_by_key(|row| (row.start, row.key.id));
+        for row in &rows {
+            if results.send(flow_result(row, &catalog)).await.is_err() {
+                break;
+            }
+        }
+    }
+    let _ = control.send(HubMessage::BackfillDone(id));
+}
