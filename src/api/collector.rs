@@ -37,18 +37,40 @@ impl CollectorService {
     }
 }
 
+/// How the request stream stood after reading a batch.
+enum Inbound {
+    /// More updates may come.
+    Open,
+    /// The client ended the stream.
+    Ended,
+    /// Reading failed (e.g. bytes that are not a `FlowUpdate`): the call ends with this status
+    /// once the updates read before it are receipted (SPEC §10.1).
+    Failed(Status),
+}
+
 /// Reads the updates already waiting on `inbound`, at most `MAX_BATCH`, after `first`.
 /// Returns the batch and whether the stream ended (or failed) while reading.
-fn drain_ready(first: FlowUpdate, inbound: &mut Streaming<FlowUpdate>) -> (Vec<FlowUpdate>, bool) {
+fn drain_ready(
+    first: FlowUpdate,
+    inbound: &mut Streaming<FlowUpdate>,
+) -> (Vec<FlowUpdate>, Inbound) {
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
         match inbound.message().now_or_never() {
             Some(Ok(Some(update))) => batch.push(update),
-            Some(Ok(None)) | Some(Err(_)) => return (batch, true),
+            Some(Ok(None)) => return (batch, Inbound::Ended),
+            Some(Err(status)) => return (batch, Inbound::Failed(status)),
             None => break,
         }
     }
-    (batch, false)
+    (batch, Inbound::Open)
+}
+
+/// Ends the call with the status that ended the request stream.
+async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Status) {
+    tracing::debug!(%status, "flow collector stream ended with an error");
+    // A closed receipt channel means the client is gone; nothing is left to tell.
+    let _ = receipts.send(Err(status)).await;
 }
 
 async fn serve_connection(
@@ -61,12 +83,9 @@ async fn serve_connection(
         let first = match inbound.message().await {
             Ok(Some(update)) => update,
             Ok(None) => return,
-            Err(status) => {
-                tracing::debug!(%status, "flow collector stream ended with an error");
-                return;
-            }
+            Err(status) => return fail(&receipts, status).await,
         };
-        let (batch, ended) = drain_ready(first, &mut inbound);
+        let (batch, inbound_state) = drain_ready(first, &mut inbound);
         let now = state.now();
         state.ingest.received(batch.len() as u64);
         let mut records = Vec::with_capacity(batch.len());
@@ -107,8 +126,10 @@ async fn serve_connection(
                 return;
             }
         }
-        if ended {
-            return;
+        match inbound_state {
+            Inbound::Open => {}
+            Inbound::Ended => return,
+            Inbound::Failed(status) => return fail(&receipts, status).await,
         }
     }
 }

@@ -481,3 +481,14 @@ pub async fn raw_streaming(
         }
     }
 }
+
+impl CollectorConn {
+    /// A handle that sends updates on this call from another task; the request stream ends
+    /// once every handle and the connection's own sender are dropped.
+    pub fn clone_sender(&self) -> tokio::sync::mpsc::Sender<FlowUpdate> {
+        self.updates
+            .as_ref()
+            .expect("the request stream is open")
+            .clone()
+    }
+}
