@@ -63,7 +63,8 @@ pub fn list_metadata(total: u64, page_size: i64) -> ListMetadata {
     let pages = match (total, page_size) {
         (0, _) => 0,
         (_, 0) => 1,
-        (total, size) => (total + size - 1) / size,
+        // ceil(total / size) without overflowing for huge page sizes.
+        (total, size) => (total - 1) / size + 1,
     };
     ListMetadata {
         total_pages: pages,
@@ -119,6 +120,7 @@ mod tests {
         assert_eq!(list_metadata(5, 0).total_pages, 1);
         assert_eq!(list_metadata(21, 10).total_pages, 3);
         assert_eq!(list_metadata(20, 10).total_pages, 2);
+        assert_eq!(list_metadata(2, i64::MAX).total_pages, 1);
     }
 
     #[test]
