@@ -203,6 +203,56 @@ async fn updates_of_one_key_from_two_nodes_sum_counters_and_intersect_labels() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_without_labels_empties_the_intersection() {
+    let server = TestServer::start(1).await;
+    let k = key(("shop", "frontend"), ("shop", "checkout"));
+    let labelled = |start: i64, tag: i64, source: &[&str], dest: &[&str]| {
+        let mut f = flow(k.clone(), start, tag);
+        f.source_labels = strings(source);
+        f.dest_labels = strings(dest);
+        f
+    };
+    server
+        .ingest(vec![
+            labelled(C - 20, 1, &["b", "a", "a"], &["x"]),
+            labelled(C - 19, 2, &["a", "b"], &[]),
+        ])
+        .await;
+    let listed = server.list_all().await;
+    assert_eq!(listed.len(), 1);
+    let flow = flow_of(&listed[0]);
+    assert_eq!(flow.packets_in, 3);
+    // Labels are sets: the duplicate "a" collapses; the second update has no dest labels.
+    assert_eq!(flow.source_labels, strings(&["a", "b"]));
+    assert!(flow.dest_labels.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_are_intersected_over_retained_buckets_only() {
+    let server = TestServer::start(2).await;
+    let k = key(("shop", "frontend"), ("shop", "checkout"));
+    let mut oldest = flow(k.clone(), OLDEST + 2, 1);
+    oldest.dest_labels = strings(&["app=checkout"]);
+    let mut recent = flow(k, C - 14, 2);
+    recent.dest_labels = strings(&["app=checkout", "version=2"]);
+    server.ingest(vec![oldest, recent]).await;
+    let before = server.list_all().await;
+    assert_eq!(before.len(), 1);
+    assert_eq!(flow_of(&before[0]).dest_labels, strings(&["app=checkout"]));
+    assert_eq!(flow_of(&before[0]).start_time, OLDEST);
+
+    // The oldest bucket leaves retention (SPEC §2.3): its counters and labels are retracted.
+    server.advance_clock(WINDOW).await;
+    let after = server.list_all().await;
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].id, before[0].id);
+    let flow = flow_of(&after[0]);
+    assert_eq!(flow.packets_in, 2);
+    assert_eq!((flow.start_time, flow.end_time), (C - 15, C));
+    assert_eq!(flow.dest_labels, strings(&["app=checkout", "version=2"]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
     let server = TestServer::start(2).await;
     let base = key(("shop", "frontend"), ("shop", "checkout"));
@@ -256,6 +306,26 @@ async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
         variant(&|k| k.proto = "UDP".into()),
         variant(&|k| k.source_type = EndpointType::HostEndpoint as i32),
         variant(&|k| k.source_namespace = "Shop".into()),
+        variant(&|k| {
+            k.policies = Some(PolicyTrace {
+                enforced_policies: vec![hit(
+                    PolicyKind::EndOfTier,
+                    "default",
+                    "",
+                    "",
+                    Action::Deny,
+                )],
+                pending_policies: vec![],
+            })
+        }),
+        variant(&|k| {
+            let mut triggered = hit(PolicyKind::EndOfTier, "default", "", "", Action::Deny);
+            triggered.trigger = Some(Box::new(allow.clone()));
+            k.policies = Some(PolicyTrace {
+                enforced_policies: vec![triggered],
+                pending_policies: vec![],
+            })
+        }),
     ];
     // Tag i+1 for variant i, all in bucket C-15.
     let flows = variants
@@ -266,7 +336,7 @@ async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
     server.ingest(flows).await;
 
     let listed = list_ok(&server, FlowListRequest::default()).await;
-    assert_eq!(meta(&listed), (13, 1));
+    assert_eq!(meta(&listed), (15, 1));
     let by_tag: BTreeMap<i64, &FlowResult> = listed
         .flows
         .iter()
@@ -274,7 +344,7 @@ async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
         .collect();
     assert_eq!(
         by_tag.keys().copied().collect::<Vec<_>>(),
-        (1..=13).collect::<Vec<_>>()
+        (1..=15).collect::<Vec<_>>()
     );
     for (i, sent) in variants.iter().enumerate() {
         let result = by_tag[&(i as i64 + 1)];
@@ -282,7 +352,7 @@ async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
         assert_eq!(flow_of(result).packets_out, i as i64 + 1);
     }
     let ids: BTreeSet<i64> = listed.flows.iter().map(|f| f.id).collect();
-    assert_eq!(ids.len(), 13, "every distinct key has its own id");
+    assert_eq!(ids.len(), 15, "every distinct key has its own id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
