@@ -817,7 +817,8 @@ async fn paging_metadata_and_pages() {
     let server = TestServer::start(2).await;
     staircase(&server, 7).await;
 
-    let cases: Vec<((i64, i64), Vec<i64>, (i64, i64))> = vec![
+    type Case = ((i64, i64), Vec<i64>, (i64, i64));
+    let cases: Vec<Case> = vec![
         ((0, 3), vec![1, 2, 3], (7, 3)),
         ((1, 3), vec![4, 5, 6], (7, 3)),
         ((2, 3), vec![7], (7, 3)),
@@ -927,7 +928,8 @@ async fn time_ranges_select_whole_buckets_with_absolute_relative_and_zero_bounds
         ])
         .await;
     // (gte, lt) -> Some((packets, start, end)) or None for no result.
-    let cases: Vec<((i64, i64), Option<(i64, i64, i64)>)> = vec![
+    type Case = ((i64, i64), Option<(i64, i64, i64)>);
+    let cases: Vec<Case> = vec![
         // 0 means the oldest bucket / now; the current bucket starts before NOW.
         ((0, 0), Some((15, OLDEST, C + 15))),
         // Relative: NOW-30 = C-23 selects C-15 and C.
