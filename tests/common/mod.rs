@@ -492,3 +492,74 @@ impl CollectorConn {
             .clone()
     }
 }
+
+/// A running server on the system clock (no manual clock: epochs end on the wall clock), for
+/// live streams with a short window (SPEC §7).
+pub struct RealtimeServer {
+    pub address: SocketAddr,
+    pub state: ServerState,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl RealtimeServer {
+    /// A server with `workers` workers, the given retention and stream limits, on the real clock.
+    pub async fn start(
+        workers: usize,
+        retention: Retention,
+        streams: eddy::streams::StreamLimits,
+    ) -> RealtimeServer {
+        let mut config = ServerConfig::new(workers, retention);
+        config.streams = streams;
+        let state = build_state(config, Arc::new(eddy::worker::clock::SystemClock))
+            .expect("the engine starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port on loopback");
+        let address = listener
+            .local_addr()
+            .expect("a bound listener has an address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = state.clone();
+        tokio::spawn(async move {
+            let _ = serve(served, listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let channel = connect_channel(address).await;
+        RealtimeServer {
+            address,
+            state,
+            channel,
+            stop: Some(stop),
+        }
+    }
+
+    /// The server's clock, in whole Unix seconds.
+    pub fn now(&self) -> i64 {
+        self.state.now()
+    }
+
+    pub fn flows(&self) -> FlowsClient<Channel> {
+        FlowsClient::new(self.channel.clone())
+    }
+
+    /// Sends `flows` on one new `Connect` stream and waits for every receipt.
+    pub async fn ingest(&self, flows: Vec<Flow>) {
+        send_on_new_connection(&self.channel, flows).await;
+    }
+
+    /// A new HTTP/2 connection (its own TCP connection) to this server.
+    pub async fn new_channel(&self) -> Channel {
+        connect_channel(self.address).await
+    }
+}
+
+impl Drop for RealtimeServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
