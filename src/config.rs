@@ -27,6 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Query flows: list, watch, filter hints.
+    Flows(Box<crate::cli::flows::FlowsArgs>),
+    /// Per-policy and per-rule traffic statistics.
+    Stats(Box<crate::cli::stats::StatsArgs>),
+    /// Generate Felix-like flow reports against a server.
+    Flowgen(Box<crate::cli::flowgen::FlowgenArgs>),
 }
 
 /// Flags of `eddy serve`; each has an environment variable.

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod catalog;
+pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod ingest;
@@ -16,4 +17,5 @@ pub mod retention;
 pub mod server;
 pub mod state;
 pub mod streams;
+pub mod synth;
 pub mod worker;

@@ -15,6 +15,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Flows(args) => eddy::cli::main(eddy::cli::flows::run(*args)),
+        Command::Stats(args) => eddy::cli::main(eddy::cli::stats::run(*args)),
+        Command::Flowgen(args) => eddy::cli::main(eddy::cli::flowgen::run(*args)),
     }
 }
 

@@ -1,0 +1,229 @@
+//! `eddy flowgen`: a Felix-like traffic generator. Each simulated node holds one `Connect`
+//! stream and reports its flows (from [`crate::synth::Cluster`]) every `--interval`, with
+//! `start_time = end_time =` the flush time; `--backfill` first sends history. Runs repeat for
+//! a `--seed`. The summary (text, or `--json`) gives totals to compare with what the server
+//! then lists, the receipt rate and the send-to-receipt latency.
+
+pub mod node;
+pub mod pace;
+pub mod report;
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use tokio::sync::watch;
+
+use crate::cli::connect::ServerArgs;
+use crate::cli::error::CliError;
+use crate::cli::flowgen::node::{Node, Pacing, Plan};
+use crate::cli::flowgen::pace::Pacer;
+use crate::cli::flowgen::report::{
+    progress_line, summary_json, summary_text, Counters, Histogram, Summary,
+};
+use crate::cli::output::unix_now;
+use crate::cli::time::parse_duration;
+use crate::synth::Cluster;
+
+/// `eddy flowgen`.
+#[derive(Debug, Args)]
+pub struct FlowgenArgs {
+    /// Where the server is.
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Simulated nodes, one `Connect` stream each.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub nodes: u32,
+    /// Distinct flows each node reports at every flush.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub flows_per_node: u32,
+    /// Time between a node's flushes.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// How long to send live flushes (one at the start, then one per --interval); `0s` sends
+    /// only the backfill [default: until Ctrl-C].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// First send this much history, one flush per --interval, e.g. `45m`.
+    #[arg(long, value_parser = parse_duration)]
+    pub backfill: Option<Duration>,
+    /// Cap on updates per second, all nodes together.
+    #[arg(long, value_name = "UPDATES", value_parser = clap::value_parser!(u32).range(1..), conflicts_with = "max")]
+    pub rate: Option<u32>,
+    /// Ignore --interval: flush again as soon as the previous flush is sent.
+    #[arg(long)]
+    pub max: bool,
+    /// Send one update and wait for its receipt before the next, exactly as Felix does.
+    #[arg(long, conflicts_with = "window")]
+    pub stop_and_wait: bool,
+    /// Updates a node may have in flight (sent, not yet receipted).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub window: u32,
+    /// How much a node replays after it reconnects.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub replay: Duration,
+    /// Seed of the cluster and of every counter.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the summary as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress line.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl FlowgenArgs {
+    fn plan(&self, now_unix: i64) -> Result<Plan, CliError> {
+        if self.interval.is_zero() {
+            return Err(CliError::Usage(
+                "--interval: must be longer than zero".into(),
+            ));
+        }
+        let step = i64::try_from(self.interval.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let backfill = match self.backfill {
+            None => Vec::new(),
+            Some(span) => {
+                let span = i64::try_from(span.as_secs()).unwrap_or(i64::MAX);
+                let first = now_unix.saturating_sub(span);
+                (0..)
+                    .map(|k| first + k * step)
+                    .take_while(|&t| t < now_unix)
+                    .collect()
+            }
+        };
+        let pacing = if self.max {
+            Pacing::Max {
+                duration: self.duration,
+            }
+        } else {
+            let flushes = self
+                .duration
+                .map(|d| (d.as_secs_f64() / self.interval.as_secs_f64()).ceil() as u64);
+            Pacing::Interval { flushes }
+        };
+        Ok(Plan {
+            backfill,
+            pacing,
+            interval: self.interval,
+            window: if self.stop_and_wait {
+                1
+            } else {
+                self.window as usize
+            },
+            replay_span: i64::try_from(self.replay.as_secs()).unwrap_or(i64::MAX),
+        })
+    }
+}
+
+fn node_seed(seed: u64, node: usize, stream: u64) -> u64 {
+    seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ (node as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
+        ^ stream
+}
+
+/// Redraws the progress line on standard error every half second until `done` turns true.
+async fn show_progress(counters: Arc<Counters>, mut done: watch::Receiver<bool>) {
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = done.changed() => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+        let receipted = counters
+            .receipted
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let rate = (receipted - last.1) as f64 / last.0.elapsed().as_secs_f64().max(1e-3);
+        last = (Instant::now(), receipted);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{}", progress_line(&counters, rate));
+        let _ = err.flush();
+    }
+    let _ = write!(std::io::stderr().lock(), "\r\x1b[2K");
+}
+
+/// Runs `eddy flowgen`.
+pub async fn run(args: FlowgenArgs) -> Result<(), CliError> {
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    let endpoint = args.server.endpoint()?;
+    let plan = Arc::new(args.plan(unix_now())?);
+    // One probe first, so a wrong address or TLS setup fails at once with one clear line.
+    endpoint
+        .connect()
+        .await
+        .map_err(|error| args.server.connect_error(&error))?;
+    let nodes = args.nodes as usize;
+    let cluster = Arc::new(Cluster::generate(
+        args.seed,
+        nodes,
+        args.flows_per_node as usize,
+    ));
+    let counters = Arc::new(Counters::default());
+    let start = Instant::now();
+    let pacer = args.rate.map(|rate| Arc::new(Pacer::new(rate, start)));
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    for id in 0..nodes {
+        let rngs = (
+            SmallRng::seed_from_u64(node_seed(args.seed, id, 1)),
+            SmallRng::seed_from_u64(node_seed(args.seed, id, 2)),
+        );
+        let node = Node::new(
+            id,
+            (cluster.clone(), plan.clone()),
+            endpoint.clone(),
+            (pacer.clone(), counters.clone()),
+            rngs,
+        );
+        tasks.spawn(node.run(stopped.clone()));
+    }
+    let (progress_done, progress_rx) = watch::channel(false);
+    let progress = (std::io::stderr().is_terminal() && !args.quiet)
+        .then(|| tokio::spawn(show_progress(counters.clone(), progress_rx)));
+    let mut latency = Histogram::default();
+    let mut was_interrupted = false;
+    loop {
+        tokio::select! {
+            joined = tasks.join_next() => match joined {
+                Some(Ok(histogram)) => latency.merge(&histogram),
+                Some(Err(error)) => *counters.last_error.lock() = Some(format!("a node task failed: {error}")),
+                None => break,
+            },
+            _ = &mut interrupted, if !was_interrupted => {
+                was_interrupted = true;
+                let _ = stop.send(true);
+            }
+        }
+    }
+    let _ = progress_done.send(true);
+    if let Some(progress) = progress {
+        let _ = progress.await;
+    }
+    let summary = Summary {
+        setup: (
+            nodes,
+            args.flows_per_node as usize,
+            args.interval.as_secs_f64(),
+            args.seed,
+        ),
+        keys: cluster.distinct_keys(),
+        elapsed: start.elapsed(),
+        interrupted: was_interrupted,
+    };
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &summary_json(&summary, &counters, &latency))
+            .map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        out.write_all(summary_text(&summary, &counters, &latency).as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}

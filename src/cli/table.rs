@@ -1,0 +1,248 @@
+//! Aligned text tables with optional ANSI colour, and human units (`1.2 MiB`, `3.4k`).
+//!
+//! Widths are counted in characters of the plain text, so colour codes never shift columns.
+//! A whole table is measured before printing; a streaming table (`watch`) uses fixed widths.
+
+/// How a cell is coloured on a terminal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// No colour.
+    Plain,
+    /// Allowed.
+    Green,
+    /// Denied.
+    Red,
+    /// Passed, pending.
+    Yellow,
+    /// Secondary information.
+    Dim,
+}
+
+impl Style {
+    fn code(self) -> Option<&'static str> {
+        match self {
+            Style::Plain => None,
+            Style::Green => Some("32"),
+            Style::Red => Some("31"),
+            Style::Yellow => Some("33"),
+            Style::Dim => Some("2"),
+        }
+    }
+}
+
+/// One cell: its text and colour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cell {
+    /// The plain text.
+    pub text: String,
+    /// The colour on a terminal.
+    pub style: Style,
+}
+
+impl Cell {
+    /// A cell with a colour.
+    pub fn styled(text: impl Into<String>, style: Style) -> Cell {
+        Cell {
+            text: text.into(),
+            style,
+        }
+    }
+}
+
+impl From<String> for Cell {
+    fn from(text: String) -> Cell {
+        Cell::styled(text, Style::Plain)
+    }
+}
+
+impl From<&str> for Cell {
+    fn from(text: &str) -> Cell {
+        Cell::styled(text, Style::Plain)
+    }
+}
+
+/// Left or right alignment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// Text.
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// A table measured as a whole.
+#[derive(Clone, Debug)]
+pub struct Table {
+    columns: Vec<(&'static str, Align)>,
+    rows: Vec<Vec<Cell>>,
+}
+
+fn width(text: &str) -> usize {
+    text.chars().count()
+}
+
+/// Formats one line from cells, padding each to `widths` (the last column is not padded).
+pub fn line(
+    cells: &[Cell],
+    widths: &[usize],
+    columns: &[(&'static str, Align)],
+    color: bool,
+) -> String {
+    let mut out = String::new();
+    for (index, cell) in cells.iter().enumerate() {
+        let wanted = widths.get(index).copied().unwrap_or(0);
+        let text: String = if width(&cell.text) > wanted && wanted > 1 {
+            let kept: String = cell.text.chars().take(wanted - 1).collect();
+            format!("{kept}…")
+        } else {
+            cell.text.clone()
+        };
+        let pad = " ".repeat(wanted.saturating_sub(width(&text)));
+        let last = index + 1 == cells.len();
+        let painted = match (color, cell.style.code()) {
+            (true, Some(code)) => format!("\x1b[{code}m{text}\x1b[0m"),
+            _ => text,
+        };
+        match columns.get(index).map_or(Align::Left, |c| c.1) {
+            Align::Right => {
+                out.push_str(&pad);
+                out.push_str(&painted);
+            }
+            Align::Left if last => out.push_str(&painted),
+            Align::Left => {
+                out.push_str(&painted);
+                out.push_str(&pad);
+            }
+        }
+        if !last {
+            out.push_str("  ");
+        }
+    }
+    out.push('\n');
+    out
+}
+
+/// The header line, bold on a terminal.
+pub fn header(widths: &[usize], columns: &[(&'static str, Align)], color: bool) -> String {
+    let cells: Vec<Cell> = columns.iter().map(|(name, _)| Cell::from(*name)).collect();
+    let text = line(&cells, widths, columns, false);
+    if color {
+        format!("\x1b[1m{}\x1b[0m\n", text.trim_end())
+    } else {
+        text
+    }
+}
+
+impl Table {
+    /// An empty table with these column titles and alignments.
+    pub fn new(columns: Vec<(&'static str, Align)>) -> Table {
+        Table {
+            columns,
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row (one cell per column).
+    pub fn push(&mut self, row: Vec<Cell>) {
+        self.rows.push(row);
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The whole table, columns as wide as their widest cell.
+    pub fn render(&self, color: bool) -> String {
+        let mut widths: Vec<usize> = self.columns.iter().map(|(name, _)| width(name)).collect();
+        for row in &self.rows {
+            for (index, cell) in row.iter().enumerate() {
+                if let Some(w) = widths.get_mut(index) {
+                    *w = (*w).max(width(&cell.text));
+                }
+            }
+        }
+        let mut out = header(&widths, &self.columns, color);
+        for row in &self.rows {
+            out.push_str(&line(row, &widths, &self.columns, color));
+        }
+        out
+    }
+}
+
+fn scaled(value: i64, base: f64, units: &[&str]) -> String {
+    let mut amount = value as f64;
+    let mut unit = 0;
+    while amount.abs() >= base && unit + 1 < units.len() {
+        amount /= base;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{value}{}", units[0])
+    } else if amount.abs() < 9.95 {
+        format!("{amount:.1}{}", units[unit])
+    } else {
+        format!("{amount:.0}{}", units[unit])
+    }
+}
+
+/// Bytes in binary units: `512 B`, `1.2 KiB`, `34 MiB`.
+pub fn bytes(value: i64) -> String {
+    scaled(
+        value,
+        1024.0,
+        &[" B", " KiB", " MiB", " GiB", " TiB", " PiB"],
+    )
+}
+
+/// A count in decimal units: `950`, `1.2k`, `34M`.
+pub fn count(value: i64) -> String {
+    scaled(value, 1000.0, &["", "k", "M", "G", "T"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_read_like_a_person_writes_them() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(1200), "1.2 KiB");
+        assert_eq!(bytes(1_258_291), "1.2 MiB");
+        assert_eq!(bytes(35_651_584), "34 MiB");
+        assert_eq!(count(950), "950");
+        assert_eq!(count(1234), "1.2k");
+        assert_eq!(count(34_000_000), "34M");
+    }
+
+    #[test]
+    fn columns_align_on_plain_text_even_with_colour() {
+        let mut table = Table::new(vec![("NAME", Align::Left), ("BYTES", Align::Right)]);
+        table.push(vec![
+            Cell::styled("frontend", Style::Green),
+            bytes(1200).into(),
+        ]);
+        table.push(vec!["db".into(), bytes(5).into()]);
+        assert_eq!(
+            table.render(false),
+            "NAME        BYTES\nfrontend  1.2 KiB\ndb            5 B\n"
+        );
+        let coloured = table.render(true);
+        assert!(
+            coloured.contains("\x1b[32mfrontend\x1b[0m  1.2 KiB"),
+            "{coloured:?}"
+        );
+    }
+
+    #[test]
+    fn streaming_lines_truncate_to_fixed_widths() {
+        let columns = [("A", Align::Left), ("B", Align::Left)];
+        let text = line(&["abcdefgh".into(), "x".into()], &[4, 1], &columns, false);
+        assert_eq!(text, "abc…  x\n");
+    }
+}

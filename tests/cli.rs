@@ -1,0 +1,595 @@
+//! The query commands end to end: the real `eddy` binary (run with assert_cmd) against an
+//! in-process server on `127.0.0.1:0` with a manual clock and known flows. Every filter flag
+//! is checked by the flows it returns, not just by the exit code.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::process::Output;
+
+use assert_cmd::Command;
+use common::*;
+use eddy::proto::{Action, EndpointType, PolicyKind, PolicyTrace, Reporter};
+use serde_json::Value;
+
+/// Runs `eddy` with `args` (and a clean environment for its own variables) off the runtime.
+async fn eddy(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(&args)
+            .env_remove("EDDY_SERVER")
+            .env_remove("NO_COLOR")
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .expect("eddy runs")
+    })
+    .await
+    .expect("the blocking task finishes")
+}
+
+/// `eddy <command...> --server <address> <flags...>`.
+async fn against(server: &TestServer, command: &[&str], flags: &[&str]) -> Output {
+    let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+    args.extend(["--server".to_string(), server.address.to_string()]);
+    args.extend(flags.iter().map(|s| s.to_string()));
+    eddy(args).await
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The flows of the known data set, named by letter (the source name's first word).
+fn letters(output: &Output) -> BTreeSet<String> {
+    assert!(output.status.success(), "eddy failed: {}", stderr(output));
+    stdout(output)
+        .lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("each line is JSON");
+            let labels = value["flow"]["source_labels"].as_array().expect("labels");
+            labels[0]
+                .as_str()
+                .expect("a string label")
+                .trim_start_matches("flow=")
+                .to_string()
+        })
+        .collect()
+}
+
+/// The cells of a table line: columns are separated by at least two spaces.
+fn cells(line: &str) -> Vec<&str> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|cell| !cell.is_empty())
+        .collect()
+}
+
+fn set(letters: &str) -> BTreeSet<String> {
+    letters.chars().map(String::from).collect()
+}
+
+/// Five flows with distinct fields; `E` is twenty minutes old, the others one window old.
+async fn known_flows(server: &TestServer) {
+    let recent = bucket(NOW) - WINDOW + 1;
+    let old = bucket(NOW) - 20 * 60 + 1;
+    let with = |letter: &str, key: eddy::proto::FlowKey, start: i64, packets: i64| {
+        let mut f = flow(key, start, packets);
+        f.source_labels = vec![format!("flow={letter}")];
+        f.dest_labels = vec!["app=x".into()];
+        f
+    };
+    let mut a = key(("shop", "frontend"), ("shop", "checkout"));
+    a.policies = Some(PolicyTrace {
+        enforced_policies: vec![hit(
+            PolicyKind::CalicoNetworkPolicy,
+            "default",
+            "shop",
+            "allow-checkout",
+            Action::Allow,
+        )],
+        pending_policies: vec![],
+    });
+    let mut b = key(("shop", "frontend"), ("payments", "ledger"));
+    (b.dest_port, b.reporter) = (9000, Reporter::Src as i32);
+    b.policies = Some(PolicyTrace {
+        enforced_policies: vec![hit(
+            PolicyKind::CalicoNetworkPolicy,
+            "default",
+            "payments",
+            "allow-ledger",
+            Action::Allow,
+        )],
+        pending_policies: vec![hit(
+            PolicyKind::StagedNetworkPolicy,
+            "default",
+            "payments",
+            "staged-ledger",
+            Action::Deny,
+        )],
+    });
+    let mut c = key(("-", "pub"), ("payments", "ledger"));
+    (c.source_type, c.dest_port, c.action) =
+        (EndpointType::Network as i32, 9000, Action::Deny as i32);
+    let mut end_of_tier = hit(PolicyKind::EndOfTier, "default", "", "", Action::Deny);
+    end_of_tier.trigger = Some(Box::new(hit(
+        PolicyKind::NetworkPolicy,
+        "default",
+        "payments",
+        "default-deny",
+        Action::Deny,
+    )));
+    c.policies = Some(PolicyTrace {
+        enforced_policies: vec![end_of_tier.clone()],
+        pending_policies: vec![end_of_tier],
+    });
+    let mut d = key(("monitoring", "prometheus"), ("kube-system", "kube-dns"));
+    (d.dest_port, d.proto, d.reporter) = (53, "UDP".into(), Reporter::Src as i32);
+    d.policies = Some(PolicyTrace {
+        enforced_policies: vec![hit(
+            PolicyKind::GlobalNetworkPolicy,
+            "platform",
+            "",
+            "allow-dns",
+            Action::Allow,
+        )],
+        pending_policies: vec![],
+    });
+    let mut e = key(("shop", "cart"), ("shop", "redis"));
+    e.dest_port = 6379;
+    e.policies = Some(PolicyTrace {
+        enforced_policies: vec![
+            hit(
+                PolicyKind::GlobalNetworkPolicy,
+                "platform",
+                "",
+                "pass-all",
+                Action::Pass,
+            ),
+            hit(
+                PolicyKind::CalicoNetworkPolicy,
+                "default",
+                "shop",
+                "allow-redis",
+                Action::Allow,
+            ),
+        ],
+        pending_policies: vec![],
+    });
+    server
+        .ingest(vec![
+            with("A", a, recent, 12),
+            with("B", b, recent, 20),
+            with("C", c, recent, 30),
+            with("D", d, recent, 40),
+            with("E", e, old, 50),
+        ])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_prints_known_flows_as_a_table_and_as_json() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+
+    let table = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "table", "--dest-name", "checkout"],
+    )
+    .await;
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "header, one row, footer: {text}");
+    for column in [
+        "START",
+        "SOURCE",
+        "DESTINATION",
+        "PORT",
+        "REPORTER",
+        "ACTION",
+        "PKTS IN",
+        "BYTES OUT",
+    ] {
+        assert!(
+            lines[0].contains(column),
+            "header has {column}: {}",
+            lines[0]
+        );
+    }
+    let row: Vec<&str> = cells(lines[1]);
+    assert!(row[0].ends_with(" ago"), "a relative start: {row:?}");
+    assert_eq!(
+        row[1..],
+        [
+            "shop/frontend",
+            "shop/checkout",
+            "TCP/443",
+            "dst",
+            "allow",
+            "12",
+            "12",
+            "1.2 KiB",
+            "1.2 KiB"
+        ]
+    );
+    assert_eq!(lines[2], "1 flow");
+    assert!(
+        !text.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+    // Columns line up: every row starts its SOURCE column where the header does.
+    let all = against(&server, &["flows", "list"], &["-o", "table"]).await;
+    let all_text = stdout(&all);
+    let source_at = all_text
+        .lines()
+        .next()
+        .and_then(|h| h.find("SOURCE"))
+        .expect("a header");
+    for line in all_text.lines().skip(1).take(5) {
+        assert_ne!(line.as_bytes()[source_at], b' ', "aligned: {line}");
+        assert_eq!(line.as_bytes()[source_at - 1], b' ', "aligned: {line}");
+    }
+
+    let coloured = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "table", "--color", "always", "--action", "deny"],
+    )
+    .await;
+    assert!(
+        stdout(&coloured).contains("\x1b[31mdeny\x1b[0m"),
+        "{}",
+        stdout(&coloured)
+    );
+
+    let wide = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "wide", "--dest-name", "ledger", "--reporter", "dst"],
+    )
+    .await;
+    let wide_text = stdout(&wide);
+    assert!(
+        wide_text.contains("default/end-of-tier<payments/default-deny:deny"),
+        "{wide_text}"
+    );
+    assert!(wide_text.contains("Network"), "{wide_text}");
+    assert!(
+        wide_text.contains(&eddy::cli::time::format_rfc3339(bucket(NOW) - WINDOW)),
+        "{wide_text}"
+    );
+
+    let json = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "json", "--sort", "dest-name"],
+    )
+    .await;
+    let document: Value = serde_json::from_str(&stdout(&json)).expect("one JSON document");
+    assert_eq!(document["meta"]["totalResults"], 5);
+    assert_eq!(document["meta"]["totalPages"], 1);
+    let flows = document["flows"].as_array().expect("flows");
+    let first = &flows[0]["flow"];
+    assert_eq!(first["Key"]["dest_name"], "checkout");
+    assert_eq!(first["Key"]["action"], "Allow");
+    assert_eq!(first["Key"]["reporter"], "Dst");
+    assert_eq!(first["packets_in"], 12);
+    assert_eq!(first["bytes_in"], 1200);
+    assert_eq!(first["start_time"], bucket(NOW) - WINDOW);
+    assert_eq!(first["end_time"], bucket(NOW));
+    assert!(flows[0]["id"].as_i64().is_some_and(|id| id > 0));
+
+    // Not a terminal and no -o: one JSON result per line.
+    let ndjson = against(&server, &["flows", "list"], &[]).await;
+    assert_eq!(letters(&ndjson), set("ABCDE"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_filter_flag_reaches_the_server() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+    let cases: &[(&[&str], &str)] = &[
+        (&["--source-name", "frontend"], "AB"),
+        (&["--source-name~", "PROM"], "D"),
+        (&["--source-name", "PUBLIC NETWORK"], "C"),
+        (&["--source-namespace", "monitoring"], "D"),
+        (&["--source-namespace~", "sho"], "ABE"),
+        (&["--dest-name", "ledger"], "BC"),
+        (&["--dest-name~", "DNS"], "D"),
+        (&["--dest-namespace", "payments"], "BC"),
+        (&["--dest-namespace~", "pay"], "BC"),
+        (
+            &["--dest-namespace", "shop", "--dest-namespace~", "kube"],
+            "ADE",
+        ),
+        (&["--protocol", "UDP"], "D"),
+        (&["--protocol~", "tc"], "ABCE"),
+        (&["--dest-port", "9000"], "BC"),
+        (&["--dest-port", "53", "--dest-port", "6379"], "DE"),
+        (&["--action", "deny"], "C"),
+        (&["--action", "allow", "--action", "pass"], "ABDE"),
+        (&["--pending-action", "deny"], "BC"),
+        (&["--policy", "default/allow-checkout"], "A"),
+        (&["--policy", "default/payments/default-deny"], "C"),
+        (&["--policy", "gnp:platform/*"], "DE"),
+        (&["--policy", "kind=StagedNetworkPolicy,action=deny"], "B"),
+        (
+            &["--policy", "*/shop/*", "--policy", "*/kube-system/*"],
+            "AE",
+        ),
+        (&["--reporter", "src"], "BD"),
+        (&["--reporter", "dst"], "ACE"),
+        (&["--dest-namespace", "payments", "--reporter", "dst"], "C"),
+        (&["--since", "10m"], "ABCD"),
+        (&["--until", "10m"], "E"),
+        (&["--since", "1h", "--until", "15m"], "E"),
+    ];
+    for (flags, expected) in cases {
+        let output = against(&server, &["flows", "list"], flags).await;
+        assert_eq!(letters(&output), set(expected), "flags {flags:?}");
+    }
+    let since = eddy::cli::time::format_rfc3339(NOW - 600);
+    let absolute = against(&server, &["flows", "list"], &["--since", &since]).await;
+    assert_eq!(letters(&absolute), set("ABCD"), "--since {since}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sorting_paging_and_hints_reach_the_server() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+    let page = against(
+        &server,
+        &["flows", "list"],
+        &[
+            "-o",
+            "json",
+            "--sort",
+            "dest-name",
+            "--sort",
+            "source-name",
+            "--page-size",
+            "2",
+            "--page",
+            "2",
+        ],
+    )
+    .await;
+    let document: Value = serde_json::from_str(&stdout(&page)).expect("JSON");
+    assert_eq!(document["meta"]["totalResults"], 5);
+    assert_eq!(document["meta"]["totalPages"], 3);
+    let names: Vec<(&str, &str)> = document["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .map(|f| {
+            (
+                f["flow"]["Key"]["dest_name"].as_str().unwrap_or(""),
+                f["flow"]["Key"]["source_name"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(names, [("ledger", "frontend"), ("ledger", "pub")]);
+    let table = against(
+        &server,
+        &["flows", "list"],
+        &[
+            "-o",
+            "table",
+            "--sort",
+            "dest-name",
+            "--page-size",
+            "2",
+            "--page",
+            "3",
+        ],
+    )
+    .await;
+    assert!(
+        stdout(&table).ends_with("showing 5-5 of 5 flows (page 3 of 3)\n"),
+        "{}",
+        stdout(&table)
+    );
+
+    let hints = against(
+        &server,
+        &["flows", "hints", "dest-namespace"],
+        &["-o", "json"],
+    )
+    .await;
+    let document: Value = serde_json::from_str(&stdout(&hints)).expect("JSON");
+    assert_eq!(
+        document["hints"],
+        serde_json::json!([{"value": "kube-system"}, {"value": "payments"}, {"value": "shop"}])
+    );
+    assert_eq!(document["meta"]["totalResults"], 3);
+    let table = against(
+        &server,
+        &["flows", "hints", "policy-name"],
+        &["-o", "table", "--reporter", "dst"],
+    )
+    .await;
+    assert_eq!(
+        stdout(&table),
+        "POLICY NAME\nallow-checkout\nallow-redis\ndefault-deny\npass-all\n4 values\n"
+    );
+    let filtered = against(
+        &server,
+        &["flows", "hints", "dest-name"],
+        &["--since", "10m", "--dest-namespace~", "E"],
+    )
+    .await;
+    assert_eq!(
+        stdout(&filtered),
+        "{\"value\":\"kube-dns\"}\n{\"value\":\"ledger\"}\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_prints_policy_counters_as_a_table_and_as_json() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+    let json = against(
+        &server,
+        &["stats"],
+        &["-o", "json", "--policy", "default/allow-checkout"],
+    )
+    .await;
+    assert!(json.status.success(), "{}", stderr(&json));
+    let results: Value = serde_json::from_str(&stdout(&json)).expect("JSON");
+    let results = results.as_array().expect("an array of results");
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0]["policy"]["name"], "allow-checkout");
+    assert_eq!(results[0]["allowed_in"], serde_json::json!([12]));
+    assert_eq!(results[0]["denied_in"], serde_json::json!([0]));
+    let rules = against(
+        &server,
+        &["stats"],
+        &[
+            "-o",
+            "ndjson",
+            "--group-by",
+            "rule",
+            "--type",
+            "bytes",
+            "--policy",
+            "default/payments/default-deny",
+            "--action",
+            "deny",
+        ],
+    )
+    .await;
+    let lines: Vec<Value> = stdout(&rules)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(lines[0]["policy"]["name"], "default-deny");
+    assert_eq!(lines[0]["direction"], "Ingress");
+    assert_eq!(lines[0]["denied_in"], serde_json::json!([3000]));
+    let table = against(
+        &server,
+        &["stats"],
+        &[
+            "-o",
+            "table",
+            "--type",
+            "bytes",
+            "--policy",
+            "gnp:platform/*",
+        ],
+    )
+    .await;
+    let text = stdout(&table);
+    assert!(text.starts_with("KIND "), "{text}");
+    let pass_all = text
+        .lines()
+        .find(|l| l.contains("pass-all"))
+        .expect("a pass-all row");
+    assert_eq!(
+        cells(pass_all),
+        [
+            "GlobalNetworkPolicy",
+            "platform",
+            "pass-all",
+            "0",
+            "0",
+            "0",
+            "0",
+            "4.9 KiB",
+            "4.9 KiB"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_flags_and_failed_calls_give_one_clear_line_and_an_exit_code() {
+    let server = TestServer::start(1).await;
+    let usage: &[&[&str]] = &[
+        &["flows", "list", "--action", "maybe"],
+        &["flows", "list", "--since", "yesterday"],
+        &["flows", "list", "--policy", "a/b/c/d"],
+        &["flows", "list", "--page", "2"],
+        &["flows", "list", "--dest-port", "70000"],
+        &["flows", "hints", "colour"],
+        &["stats", "--type", "furlongs"],
+        &["flows", "list", "--tls-ca", "/nonexistent/ca.pem"],
+    ];
+    for args in usage {
+        let output = eddy(args.iter().map(|s| s.to_string()).collect()).await;
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let flag = args
+            .iter()
+            .find(|a| a.starts_with("--"))
+            .copied()
+            .unwrap_or("colour");
+        assert!(
+            stderr(&output).contains(flag),
+            "{args:?} names {flag}: {}",
+            stderr(&output)
+        );
+    }
+
+    let invalid = against(
+        &server,
+        &["flows", "list"],
+        &["--since", "1m", "--until", "10m"],
+    )
+    .await;
+    assert_eq!(invalid.status.code(), Some(1));
+    let line = stderr(&invalid);
+    assert_eq!(line.lines().count(), 1, "{line}");
+    assert!(
+        line.starts_with("eddy: error: Flows.List failed with INVALID_ARGUMENT: start_time_gte"),
+        "{line}"
+    );
+    assert!(
+        line.trim_end().ends_with("hint: check --since/--until"),
+        "{line}"
+    );
+    let window = against(
+        &server,
+        &["flows", "list"],
+        &["--aggregation-interval", "7s"],
+    )
+    .await;
+    assert_eq!(window.status.code(), Some(1));
+    assert!(
+        stderr(&window).contains("hint: check --aggregation-interval"),
+        "{}",
+        stderr(&window)
+    );
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let address = closed.local_addr().expect("an address").to_string();
+    drop(closed);
+    for command in [
+        &["flows", "list"][..],
+        &["flows", "hints", "dest-name"],
+        &["stats"],
+        &["flows", "watch"],
+    ] {
+        let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
+        args.extend(["--server".into(), address.clone()]);
+        let output = eddy(args).await;
+        assert_eq!(output.status.code(), Some(3), "{command:?}");
+        let line = stderr(&output);
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(
+            line.contains(&format!(
+                "cannot reach the server at {address} (UNAVAILABLE: "
+            )),
+            "{line}"
+        );
+        assert!(line.contains("hint: nothing is listening there"), "{line}");
+    }
+}
