@@ -778,3 +778,84 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
         .await;
     assert_eq!(server.list_all().await.len(), 4);
 }
+
+/// Updates that would overflow a bounded interner table are receipted, skipped and counted
+/// as `InternerFull`; updates using known values are still stored (SPEC §9.3, §10.2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_overflowing_an_interner_are_skipped_and_counted() {
+    let retention = Retention {
+        window: WINDOW,
+        closed_buckets: 240,
+    };
+    let config = ServerConfig {
+        // "" (always present), "shop", "frontend", "TCP", "checkout" and one more string;
+        // the empty label set and one more; the empty trace only.
+        catalog: eddy::catalog::CatalogLimits {
+            strings: 6,
+            label_sets: 2,
+            traces: 1,
+        },
+        ..ServerConfig::new(2, retention)
+    };
+    let server = TestServer::start_config(config, NOW).await;
+    let dest = |name: &str| key(("shop", "frontend"), ("shop", name));
+    let mut with_policy = dest("checkout");
+    with_policy.policies = Some(PolicyTrace {
+        enforced_policies: vec![hit(
+            PolicyKind::CalicoNetworkPolicy,
+            "",
+            "",
+            "",
+            Action::Allow,
+        )],
+        pending_policies: vec![],
+    });
+    let mut conn = CollectorConn::open(&server.channel).await;
+    let updates = vec![
+        counted(dest("checkout"), closed(), 1, 1, 1),
+        // The sixth string.
+        counted(dest("cart"), closed(), 2, 1, 1),
+        // A seventh string: no room.
+        counted(dest("search"), closed(), 3, 1, 1),
+        // A second label set: room for it; a third: none.
+        Flow {
+            source_labels: vec!["app=frontend".into()],
+            ..counted(dest("checkout"), closed(), 4, 1, 1)
+        },
+        Flow {
+            dest_labels: vec!["app=checkout".into()],
+            ..counted(dest("checkout"), closed(), 5, 1, 1)
+        },
+        // A non-empty trace: no room.
+        counted(with_policy, closed(), 6, 1, 1),
+        // Known values only.
+        counted(dest("cart"), closed(), 7, 1, 1),
+    ];
+    for update in updates {
+        conn.send_flow(update).await;
+    }
+    conn.receipts(7).await;
+    conn.close().await;
+    assert_eq!(skipped(&server, SkipReason::InternerFull), 3);
+    assert_eq!(server.state.ingest.stored_total(), 4);
+    let flows = server.list_all().await;
+    let mut seen: Vec<(String, i64, Vec<String>)> = flows
+        .into_iter()
+        .map(|result| {
+            let flow = result.flow.expect("flow is set");
+            (
+                flow.key.expect("key is set").dest_name,
+                flow.packets_in,
+                flow.source_labels,
+            )
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            ("cart".to_string(), 9, vec![]),
+            ("checkout".to_string(), 5, vec![]),
+        ]
+    );
+}

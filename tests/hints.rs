@@ -722,6 +722,16 @@ async fn hints_page_like_list_with_totals_over_distinct_values() {
             hints_of(&["d-a", "d-b", "d-c", "d-d", "d-e"], 5, 1)
         );
         assert_eq!(hints(&server, ask(1, 4)).await, hints_of(&["d-e"], 5, 2));
+        // Extreme pages and page sizes neither overflow nor fail.
+        assert_eq!(hints(&server, ask(i64::MAX, 2)).await, hints_of(&[], 5, 3));
+        assert_eq!(
+            hints(&server, ask(0, i64::MAX)).await,
+            hints_of(&["d-a", "d-b", "d-c", "d-d", "d-e"], 5, 1)
+        );
+        assert_eq!(
+            hints(&server, ask(i64::MAX, i64::MAX)).await,
+            hints_of(&[], 5, 1)
+        );
         // page_size 0: one page holding everything; page is ignored.
         assert_eq!(
             hints(&server, ask(7, 0)).await,
