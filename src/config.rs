@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::operations::OperationsArgs;
 use crate::ingest::dedup::DedupScope;
 use crate::retention::Retention;
 use crate::server::ServerConfig;
+
+pub mod operations;
 
 /// The `eddy` command line.
 #[derive(Debug, Parser)]
@@ -26,7 +29,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Query flows: list, watch, filter hints.
     Flows(Box<crate::cli::flows::FlowsArgs>),
     /// Per-policy and per-rule traffic statistics.
@@ -62,6 +65,9 @@ pub struct ServeArgs {
     /// Which replays are de-duplicated (SPEC §9.4).
     #[arg(long, env = "EDDY_DEDUP_SCOPE", value_enum, default_value = "peer-ip")]
     pub dedup_scope: DedupScope,
+    /// TLS, health, metrics, emitter and log format.
+    #[command(flatten)]
+    pub operations: OperationsArgs,
 }
 
 /// Parses `90`, `15s`, `5m`, `1h` or `2d` into whole seconds.

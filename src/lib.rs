@@ -5,17 +5,25 @@
 //! frontend that validates, canonicalises and interns flow updates, and the bridge between
 //! tokio and the timely workers. The views themselves live in `eddy-dataflows`.
 
+pub mod admin;
 pub mod api;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod demo;
+pub mod emitter;
+pub mod health;
 pub mod ingest;
 pub mod intern;
+pub mod logging;
+pub mod metrics;
 pub mod proto;
 pub mod retention;
 pub mod server;
+pub mod shutdown;
 pub mod state;
 pub mod streams;
 pub mod synth;
+pub mod tls;
 pub mod worker;

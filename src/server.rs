@@ -1,5 +1,8 @@
 //! Assembles the engine, the shared state and the tonic server, and serves on a listener
 //! until a shutdown signal.
+//!
+//! The gRPC port carries the three `goldmane` services, `grpc.health.v1.Health` and server
+//! reflection v1 and v1alpha (SPEC §1.1), in plaintext or TLS (SPEC §11.2).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -7,17 +10,21 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::ServerTlsConfig;
 
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::statistics::StatisticsService;
 use crate::catalog::{Catalog, CatalogLimits};
+use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::IngestCounters;
+use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::proto::flow_collector_server::FlowCollectorServer;
 use crate::proto::flows_server::FlowsServer;
 use crate::proto::statistics_server::StatisticsServer;
 use crate::retention::Retention;
+use crate::shutdown::Shutdown;
 use crate::state::ServerState;
 use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
@@ -81,6 +88,19 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock.now(),
         config.streams,
     );
+    let shutdown = Shutdown::new();
+    let health = Health::start(
+        engine.clone(),
+        config.retention,
+        clock.clone(),
+        shutdown.clone(),
+    );
+    let hub = streams.clone();
+    let stopping = shutdown.wait();
+    tokio::spawn(async move {
+        stopping.await;
+        hub.shutdown();
+    });
     Ok(ServerState {
         engine,
         catalog,
@@ -89,19 +109,50 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock,
         ingest: Arc::new(IngestCounters::default()),
         dedup: Arc::new(Deduplicator::new(config.dedup_scope, config.dedup_capacity)),
+        metrics: Arc::new(Metrics::default()),
+        health,
+        shutdown,
     })
 }
 
-/// Serves every gRPC service on `listener` until `shutdown` completes.
+/// Serves every gRPC service in plaintext on `listener` until `shutdown` completes.
 pub async fn serve(
     state: ServerState,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with(state, listener, None, shutdown).await
+}
+
+/// Serves every gRPC service on `listener`, over TLS when `tls` is set, until `shutdown`
+/// completes. Then no new call is accepted and the server returns once open calls end.
+pub async fn serve_with(
+    state: ServerState,
+    listener: TcpListener,
+    tls: Option<ServerTlsConfig>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     // A custom listener does not get TCP_NODELAY by default; without it receipts stall on
     // Nagle's algorithm and delayed ACKs.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    tonic::transport::Server::builder()
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let reporting = tokio::spawn(state.health.clone().report_to(reporter));
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor sets are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the compiled descriptor sets are valid");
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
+    }
+    let served = builder
+        .layer(QueryTimerLayer::new(state.metrics.clone()))
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
@@ -117,6 +168,11 @@ pub async fn serve(
             StatisticsServer::new(StatisticsService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .await;
+    reporting.abort();
+    served
 }

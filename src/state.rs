@@ -1,11 +1,15 @@
-//! What every gRPC service shares: the engine handle, the catalog, the clock and the counters.
+//! What every gRPC service shares: the engine handle, the catalog, the clock, the counters,
+//! health and the shutdown flag.
 
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
+use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
 use crate::ingest::IngestCounters;
+use crate::metrics::Metrics;
 use crate::retention::Retention;
+use crate::shutdown::Shutdown;
 use crate::streams::StreamHub;
 use crate::worker::clock::Clock;
 use crate::worker::Engine;
@@ -27,6 +31,12 @@ pub struct ServerState {
     pub dedup: Arc<Deduplicator>,
     /// Live streams.
     pub streams: StreamHub,
+    /// Eddy's own measurements (open clients, query latency, emitter progress).
+    pub metrics: Arc<Metrics>,
+    /// Readiness and liveness.
+    pub health: Health,
+    /// Set when the server begins to stop.
+    pub shutdown: Shutdown,
 }
 
 impl ServerState {

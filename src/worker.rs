@@ -20,6 +20,7 @@ use std::time::Duration;
 use eddy_dataflows::model::Bucket;
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -182,6 +183,23 @@ impl Engine {
         let (reply, answers) = mpsc::channel(self.workers);
         self.send(Request::Sync(reply)).await?;
         self.gather(answers).await.map(drop)
+    }
+
+    /// Counts the live rows of every view, summed over the workers. Walks every view once:
+    /// for metrics, not for a hot path.
+    pub async fn sizes(&self) -> Result<ViewSizes, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Sizes(reply)).await?;
+        let mut total = ViewSizes::default();
+        for part in self.gather(answers).await? {
+            total.add(&part);
+        }
+        Ok(total)
+    }
+
+    /// How many requests (mostly ingest batches) wait for the controller.
+    pub fn queued_requests(&self) -> usize {
+        self.requests.len()
     }
 
     async fn send(&self, request: Request) -> Result<(), EngineStopped> {

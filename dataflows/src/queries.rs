@@ -4,6 +4,7 @@
 pub mod expire;
 pub mod hints;
 pub mod list;
+pub mod sizes;
 pub mod stats;
 
 use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList, Navigable};

@@ -4,6 +4,10 @@
 //! [`MAX_BATCH`]), prepares them, hands the batch to the engine, and only then sends one
 //! receipt per update, in order. When the engine is behind, `ingest` waits, the task stops
 //! reading, and HTTP/2 flow control slows the sender: nothing receipted is ever dropped.
+//!
+//! On shutdown (SPEC §11.6) a connection finishes the batch it holds — handed to the engine
+//! and receipted — then stops reading and ends the call with `UNAVAILABLE`; the client resends
+//! whatever it sent after that, since none of it was receipted.
 
 use std::pin::Pin;
 
@@ -79,8 +83,21 @@ async fn serve_connection(
     mut inbound: Streaming<FlowUpdate>,
     receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
 ) {
+    let _open = state.metrics.collector_client();
+    let stopping = state.shutdown.wait();
+    tokio::pin!(stopping);
     loop {
-        let first = match inbound.message().await {
+        let message = tokio::select! {
+            biased;
+            () = &mut stopping => {
+                // A closed receipt channel means the client is gone; nothing is left to tell.
+                let unavailable = Status::unavailable("the server is shutting down");
+                let _ = receipts.send(Err(unavailable)).await;
+                return;
+            }
+            message = inbound.message() => message,
+        };
+        let first = match message {
             Ok(Some(update)) => update,
             Ok(None) => return,
             Err(status) => return fail(&receipts, status).await,

@@ -75,6 +75,8 @@ pub enum HubMessage {
     Unsubscribe(u64),
     /// A subscription's backfill has been sent.
     BackfillDone(u64),
+    /// The server is stopping: end every stream with `UNAVAILABLE` and refuse new ones.
+    Shutdown,
 }
 
 /// A subscription as the hub receives it.
@@ -145,6 +147,12 @@ impl StreamHub {
             limits,
             next_id: Arc::new(AtomicU64::new(1)),
         }
+    }
+
+    /// Ends every open stream with `UNAVAILABLE` and refuses new ones (SPEC §11.6).
+    pub fn shutdown(&self) {
+        // A closed channel means the hub already stopped.
+        let _ = self.control.send(HubMessage::Shutdown);
     }
 
     /// The hub's counters.
@@ -226,8 +234,8 @@ impl Hub {
         loop {
             tokio::select! {
                 message = inbox.recv() => match message {
+                    Some(HubMessage::Shutdown) | None => return self.end_all(),
                     Some(message) => self.handle(message),
-                    None => return,
                 },
                 changed = self.epochs.changed() => {
                     if changed.is_err() {
@@ -245,6 +253,15 @@ impl Hub {
             HubMessage::Subscribe(subscription) => self.add(*subscription),
             HubMessage::Unsubscribe(id) => self.remove(id, None),
             HubMessage::BackfillDone(id) => self.finish_backfill(id),
+            HubMessage::Shutdown => self.end_all(),
+        }
+    }
+
+    /// Ends every subscription with `UNAVAILABLE`; the hub stops right after.
+    fn end_all(&mut self) {
+        let ids: Vec<u64> = self.subscribers.keys().copied().collect();
+        for id in ids {
+            self.remove(id, Some(Status::unavailable("the server is shutting down")));
         }
     }
 

@@ -14,6 +14,7 @@ use crossbeam_channel::Sender;
 use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use tokio::sync::watch;
 
@@ -34,6 +35,8 @@ pub enum Request {
     Stats(Arc<StatsQuery>, Reply<Vec<StatsRow>>),
     /// A barrier; every worker replies once on `reply` when all earlier requests are reflected.
     Sync(Reply<()>),
+    /// View sizes; every worker replies once on `reply` with its live row counts.
+    Sizes(Reply<ViewSizes>),
 }
 
 /// The controller's state.
@@ -124,6 +127,10 @@ impl Controller {
             Request::Sync(reply) => {
                 let as_of = self.close_tick();
                 self.broadcast(Command::Sync { as_of, reply });
+            }
+            Request::Sizes(reply) => {
+                let as_of = self.close_tick();
+                self.broadcast(Command::Sizes { as_of, reply });
             }
         }
     }

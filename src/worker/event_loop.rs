@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TryRecvError};
 use differential_dataflow::input::Input;
 use eddy_dataflows::model::{Bucket, Tick};
-use eddy_dataflows::queries::{expire, hints, list, stats};
+use eddy_dataflows::queries::{expire, hints, list, sizes, stats};
 use eddy_dataflows::traces::{FlowRowsInput, TraceRulesInput};
 use eddy_dataflows::views::{Inputs, Views};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
@@ -106,7 +106,8 @@ fn as_of(command: &Command) -> Tick {
         | Command::Hints { as_of, .. }
         | Command::Stats { as_of, .. }
         | Command::Expire { as_of, .. }
-        | Command::Sync { as_of, .. } => *as_of,
+        | Command::Sync { as_of, .. }
+        | Command::Sizes { as_of, .. } => *as_of,
         Command::Ingest(_) | Command::Advance(_) => 0,
     }
 }
@@ -138,6 +139,10 @@ fn answer(command: Command, views: &mut Views, input: &mut FlowRowsInput) -> boo
         }
         Command::Sync { reply, .. } => {
             let _ = reply.try_send(());
+            false
+        }
+        Command::Sizes { reply, .. } => {
+            let _ = reply.try_send(sizes::sizes(views));
             false
         }
         Command::Ingest(_) | Command::Advance(_) => false,

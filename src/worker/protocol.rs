@@ -10,6 +10,7 @@ use std::sync::Arc;
 use eddy_dataflows::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
+use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use tokio::sync::mpsc;
 
@@ -72,6 +73,14 @@ pub enum Command {
         as_of: Tick,
         /// The oldest retained bucket.
         floor: Bucket,
+    },
+    /// Count the live rows of every view once every tick up to `as_of` is reflected (for
+    /// metrics). Broadcast; each worker sends one [`ViewSizes`] on `reply`.
+    Sizes {
+        /// The last closed tick the counts must include.
+        as_of: Tick,
+        /// Where the worker's counts go.
+        reply: Reply<ViewSizes>,
     },
     /// A barrier: reply once every tick up to `as_of` is reflected. Broadcast; each worker
     /// sends one `()` on `reply`.

@@ -1,0 +1,219 @@
+//! The `eddy serve` process from start to exit: checks every setting and file first, starts
+//! the engine, binds the gRPC, health and metrics ports, runs the emitter, and on SIGTERM or
+//! SIGINT stops in order (SPEC §11.6):
+//!
+//! 1. readiness turns false and no new call is accepted;
+//! 2. live streams end with `UNAVAILABLE`; each `Connect` call finishes the batch it holds
+//!    (handed to the engine and receipted), then ends with `UNAVAILABLE`;
+//! 3. once every call has ended (or after [`SHUTDOWN_GRACE`]), the engine is synced, the
+//!    totals are logged (`eddy stopped`), and the process exits 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_dataflows::filter::FlowFilter;
+use eddy_dataflows::model::BucketRange;
+use eddy_dataflows::queries::list::{ListQuery, SortField};
+use tokio::net::TcpListener;
+
+use crate::config::ServeArgs;
+use crate::emitter::Emitter;
+use crate::ingest::SkipReason;
+use crate::state::ServerState;
+use crate::worker::clock::{Clock, SystemClock};
+
+/// How long open calls may take to end after a shutdown signal.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Why `eddy serve` could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A setting is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A TLS file is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// The emitter's state file is unusable.
+    #[error(transparent)]
+    Emitter(#[from] crate::emitter::progress::ProgressError),
+    /// A port could not be bound.
+    #[error("cannot listen on {address} ({what}): {source}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine or the runtime could not start.
+    #[error("{0}")]
+    Start(String),
+    /// The gRPC server failed.
+    #[error("the gRPC server failed: {0}")]
+    Server(#[from] tonic::transport::Error),
+}
+
+async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|source| DaemonError::Bind {
+            what,
+            address,
+            source,
+        })
+}
+
+/// Runs `eddy serve` until a shutdown signal. Logging must already be installed.
+pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
+    let config = args.server_config().map_err(DaemonError::Config)?;
+    let operations = &args.operations;
+    let tls = operations.server_tls()?.map(|tls| tls.load()).transpose()?;
+    let emitter_config = operations
+        .emitter(config.retention.window)
+        .map_err(DaemonError::Config)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let emitter = emitter_config
+        .map(|emitter| Emitter::new(emitter, clock.now()))
+        .transpose()?;
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|error| DaemonError::Start(format!("cannot start the tokio runtime: {error}")))?;
+    let state = runtime
+        .block_on(async { crate::server::build_state(config, clock.clone()) })
+        .map_err(DaemonError::Start)?;
+    let engine = state.engine.clone();
+    let served = runtime.block_on(async {
+        let listener = bind("gRPC", args.listen_address()).await?;
+        let local = listener.local_addr().map_err(|source| DaemonError::Bind {
+            what: "gRPC",
+            address: args.listen_address(),
+            source,
+        })?;
+        let health = operations.health_address();
+        let metrics = operations.metrics_address();
+        let health_address = start_admin(&state, health, metrics).await?;
+        tracing::info!(
+            address = %local,
+            tls = tls.is_some(),
+            mtls = tls.is_some() && operations.ca_cert_path.is_some(),
+            health = ?health_address.0,
+            metrics = ?health_address.1,
+            emitter = emitter.is_some(),
+            workers = config.workers,
+            window_seconds = config.retention.window,
+            retained_buckets = config.retention.closed_buckets,
+            "eddy is serving the Goldmane API"
+        );
+        if let Some(emitter) = emitter {
+            tokio::spawn(emitter.run(state.clone()));
+        }
+        if args.demo {
+            tracing::info!("demo traffic is on: six simulated nodes report every few seconds");
+            let clock = clock.clone();
+            tokio::spawn(crate::demo::run(local, 6, move || clock.now()));
+        }
+        let shutdown = state.shutdown.clone();
+        tokio::spawn(async move {
+            crate::shutdown::signal().await;
+            tracing::info!("shutting down: no new calls; ending streams and collectors");
+            shutdown.trigger();
+        });
+        let server = crate::server::serve_with(state.clone(), listener, tls, state.shutdown.wait());
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result?,
+            _ = state.shutdown.wait() => {
+                match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+                    Ok(result) => result?,
+                    Err(_) => tracing::warn!("open calls did not end within the grace period"),
+                }
+            }
+        }
+        log_totals(&state).await;
+        Ok::<(), DaemonError>(())
+    });
+    drop(state);
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    engine.shutdown();
+    served
+}
+
+/// Binds and starts the health and metrics listeners (one listener when they share an
+/// address). Returns their bound addresses.
+async fn start_admin(
+    state: &ServerState,
+    health: Option<SocketAddr>,
+    metrics: Option<SocketAddr>,
+) -> Result<(Option<SocketAddr>, Option<SocketAddr>), DaemonError> {
+    use crate::admin::{health_routes, metrics_routes, serve};
+    let bound = |listener: &TcpListener, what, address| {
+        listener.local_addr().map_err(|source| DaemonError::Bind {
+            what,
+            address,
+            source,
+        })
+    };
+    if let (Some(health), Some(metrics)) = (health, metrics) {
+        if health == metrics {
+            let listener = bind("health and metrics", health).await?;
+            let local = bound(&listener, "health and metrics", health)?;
+            let routes = health_routes(state.health.clone()).merge(metrics_routes(state.clone()));
+            tokio::spawn(serve(listener, routes));
+            return Ok((Some(local), Some(local)));
+        }
+    }
+    let mut addresses = (None, None);
+    if let Some(address) = health {
+        let listener = bind("health", address).await?;
+        addresses.0 = Some(bound(&listener, "health", address)?);
+        tokio::spawn(serve(listener, health_routes(state.health.clone())));
+    }
+    if let Some(address) = metrics {
+        let listener = bind("metrics", address).await?;
+        addresses.1 = Some(bound(&listener, "metrics", address)?);
+        tokio::spawn(serve(listener, metrics_routes(state.clone())));
+    }
+    Ok(addresses)
+}
+
+/// Waits until the engine reflects everything handed to it, then logs the ingest totals and
+/// the records the views hold: every stored update is one record.
+async fn log_totals(state: &ServerState) {
+    let ingest = &state.ingest;
+    let skipped: u64 = SkipReason::ALL
+        .iter()
+        .map(|reason| ingest.skipped_total(*reason))
+        .sum();
+    let now = state.now();
+    let query = ListQuery {
+        range: BucketRange {
+            gte: state.retention.oldest(now),
+            lt: state.retention.newest(now) + state.retention.window,
+        },
+        window: state.retention.window,
+        interval: 0,
+        filter: FlowFilter::default(),
+        sort: vec![SortField::Time],
+        limit: None,
+        name_ranks: Arc::new(Vec::new()),
+    };
+    let records: Option<i64> = match state.engine.sync().await {
+        Ok(()) => state.engine.list(query).await.ok().map(|partials| {
+            partials
+                .iter()
+                .flat_map(|partial| &partial.rows)
+                .map(|row| row.stats.records)
+                .sum()
+        }),
+        Err(_) => None,
+    };
+    tracing::info!(
+        received = ingest.received_total(),
+        stored = ingest.stored_total(),
+        skipped,
+        records_in_views = records.unwrap_or(-1),
+        "eddy stopped"
+    );
+}

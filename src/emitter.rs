@@ -1,0 +1,284 @@
+//! The emitter (SPEC §11.5): with `PUSH_URL` set, every `EMITTER_AGGREGATION_WINDOW` of closed
+//! buckets is read from the engine once `EMIT_AFTER_SECONDS` have passed after its end, and
+//! POSTed as one NDJSON body (one JSON `Flow` per line: proto field names, enums as numbers).
+//!
+//! Windows are aligned to multiples of their width and sent in order, one at a time; a
+//! failed POST is retried with capped exponential backoff, and later windows wait (they are
+//! only time ranges, so waiting holds no data). The end of the last delivered window is kept
+//! in a state file, so a restart continues with the next window: nothing is sent twice and
+//! nothing is skipped, except windows that left retention while the upstream was unreachable
+//! (counted in `eddy_emitter_expired_windows_total`).
+
+pub mod post;
+pub mod progress;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use eddy_dataflows::filter::FlowFilter;
+use eddy_dataflows::model::BucketRange;
+use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
+
+use crate::api::convert::flow_result;
+use crate::emitter::post::Poster;
+use crate::emitter::progress::{Progress, ProgressError};
+use crate::proto::Flow;
+use crate::state::ServerState;
+use crate::worker::EngineStopped;
+
+/// The longest the emitter sleeps before looking at the clock again.
+const POLL: Duration = Duration::from_secs(1);
+
+/// Retry delays: `initial`, doubled after every failure, never above `max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Backoff {
+    /// The delay after the first failure.
+    pub initial: Duration,
+    /// The cap.
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay after failure number `failures` (0 for the first).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let factor = 1u32.checked_shl(failures.min(31)).unwrap_or(u32::MAX);
+        self.initial.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// What the emitter needs, checked at start-up.
+#[derive(Clone, Debug)]
+pub struct EmitterConfig {
+    /// Where windows go.
+    pub poster: Poster,
+    /// Window width in seconds: a multiple of the aggregation window.
+    pub width: i64,
+    /// Seconds to wait after a window's end before sending it.
+    pub emit_after: i64,
+    /// The state file.
+    pub state_file: PathBuf,
+    /// Retry delays.
+    pub backoff: Backoff,
+}
+
+/// The window after a delivered end `from`: `[from, next multiple of width)`.
+pub fn window_after(from: i64, width: i64) -> (i64, i64) {
+    (from, from - from.rem_euclid(width) + width)
+}
+
+/// The emitter, with its progress loaded.
+#[derive(Debug)]
+pub struct Emitter {
+    config: EmitterConfig,
+    next: i64,
+}
+
+impl Emitter {
+    /// Loads the state file; without one, starts with the window holding `now` and records
+    /// that, so a restart before the first delivery does not skip it.
+    pub fn new(config: EmitterConfig, now: i64) -> Result<Emitter, ProgressError> {
+        let next = match progress::load(&config.state_file)? {
+            Some(progress) => progress.last_window_end,
+            None => {
+                let start = now - now.rem_euclid(config.width);
+                progress::store(
+                    &config.state_file,
+                    Progress {
+                        last_window_end: start,
+                    },
+                )?;
+                start
+            }
+        };
+        Ok(Emitter { config, next })
+    }
+
+    /// Start of the next window to send.
+    pub fn next_window_start(&self) -> i64 {
+        self.next
+    }
+
+    /// Sends windows until shutdown or until the engine stops.
+    pub async fn run(mut self, state: ServerState) {
+        tracing::info!(
+            next_window_start = self.next,
+            width = self.config.width,
+            "emitter started"
+        );
+        let shutdown = state.shutdown.clone();
+        let mut epochs = state.engine.epochs();
+        loop {
+            let (start, end) = window_after(self.next, self.config.width);
+            let due = end + self.config.emit_after;
+            loop {
+                let now = state.now();
+                if now >= due {
+                    break;
+                }
+                let wait = Duration::from_secs((due - now).unsigned_abs()).min(POLL);
+                tokio::select! {
+                    _ = shutdown.wait() => return,
+                    changed = epochs.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+            let emitter = &state.metrics.emitter;
+            let floor = state.retention.oldest(state.now());
+            if end <= floor {
+                tracing::warn!(start, end, "emitter window left retention before delivery");
+                emitter.windows_expired.fetch_add(1, Ordering::Relaxed);
+            } else {
+                let Ok(flows) = read_window(&state, start.max(floor), end).await else {
+                    return;
+                };
+                if !flows.is_empty() {
+                    let delivered = tokio::select! {
+                        _ = shutdown.wait() => false,
+                        () = self.deliver(&state, ndjson(&flows), start) => true,
+                    };
+                    if !delivered {
+                        return;
+                    }
+                    emitter
+                        .flows_delivered
+                        .fetch_add(flows.len() as u64, Ordering::Relaxed);
+                }
+                emitter.windows_delivered.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(start, end, flows = flows.len(), "emitter window delivered");
+            }
+            self.next = end;
+            emitter.last_window_end.store(end, Ordering::Relaxed);
+            if let Err(error) = progress::store(
+                &self.config.state_file,
+                Progress {
+                    last_window_end: end,
+                },
+            ) {
+                tracing::error!(%error, "cannot record emitter progress");
+            }
+        }
+    }
+
+    /// POSTs `body` until it is accepted.
+    async fn deliver(&self, state: &ServerState, body: Vec<u8>, start: i64) {
+        let mut failures = 0;
+        loop {
+            match self.config.poster.post(body.clone()).await {
+                Ok(()) => return,
+                Err(error) => {
+                    let delay = self.config.backoff.delay(failures);
+                    failures = failures.saturating_add(1);
+                    state
+                        .metrics
+                        .emitter
+                        .failed_attempts
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%error, window_start = start, failures, retry_in = ?delay,
+                        "emitter POST failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    }
+}
+
+/// Every flow with data in buckets `[start, end)`, one per flow key, oldest first.
+pub async fn read_window(
+    state: &ServerState,
+    start: i64,
+    end: i64,
+) -> Result<Vec<Flow>, EngineStopped> {
+    let query = ListQuery {
+        range: BucketRange {
+            gte: start,
+            lt: end,
+        },
+        window: state.retention.window,
+        interval: 0,
+        filter: FlowFilter::default(),
+        sort: vec![SortField::Time],
+        limit: None,
+        name_ranks: Arc::new(Vec::new()),
+    };
+    let mut rows: Vec<ListRow> = state
+        .engine
+        .list(query)
+        .await?
+        .into_iter()
+        .flat_map(|partial| partial.rows)
+        .collect();
+    rows.sort_unstable_by_key(|row| (row.start, row.key.id));
+    Ok(rows
+        .iter()
+        .filter_map(|row| flow_result(row, &state.catalog).flow)
+        .collect())
+}
+
+/// One JSON object per flow, each followed by a newline.
+pub fn ndjson(flows: &[Flow]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for flow in flows {
+        // Serialising plain structs of strings and integers into a Vec cannot fail.
+        if serde_json::to_writer(&mut body, flow).is_ok() {
+            body.push(b'\n');
+        }
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let backoff = Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let delays: Vec<u128> = (0..6).map(|n| backoff.delay(n).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(backoff.delay(u32::MAX), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn windows_are_aligned_to_their_width() {
+        assert_eq!(
+            window_after(1_700_000_100, 300),
+            (1_700_000_100, 1_700_000_400)
+        );
+        assert_eq!(
+            window_after(1_700_000_115, 300),
+            (1_700_000_115, 1_700_000_400)
+        );
+    }
+
+    #[test]
+    fn flows_serialise_with_proto_field_names_and_numeric_enums() {
+        let flow = Flow {
+            key: Some(crate::proto::FlowKey {
+                action: 1,
+                ..Default::default()
+            }),
+            start_time: 15,
+            ..Default::default()
+        };
+        let body = String::from_utf8(ndjson(&[flow.clone(), flow])).expect("UTF-8");
+        let lines: Vec<&str> = body.lines().collect();
+        assert_eq!(lines.len(), 2);
+        let value: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");
+        assert_eq!(value["Key"]["action"], 1);
+        assert_eq!(value["start_time"], 15);
+    }
+}
