@@ -7,10 +7,12 @@
 //! - [`model`]: the domain types that flow through the dataflow (keys, buckets, counters).
 //! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
 //! - [`views`]: the registry of incremental views, one file per view.
+//! - [`inputs`]: the input sessions and how records enter them.
 //! - [`queries`]: reads of a worker's shard of the views (List, FilterHints, expiry).
 //! - [`traces`]: the long differential-dataflow type names, spelled once.
 
 pub mod filter;
+pub mod inputs;
 pub mod model;
 pub mod queries;
 pub mod traces;

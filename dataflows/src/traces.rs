@@ -9,6 +9,7 @@ use crate::model::{
     Bucket, FlowKey, FlowRow, LabelPair, PolicyRule, StatKey, Stats, Tick, TraceId,
 };
 use crate::views::hints::HintRow;
+use crate::views::policy_stats::TraceFlow;
 
 /// The engine's input: one row per update, `(key, bucket, labels)`, weighted by its counters.
 pub type FlowRows<'scope> = VecCollection<'scope, Tick, FlowRow, Stats>;
@@ -17,11 +18,15 @@ pub type FlowRows<'scope> = VecCollection<'scope, Tick, FlowRow, Stats>;
 /// when the trace is first seen.
 pub type TraceRules<'scope> = VecCollection<'scope, Tick, (TraceId, PolicyRule), isize>;
 
-/// The flows view: flow key -> bucket, with the bucket's summed counters.
-pub type FlowsTrace = TraceAgent<ValSpine<FlowKey, Bucket, Tick, Stats>>;
+/// The flows view: flow key -> (bucket, label pair), with the summed counters of the updates
+/// that carried that label pair in that bucket.
+pub type FlowsTrace = TraceAgent<ValSpine<FlowKey, (Bucket, LabelPair), Tick, Stats>>;
 
-/// The labels view: flow id -> (bucket, label pair), with the number of updates carrying it.
-pub type LabelsTrace = TraceAgent<ValSpine<u64, (Bucket, LabelPair), Tick, isize>>;
+/// The engine's hint rows, consolidated per batch before they enter.
+pub type HintRows<'scope> = VecCollection<'scope, Tick, HintRow, isize>;
+
+/// The engine's flow counters by trace, consolidated per batch before they enter.
+pub type TraceFlows<'scope> = VecCollection<'scope, Tick, TraceFlow, Stats>;
 
 /// The hints view: (field, value, bucket), with the number of updates carrying it.
 pub type HintsTrace = TraceAgent<KeySpine<HintRow, Tick, isize>>;
@@ -32,6 +37,12 @@ pub type PolicyStatsTrace = TraceAgent<ValSpine<StatKey, Bucket, Tick, Stats>>;
 
 /// The handle a worker inserts flow rows through.
 pub type FlowRowsInput = InputSession<Tick, FlowRow, Stats>;
+
+/// The handle a worker inserts hint rows through.
+pub type HintRowsInput = InputSession<Tick, HintRow, isize>;
+
+/// The handle a worker inserts flow counters by trace through.
+pub type TraceFlowsInput = InputSession<Tick, TraceFlow, Stats>;
 
 /// The handle a worker inserts trace rules through.
 pub type TraceRulesInput = InputSession<Tick, (TraceId, PolicyRule), isize>;

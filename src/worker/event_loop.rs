@@ -1,7 +1,7 @@
 //! One timely worker: builds the views, then loops over controller commands and dataflow
 //! steps. Queries wait until the views reflect their tick, then read this worker's shard.
 //!
-//! State: the input session, the view traces, the commands waiting for the frontier, and the
+//! State: the input sessions, the view traces, the commands waiting for the frontier, and the
 //! retention floor. The loop never blocks on tokio; it parks only when idle, and the controller
 //! unparks it after every send.
 
@@ -9,11 +9,10 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
-use differential_dataflow::input::Input;
+use eddy_dataflows::inputs::EngineInputs;
 use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::{expire, hints, list, sizes, stats};
-use eddy_dataflows::traces::{FlowRowsInput, TraceRulesInput};
-use eddy_dataflows::views::{Inputs, Views};
+use eddy_dataflows::views::Views;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
@@ -26,13 +25,7 @@ const IDLE_PARK: Duration = Duration::from_millis(20);
 /// Runs one worker until the controller hangs up.
 pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCounters) {
     let probe = ProbeHandle::new();
-    let (mut input, mut rules_input, mut views): (FlowRowsInput, TraceRulesInput, Views) = worker
-        .dataflow(|scope| {
-            let (input, rows) = scope.new_collection();
-            let (rules_input, trace_rules) = scope.new_collection();
-            let views = Views::build(Inputs { rows, trace_rules }, &probe);
-            (input, rules_input, views)
-        });
+    let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
     let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut floor = Bucket::MIN;
     let mut compacted_to: Tick = 0;
@@ -43,27 +36,17 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
         loop {
             match commands.try_recv() {
                 Ok(Command::Ingest(batch)) => {
-                    for rule in &batch.trace_rules {
-                        rules_input.insert(*rule);
-                    }
-                    for record in &batch.records {
-                        if record.bucket >= floor {
-                            input.update((record.key, record.bucket, record.labels), record.stats);
-                        } else {
-                            counters
-                                .dropped_below_floor
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        }
+                    inputs.insert_rules(&batch.trace_rules);
+                    let retained = batch.records.iter().filter(|r| r.bucket >= floor);
+                    inputs.insert(retained);
+                    let dropped = batch.records.iter().filter(|r| r.bucket < floor).count();
+                    if dropped > 0 {
+                        counters
+                            .dropped_below_floor
+                            .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
                     }
                 }
-                Ok(Command::Advance(tick)) => {
-                    if tick > *input.time() {
-                        input.advance_to(tick);
-                        input.flush();
-                        rules_input.advance_to(tick);
-                        rules_input.flush();
-                    }
-                }
+                Ok(Command::Advance(tick)) => inputs.advance_to(tick),
                 Ok(Command::Expire {
                     as_of,
                     floor: new_floor,
@@ -87,8 +70,8 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
             let Some(command) = waiting.pop_front() else {
                 break;
             };
-            if answer(command, &mut views, &mut input) {
-                retracted_at = *input.time();
+            if answer(command, &mut views, &mut inputs) {
+                retracted_at = inputs.time();
             }
         }
         if let Some(frontier) = probe.with_frontier(|frontier| frontier.first().copied()) {
@@ -113,10 +96,10 @@ fn as_of(command: &Command) -> Tick {
 }
 
 /// Executes a command whose tick is reflected; returns whether it inserted a retraction.
-fn answer(command: Command, views: &mut Views, input: &mut FlowRowsInput) -> bool {
+fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> bool {
     match command {
         Command::List { query, reply, .. } => {
-            let partial = list::list(&mut views.flows, &mut views.labels, &query);
+            let partial = list::list(&mut views.flows, &query);
             // The reply channel has room for every worker; a closed one means the caller left.
             let _ = reply.try_send(partial);
             false
@@ -132,9 +115,7 @@ fn answer(command: Command, views: &mut Views, input: &mut FlowRowsInput) -> boo
             false
         }
         Command::Expire { floor, .. } => {
-            for (row, diff) in expire::expired(&mut views.flows, &mut views.labels, floor) {
-                input.update(row, diff);
-            }
+            inputs.insert(&expire::expired(&mut views.flows, floor));
             true
         }
         Command::Sync { reply, .. } => {

@@ -55,7 +55,7 @@ fn from_flows_view(flows: &mut FlowsTrace, query: &HintsQuery) -> Vec<u32> {
     let mut values = Vec::new();
     while let Some(key) = cursor.get_key(&storage) {
         if query.filter.matches(key) {
-            while let Some(bucket) = cursor.get_val(&storage) {
+            while let Some((bucket, _labels)) = cursor.get_val(&storage) {
                 if query.range.contains(*bucket) {
                     let mut records = 0i64;
                     cursor.map_times(&storage, |_, diff| records += diff.records);

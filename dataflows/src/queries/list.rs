@@ -9,7 +9,7 @@ use differential_dataflow::trace::cursor::Cursor;
 use crate::filter::FlowFilter;
 use crate::model::{Bucket, BucketRange, FlowKey, LabelPair, Stats};
 use crate::queries::cursor_over_all;
-use crate::traces::{FlowsTrace, LabelsTrace};
+use crate::traces::FlowsTrace;
 
 /// A field a List may be sorted by (SPEC §4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,8 +160,8 @@ impl TopRows {
     }
 }
 
-/// Answers `query` from this worker's shard of the flows and labels views.
-pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery) -> ListPartial {
+/// Answers `query` from this worker's shard of the flows view.
+pub fn list(flows: &mut FlowsTrace, query: &ListQuery) -> ListPartial {
     let (mut cursor, storage) = cursor_over_all(flows);
     let mut top = TopRows {
         limit: query.limit,
@@ -171,7 +171,7 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
     while let Some(key) = cursor.get_key(&storage) {
         if query.filter.matches(key) {
             let mut open: Option<ListRow> = None;
-            while let Some(bucket) = cursor.get_val(&storage) {
+            while let Some((bucket, labels)) = cursor.get_val(&storage) {
                 let bucket = *bucket;
                 if query.range.contains(bucket) {
                     let mut stats = Stats::default();
@@ -182,6 +182,7 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
                             Some(row) if query.window_of(row.start) == window => {
                                 row.stats.add(&stats);
                                 row.end = bucket + query.window;
+                                row.labels.push(*labels);
                             }
                             _ => {
                                 if let Some(row) = open.take() {
@@ -193,7 +194,7 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
                                     start: bucket,
                                     end: bucket + query.window,
                                     stats,
-                                    labels: Vec::new(),
+                                    labels: vec![*labels],
                                     // Set now: `TopRows` compares orders as rows arrive.
                                     order: query.order_of(key, bucket),
                                 });
@@ -211,44 +212,11 @@ pub fn list(flows: &mut FlowsTrace, labels: &mut LabelsTrace, query: &ListQuery)
         cursor.step_key(&storage);
     }
     let mut rows = top.finish();
-    attach_labels(labels, &mut rows);
-    ListPartial { rows, total }
-}
-
-/// Fills each row's label pairs from the labels view, walking keys in id order.
-fn attach_labels(labels: &mut LabelsTrace, rows: &mut [ListRow]) {
-    let (mut cursor, storage) = cursor_over_all(labels);
-    let mut by_id: Vec<usize> = (0..rows.len()).collect();
-    by_id.sort_unstable_by(|&a, &b| {
-        rows[a]
-            .key
-            .id
-            .cmp(&rows[b].key.id)
-            .then(rows[a].start.cmp(&rows[b].start))
-    });
-    for index in by_id {
-        let row = &mut rows[index];
-        cursor.seek_key(&storage, &row.key.id);
-        if cursor.get_key(&storage) != Some(&row.key.id) {
-            continue;
-        }
-        cursor.rewind_vals(&storage);
-        while let Some((bucket, pair)) = cursor.get_val(&storage) {
-            if *bucket >= row.end {
-                break;
-            }
-            if *bucket >= row.start {
-                let mut count = 0isize;
-                cursor.map_times(&storage, |_, diff| count += diff);
-                if count > 0 && row.labels.last() != Some(pair) {
-                    row.labels.push(*pair);
-                }
-            }
-            cursor.step_val(&storage);
-        }
+    for row in &mut rows {
         row.labels.sort_unstable();
         row.labels.dedup();
     }
+    ListPartial { rows, total }
 }
 
 /// Merges the partial answers of every worker and cuts out one page.

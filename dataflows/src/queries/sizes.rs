@@ -15,10 +15,8 @@ use crate::views::Views;
 pub struct ViewSizes {
     /// Distinct flow keys with data in any retained bucket.
     pub flow_keys: u64,
-    /// (flow key, bucket) rows of the flows view.
+    /// (flow key, bucket, label pair) rows of the flows view.
     pub flow_rows: u64,
-    /// (flow, bucket, label pair) rows of the labels view.
-    pub label_rows: u64,
     /// (field, value, bucket) rows of the hints view.
     pub hint_rows: u64,
     /// (rule, direction, bucket) rows of the policy statistics view.
@@ -30,7 +28,6 @@ impl ViewSizes {
     pub fn per_view(&self) -> Vec<(&'static str, u64)> {
         vec![
             ("flows", self.flow_rows),
-            ("labels", self.label_rows),
             ("hints", self.hint_rows),
             ("policy_stats", self.policy_stat_rows),
         ]
@@ -40,7 +37,6 @@ impl ViewSizes {
     pub fn add(&mut self, other: &ViewSizes) {
         self.flow_keys += other.flow_keys;
         self.flow_rows += other.flow_rows;
-        self.label_rows += other.label_rows;
         self.hint_rows += other.hint_rows;
         self.policy_stat_rows += other.policy_stat_rows;
     }
@@ -50,8 +46,6 @@ impl ViewSizes {
 pub fn sizes(views: &mut Views) -> ViewSizes {
     let (mut cursor, storage) = cursor_over_all(&mut views.flows);
     let (flow_keys, flow_rows) = live(&mut cursor, &storage);
-    let (mut cursor, storage) = cursor_over_all(&mut views.labels);
-    let (_, label_rows) = live(&mut cursor, &storage);
     let (mut cursor, storage) = cursor_over_all(&mut views.hints);
     let (_, hint_rows) = live(&mut cursor, &storage);
     let (mut cursor, storage) = cursor_over_all(&mut views.policy_stats);
@@ -59,7 +53,6 @@ pub fn sizes(views: &mut Views) -> ViewSizes {
     ViewSizes {
         flow_keys,
         flow_rows,
-        label_rows,
         hint_rows,
         policy_stat_rows,
     }

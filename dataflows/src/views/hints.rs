@@ -1,13 +1,16 @@
 //! The hints view: one row per (field, value, bucket) counting the updates that carried the
 //! value, for the fields FilterHints reports (SPEC §6). Policy fields are kept as trace ids;
 //! the frontend expands a trace into its tiers, names, kinds and namespaces.
+//!
+//! Its input is derived from each update by [`rows_of`] and consolidated per ingest batch
+//! before it enters, so the many updates that share a namespace cost one row, not one each.
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::Probe;
 
-use crate::model::{Bucket, FlowKey, Tick};
-use crate::traces::{FlowRows, HintsTrace};
+use crate::model::{Bucket, FlowKey, FlowRecord, Tick};
+use crate::traces::{HintRows, HintsTrace};
 
 /// A key field whose distinct values FilterHints reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -49,13 +52,19 @@ impl HintField {
 /// One row of the hints view.
 pub type HintRow = (HintField, u32, Bucket);
 
-/// Builds the hints view from the input rows.
-pub fn build(rows: FlowRows<'_>, probe: &ProbeHandle<Tick>) -> HintsTrace {
-    let arranged = rows
-        .explode(|(key, bucket, _labels)| {
-            HintField::ALL.map(|field| ((field, field.value_of(&key), bucket), 1isize))
-        })
-        .arrange_by_self_named("hints::arrange");
+/// The hint rows one update contributes: one per field, counted by its record count.
+pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 5] {
+    HintField::ALL.map(|field| {
+        (
+            (field, field.value_of(&record.key), record.bucket),
+            record.stats.records as isize,
+        )
+    })
+}
+
+/// Builds the hints view from the hint rows (derived from each update by [`rows_of`]).
+pub fn build(hint_rows: HintRows<'_>, probe: &ProbeHandle<Tick>) -> HintsTrace {
+    let arranged = hint_rows.arrange_by_self_named("hints::arrange");
     arranged.stream.probe_with(probe);
     arranged.trace
 }

@@ -1,0 +1,96 @@
+//! The engine's input sessions on one worker, and the one way records enter them: every
+//! update (or retraction) goes into the flow rows as it is, and into the hint rows and the
+//! counters by trace after consolidation across the batch, so all views stay consistent.
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::input::Input;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+use timely::worker::Worker;
+
+use crate::model::{FlowRecord, PolicyRule, Stats, Tick, TraceId};
+use crate::traces::{FlowRowsInput, HintRowsInput, TraceFlowsInput, TraceRulesInput};
+use crate::views::{hints, policy_stats, Inputs, Views};
+
+/// The input sessions of one worker, plus scratch space reused across batches.
+pub struct EngineInputs {
+    rows: FlowRowsInput,
+    hint_rows: HintRowsInput,
+    trace_flows: TraceFlowsInput,
+    trace_rules: TraceRulesInput,
+    hint_scratch: Vec<(hints::HintRow, isize)>,
+    trace_scratch: Vec<(policy_stats::TraceFlow, Stats)>,
+}
+
+impl EngineInputs {
+    /// Builds the dataflow with every view on `worker` and returns its inputs and views.
+    pub fn build(worker: &mut Worker, probe: &ProbeHandle<Tick>) -> (EngineInputs, Views) {
+        worker.dataflow(|scope| {
+            let (rows_input, rows) = scope.new_collection();
+            let (hint_input, hint_rows) = scope.new_collection();
+            let (trace_flows_input, trace_flows) = scope.new_collection();
+            let (rules_input, trace_rules) = scope.new_collection();
+            let views = Views::build(
+                Inputs {
+                    rows,
+                    hint_rows,
+                    trace_flows,
+                    trace_rules,
+                },
+                probe,
+            );
+            let inputs = EngineInputs {
+                rows: rows_input,
+                hint_rows: hint_input,
+                trace_flows: trace_flows_input,
+                trace_rules: rules_input,
+                hint_scratch: Vec::new(),
+                trace_scratch: Vec::new(),
+            };
+            (inputs, views)
+        })
+    }
+
+    /// Inserts a batch of records (retractions carry negative counts) into every input.
+    pub fn insert<'a>(&mut self, records: impl IntoIterator<Item = &'a FlowRecord>) {
+        for record in records {
+            self.rows
+                .update((record.key, record.bucket, record.labels), record.stats);
+            self.hint_scratch.extend(hints::rows_of(record));
+            self.trace_scratch.push(policy_stats::trace_flow_of(record));
+        }
+        consolidate(&mut self.hint_scratch);
+        for (row, count) in self.hint_scratch.drain(..) {
+            self.hint_rows.update(row, count);
+        }
+        consolidate(&mut self.trace_scratch);
+        for (row, stats) in self.trace_scratch.drain(..) {
+            self.trace_flows.update(row, stats);
+        }
+    }
+
+    /// Inserts the distinct rules of newly seen traces.
+    pub fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
+        for rule in rules {
+            self.trace_rules.insert(*rule);
+        }
+    }
+
+    /// The tick updates are inserted at.
+    pub fn time(&self) -> Tick {
+        *self.rows.time()
+    }
+
+    /// Closes every tick before `tick` on every input.
+    pub fn advance_to(&mut self, tick: Tick) {
+        if tick > self.time() {
+            self.rows.advance_to(tick);
+            self.rows.flush();
+            self.hint_rows.advance_to(tick);
+            self.hint_rows.flush();
+            self.trace_flows.advance_to(tick);
+            self.trace_flows.flush();
+            self.trace_rules.advance_to(tick);
+            self.trace_rules.flush();
+        }
+    }
+}
