@@ -30,7 +30,7 @@ use crate::api::status::ApiError;
 use crate::catalog::Catalog;
 use crate::proto::{Filter, FlowResult};
 use crate::retention::Retention;
-use crate::streams::index::{GroupId, GroupIndex};
+use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::outbound::{Outbound, SubscriptionGuard};
 use crate::worker::Engine;
 
@@ -55,8 +55,14 @@ impl Default for StreamLimits {
 /// What the hub counts.
 #[derive(Debug, Default)]
 pub struct StreamCounters {
-    /// Open streams.
+    /// Open streams: slots taken in the stream limit, released when a call ends.
     pub active: Arc<AtomicUsize>,
+    /// Subscriptions the hub holds (registered and not yet removed).
+    pub subscriptions: AtomicUsize,
+    /// Distinct filter groups the hub holds.
+    pub groups: AtomicUsize,
+    /// Backfill tasks still running.
+    pub backfills: Arc<AtomicUsize>,
     /// Streams ended because their client fell behind.
     pub too_slow: AtomicU64,
     /// Streams refused at the limit.
@@ -98,6 +104,8 @@ struct Subscriber {
 }
 
 struct Group {
+    /// The encoded request filter this group was made for.
+    filter: Vec<u8>,
     matcher: FilterMatcher,
     compiled: FlowFilter,
     resolved: Resolved,
@@ -274,7 +282,8 @@ impl Hub {
             results,
             end,
         } = subscription;
-        let group = match self.group_of_filter.get(&filter.encode_to_vec()) {
+        let encoded = filter.encode_to_vec();
+        let group = match self.group_of_filter.get(&encoded) {
             Some(group) => *group,
             None => {
                 let group = self.next_group;
@@ -283,13 +292,14 @@ impl Hub {
                 self.groups.insert(
                     group,
                     Group {
+                        filter: encoded.clone(),
                         matcher,
                         compiled,
                         resolved: Resolved::default(),
                         members: Vec::new(),
                     },
                 );
-                self.group_of_filter.insert(filter.encode_to_vec(), group);
+                self.group_of_filter.insert(encoded, group);
                 self.index_stale = true;
                 group
             }
@@ -311,6 +321,7 @@ impl Hub {
             backlog: backfill.then(Vec::new),
         };
         self.subscribers.insert(id, subscriber);
+        self.count_holdings();
         if backfill {
             let query = bucket_rows_query(
                 min_bucket,
@@ -318,6 +329,7 @@ impl Hub {
                 self.retention.window,
                 self.groups[&group].compiled.clone(),
             );
+            self.counters.backfills.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(backfill_task(
                 id,
                 query,
@@ -325,6 +337,7 @@ impl Hub {
                 self.catalog.clone(),
                 results,
                 self.control.clone(),
+                BackfillGuard(self.counters.backfills.clone()),
             ));
         }
     }
@@ -339,12 +352,23 @@ impl Hub {
         if let Some(group) = self.groups.get_mut(&subscriber.group) {
             group.members.retain(|member| *member != id);
             if group.members.is_empty() {
-                self.groups.remove(&subscriber.group);
-                self.group_of_filter
-                    .retain(|_, group| *group != subscriber.group);
+                if let Some(group) = self.groups.remove(&subscriber.group) {
+                    self.group_of_filter.remove(&group.filter);
+                }
                 self.index_stale = true;
             }
         }
+        self.count_holdings();
+    }
+
+    /// Publishes how many subscriptions and groups the hub holds.
+    fn count_holdings(&self) {
+        self.counters
+            .subscriptions
+            .store(self.subscribers.len(), Ordering::Relaxed);
+        self.counters
+            .groups
+            .store(self.groups.len(), Ordering::Relaxed);
     }
 
     fn finish_backfill(&mut self, id: u64) {
@@ -402,11 +426,13 @@ impl Hub {
             {
                 continue;
             }
-            self.refresh_groups();
             let query = bucket_rows_query(bucket, bucket + window, window, FlowFilter::default());
             let Ok(partials) = self.engine.list(query).await else {
                 return;
             };
+            // Resolve filters only now: every string and trace in these rows was interned
+            // before the List ran, so none of them is unknown to the groups.
+            self.refresh_groups();
             self.counters.epochs_emitted.fetch_add(1, Ordering::Relaxed);
             let mut candidates = Vec::new();
             let mut recipients = Vec::new();
@@ -419,12 +445,12 @@ impl Hub {
     /// Resolves one group against what was interned since it was last resolved.
     fn refresh_group(&mut self, id: GroupId) {
         if let Some(group) = self.groups.get_mut(&id) {
-            let resolved =
+            let before = indexed_sizes(&group.compiled);
+            group.resolved =
                 group
                     .matcher
                     .resolve(&mut group.compiled, &self.catalog, group.resolved);
-            if resolved != group.resolved {
-                group.resolved = resolved;
+            if indexed_sizes(&group.compiled) != before {
                 self.index_stale = true;
             }
         }
@@ -468,6 +494,18 @@ impl Hub {
     }
 }
 
+/// Counts a running backfill task until it ends.
+struct BackfillGuard(Arc<AtomicUsize>);
+
+impl Drop for BackfillGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Sends the backfill of one subscription, oldest bucket first, at the client's pace; then
+/// waits until the client has taken all of it, so that the live rows held back meanwhile
+/// (at most one buffer) fit in the subscriber's channel when the hub hands them over.
 async fn backfill_task(
     id: u64,
     query: ListQuery,
@@ -475,6 +513,7 @@ async fn backfill_task(
     catalog: Arc<Catalog>,
     results: mpsc::Sender<FlowResult>,
     control: mpsc::UnboundedSender<HubMessage>,
+    _running: BackfillGuard,
 ) {
     if let Ok(partials) = engine.list(query).await {
         let mut rows: Vec<ListRow> = partials
@@ -488,5 +527,11 @@ async fn backfill_task(
             }
         }
     }
+    // Holding every permit means the channel is empty; dropping them frees the room again.
+    // Only the hub sends besides this task, and it holds this subscriber's rows back until
+    // it hears `BackfillDone`, so the room is still free when it delivers the backlog.
+    let drained = results.reserve_many(results.max_capacity()).await;
+    drop(drained);
+    drop(results);
     let _ = control.send(HubMessage::BackfillDone(id));
 }

@@ -3,8 +3,8 @@
 //! name, source name), so a row only meets the groups that can match it. Groups with none
 //! of those fields constrained are checked for every row.
 //!
-//! State: one entry per (group, id of its indexed field). Rebuilt whenever groups or their
-//! resolved id sets change.
+//! State: one entry per (group, id of its indexed field). Rebuilt whenever groups come or go
+//! or one of their indexable id sets grows.
 
 use std::collections::HashMap;
 
@@ -47,6 +47,12 @@ impl IndexedField {
             IndexedField::SourceName => key.source_name,
         }
     }
+}
+
+/// The sizes of a filter's indexable id sets: when they are unchanged, so is its place in
+/// the index.
+pub fn indexed_sizes(filter: &FlowFilter) -> [Option<usize>; 4] {
+    IndexedField::ALL.map(|field| field.set(filter).map(|set| set.ids().len()))
 }
 
 /// Groups by the value of their indexed field, plus the groups that must see every row.
