@@ -8,63 +8,18 @@
 //! networks, egress to a network set, and scrapes of host endpoints. Keys are distinct within
 //! a node; the same key may come from several nodes, as with replicas behind one service.
 
+pub mod keys;
 pub mod traces;
+pub mod workloads;
 
 use std::collections::HashSet;
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::proto::{Action, EndpointType, Flow, FlowKey, PolicyTrace, Reporter};
-
-/// (name, port, protocol, service port name, home namespace) of the apps workloads run.
-const APPS: [(&str, i64, &str, &str, &str); 20] = [
-    ("frontend", 8080, "TCP", "http", "shop"),
-    ("checkout", 5050, "TCP", "grpc", "shop"),
-    ("cart", 7070, "TCP", "grpc", "shop"),
-    ("ledger", 9000, "TCP", "grpc", "payments"),
-    ("fraud-check", 9443, "TCP", "https", "payments"),
-    ("catalog", 3550, "TCP", "grpc", "inventory"),
-    ("recommendations", 8080, "TCP", "http", "shop"),
-    ("ads", 9555, "TCP", "grpc", "media"),
-    ("email", 5000, "TCP", "http", "notifications"),
-    ("currency", 7000, "TCP", "grpc", "payments"),
-    ("shipping", 50051, "TCP", "grpc", "shipping"),
-    ("redis", 6379, "TCP", "redis", "shop"),
-    ("postgres", 5432, "TCP", "postgres", "inventory"),
-    ("kafka", 9092, "TCP", "kafka", "analytics"),
-    ("api-gateway", 443, "TCP", "https", "auth"),
-    ("auth", 8443, "TCP", "https", "auth"),
-    ("search", 9200, "TCP", "http", "search"),
-    ("prometheus", 9090, "TCP", "http", "monitoring"),
-    ("statsd", 8125, "UDP", "statsd", "monitoring"),
-    ("diameter-gateway", 3868, "SCTP", "diameter", "telecom"),
-];
-
-/// Namespaces that copies of apps also run in (staging, per-team forks).
-const EXTRA_NAMESPACES: [&str; 6] = ["staging", "canary", "team-a", "team-b", "perf", "sandbox"];
-
-/// Characters of a Kubernetes pod-template hash.
-const HASH_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-
-/// An app in a namespace.
-#[derive(Clone, Debug)]
-pub struct Workload {
-    /// Namespace.
-    pub namespace: String,
-    /// App name, also the service name.
-    pub app: String,
-    /// The aggregated pod name Felix reports, e.g. `checkout-5d4c7b9f8c-*`.
-    pub pods: String,
-    /// Service port and protocol.
-    pub port: i64,
-    /// `TCP`, `UDP` or `SCTP`.
-    pub proto: &'static str,
-    /// Service port name.
-    pub port_name: &'static str,
-    /// Pod labels.
-    pub labels: Vec<String>,
-}
+use crate::proto::{Action, EndpointType, Flow, FlowKey, Reporter};
+use crate::synth::keys::{call, outside, random_template};
+use crate::synth::workloads::{kube_dns, workload, Workload};
 
 /// One flow a node reports at every flush: its key and its endpoints' labels.
 #[derive(Clone, Debug, PartialEq)]
@@ -81,201 +36,6 @@ pub struct FlowTemplate {
 #[derive(Clone, Debug)]
 pub struct Cluster {
     nodes: Vec<Vec<FlowTemplate>>,
-}
-
-fn pod_hash(rng: &mut SmallRng) -> String {
-    (0..10)
-        .map(|_| char::from(HASH_ALPHABET[rng.random_range(0..HASH_ALPHABET.len())]))
-        .collect()
-}
-
-fn workload(index: usize, rng: &mut SmallRng) -> Workload {
-    let (name, port, proto, port_name, home) = APPS[index % APPS.len()];
-    let round = index / APPS.len();
-    let namespace = match round {
-        0 => home,
-        r => EXTRA_NAMESPACES[(r - 1) % EXTRA_NAMESPACES.len()],
-    };
-    let app = match round.saturating_sub(1) / EXTRA_NAMESPACES.len() {
-        0 => name.to_string(),
-        copy => format!("{name}-{copy}"),
-    };
-    let version = rng.random_range(1..=3);
-    Workload {
-        pods: format!("{app}-{}-*", pod_hash(rng)),
-        labels: traces::labels(&app, namespace, version),
-        namespace: namespace.into(),
-        app,
-        port,
-        proto,
-        port_name,
-    }
-}
-
-fn kube_dns() -> Workload {
-    Workload {
-        namespace: "kube-system".into(),
-        app: "kube-dns".into(),
-        pods: "coredns-7db6d8ff4d-*".into(),
-        port: 53,
-        proto: "UDP",
-        port_name: "dns",
-        labels: vec!["k8s-app=kube-dns".into()],
-    }
-}
-
-/// A key from `source` to the workload `dest`, through its service.
-fn call(
-    source: &Workload,
-    dest: &Workload,
-    reporter: Reporter,
-    action: Action,
-    trace: PolicyTrace,
-) -> FlowTemplate {
-    FlowTemplate {
-        key: FlowKey {
-            source_name: source.pods.clone(),
-            source_namespace: source.namespace.clone(),
-            source_type: EndpointType::WorkloadEndpoint as i32,
-            dest_name: dest.pods.clone(),
-            dest_namespace: dest.namespace.clone(),
-            dest_type: EndpointType::WorkloadEndpoint as i32,
-            dest_port: dest.port,
-            dest_service_name: dest.app.clone(),
-            dest_service_namespace: dest.namespace.clone(),
-            dest_service_port_name: dest.port_name.into(),
-            dest_service_port: dest.port,
-            proto: dest.proto.into(),
-            reporter: reporter as i32,
-            action: action as i32,
-            policies: Some(trace),
-        },
-        source_labels: source.labels.clone(),
-        dest_labels: dest.labels.clone(),
-    }
-}
-
-/// A key between a workload and something outside the cluster's pods.
-fn outside(
-    (name, namespace, kind): (&str, &str, EndpointType),
-    workload: &Workload,
-    inbound: bool,
-    (port, action, trace): (i64, Action, PolicyTrace),
-    labels: Vec<String>,
-) -> FlowTemplate {
-    let mut key = FlowKey {
-        proto: "TCP".into(),
-        dest_port: port,
-        action: action as i32,
-        policies: Some(trace),
-        ..FlowKey::default()
-    };
-    let (pods, ns) = (workload.pods.clone(), workload.namespace.clone());
-    if inbound {
-        (key.source_name, key.source_namespace, key.source_type) =
-            (name.into(), namespace.into(), kind as i32);
-        (key.dest_name, key.dest_namespace) = (pods, ns);
-        key.dest_type = EndpointType::WorkloadEndpoint as i32;
-        key.reporter = Reporter::Dst as i32;
-        FlowTemplate {
-            key,
-            source_labels: labels,
-            dest_labels: workload.labels.clone(),
-        }
-    } else {
-        (key.source_name, key.source_namespace) = (pods, ns);
-        key.source_type = EndpointType::WorkloadEndpoint as i32;
-        (key.dest_name, key.dest_namespace, key.dest_type) =
-            (name.into(), namespace.into(), kind as i32);
-        key.reporter = Reporter::Src as i32;
-        FlowTemplate {
-            key,
-            source_labels: workload.labels.clone(),
-            dest_labels: labels,
-        }
-    }
-}
-
-/// One random flow involving `local`, a workload running on the node.
-fn random_template(
-    local: &Workload,
-    workloads: &[Workload],
-    dns: &Workload,
-    nodes: usize,
-    rng: &mut SmallRng,
-) -> FlowTemplate {
-    let other = &workloads[rng.random_range(0..workloads.len())];
-    let rule = rng.random_range(0..4);
-    let as_client = rng.random_bool(0.5);
-    let (source, dest, reporter) = if as_client {
-        (local, other, Reporter::Src)
-    } else {
-        (other, local, Reporter::Dst)
-    };
-    match rng.random_range(0..100) {
-        0..60 => {
-            let trace = traces::allowed(&dest.namespace, &dest.app, rule, rng.random_bool(0.1));
-            call(source, dest, reporter, Action::Allow, trace)
-        }
-        60..70 => call(
-            source,
-            dest,
-            reporter,
-            Action::Deny,
-            traces::denied(&dest.namespace),
-        ),
-        70..78 => call(
-            local,
-            dns,
-            Reporter::Src,
-            Action::Allow,
-            traces::allowed(&dns.namespace, &dns.app, 0, false),
-        ),
-        78..86 => {
-            let network = if rng.random_bool(0.7) { "pub" } else { "pvt" };
-            let deny = (local.port, Action::Deny, traces::denied(&local.namespace));
-            outside(
-                (network, "-", EndpointType::Network),
-                local,
-                true,
-                deny,
-                Vec::new(),
-            )
-        }
-        86..93 => {
-            let allow = (
-                443,
-                Action::Allow,
-                traces::platform_allowed("allow-egress-external", rule),
-            );
-            outside(
-                ("external-apis", "-", EndpointType::NetworkSet),
-                local,
-                false,
-                allow,
-                vec!["external=true".into()],
-            )
-        }
-        _ => {
-            let host = format!("node-{}", rng.random_range(0..nodes.max(1)));
-            let allow = (
-                9100,
-                Action::Allow,
-                traces::platform_allowed("allow-host-metrics", rule),
-            );
-            let labels = vec![
-                format!("kubernetes.io/hostname={host}"),
-                "node-role=worker".into(),
-            ];
-            outside(
-                (&host, "-", EndpointType::HostEndpoint),
-                local,
-                false,
-                allow,
-                labels,
-            )
-        }
-    }
 }
 
 impl Cluster {
@@ -422,6 +182,7 @@ pub fn counters(template: &FlowTemplate, now: i64, rng: &mut SmallRng) -> Flow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::PolicyTrace;
 
     #[test]
     fn generated_clusters_repeat_and_keep_keys_distinct_per_node() {

@@ -593,3 +593,147 @@ async fn bad_flags_and_failed_calls_give_one_clear_line_and_an_exit_code() {
         assert!(line.contains("hint: nothing is listening there"), "{line}");
     }
 }
+
+/// A real-clock server with a 1 s window, so streams emit within seconds.
+async fn realtime() -> RealtimeServer {
+    let retention = eddy::retention::Retention {
+        window: 1,
+        closed_buckets: 60,
+    };
+    RealtimeServer::start(1, retention, eddy::streams::StreamLimits::default()).await
+}
+
+/// Four flows (A to D) starting now on `server`'s clock.
+async fn live_flows(server: &RealtimeServer) {
+    let now = server.now();
+    let labelled = |letter: &str, key: eddy::proto::FlowKey, packets: i64| {
+        let mut f = flow(key, now, packets);
+        f.source_labels = vec![format!("flow={letter}")];
+        f
+    };
+    let mut c = key(("-", "pub"), ("payments", "ledger"));
+    c.action = Action::Deny as i32;
+    let mut d = key(("shop", "frontend"), ("payments", "ledger"));
+    d.reporter = Reporter::Src as i32;
+    server
+        .ingest(vec![
+            labelled("A", key(("shop", "frontend"), ("shop", "checkout")), 1),
+            labelled("B", key(("shop", "cart"), ("shop", "redis")), 2),
+            labelled("C", c, 3),
+            labelled("D", d, 4),
+        ])
+        .await;
+}
+
+/// Reads one line of a child's standard output off the runtime.
+async fn first_line(stdout: std::process::ChildStdout) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)
+            .expect("stdout is readable");
+        line
+    })
+    .await
+    .expect("the reader finishes")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_prints_each_bucket_as_it_is_emitted() {
+    let server = realtime().await;
+    live_flows(&server).await;
+    let address = server.address.to_string();
+    let run = |flags: &[&str]| {
+        let mut args = vec![
+            "flows".to_string(),
+            "watch".into(),
+            "--server".into(),
+            address.clone(),
+        ];
+        args.extend(flags.iter().map(|f| f.to_string()));
+        eddy(args)
+    };
+    let all = run(&["--since", "30s", "--count", "4", "-o", "ndjson"]).await;
+    assert_eq!(letters(&all), set("ABCD"));
+    for line in stdout(&all).lines() {
+        let result: Value = serde_json::from_str(line).expect("JSON");
+        let flow = &result["flow"];
+        let width =
+            flow["end_time"].as_i64().unwrap_or(0) - flow["start_time"].as_i64().unwrap_or(0);
+        assert_eq!(width, 1, "one bucket per result: {line}");
+    }
+    let filtered = run(&[
+        "--since",
+        "30s",
+        "--count",
+        "1",
+        "--dest-namespace",
+        "payments",
+        "--reporter",
+        "dst",
+    ])
+    .await;
+    assert_eq!(letters(&filtered), set("C"));
+    let table = run(&[
+        "--since",
+        "30s",
+        "--count",
+        "1",
+        "-o",
+        "table",
+        "--action",
+        "allow",
+        "--dest-name",
+        "ledger",
+    ])
+    .await;
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and one row per result: {text}");
+    assert!(lines[0].starts_with("START"), "{text}");
+    assert_eq!(
+        cells(lines[1])[1..6],
+        [
+            "shop/frontend",
+            "payments/ledger",
+            "TCP/443",
+            "src",
+            "allow"
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_exits_cleanly_on_ctrl_c() {
+    let server = realtime().await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "flows",
+            "watch",
+            "-o",
+            "table",
+            "--server",
+            &server.address.to_string(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("eddy starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    // The header is printed once the stream is open, so the signal handler is in place.
+    let header = tokio::time::timeout(std::time::Duration::from_secs(60), first_line(stdout))
+        .await
+        .expect("the header arrives");
+    assert!(header.starts_with("START"), "{header}");
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the waiter finishes")
+        .expect("eddy exits");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+}

@@ -6,6 +6,8 @@
 
 pub mod node;
 pub mod pace;
+pub mod plan;
+pub mod replay;
 pub mod report;
 
 use std::io::{IsTerminal, Write};
@@ -19,8 +21,9 @@ use tokio::sync::watch;
 
 use crate::cli::connect::ServerArgs;
 use crate::cli::error::CliError;
-use crate::cli::flowgen::node::{Node, Pacing, Plan};
+use crate::cli::flowgen::node::Node;
 use crate::cli::flowgen::pace::Pacer;
+use crate::cli::flowgen::plan::Plan;
 use crate::cli::flowgen::report::{
     progress_line, summary_json, summary_text, Counters, Histogram, Summary,
 };
@@ -76,51 +79,6 @@ pub struct FlowgenArgs {
     pub quiet: bool,
 }
 
-impl FlowgenArgs {
-    fn plan(&self, now_unix: i64) -> Result<Plan, CliError> {
-        if self.interval.is_zero() {
-            return Err(CliError::Usage(
-                "--interval: must be longer than zero".into(),
-            ));
-        }
-        let step = i64::try_from(self.interval.as_secs())
-            .unwrap_or(i64::MAX)
-            .max(1);
-        let backfill = match self.backfill {
-            None => Vec::new(),
-            Some(span) => {
-                let span = i64::try_from(span.as_secs()).unwrap_or(i64::MAX);
-                let first = now_unix.saturating_sub(span);
-                (0..)
-                    .map(|k| first + k * step)
-                    .take_while(|&t| t < now_unix)
-                    .collect()
-            }
-        };
-        let pacing = if self.max {
-            Pacing::Max {
-                duration: self.duration,
-            }
-        } else {
-            let flushes = self
-                .duration
-                .map(|d| (d.as_secs_f64() / self.interval.as_secs_f64()).ceil() as u64);
-            Pacing::Interval { flushes }
-        };
-        Ok(Plan {
-            backfill,
-            pacing,
-            interval: self.interval,
-            window: if self.stop_and_wait {
-                1
-            } else {
-                self.window as usize
-            },
-            replay_span: i64::try_from(self.replay.as_secs()).unwrap_or(i64::MAX),
-        })
-    }
-}
-
 fn node_seed(seed: u64, node: usize, stream: u64) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)
         ^ (node as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9)
@@ -152,7 +110,7 @@ pub async fn run(args: FlowgenArgs) -> Result<(), CliError> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
     let endpoint = args.server.endpoint()?;
-    let plan = Arc::new(args.plan(unix_now())?);
+    let plan = Arc::new(Plan::new(&args, unix_now())?);
     // One probe first, so a wrong address or TLS setup fails at once with one clear line.
     endpoint
         .connect()

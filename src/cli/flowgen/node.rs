@@ -3,9 +3,7 @@
 //! backoff and replays what it sent in the last `replay_span` seconds, as Felix does.
 //!
 //! State per node: the updates waiting to be sent, the ones in flight (a copy only of those
-//! too old to be replayed from history), and one record per recent flush (its time, the
-//! random state it was generated from, how many of its updates were sent), from which a replay
-//! regenerates the identical updates.
+//! too old to be replayed from the [`History`] of recent flushes), and that history.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,6 +18,8 @@ use tonic::transport::Endpoint;
 use crate::cli::connect::error_chain;
 use crate::cli::error::{code_name, one_line};
 use crate::cli::flowgen::pace::Pacer;
+use crate::cli::flowgen::plan::{Pacing, Plan};
+use crate::cli::flowgen::replay::History;
 use crate::cli::flowgen::report::{bump, Counters, Histogram};
 use crate::cli::output::unix_now;
 use crate::proto::flow_collector_client::FlowCollectorClient;
@@ -28,36 +28,6 @@ use crate::synth::Cluster;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// When live flushes happen once the backfill is sent.
-#[derive(Clone, Copy, Debug)]
-pub enum Pacing {
-    /// Every interval; `None` flushes until stopped.
-    Interval {
-        /// How many live flushes.
-        flushes: Option<u64>,
-    },
-    /// Back to back, as soon as the previous flush is sent, for this long (or until stopped).
-    Max {
-        /// How long.
-        duration: Option<Duration>,
-    },
-}
-
-/// What every node does, in the same order.
-#[derive(Clone, Debug)]
-pub struct Plan {
-    /// Flush times of the backfill, oldest first.
-    pub backfill: Vec<i64>,
-    /// Live flushes.
-    pub pacing: Pacing,
-    /// Time between live flushes.
-    pub interval: Duration,
-    /// Updates in flight per node before it waits for receipts.
-    pub window: usize,
-    /// Seconds of history a reconnect replays.
-    pub replay_span: i64,
-}
 
 struct Pending {
     seq: u64,
@@ -68,13 +38,6 @@ struct Pending {
 struct InFlight {
     sent_at: Instant,
     copy: Option<FlowUpdate>,
-}
-
-struct FlushRecord {
-    seq: u64,
-    time: i64,
-    rng: SmallRng,
-    sent: usize,
 }
 
 enum End {
@@ -99,7 +62,7 @@ pub struct Node {
     live_next: u64,
     pending: VecDeque<Pending>,
     inflight: VecDeque<InFlight>,
-    history: VecDeque<FlushRecord>,
+    history: History,
     latency: Histogram,
 }
 
@@ -116,6 +79,7 @@ impl Node {
         (pacer, counters): (Option<Arc<Pacer>>, Arc<Counters>),
         (rng, jitter): (SmallRng, SmallRng),
     ) -> Node {
+        let history = History::new(plan.replay_span);
         Node {
             id,
             cluster,
@@ -131,7 +95,7 @@ impl Node {
             live_next: 0,
             pending: VecDeque::new(),
             inflight: VecDeque::new(),
-            history: VecDeque::new(),
+            history,
             latency: Histogram::default(),
         }
     }
@@ -150,14 +114,7 @@ impl Node {
             bump(&c.bytes_in, flow.bytes_in.unsigned_abs());
             bump(&c.bytes_out, flow.bytes_out.unsigned_abs());
         }
-        if time >= unix_now() - self.plan.replay_span {
-            self.history.push_back(FlushRecord {
-                seq,
-                time,
-                rng: before,
-                sent: 0,
-            });
-        }
+        self.history.record(seq, time, before, unix_now());
         let updates = flows.into_iter().map(|flow| Pending {
             seq,
             update: FlowUpdate { flow: Some(flow) },
@@ -211,16 +168,8 @@ impl Node {
     }
 
     /// After a broken stream: everything sent in the replay span goes again, regenerated from
-    /// the flush records, plus copies of older updates that never got a receipt.
+    /// the history, after copies of older updates that never got a receipt.
     fn requeue_for_replay(&mut self) {
-        let cutoff = unix_now() - self.plan.replay_span;
-        while self
-            .history
-            .front()
-            .is_some_and(|record| record.time < cutoff)
-        {
-            self.history.pop_front();
-        }
         let mut replay: Vec<Pending> = self
             .inflight
             .drain(..)
@@ -231,28 +180,25 @@ impl Node {
                 replay: true,
             })
             .collect();
-        for record in &self.history {
-            let mut rng = record.rng.clone();
-            let flows = self.cluster.report(self.id, record.time, &mut rng);
-            replay.extend(flows.into_iter().take(record.sent).map(|flow| Pending {
-                seq: record.seq,
-                update: FlowUpdate { flow: Some(flow) },
-                replay: true,
-            }));
-        }
+        let recent = self.history.replay(&self.cluster, self.id, unix_now());
+        replay.extend(recent.into_iter().map(|(seq, update)| Pending {
+            seq,
+            update,
+            replay: true,
+        }));
         for entry in replay.into_iter().rev() {
             self.pending.push_front(entry);
         }
     }
 
     fn sent(&mut self, entry: Pending, now: Instant) -> FlowUpdate {
-        let cutoff = unix_now() - self.plan.replay_span;
-        let copy = (flow_time(&entry.update) < cutoff).then(|| entry.update.clone());
-        if entry.replay {
+        let covered = if entry.replay {
             bump(&self.counters.replayed, 1);
-        } else if let Ok(at) = self.history.binary_search_by_key(&entry.seq, |r| r.seq) {
-            self.history[at].sent += 1;
-        }
+            flow_time(&entry.update) >= self.history.cutoff(unix_now())
+        } else {
+            self.history.sent(entry.seq)
+        };
+        let copy = (!covered).then(|| entry.update.clone());
         self.inflight.push_back(InFlight { sent_at: now, copy });
         bump(&self.counters.sent, 1);
         if let Some(pacer) = &self.pacer {

@@ -182,7 +182,7 @@ pub fn summary_json(
         "bytes_in": get(&counters.bytes_in),
         "bytes_out": get(&counters.bytes_out),
         "elapsed_seconds": (seconds * 1000.0).round() / 1000.0,
-        "updates_per_second": if seconds > 0.0 { (receipted as f64 / seconds).round() } else { 0.0 },
+        "updates_per_second": if seconds > 0.0 { (receipted as f64 / seconds).round() as u64 } else { 0 },
         "latency_ms": {
             "p50": millis(latency.quantile(0.50)),
             "p99": millis(latency.quantile(0.99)),
@@ -192,6 +192,16 @@ pub fn summary_json(
         "interrupted": summary.interrupted,
         "last_error": counters.last_error.lock().clone(),
     })
+}
+
+/// A latency with about three significant digits: `0.41 ms`, `32.3 ms`, `114 ms`.
+pub fn milliseconds(latency: Duration) -> String {
+    let ms = latency.as_secs_f64() * 1000.0;
+    match ms {
+        m if m < 10.0 => format!("{m:.2} ms"),
+        m if m < 100.0 => format!("{m:.1} ms"),
+        m => format!("{m:.0} ms"),
+    }
 }
 
 /// The summary for a person.
@@ -220,8 +230,10 @@ pub fn summary_text(summary: &Summary, counters: &Counters, latency: &Histogram)
         summary.elapsed.as_secs_f64()
     ));
     text.push_str(&format!(
-        "  latency   p50 {} ms, p99 {} ms, max {} ms (send to receipt)\n",
-        value["latency_ms"]["p50"], value["latency_ms"]["p99"], value["latency_ms"]["max"]
+        "  latency   p50 {}, p99 {}, max {} (send to receipt)\n",
+        milliseconds(latency.quantile(0.50)),
+        milliseconds(latency.quantile(0.99)),
+        milliseconds(latency.max())
     ));
     if let Some(error) = counters.last_error.lock().as_ref() {
         text.push_str(&format!("  last error {error}\n"));
@@ -248,6 +260,33 @@ mod tests {
         merged.merge(&histogram);
         assert_eq!(merged.count(), 10_000);
         assert_eq!(Histogram::default().quantile(0.99), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_text_summary_reads_naturally() {
+        let counters = Counters::default();
+        bump(&counters.generated, 300);
+        bump(&counters.sent, 300);
+        bump(&counters.receipted, 300);
+        let mut latency = Histogram::default();
+        latency.record(Duration::from_micros(410));
+        let summary = Summary {
+            setup: (3, 100, 15.0, 1),
+            keys: 250,
+            elapsed: Duration::from_secs(2),
+            interrupted: false,
+        };
+        let text = summary_text(&summary, &counters, &latency);
+        assert!(
+            text.starts_with("flowgen: 3 nodes x 100 flows every 15s (seed 1)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  rate      150 updates/s over 2.00s\n"),
+            "{text}"
+        );
+        assert!(text.contains("p50 0.41 ms, p99 0.41 ms"), "{text}");
+        assert_eq!(milliseconds(Duration::from_micros(114_400)), "114 ms");
     }
 
     #[test]
