@@ -101,10 +101,14 @@ impl StatisticsService {
             per_bucket: request.time_series,
         };
         let window = state.retention.window;
-        let first = range.gte + (window - range.gte.rem_euclid(window)) % window;
+        // The first bucket start at or after `gte`; none when that is past every Unix second
+        // (a range that, clamped, selects nothing).
+        let first = range
+            .gte
+            .checked_add((window - range.gte.rem_euclid(window)) % window)
+            .unwrap_or(i64::MAX);
         let axis: Vec<i64> = if request.time_series {
-            (0..)
-                .map(|i| first + i * window)
+            std::iter::successors(Some(first), |bucket| bucket.checked_add(window))
                 .take_while(|bucket| *bucket < range.lt)
                 .collect()
         } else {
