@@ -13,9 +13,10 @@
 //! After every operation it compares with `reference/model.rs`: List over every retained
 //! bucket, List with the default range, List with `aggregation_interval = 2W`, a filtered,
 //! sorted and paged List over a random time range, and FilterHints of every type, unfiltered
-//! (the hints view) and filtered (a scan of the flows view). Rows, counters, labels, bounds,
-//! order, totals and ids (one per key, stable while retained) must all match. Every property
-//! runs with one and with two engine workers.
+//! (the hints view) and filtered (a scan of the flows view), and Statistics.List of a random
+//! type, grouping, policy match and time series (the policy statistics view). Rows,
+//! counters, labels, bounds, order, totals and ids (one per key, stable while retained) must
+//! all match. Every property runs with one and with two engine workers.
 //!
 //! `EDDY_PROPTEST_CASES=n` sets the number of cases per property (default 24) for long
 //! sweeps, e.g. `EDDY_PROPTEST_CASES=2000 cargo test --test reference`.
@@ -31,6 +32,8 @@ mod gen;
 mod model;
 #[path = "reference/semantics.rs"]
 mod semantics;
+#[path = "reference/stats.rs"]
+mod stats;
 
 use common::{TestServer, NOW};
 use eddy::proto::Flow;

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use eddy::proto::{
     FilterHintsRequest, FilterType, FlowListRequest, FlowResult, ListMetadata, SortOption,
+    StatisticsRequest,
 };
 use proptest::prelude::*;
 use prost::Message;
@@ -13,6 +14,7 @@ use crate::common::TestServer;
 use crate::domain::{Bound, QuerySpec, W};
 use crate::model::{counters_of, Model, Row};
 use crate::semantics::sort_rows;
+use crate::stats;
 
 const FILTER_TYPES: [FilterType; 8] = [
     FilterType::DestName,
@@ -173,6 +175,29 @@ async fn check_hints(
     Ok(())
 }
 
+/// Statistics.List (SPEC §8): the whole stream of results, in order.
+async fn check_statistics(
+    server: &TestServer,
+    model: &Model,
+    request: StatisticsRequest,
+) -> Result<(), TestCaseError> {
+    let what = format!("Statistics {request:?}");
+    let answer = server.statistics().list(request.clone()).await;
+    let Some(expected) = stats::expected(model, &request) else {
+        let code = answer.err().map(|status| status.code());
+        prop_assert_eq!(code, Some(Code::InvalidArgument), "{}", what);
+        return Ok(());
+    };
+    let fail = |s: tonic::Status| TestCaseError::fail(format!("{what}: {s}"));
+    let mut stream = answer.map_err(fail)?.into_inner();
+    let mut actual = Vec::new();
+    while let Some(result) = stream.message().await.map_err(fail)? {
+        actual.push(result);
+    }
+    prop_assert_eq!(actual, expected, "{}", what);
+    Ok(())
+}
+
 /// Every comparison made after one operation.
 pub async fn check_all(
     server: &TestServer,
@@ -218,6 +243,12 @@ pub async fn check_all(
     };
     let expected = range.map(|range| model.rows(range, interval, Some(&spec.filter)));
     check_list(server, ids, request, expected, false).await?;
+    let statistics = StatisticsRequest {
+        start_time_gte: gte,
+        start_time_lt: lt,
+        ..spec.statistics.clone()
+    };
+    check_statistics(server, model, statistics).await?;
     for field in FILTER_TYPES {
         let unfiltered = FilterHintsRequest {
             r#type: field as i32,

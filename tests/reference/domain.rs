@@ -1,7 +1,7 @@
 //! The test domain: a few names, namespaces, ports, labels and policy traces, small enough
 //! that keys, labels, hints and buckets collide; and the operations a case is made of.
 
-use eddy::proto::{Filter, Flow, FlowKey, PolicyHit, PolicyKind, PolicyTrace};
+use eddy::proto::{Filter, Flow, FlowKey, PolicyHit, PolicyKind, PolicyTrace, StatisticsRequest};
 
 pub const W: i64 = 15;
 pub const NAMES: [&str; 4] = ["frontend", "checkout", "pub", "pvt"];
@@ -19,6 +19,8 @@ pub struct KeySpec {
     pub types: (i32, i32),
     pub port: usize,
     pub proto: usize,
+    /// Whether the destination is reached through a service.
+    pub service: bool,
     pub reporter: i32,
     pub action: i32,
     pub trace: usize,
@@ -87,6 +89,8 @@ pub struct QuerySpec {
     pub intervals: i64,
     pub page: i64,
     pub page_size: i64,
+    /// Type, group-by, policy match and time series; the range is the one above.
+    pub statistics: StatisticsRequest,
 }
 
 #[derive(Clone, Debug)]
@@ -132,6 +136,8 @@ pub fn trace(template: usize) -> PolicyTrace {
     let (allow, deny, pass) = (1, 2, 3);
     let deny_all = hit(GlobalNetworkPolicy, "security . deny-all", deny, (1, 0));
     let np_db = hit(NetworkPolicy, "default - np-db", pass, (0, 3));
+    // Two Allow rules of one policy, one of them also pending (SPEC §8.2 counts each once).
+    let web = hit(CalicoNetworkPolicy, "default shop allow-web", allow, (0, 1));
     let tenant_web = hit(NetworkPolicy, "tenant shop allow-web", pass, (2, 0));
     // A trigger on a hit that is not EndOfTier: FilterHints still reads it (SPEC §6.3),
     // policy filters do not (SPEC §5.5).
@@ -141,25 +147,20 @@ pub fn trace(template: usize) -> PolicyTrace {
         deny,
         (3, 0),
     );
-    odd.trigger = Some(Box::new(hit(
-        NetworkPolicy,
-        "hidden Global np-hidden",
-        deny,
-        (3, 1),
-    )));
+    let hidden = hit(NetworkPolicy, "hidden Global np-hidden", deny, (3, 1));
+    odd.trigger = Some(Box::new(hidden));
     let (enforced, pending) = match template % 4 {
         0 => (vec![], vec![]),
         1 => (
             vec![
-                hit(CalicoNetworkPolicy, "default shop allow-web", allow, (0, 1)),
+                web.clone(),
+                hit(CalicoNetworkPolicy, "default shop allow-web", allow, (0, 4)),
                 end_of_tier("security", deny, (1, -1), Some(deny_all)),
             ],
-            vec![hit(
-                StagedNetworkPolicy,
-                "default shop staged-web",
-                deny,
-                (0, 2),
-            )],
+            vec![
+                web,
+                hit(StagedNetworkPolicy, "default shop staged-web", deny, (0, 2)),
+            ],
         ),
         2 => (
             vec![
@@ -209,6 +210,13 @@ impl UpdateSpec {
         shuffle(&mut trace.enforced_policies, &mut seed);
         shuffle(&mut trace.pending_policies, &mut seed);
         let policies = (!(self.absent_trace && trace == PolicyTrace::default())).then_some(trace);
+        let service = |value: &str| {
+            if spec.service {
+                value.into()
+            } else {
+                String::new()
+            }
+        };
         let key = FlowKey {
             source_name: NAMES[spec.names.0].into(),
             source_namespace: NAMESPACES[spec.namespaces.0].into(),
@@ -217,10 +225,10 @@ impl UpdateSpec {
             dest_namespace: NAMESPACES[spec.namespaces.1].into(),
             dest_type: spec.types.1,
             dest_port: PORTS[spec.port],
-            dest_service_name: String::new(),
-            dest_service_namespace: String::new(),
-            dest_service_port_name: String::new(),
-            dest_service_port: 0,
+            dest_service_name: service("checkout-svc"),
+            dest_service_namespace: service("shop"),
+            dest_service_port_name: service("https"),
+            dest_service_port: if spec.service { 8443 } else { 0 },
             proto: PROTOS[spec.proto].into(),
             reporter: spec.reporter,
             action: spec.action,

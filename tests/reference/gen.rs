@@ -1,6 +1,6 @@
 //! Proptest strategies over the domain of `domain.rs`.
 
-use eddy::proto::{Filter, PolicyMatch, PortMatch, StringMatch};
+use eddy::proto::{Filter, PolicyMatch, PortMatch, StatisticsRequest, StringMatch};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -9,26 +9,30 @@ use crate::domain::{
     Bound, Case, Defect, KeySpec, Op, QuerySpec, Step, UpdateSpec, LABELS, PORTS, PROTOS, W,
 };
 
+/// Keys: enum fields include unspecified and unknown numbers (stored and echoed, SPEC §1.4).
 fn key_spec() -> impl Strategy<Value = KeySpec> {
-    let types = (select(vec![1, 3]), select(vec![1, 3]));
+    let types = (select(vec![1, 3, 9]), select(vec![0, 1, 3]));
     (
         (0..4usize, 0..4usize),
         (0..4usize, 0..4usize),
         types,
-        (0..PORTS.len(), 0..PROTOS.len()),
-        (1..=2i32, 1..=3i32),
+        (0..PORTS.len(), 0..PROTOS.len(), any::<bool>()),
+        (select(vec![0, 1, 2, 2]), select(vec![0, 1, 1, 2, 3, 7])),
         0..4usize,
     )
         .prop_map(
-            |(names, namespaces, types, (port, proto), (reporter, action), trace)| KeySpec {
-                names,
-                namespaces,
-                types,
-                port,
-                proto,
-                reporter,
-                action,
-                trace,
+            |(names, namespaces, types, (port, proto, service), (reporter, action), trace)| {
+                KeySpec {
+                    names,
+                    namespaces,
+                    types,
+                    port,
+                    proto,
+                    service,
+                    reporter,
+                    action,
+                    trace,
+                }
             },
         )
 }
@@ -147,7 +151,7 @@ fn filter() -> impl Strategy<Value = Filter> {
         (strings(NAMESPACES), strings(NAMESPACES)),
         strings(&["TCP", "udp", "T"]),
         one_or_two(select(PORTS.to_vec()).prop_map(|port| PortMatch { port })),
-        (one_or_two(1..=3i32), one_or_two(1..=3i32)),
+        (one_or_two(select(vec![1, 2, 3, 7])), one_or_two(1..=3i32)),
         one_or_two(policy_match()),
         1..=2i32,
     )
@@ -202,6 +206,19 @@ fn bound(older: bool) -> impl Strategy<Value = Bound> {
     ]
 }
 
+fn statistics() -> impl Strategy<Value = StatisticsRequest> {
+    let policy_match = prop::option::of(policy_match());
+    (0..=2i32, 0..=1i32, policy_match, any::<bool>()).prop_map(
+        |(r#type, group_by, policy_match, time_series)| StatisticsRequest {
+            r#type,
+            group_by,
+            policy_match,
+            time_series,
+            ..Default::default()
+        },
+    )
+}
+
 fn query_spec() -> impl Strategy<Value = QuerySpec> {
     (
         filter(),
@@ -209,9 +226,10 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
         vec(0..=6i32, 0..=2),
         0..=2i64,
         (0..=2i64, select(vec![0i64, 1, 3])),
+        statistics(),
     )
         .prop_map(
-            |(filter, (gte, lt), sort_by, intervals, (page, page_size))| QuerySpec {
+            |(filter, (gte, lt), sort_by, intervals, (page, page_size), statistics)| QuerySpec {
                 filter,
                 gte,
                 lt,
@@ -219,6 +237,7 @@ fn query_spec() -> impl Strategy<Value = QuerySpec> {
                 intervals,
                 page,
                 page_size,
+                statistics,
             },
         )
 }
