@@ -788,6 +788,9 @@ fn matching(group_by: StatisticsGroupBy, policy_match: PolicyMatch) -> Statistic
     }
 }
 
+/// Which expected results a policy match keeps.
+type Keep = Box<dyn Fn(&Identity) -> bool>;
+
 /// The expectations of `group_by` whose identity satisfies `keep`.
 fn only(group_by: StatisticsGroupBy, keep: impl Fn(&Identity) -> bool) -> Vec<(Identity, Columns)> {
     expected(StatisticType::PacketCount, group_by)
@@ -812,7 +815,7 @@ async fn policy_match_wildcards_exact_fields_and_action_at_both_levels() {
         );
 
         // One field at a time.
-        let cases: Vec<(PolicyMatch, Box<dyn Fn(&Identity) -> bool>)> = vec![
+        let cases: Vec<(PolicyMatch, Keep)> = vec![
             (
                 PolicyMatch {
                     name: "gate".into(),
