@@ -1,0 +1,232 @@
+//! Engine benchmark (no network): ingest rate, List latency and memory per retained
+//! (key, bucket), with 1 and 2 workers, side by side in one run.
+//!
+//! `cargo bench --bench engine` runs every configuration, each in a fresh child process so
+//! resident memory is measured per configuration. `cargo bench --bench engine -- KEYS WORKERS`
+//! runs one. Figures are printed as a Markdown table row for BENCHMARKS.md.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+#![allow(
+    unsafe_code,
+    reason = "a counting global allocator measures live heap bytes"
+)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use eddy::retention::Retention;
+use eddy::worker::clock::ManualClock;
+use eddy::worker::protocol::IngestBatch;
+use eddy::worker::{Engine, EngineConfig};
+use eddy_dataflows::filter::{FlowFilter, IdSet};
+use eddy_dataflows::model::{BucketRange, FlowKey, FlowRecord, Stats};
+use eddy_dataflows::queries::list::{ListQuery, SortField};
+
+/// Counts live heap bytes, so memory per row is measured without allocator slack.
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to the system allocator unchanged and only adds a counter.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+const WINDOW: i64 = 15;
+const NOW: i64 = 1_700_000_107;
+const BUCKETS: i64 = 4;
+/// Updates per (key, bucket): as if three nodes reported each flow.
+const REPORTS: i64 = 3;
+const BATCH: usize = 1024;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn record(key: u64, bucket: i64) -> FlowRecord {
+    let id = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1 | 1;
+    FlowRecord {
+        key: FlowKey {
+            id,
+            source_name: (key % 5000) as u32,
+            source_namespace: (key % 10) as u32,
+            source_type: 1,
+            dest_name: (key % 3000) as u32 + 5000,
+            dest_namespace: (key % 10) as u32 + 10,
+            dest_type: 1,
+            dest_port: 443 + (key % 7) as i64,
+            dest_service_name: 0,
+            dest_service_namespace: 0,
+            dest_service_port_name: 0,
+            dest_service_port: 0,
+            proto: 1,
+            reporter: 1 + (key % 2) as i32,
+            action: 1,
+            trace: (key % 50) as u32,
+        },
+        bucket,
+        labels: ((key % 100) as u32, (key % 100) as u32),
+        stats: Stats {
+            records: 1,
+            packets_in: 10,
+            packets_out: 12,
+            bytes_in: 1000,
+            bytes_out: 1200,
+            connections_started: 1,
+            connections_completed: 1,
+            connections_live: 0,
+        },
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn list_query(filter: FlowFilter) -> ListQuery {
+    ListQuery {
+        range: BucketRange {
+            gte: 0,
+            lt: i64::MAX,
+        },
+        window: WINDOW,
+        interval: 0,
+        filter,
+        sort: vec![SortField::Time],
+        limit: Some(50),
+        name_ranks: Arc::new(Vec::new()),
+    }
+}
+
+async fn latencies(engine: &Engine, filter: FlowFilter, runs: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let partials = engine
+            .list(list_query(filter.clone()))
+            .await
+            .expect("engine runs");
+        assert!(partials.iter().map(|p| p.total).sum::<u64>() > 0);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times
+}
+
+fn run_one(keys: u64, workers: usize) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let retention = Retention { window: WINDOW, closed_buckets: 240 };
+        let config = EngineConfig { workers, retention, tick_interval: Duration::from_millis(50) };
+        let engine = Engine::start(config, clock).expect("the engine starts");
+        engine.sync().await.expect("engine runs");
+        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let base = retention.bucket_of(NOW) - BUCKETS * WINDOW;
+        let mut batches = Vec::new();
+        for _report in 0..REPORTS {
+            for bucket in 0..BUCKETS {
+                let mut records = Vec::with_capacity(BATCH);
+                for key in 0..keys {
+                    records.push(record(key, base + bucket * WINDOW));
+                    if records.len() == BATCH {
+                        batches.push(std::mem::take(&mut records));
+                    }
+                }
+                batches.push(records);
+            }
+        }
+        let updates: u64 = batches.iter().map(|b| b.len() as u64).sum();
+        engine.sync().await.expect("engine runs");
+        let before = resident_bytes();
+        let started = Instant::now();
+        for records in batches {
+            engine
+                .ingest(IngestBatch { records, trace_rules: Vec::new() })
+                .await
+                .expect("engine runs");
+        }
+        engine.sync().await.expect("engine runs");
+        let elapsed = started.elapsed();
+        let unfiltered = latencies(&engine, FlowFilter::default(), 30).await;
+        let filtered = latencies(
+            &engine,
+            FlowFilter { dest_namespaces: Some(IdSet::new(vec![13])), ..Default::default() },
+            30,
+        )
+        .await;
+        for _ in 0..20 {
+            engine.sync().await.expect("engine runs");
+        }
+        let retained = keys * BUCKETS as u64;
+        let bytes = resident_bytes().saturating_sub(before) as f64 / retained as f64;
+        let heap = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap_before) as f64
+            / retained as f64;
+        println!(
+            "| {keys} | {workers} | {updates} | {:.2} M/s | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.0} | {:.0} |",
+            updates as f64 / elapsed.as_secs_f64() / 1e6,
+            percentile(&unfiltered, 0.5),
+            percentile(&unfiltered, 0.99),
+            percentile(&filtered, 0.5),
+            percentile(&filtered, 0.99),
+            heap,
+            bytes,
+        );
+    });
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    if let [keys, workers] = &args[..] {
+        run_one(
+            keys.parse().expect("KEYS is a number"),
+            workers.parse().expect("WORKERS is a number"),
+        );
+        return;
+    }
+    println!("| keys | workers | updates | ingest | List first page p50 / p99 | filtered List p50 / p99 | heap bytes per (key, bucket) | resident bytes per (key, bucket) |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let me = std::env::current_exe().expect("the bench knows its own path");
+    for keys in [10_000u64, 100_000] {
+        for workers in [1usize, 2] {
+            let status = Command::new(&me)
+                .args([keys.to_string(), workers.to_string()])
+                .status()
+                .expect("the bench can run itself");
+            assert!(
+                status.success(),
+                "configuration {keys} keys x {workers} workers failed"
+            );
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! End-to-end ingest over gRPC: `Connect` streams pumping updates as fast as receipts return,
+//! against Eddy and, in the same run, against a transport-only baseline server whose
+//! `Connect` only returns receipts. Eddy's rate is reported as a ratio of the baseline's.
+//!
+//! `cargo bench --bench grpc_ingest [-- UPDATES_PER_STREAM]`. Client and server share the
+//! machine, as they would in a single-host test; both servers are measured the same way.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use eddy::proto::flow_collector_client::FlowCollectorClient;
+use eddy::proto::flow_collector_server::{FlowCollector, FlowCollectorServer};
+use eddy::proto::{
+    Action, EndpointType, Flow, FlowKey, FlowReceipt, FlowUpdate, PolicyTrace, Reporter,
+};
+use eddy::retention::Retention;
+use eddy::server::{build_state, serve, ServerConfig};
+use eddy::worker::clock::{Clock, SystemClock};
+use futures::Stream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Updates a client may have sent without a receipt.
+const WINDOW: usize = 2048;
+
+/// A `Connect` that answers every update with a receipt and does nothing else.
+struct ReceiptsOnly;
+
+#[tonic::async_trait]
+impl FlowCollector for ReceiptsOnly {
+    type ConnectStream = Pin<Box<dyn Stream<Item = Result<FlowReceipt, Status>> + Send>>;
+
+    async fn connect(
+        &self,
+        request: Request<Streaming<FlowUpdate>>,
+    ) -> Result<Response<Self::ConnectStream>, Status> {
+        let mut inbound = request.into_inner();
+        let (receipts, outbound) = mpsc::channel(4096);
+        tokio::spawn(async move {
+            while let Ok(Some(_update)) = inbound.message().await {
+                if receipts.send(Ok(FlowReceipt {})).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+    }
+}
+
+fn update(stream: usize, index: usize, now: i64) -> FlowUpdate {
+    let key = FlowKey {
+        source_name: format!("client-{}", index % 2000),
+        source_namespace: format!("ns-{}", index % 20),
+        source_type: EndpointType::WorkloadEndpoint as i32,
+        dest_name: format!("server-{}", (index / 7) % 500),
+        dest_namespace: format!("ns-{}", (index / 3) % 20),
+        dest_type: EndpointType::WorkloadEndpoint as i32,
+        dest_port: 8000 + (index % 4) as i64,
+        proto: "TCP".into(),
+        reporter: Reporter::Dst as i32,
+        action: Action::Allow as i32,
+        policies: Some(PolicyTrace::default()),
+        ..Default::default()
+    };
+    FlowUpdate {
+        flow: Some(Flow {
+            key: Some(key),
+            start_time: now,
+            end_time: now,
+            source_labels: vec!["app=client".into(), format!("shard={}", index % 10)],
+            dest_labels: vec!["app=server".into()],
+            packets_in: (stream * 1_000_000 + index) as i64,
+            packets_out: 1,
+            bytes_in: 100,
+            bytes_out: 100,
+            num_connections_started: 1,
+            num_connections_completed: 0,
+            num_connections_live: 1,
+        }),
+    }
+}
+
+async fn pump(server: SocketAddr, streams: usize, per_stream: usize, now: i64) -> f64 {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
+        .expect("a valid URI")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("the server is up");
+    let prepared: Vec<Vec<FlowUpdate>> = (0..streams)
+        .map(|stream| (0..per_stream).map(|i| update(stream, i, now)).collect())
+        .collect();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for updates in prepared {
+        let mut client = FlowCollectorClient::new(channel.clone());
+        tasks.push(tokio::spawn(async move {
+            let window = Arc::new(Semaphore::new(WINDOW));
+            let (tx, rx) = mpsc::channel(WINDOW);
+            let mut receipts = client
+                .connect(ReceiverStream::new(rx))
+                .await
+                .expect("Connect is accepted")
+                .into_inner();
+            let count = updates.len();
+            let sender_window = window.clone();
+            let sender = tokio::spawn(async move {
+                for update in updates {
+                    sender_window.acquire().await.expect("open").forget();
+                    if tx.send(update).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            for _ in 0..count {
+                receipts
+                    .message()
+                    .await
+                    .expect("a receipt")
+                    .expect("one per update");
+                window.add_permits(1);
+            }
+            sender.await.expect("the sender finishes");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("a stream finishes");
+    }
+    (streams * per_stream) as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn start_baseline() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(FlowCollectorServer::new(ReceiptsOnly))
+            .serve_with_incoming(incoming),
+    );
+    address
+}
+
+async fn start_eddy(clock: Arc<SystemClock>) -> SocketAddr {
+    let retention = Retention {
+        window: 15,
+        closed_buckets: 240,
+    };
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let state =
+        build_state(ServerConfig::new(workers, retention), clock).expect("the engine starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let address = listener.local_addr().expect("an address");
+    tokio::spawn(serve(state, listener, std::future::pending()));
+    address
+}
+
+fn main() {
+    let per_stream_total: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        let clock = Arc::new(SystemClock);
+        let baseline = start_baseline().await;
+        let eddy = start_eddy(clock.clone()).await;
+        println!("| Connect streams | updates | baseline | Eddy | Eddy / baseline |");
+        println!("|---|---|---|---|---|");
+        for streams in [1usize, 8, 64] {
+            let per_stream = (per_stream_total / streams).max(1);
+            let base_rate = pump(baseline, streams, per_stream, clock.now()).await;
+            let eddy_rate = pump(eddy, streams, per_stream, clock.now()).await;
+            println!(
+                "| {streams} | {} | {:.0} k/s | {:.0} k/s | {:.2} |",
+                streams * per_stream,
+                base_rate / 1e3,
+                eddy_rate / 1e3,
+                eddy_rate / base_rate
+            );
+        }
+    });
+}
