@@ -1,0 +1,207 @@
+//! The emitter (SPEC §11.5) against a real local HTTP server that fails the first attempts:
+//! windows of closed buckets arrive as NDJSON after retries, progress is kept in the state
+//! file, and an emitter started again from that file sends the next window, not the same one.
+
+mod common;
+mod operations;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{flow, key, TestServer};
+use eddy::emitter::post::Poster;
+use eddy::emitter::progress;
+use eddy::emitter::{Backoff, Emitter, EmitterConfig};
+use eddy::retention::Retention;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use operations::eventually;
+use parking_lot::Mutex;
+
+/// 30 s past a 30 s emitter window boundary (and a 15 s bucket boundary) plus 7 s.
+const START: i64 = 1_700_000_107;
+const WINDOW_START: i64 = 1_700_000_100;
+
+/// A local HTTP upstream: answers 503 to the first `failures` POSTs, then 200, and keeps
+/// every accepted body.
+struct Upstream {
+    address: SocketAddr,
+    attempts: Arc<AtomicUsize>,
+    bodies: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Upstream {
+    async fn start(failures: usize) -> Upstream {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let address = listener.local_addr().expect("a bound address");
+        let attempts = Arc::new(AtomicUsize::new(0));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let (counter, kept) = (attempts.clone(), bodies.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (counter, kept) = (counter.clone(), kept.clone());
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let (counter, kept) = (counter.clone(), kept.clone());
+                    async move {
+                        let content_type = request
+                            .headers()
+                            .get(hyper::header::CONTENT_TYPE)
+                            .and_then(|value| value.to_str().ok())
+                            .unwrap_or_default()
+                            .to_string();
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let status = if counter.fetch_add(1, Ordering::SeqCst) < failures {
+                            StatusCode::SERVICE_UNAVAILABLE
+                        } else {
+                            let text = String::from_utf8_lossy(&body).into_owned();
+                            kept.lock().push((content_type, text));
+                            StatusCode::OK
+                        };
+                        let mut response = Response::new(Full::new(Bytes::new()));
+                        *response.status_mut() = status;
+                        Ok::<_, hyper::Error>(response)
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
+            }
+        });
+        Upstream {
+            address,
+            attempts,
+            bodies,
+        }
+    }
+}
+
+fn config(upstream: &Upstream, state_file: &std::path::Path) -> EmitterConfig {
+    EmitterConfig {
+        poster: Poster::new(&format!("http://{}/ingest/flows", upstream.address), None)
+            .expect("a valid URL"),
+        width: 30,
+        emit_after: 5,
+        state_file: state_file.to_owned(),
+        backoff: Backoff {
+            initial: Duration::from_millis(5),
+            max: Duration::from_millis(20),
+        },
+    }
+}
+
+fn lines(body: &str) -> Vec<serde_json::Value> {
+    body.lines()
+        .map(|line| serde_json::from_str(line).expect("each line is one JSON object"))
+        .collect()
+}
+
+#[tokio::test]
+async fn windows_are_delivered_after_retries_and_a_restart_sends_the_next_window() {
+    let server = TestServer::start_with(
+        1,
+        Retention {
+            window: 15,
+            closed_buckets: 240,
+        },
+        START,
+    )
+    .await;
+    let upstream = Upstream::start(2).await;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let state_file = directory.path().join("emitter.json");
+
+    let emitter = Emitter::new(config(&upstream, &state_file), START).expect("a new state file");
+    assert_eq!(emitter.next_window_start(), WINDOW_START);
+    let cart = key(("shop", "frontend"), ("shop", "cart"));
+    let checkout = key(("shop", "frontend"), ("shop", "checkout"));
+    // Window [100, 130): `cart` in both of its buckets, `checkout` in the second.
+    server
+        .ingest(vec![
+            flow(cart.clone(), WINDOW_START, 2),
+            flow(cart.clone(), WINDOW_START + 15, 3),
+            flow(checkout.clone(), WINDOW_START + 15, 7),
+        ])
+        .await;
+    let first = tokio::spawn(emitter.run(server.state.clone()));
+    // The window ends at 130 and is due 5 s later.
+    server.advance_clock(WINDOW_START + 35 - START).await;
+    let (content_type, body) = eventually("the first window to be accepted", || async {
+        upstream.bodies.lock().first().cloned()
+    })
+    .await;
+    assert_eq!(content_type, "application/x-ndjson");
+    assert_eq!(
+        upstream.attempts.load(Ordering::SeqCst),
+        3,
+        "two 503s, then 200"
+    );
+    let flows = lines(&body);
+    assert_eq!(flows.len(), 2, "one line per flow key: {body}");
+    let cart_line = flows
+        .iter()
+        .find(|flow| flow["Key"]["dest_name"] == "cart")
+        .expect("the cart flow");
+    assert_eq!(cart_line["start_time"], WINDOW_START);
+    assert_eq!(cart_line["end_time"], WINDOW_START + 30);
+    assert_eq!(cart_line["packets_in"], 5, "both buckets summed");
+    assert_eq!(cart_line["Key"]["action"], 1, "enums are numbers");
+    assert_eq!(cart_line["Key"]["reporter"], 2);
+    let checkout_line = flows
+        .iter()
+        .find(|flow| flow["Key"]["dest_name"] == "checkout")
+        .expect("the checkout flow");
+    assert_eq!(checkout_line["packets_in"], 7);
+
+    eventually("progress to be recorded", || async {
+        let progress = progress::load(&state_file).ok()??;
+        (progress.last_window_end == WINDOW_START + 30).then_some(())
+    })
+    .await;
+    let emitter_metrics = &server.state.metrics.emitter;
+    assert_eq!(emitter_metrics.failed_attempts.load(Ordering::Relaxed), 2);
+    assert_eq!(emitter_metrics.flows_delivered.load(Ordering::Relaxed), 2);
+
+    // A restart: the process dies after delivering, and a new emitter reads the state file.
+    first.abort();
+    let _ = first.await;
+    let restarted = Emitter::new(config(&upstream, &state_file), server.state.now())
+        .expect("the state file is readable");
+    assert_eq!(
+        restarted.next_window_start(),
+        WINDOW_START + 30,
+        "neither the delivered window again nor a later one"
+    );
+    server
+        .ingest(vec![flow(checkout.clone(), WINDOW_START + 30, 11)])
+        .await;
+    tokio::spawn(restarted.run(server.state.clone()));
+    server.advance_clock(30).await;
+    let second = eventually("the second window to be accepted", || async {
+        upstream.bodies.lock().get(1).map(|(_, body)| body.clone())
+    })
+    .await;
+    let flows = lines(&second);
+    assert_eq!(flows.len(), 1, "only the new window's flow: {second}");
+    assert_eq!(flows[0]["Key"]["dest_name"], "checkout");
+    assert_eq!(flows[0]["start_time"], WINDOW_START + 30);
+    assert_eq!(flows[0]["packets_in"], 11);
+    assert_eq!(upstream.bodies.lock().len(), 2, "nothing was sent twice");
+}
+
+#[test]
+fn a_push_url_must_be_http_or_https_with_a_host() {
+    assert!(Poster::new("ftp://example.invalid/", None).is_err());
+    assert!(Poster::new("not a url", None).is_err());
+    assert!(Poster::new("https://collector.example/ingest", None).is_err());
+    assert!(Poster::new("http://127.0.0.1:9/ingest", None).is_ok());
+}
