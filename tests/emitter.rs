@@ -205,3 +205,84 @@ fn a_push_url_must_be_http_or_https_with_a_host() {
     assert!(Poster::new("https://collector.example/ingest", None).is_err());
     assert!(Poster::new("http://127.0.0.1:9/ingest", None).is_ok());
 }
+
+/// An https upstream that requires a client certificate from `ca`; counts accepted POSTs.
+async fn mtls_upstream(ca: &operations::TestCa) -> (SocketAddr, Arc<AtomicUsize>) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::server::WebPkiClientVerifier;
+    use tokio_rustls::rustls::{RootCertStore, ServerConfig};
+    let server = ca.server();
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca.cert_pem().as_bytes()).expect("the CA"))
+        .expect("a usable CA");
+    let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+        .build()
+        .expect("a client verifier");
+    let config = ServerConfig::builder()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(server.cert.as_bytes()).expect("a certificate")],
+            PrivateKeyDer::from_pem_slice(server.key.as_bytes()).expect("a key"),
+        )
+        .expect("a server configuration");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let address = listener.local_addr().expect("a bound address");
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(stream) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                    let counter = counter.clone();
+                    async move {
+                        request.into_body().collect().await?;
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (address, accepted)
+}
+
+#[tokio::test]
+async fn https_push_urls_present_the_client_certificate() {
+    let ca = operations::TestCa::new("Upstream CA");
+    let client = ca.client("eddy-emitter");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let ca_path = operations::write(directory.path(), "ca.pem", &ca.cert_pem());
+    let cert_path = operations::write(directory.path(), "client.pem", &client.cert);
+    let key_path = operations::write(directory.path(), "client.key", &client.key);
+    let with_identity = eddy::tls::client_config(Some(&ca_path), Some(&cert_path), Some(&key_path))
+        .expect("valid client TLS files");
+    let without_identity =
+        eddy::tls::client_config(Some(&ca_path), None, None).expect("a valid CA file");
+    let (address, accepted) = mtls_upstream(&ca).await;
+    let url = format!("https://localhost:{}/flows", address.port());
+
+    Poster::new(&url, Some(with_identity))
+        .expect("a valid URL")
+        .post(b"{}\n".to_vec())
+        .await
+        .expect("the upstream accepts a client with a certificate from its CA");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    let refused = Poster::new(&url, Some(without_identity))
+        .expect("a valid URL")
+        .post(b"{}\n".to_vec())
+        .await;
+    assert!(refused.is_err(), "no certificate, no delivery");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
