@@ -40,6 +40,9 @@ pub struct Catalog {
     pub traces: InternTable<Arc<[u8]>>,
     /// Traces interned but not yet handed to the engine (bounded by the trace table).
     new_traces: Mutex<Vec<u32>>,
+    /// Held from [`Catalog::take_new_traces`] until the batch carrying those traces' rules is
+    /// handed to the engine, so no batch using a trace can overtake the one with its rules.
+    pub handover: tokio::sync::Mutex<()>,
 }
 
 impl Catalog {
@@ -50,6 +53,7 @@ impl Catalog {
             label_sets: InternTable::new(limits.label_sets.max(1)),
             traces: InternTable::new(limits.traces.max(1)),
             new_traces: Mutex::new(Vec::new()),
+            handover: tokio::sync::Mutex::new(()),
         };
         catalog
             .label_sets

@@ -126,13 +126,18 @@ async fn serve_connection(
             }
         }
         state.ingest.stored(records.len() as u64);
+        // Another connection may have taken the traces these records use; holding the lock
+        // until this batch is handed over keeps it behind the batch carrying their rules.
+        let handover = state.catalog.handover.lock().await;
         let trace_rules =
             policy_rules::trace_rules(&state.catalog.take_new_traces(), &state.catalog);
         let handed = IngestBatch {
             records,
             trace_rules,
         };
-        if let Err(stopped) = state.engine.ingest(handed).await {
+        let handed = state.engine.ingest(handed).await;
+        drop(handover);
+        if let Err(stopped) = handed {
             let _ = receipts
                 .send(Err(Status::unavailable(stopped.to_string())))
                 .await;
