@@ -1209,3 +1209,90 @@ async fn cancelled_streams_release_their_slots_subscriptions_groups_and_backfill
     let result = next(&mut stream).await;
     assert_eq!(flow_of(&result).start_time, t0 - 3);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Routing through the filter-group index with many subscriptions
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_streams_with_different_filters_each_receive_exactly_their_rows() {
+    let server = realtime(2).await;
+    let mut client = server.flows();
+    let namespace = |i: usize| format!("team-{i:02}");
+    let client_name = |i: usize| format!("client-{i}");
+    // Per team: one stream on the destination namespace, two on the source name (one group),
+    // and per ten teams one fuzzy stream; two unfiltered ones.
+    let mut streams: Vec<(String, Vec<String>, Streaming<FlowResult>)> = Vec::new();
+    for i in 0..100 {
+        let by_namespace = in_namespace(&namespace(i));
+        streams.push((
+            format!("namespace {i}"),
+            vec![namespace(i)],
+            open(&mut client, request(0, by_namespace)).await,
+        ));
+        for copy in 0..2 {
+            let by_source = Filter {
+                source_names: vec![exact(&client_name(i))],
+                ..Default::default()
+            };
+            streams.push((
+                format!("source {i} #{copy}"),
+                vec![namespace(i)],
+                open(&mut client, request(0, Some(by_source))).await,
+            ));
+        }
+    }
+    for tens in 0..10 {
+        let fuzzy_team = Filter {
+            dest_namespaces: vec![fuzzy(&format!("TEAM-{tens}"))],
+            ..Default::default()
+        };
+        streams.push((
+            format!("fuzzy {tens}"),
+            (0..10).map(|units| namespace(tens * 10 + units)).collect(),
+            open(&mut client, request(0, Some(fuzzy_team))).await,
+        ));
+    }
+    for copy in 0..2 {
+        streams.push((
+            format!("unfiltered #{copy}"),
+            (0..100).map(namespace).collect(),
+            open(&mut client, request(0, None)).await,
+        ));
+    }
+    let counters = server.state.streams.counters();
+    eventually("the hub to hold every subscription", || {
+        counters.subscriptions.load(Ordering::SeqCst) == 312
+    })
+    .await;
+    assert_eq!(counters.groups.load(Ordering::SeqCst), 211);
+
+    let team_flows = |bucket: i64, packets: i64| -> Vec<Flow> {
+        (0..100)
+            .map(|i| {
+                flow(
+                    key(("src", &client_name(i)), (&namespace(i), "svc")),
+                    bucket,
+                    packets,
+                )
+            })
+            .collect()
+    };
+    let data_bucket = server.now();
+    server.ingest(team_flows(data_bucket, 1)).await;
+    let marker_bucket = server.now() + 1;
+    server.ingest(team_flows(marker_bucket, 2)).await;
+    for (name, mut namespaces, mut stream) in streams {
+        let (got, _) = read_before(&mut stream, marker_bucket).await;
+        let mut received: Vec<String> = got
+            .iter()
+            .map(|r| {
+                assert_eq!(flow_of(r).start_time, data_bucket);
+                key_of(r).dest_namespace.clone()
+            })
+            .collect();
+        received.sort();
+        namespaces.sort();
+        assert_eq!(received, namespaces, "stream {name}");
+    }
+}
