@@ -318,7 +318,7 @@ async fn start_time_gte_absolute_relative_zero_clamped_current_and_future() {
     for offset in [-8, -5, -3] {
         data.push(in_ns("zero", offset));
     }
-    for offset in [-28, -20, -4] {
+    for offset in [-25, -20, -4] {
         data.push(in_ns("old", offset));
         data.push(in_ns("ancient", offset));
     }
@@ -403,7 +403,7 @@ async fn start_time_gte_absolute_relative_zero_clamped_current_and_future() {
         let (got, _) = read_before(stream, marker_bucket).await;
         let mut names: Vec<(i64, i64)> = spans(&got).iter().map(|s| (s.1, s.2)).collect();
         names.sort();
-        assert_eq!(names, vec![(t0 - 28, 28), (t0 - 20, 20), (t0 - 4, 4)]);
+        assert_eq!(names, vec![(t0 - 25, 25), (t0 - 20, 20), (t0 - 4, 4)]);
     }
 
     let (got, _) = read_before(&mut current, marker_bucket).await;
