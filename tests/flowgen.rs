@@ -339,3 +339,79 @@ async fn flowgen_against_no_server_fails_with_one_line() {
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("--nodes"));
 }
+
+/// Polls `Flows.List` until the server has at least one flow, for at most 60 s.
+async fn wait_for_flows(server: SocketAddr) {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
+        .expect("a valid URI")
+        .connect()
+        .await
+        .expect("the server accepts connections");
+    let mut client = eddy::proto::flows_client::FlowsClient::new(channel);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let listed = client
+            .list(eddy::proto::FlowListRequest::default())
+            .await
+            .expect("List succeeds")
+            .into_inner();
+        if !listed.flows.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "flowgen sent nothing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flowgen_stops_on_ctrl_c_and_still_prints_its_summary() {
+    let served = Served::start();
+    let child = StdCommand::new(env!("CARGO_BIN_EXE_eddy"))
+        .args([
+            "flowgen",
+            "--server",
+            &served.address.to_string(),
+            "--nodes",
+            "2",
+        ])
+        .args([
+            "--flows-per-node",
+            "10",
+            "--interval",
+            "1s",
+            "--backfill",
+            "30s",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("flowgen starts");
+    wait_for_flows(served.address).await;
+    let interrupted = StdCommand::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(interrupted.success());
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("the waiter finishes")
+        .expect("flowgen exits");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).expect("the summary is JSON");
+    assert_eq!(summary["interrupted"], true);
+    assert!(number(&summary, "receipted") >= 1, "{summary}");
+    assert!(
+        number(&summary, "receipted") <= number(&summary, "sent"),
+        "{summary}"
+    );
+    assert!(
+        number(&summary, "generated") >= 2 * 10 * 30,
+        "the backfill was generated: {summary}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::cli::error::CliError;
 
 /// Where the server is and how to reach it.
 #[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ServerArgs {
     /// Server address: `host:port`, or an `http://`/`https://` URL.
     #[arg(long, env = "EDDY_SERVER", default_value = "127.0.0.1:7443")]

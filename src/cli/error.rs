@@ -2,7 +2,7 @@
 //! there is one, and a hint, and maps to an exit code.
 //!
 //! Exit codes: 1 the server answered with an error, 2 the command line is wrong, 3 the server
-//! could not be reached (connection refused, TLS refused, `UNAVAILABLE`), 4 writing the output
+//! could not be reached or dropped the connection (refused, TLS refused, `UNAVAILABLE`), 4 writing the output
 //! failed. A closed pipe (`eddy flows list | head`) is not an error.
 
 use tonic::{Code, Status};
@@ -24,12 +24,14 @@ pub enum CliError {
         hint: String,
     },
     /// A call ended with a gRPC status.
-    #[error("{call} failed with {}: {}{}", code_name(.status.code()), one_line(.status.message()), .hint.as_ref().map(|h| format!("; hint: {h}")).unwrap_or_default())]
+    #[error("{call} failed with {}: {detail}{}", code_name(.status.code()), .hint.as_ref().map(|h| format!("; hint: {h}")).unwrap_or_default())]
     Status {
         /// The service and method, e.g. `Flows.List`.
         call: &'static str,
         /// The status as received.
         status: Status,
+        /// Its message and the transport errors behind it, on one line.
+        detail: String,
         /// What to try, when something useful can be said.
         hint: Option<String>,
     },
@@ -45,6 +47,9 @@ impl CliError {
             CliError::Usage(_) => 2,
             CliError::Connect { .. } => 3,
             CliError::Status { status, .. } if status.code() == Code::Unavailable => 3,
+            CliError::Status { status, detail, .. } if broken_connection(status.code(), detail) => {
+                3
+            }
             CliError::Status { .. } => 1,
             CliError::Output(_) => 4,
         }
@@ -52,8 +57,24 @@ impl CliError {
 
     /// A status from `call` against `server`, with a hint chosen by its code and message.
     pub fn status(call: &'static str, status: Status, server: &str, tls: bool) -> Self {
-        let hint = hint_for(&status, server, tls);
-        CliError::Status { call, status, hint }
+        let mut detail = one_line(status.message());
+        if let Some(source) = std::error::Error::source(&status) {
+            let cause = crate::cli::connect::error_chain(source);
+            if !detail.contains(&cause) {
+                detail = if detail.is_empty() {
+                    cause
+                } else {
+                    format!("{detail}: {cause}")
+                };
+            }
+        }
+        let hint = hint_for(&status, &detail, server, tls);
+        CliError::Status {
+            call,
+            status,
+            detail,
+            hint,
+        }
     }
 
     /// Whether this is a closed output pipe, which ends a command quietly.
@@ -122,8 +143,38 @@ pub fn flag_for_field(field: &str) -> Option<&'static str> {
     })
 }
 
-fn hint_for(status: &Status, server: &str, tls: bool) -> Option<String> {
+/// Whether a failed call's `detail` says the connection itself broke (closed, reset, TLS
+/// alert) rather than the server answering with an error.
+fn broken_connection(code: Code, detail: &str) -> bool {
+    let lower = detail.to_lowercase();
+    let words = [
+        "certificate",
+        "alert",
+        "handshake",
+        "tls",
+        "connection closed",
+        "connection reset",
+        "broken pipe",
+        "h2 protocol error",
+        "frame",
+        "transport error",
+        "operation was canceled",
+    ];
+    matches!(
+        code,
+        Code::Unknown | Code::Unavailable | Code::Internal | Code::Cancelled
+    ) && words.iter().any(|word| lower.contains(word))
+}
+
+fn hint_for(status: &Status, detail: &str, server: &str, tls: bool) -> Option<String> {
     let message = status.message();
+    if broken_connection(status.code(), detail) {
+        return Some(if tls {
+            "the server closed the TLS connection: with mTLS pass --tls-cert/--tls-key signed by the CA the server trusts for clients; check --tls-ca and --tls-server-name".into()
+        } else {
+            "the server closed the connection: if it uses TLS, pass --tls-ca (and --tls-cert/--tls-key for mTLS)".into()
+        });
+    }
     let tls_hint = if tls {
         "check --tls-ca, --tls-server-name (a name in the server's certificate) and, for mTLS, --tls-cert/--tls-key"
     } else {
@@ -149,11 +200,6 @@ fn hint_for(status: &Status, server: &str, tls: bool) -> Option<String> {
         Code::ResourceExhausted => Some("the server is at a limit; try again later or narrow the query".into()),
         Code::Unauthenticated | Code::PermissionDenied => {
             Some("the server wants a client certificate: pass --tls-cert and --tls-key".into())
-        }
-        Code::Internal | Code::Unknown
-            if message.contains("h2 protocol error") || message.contains("frame") =>
-        {
-            Some(tls_hint.into())
         }
         Code::DeadlineExceeded => Some("the server did not answer in time".into()),
         _ => None,

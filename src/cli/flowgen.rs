@@ -85,6 +85,24 @@ fn node_seed(seed: u64, node: usize, stream: u64) -> u64 {
         ^ stream
 }
 
+/// How `args` pace the updates, in words for the summary.
+fn pacing(args: &FlowgenArgs) -> String {
+    let mut words = vec![if args.max {
+        "back to back".to_string()
+    } else {
+        format!("every {:?}", args.interval)
+    }];
+    words.push(if args.stop_and_wait {
+        "stop-and-wait".into()
+    } else {
+        format!("window {}", args.window)
+    });
+    if let Some(rate) = args.rate {
+        words.push(format!("at most {rate}/s"));
+    }
+    words.join(", ")
+}
+
 /// Redraws the progress line on standard error every half second until `done` turns true.
 async fn show_progress(counters: Arc<Counters>, mut done: watch::Receiver<bool>) {
     let mut last = (Instant::now(), 0u64);
@@ -109,6 +127,10 @@ async fn show_progress(counters: Arc<Counters>, mut done: watch::Receiver<bool>)
 pub async fn run(args: FlowgenArgs) -> Result<(), CliError> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // Polling once installs the handler now, so Ctrl-C while connecting is caught too.
+    if futures::FutureExt::now_or_never(&mut interrupted).is_some() {
+        return Ok(());
+    }
     let endpoint = args.server.endpoint()?;
     let plan = Arc::new(Plan::new(&args, unix_now())?);
     // One probe first, so a wrong address or TLS setup fails at once with one clear line.
@@ -173,6 +195,7 @@ pub async fn run(args: FlowgenArgs) -> Result<(), CliError> {
         keys: cluster.distinct_keys(),
         elapsed: start.elapsed(),
         interrupted: was_interrupted,
+        pacing: pacing(&args),
     };
     let mut out = std::io::stdout().lock();
     if args.json {

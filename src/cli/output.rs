@@ -32,6 +32,7 @@ pub enum ColorChoice {
 
 /// Output flags.
 #[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// Output form [default: table on a terminal, ndjson otherwise].
     #[arg(short = 'o', long = "output", value_enum, value_name = "FORMAT")]

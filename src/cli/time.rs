@@ -278,6 +278,7 @@ mod tests {
 
 /// `--since` and `--until` for calls that take a time range (SPEC §2.5).
 #[derive(Clone, Copy, Debug, Default, clap::Args)]
+#[command(next_help_heading = "Time range")]
 pub struct RangeArgs {
     /// Start of the range: a duration ago (`10m`) or an RFC 3339 time [default: the oldest data].
     #[arg(long, value_name = "WHEN", value_parser = parse_time_arg)]

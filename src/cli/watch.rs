@@ -63,6 +63,10 @@ fn print(out: &mut Output, result: &FlowResult) -> std::io::Result<()> {
 pub async fn run(args: WatchArgs) -> Result<(), CliError> {
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    // Polling once installs the handler now, so Ctrl-C while connecting is caught too.
+    if futures::FutureExt::now_or_never(&mut interrupted).is_some() {
+        return Ok(());
+    }
     let channel = args.server.connect().await?;
     let request = FlowStreamRequest {
         start_time_gte: args.since.map_or(0, TimeArg::to_request),

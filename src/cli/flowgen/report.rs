@@ -154,6 +154,8 @@ pub struct Summary {
     pub elapsed: Duration,
     /// Whether Ctrl-C ended the run.
     pub interrupted: bool,
+    /// How updates were paced, e.g. `every 15s, window 256` or `back to back, stop-and-wait`.
+    pub pacing: String,
 }
 
 /// The summary as one JSON document.
@@ -170,6 +172,7 @@ pub fn summary_json(
         "flows_per_node": summary.setup.1,
         "interval_seconds": summary.setup.2,
         "seed": summary.setup.3,
+        "pacing": summary.pacing,
         "keys": summary.keys,
         "flushes": get(&counters.flushes),
         "generated": get(&counters.generated),
@@ -207,9 +210,10 @@ pub fn milliseconds(latency: Duration) -> String {
 /// The summary for a person.
 pub fn summary_text(summary: &Summary, counters: &Counters, latency: &Histogram) -> String {
     let value = summary_json(summary, counters, latency);
-    let (nodes, flows, interval, seed) = summary.setup;
+    let (nodes, flows, _, seed) = summary.setup;
     let mut text = format!(
-        "flowgen: {nodes} nodes x {flows} flows every {interval}s (seed {seed}){}\n",
+        "flowgen: {nodes} nodes x {flows} flows, {} (seed {seed}){}\n",
+        summary.pacing,
         if summary.interrupted {
             ", interrupted"
         } else {
@@ -275,10 +279,11 @@ mod tests {
             keys: 250,
             elapsed: Duration::from_secs(2),
             interrupted: false,
+            pacing: "every 15s, window 256".into(),
         };
         let text = summary_text(&summary, &counters, &latency);
         assert!(
-            text.starts_with("flowgen: 3 nodes x 100 flows every 15s (seed 1)\n"),
+            text.starts_with("flowgen: 3 nodes x 100 flows, every 15s, window 256 (seed 1)\n"),
             "{text}"
         );
         assert!(
