@@ -1,7 +1,7 @@
 //! The `Statistics` service (SPEC §8): per-policy and per-rule counters from the policy
 //! statistics view, grouped, ordered and laid on one shared time axis here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 
 use eddy_dataflows::filter::IdSet;
@@ -39,6 +39,9 @@ fn exact(value: &str, catalog: &Catalog) -> Option<IdSet> {
 
 /// Where a result sorts (SPEC §8.8): tier, kind, namespace, name, action, rule, direction.
 type ResultOrder = (String, i32, String, String, i32, i64, i32);
+
+/// A result's identity by ids: kind, tier, namespace, name, action, rule, direction.
+type GroupKey = (i32, u32, u32, u32, i32, i64, i32);
 
 /// One result being assembled: its identity and its six columns.
 struct Group {
@@ -115,37 +118,35 @@ impl StatisticsService {
             Vec::new()
         };
         let width = axis.len().max(1);
-        let mut groups: BTreeMap<ResultOrder, Group> = BTreeMap::new();
+        // Group by ids first; strings are resolved once per result, not once per row.
+        let mut by_id: HashMap<GroupKey, Group> = HashMap::new();
         for (key, bucket, stats) in state.engine.stats(query).await?.into_iter().flatten() {
             let Some(pair) = column_pair(key.rule.action) else {
                 continue;
             };
             let rule = &key.rule;
-            let policy = PolicyHit {
-                kind: rule.kind,
-                namespace: catalog.symbols.resolve(rule.namespace),
-                name: catalog.symbols.resolve(rule.name),
-                tier: catalog.symbols.resolve(rule.tier),
-                ..Default::default()
-            };
             let (action, rule_index, direction) = match level {
                 StatLevel::Policy => (0, 0, 0),
                 StatLevel::Rule => (rule.action, rule.rule_index, key.direction),
             };
-            let order = (
-                policy.tier.clone(),
-                policy.kind,
-                policy.namespace.clone(),
-                policy.name.clone(),
+            let id = (
+                rule.kind,
+                rule.tier,
+                rule.namespace,
+                rule.name,
                 action,
                 rule_index,
                 direction,
             );
-            let group = groups.entry(order).or_insert_with(|| Group {
+            let group = by_id.entry(id).or_insert_with(|| Group {
                 policy: PolicyHit {
+                    kind: rule.kind,
+                    namespace: catalog.symbols.resolve(rule.namespace),
+                    name: catalog.symbols.resolve(rule.name),
+                    tier: catalog.symbols.resolve(rule.tier),
                     action,
                     rule_index,
-                    ..policy
+                    ..Default::default()
                 },
                 direction,
                 columns: std::array::from_fn(|_| vec![0; width]),
@@ -161,6 +162,20 @@ impl StatisticsService {
             let (inbound, outbound) = values(kind, &key, &stats);
             group.columns[pair][slot] += inbound;
             group.columns[pair + 1][slot] += outbound;
+        }
+        let mut groups: BTreeMap<ResultOrder, Group> = BTreeMap::new();
+        for group in by_id.into_values() {
+            let policy = &group.policy;
+            let order = (
+                policy.tier.clone(),
+                policy.kind,
+                policy.namespace.clone(),
+                policy.name.clone(),
+                policy.action,
+                policy.rule_index,
+                group.direction,
+            );
+            groups.insert(order, group);
         }
         Ok(groups
             .into_values()
