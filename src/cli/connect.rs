@@ -29,7 +29,7 @@ pub struct ServerArgs {
     #[arg(long, env = "EDDY_TLS_SERVER_NAME", value_name = "NAME")]
     pub tls_server_name: Option<String>,
     /// How long to wait for the connection before giving up, e.g. `5s`.
-    #[arg(long, default_value = "5s", value_parser = crate::cli::time::parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DURATION", value_parser = crate::cli::time::parse_duration)]
     pub connect_timeout: Duration,
 }
 
