@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, watch};
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::controller::{Controller, Request};
-use crate::worker::protocol::IngestBatch;
+use crate::worker::protocol::{Command, IngestBatch, Reply};
 
 /// How many commands may wait in one worker's channel.
 pub const WORKER_QUEUE: usize = 256;
@@ -158,43 +158,67 @@ impl Engine {
 
     /// Runs a Statistics on every worker and returns their rows.
     pub async fn stats(&self, query: StatsQuery) -> Result<Vec<Vec<StatsRow>>, EngineStopped> {
-        let (reply, answers) = mpsc::channel(self.workers);
-        self.send(Request::Stats(Arc::new(query), reply)).await?;
-        self.gather(answers).await
+        let query = Arc::new(query);
+        self.read(|reply| Command::Stats {
+            as_of: 0,
+            query,
+            reply,
+        })
+        .await
     }
 
     /// Runs a List on every worker and returns their partial answers.
     pub async fn list(&self, query: ListQuery) -> Result<Vec<ListPartial>, EngineStopped> {
-        let (reply, answers) = mpsc::channel(self.workers);
-        self.send(Request::List(Arc::new(query), reply)).await?;
-        self.gather(answers).await
+        let query = Arc::new(query);
+        self.read(|reply| Command::List {
+            as_of: 0,
+            query,
+            reply,
+        })
+        .await
     }
 
     /// Runs a FilterHints on every worker and returns their distinct value ids.
     pub async fn hints(&self, query: HintsQuery) -> Result<Vec<Vec<u32>>, EngineStopped> {
-        let (reply, answers) = mpsc::channel(self.workers);
-        self.send(Request::Hints(Arc::new(query), reply)).await?;
-        self.gather(answers).await
+        let query = Arc::new(query);
+        self.read(|reply| Command::Hints {
+            as_of: 0,
+            query,
+            reply,
+        })
+        .await
     }
 
     /// Waits until everything handed to the engine so far, and any retention change it
     /// caused, is reflected in every view.
     pub async fn sync(&self) -> Result<(), EngineStopped> {
-        let (reply, answers) = mpsc::channel(self.workers);
-        self.send(Request::Sync(reply)).await?;
-        self.gather(answers).await.map(drop)
+        self.read(|reply| Command::Sync { as_of: 0, reply })
+            .await
+            .map(drop)
     }
 
     /// Counts the live rows of every view, summed over the workers. Walks every view once:
     /// for metrics, not for a hot path.
     pub async fn sizes(&self) -> Result<ViewSizes, EngineStopped> {
-        let (reply, answers) = mpsc::channel(self.workers);
-        self.send(Request::Sizes(reply)).await?;
         let mut total = ViewSizes::default();
-        for part in self.gather(answers).await? {
+        for part in self
+            .read(|reply| Command::Sizes { as_of: 0, reply })
+            .await?
+        {
             total.add(&part);
         }
         Ok(total)
+    }
+
+    /// Sends a read to every worker (the controller sets its tick) and gathers one answer
+    /// from each.
+    async fn read<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<Vec<T>, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Read(command(reply))).await?;
+        self.gather(answers).await
     }
 
     /// How many requests (mostly ingest batches) wait for the controller.

@@ -12,31 +12,21 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use eddy_dataflows::model::{Bucket, Tick};
-use eddy_dataflows::queries::hints::HintsQuery;
-use eddy_dataflows::queries::list::{ListPartial, ListQuery};
-use eddy_dataflows::queries::sizes::ViewSizes;
-use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use tokio::sync::watch;
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::protocol::{Command, IngestBatch, Reply};
+use crate::worker::protocol::{Command, IngestBatch};
 
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
-    /// Records to insert; nothing comes back.
+    /// Records to insert, sent to one worker; nothing comes back.
     Ingest(IngestBatch),
-    /// A List; every worker replies once on `reply`.
-    List(Arc<ListQuery>, Reply<ListPartial>),
-    /// A FilterHints; every worker replies once on `reply`.
-    Hints(Arc<HintsQuery>, Reply<Vec<u32>>),
-    /// A Statistics; every worker replies once on `reply`.
-    Stats(Arc<StatsQuery>, Reply<Vec<StatsRow>>),
-    /// A barrier; every worker replies once on `reply` when all earlier requests are reflected.
-    Sync(Reply<()>),
-    /// View sizes; every worker replies once on `reply` with its live row counts.
-    Sizes(Reply<ViewSizes>),
+    /// A read (List, FilterHints, Statistics, Sync, Sizes) for every worker. The controller
+    /// closes the open tick and sets the command's `as_of` to it, so the read sees everything
+    /// sent before it; each worker replies once on the command's reply channel.
+    Read(Command),
 }
 
 /// The controller's state.
@@ -100,37 +90,12 @@ impl Controller {
                 self.next_worker = (self.next_worker + 1) % self.workers.len();
                 self.send(worker, Command::Ingest(Arc::new(batch)));
             }
-            Request::Stats(query, reply) => {
-                let as_of = self.close_tick();
-                self.broadcast(Command::Stats {
-                    as_of,
-                    query,
-                    reply,
-                });
-            }
-            Request::List(query, reply) => {
-                let as_of = self.close_tick();
-                self.broadcast(Command::List {
-                    as_of,
-                    query,
-                    reply,
-                });
-            }
-            Request::Hints(query, reply) => {
-                let as_of = self.close_tick();
-                self.broadcast(Command::Hints {
-                    as_of,
-                    query,
-                    reply,
-                });
-            }
-            Request::Sync(reply) => {
-                let as_of = self.close_tick();
-                self.broadcast(Command::Sync { as_of, reply });
-            }
-            Request::Sizes(reply) => {
-                let as_of = self.close_tick();
-                self.broadcast(Command::Sizes { as_of, reply });
+            Request::Read(mut command) => {
+                let tick = self.close_tick();
+                if let Some(as_of) = command.as_of_mut() {
+                    *as_of = tick;
+                }
+                self.broadcast(command);
             }
         }
     }

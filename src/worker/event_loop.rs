@@ -64,7 +64,7 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
         }
         worker.step_or_park(Some(IDLE_PARK));
         while let Some(command) = waiting.front() {
-            if probe.less_than(&(as_of(command).max(retracted_at) + 1)) {
+            if probe.less_than(&(command.as_of().unwrap_or(0).max(retracted_at) + 1)) {
                 break;
             }
             let Some(command) = waiting.pop_front() else {
@@ -80,18 +80,6 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
                 compacted_to = frontier;
             }
         }
-    }
-}
-
-fn as_of(command: &Command) -> Tick {
-    match command {
-        Command::List { as_of, .. }
-        | Command::Hints { as_of, .. }
-        | Command::Stats { as_of, .. }
-        | Command::Expire { as_of, .. }
-        | Command::Sync { as_of, .. }
-        | Command::Sizes { as_of, .. } => *as_of,
-        Command::Ingest(_) | Command::Advance(_) => 0,
     }
 }
 

@@ -91,3 +91,31 @@ pub enum Command {
         reply: Reply<()>,
     },
 }
+
+impl Command {
+    /// The tick a read or expiry waits for; `None` for commands that are applied at once.
+    pub fn as_of(&self) -> Option<Tick> {
+        match self {
+            Command::List { as_of, .. }
+            | Command::Hints { as_of, .. }
+            | Command::Stats { as_of, .. }
+            | Command::Expire { as_of, .. }
+            | Command::Sync { as_of, .. }
+            | Command::Sizes { as_of, .. } => Some(*as_of),
+            Command::Ingest(_) | Command::Advance(_) => None,
+        }
+    }
+
+    /// The tick a read or expiry waits for, to be set by the controller.
+    pub fn as_of_mut(&mut self) -> Option<&mut Tick> {
+        match self {
+            Command::List { as_of, .. }
+            | Command::Hints { as_of, .. }
+            | Command::Stats { as_of, .. }
+            | Command::Expire { as_of, .. }
+            | Command::Sync { as_of, .. }
+            | Command::Sizes { as_of, .. } => Some(as_of),
+            Command::Ingest(_) | Command::Advance(_) => None,
+        }
+    }
+}
