@@ -31,8 +31,7 @@ pub fn prepare(
     let flow = update.flow.as_ref().ok_or(SkipReason::NoFlow)?;
     let key = flow.key.as_ref().ok_or(SkipReason::NoKey)?;
     validate(flow, retention, now)?;
-    let trace = canonical::canonical_trace(key.policies.clone().unwrap_or_default());
-    let trace_bytes = prost::Message::encode_to_vec(&trace);
+    let trace_bytes = canonical::canonical_trace_bytes(key.policies.as_ref());
     let symbols = &catalog.symbols;
     let flow_key = FlowKey {
         id: canonical::flow_id(key, &trace_bytes),
@@ -54,10 +53,10 @@ pub fn prepare(
     };
     let source_labels = catalog
         .label_sets
-        .intern(&canonical::label_set(&flow.source_labels)[..])?;
+        .intern(&*canonical::label_set(&flow.source_labels))?;
     let dest_labels = catalog
         .label_sets
-        .intern(&canonical::label_set(&flow.dest_labels)[..])?;
+        .intern(&*canonical::label_set(&flow.dest_labels))?;
     Ok(FlowRecord {
         key: flow_key,
         bucket: retention.bucket_of(flow.start_time),

@@ -7,11 +7,11 @@
 //! State: one copy of every distinct value, plus a hash map entry pointing at it.
 
 use std::borrow::Borrow;
-use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
+use rustc_hash::FxHashMap;
 
 /// A table is full and cannot take a new value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,7 +22,7 @@ pub struct InternerFull {
 }
 
 struct Table<K> {
-    ids: HashMap<K, u32>,
+    ids: FxHashMap<K, u32>,
     values: Vec<K>,
 }
 
@@ -37,7 +37,7 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
     pub fn new(limit: usize) -> Self {
         InternTable {
             table: RwLock::new(Table {
-                ids: HashMap::new(),
+                ids: FxHashMap::default(),
                 values: Vec::new(),
             }),
             limit,

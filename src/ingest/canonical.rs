@@ -1,6 +1,7 @@
 //! Canonical forms: policy traces sorted as SPEC §3.2 orders them, label sets as sorted sets
 //! (SPEC §3.4), and the flow id derived from the canonical key (SPEC §3.6).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use xxhash_rust::xxh3::Xxh3;
@@ -33,12 +34,29 @@ pub fn canonical_trace(mut trace: PolicyTrace) -> PolicyTrace {
     trace
 }
 
-/// Labels as a set: sorted by bytes, duplicates removed.
-pub fn label_set(labels: &[String]) -> Vec<String> {
+/// The protobuf encoding of the canonical form of `trace` (absent is empty). A trace that is
+/// already in canonical order, as most senders keep it, is encoded without a copy.
+pub fn canonical_trace_bytes(trace: Option<&PolicyTrace>) -> Vec<u8> {
+    let Some(trace) = trace else {
+        return Vec::new();
+    };
+    let in_order = |hits: &[PolicyHit]| hits.is_sorted_by(|a, b| compare_hits(a, b).is_le());
+    if in_order(&trace.enforced_policies) && in_order(&trace.pending_policies) {
+        prost::Message::encode_to_vec(trace)
+    } else {
+        prost::Message::encode_to_vec(&canonical_trace(trace.clone()))
+    }
+}
+
+/// Labels as a set: sorted by bytes, duplicates removed. Borrowed when already a set.
+pub fn label_set(labels: &[String]) -> Cow<'_, [String]> {
+    if labels.windows(2).all(|pair| pair[0] < pair[1]) {
+        return Cow::Borrowed(labels);
+    }
     let mut set = labels.to_vec();
     set.sort_unstable();
     set.dedup();
-    set
+    Cow::Owned(set)
 }
 
 /// A positive 63-bit id from every key field and the canonical trace's encoding. The same

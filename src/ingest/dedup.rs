@@ -6,13 +6,14 @@
 //! (counted in `evicted`), so a replay older than that is counted again rather than using
 //! unbounded memory.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use eddy_dataflows::model::FlowRecord;
 use parking_lot::Mutex;
+use rustc_hash::FxHashSet;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// How long an update is remembered: Felix replays up to 5 minutes after a reconnect.
@@ -56,7 +57,7 @@ pub fn fingerprint(record: &FlowRecord, start_time: i64, end_time: i64) -> u64 {
 /// The remembered fingerprints of one scope.
 #[derive(Debug, Default)]
 pub struct DedupWindow {
-    seen: HashSet<u64>,
+    seen: FxHashSet<u64>,
     order: VecDeque<(i64, u64)>,
 }
 
