@@ -126,6 +126,35 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_in_order_encodes_like_its_canonical_copy() {
+        let shuffled = PolicyTrace {
+            enforced_policies: vec![hit(1, 0, "b"), hit(0, 1, "a")],
+            pending_policies: vec![hit(2, 0, "c")],
+        };
+        let ordered = canonical_trace(shuffled.clone());
+        assert_eq!(
+            canonical_trace_bytes(Some(&shuffled)),
+            canonical_trace_bytes(Some(&ordered))
+        );
+        assert_eq!(
+            canonical_trace_bytes(Some(&ordered)),
+            prost::Message::encode_to_vec(&ordered)
+        );
+        assert!(canonical_trace_bytes(None).is_empty());
+        assert!(canonical_trace_bytes(Some(&PolicyTrace::default())).is_empty());
+    }
+
+    #[test]
+    fn label_sets_are_sorted_and_unique_whatever_the_input() {
+        let labels = |values: &[&str]| values.iter().map(|v| v.to_string()).collect::<Vec<_>>();
+        assert!(matches!(label_set(&labels(&["a", "b"])), Cow::Borrowed(_)));
+        assert_eq!(
+            &*label_set(&labels(&["b", "a", "b"])),
+            &labels(&["a", "b"])[..]
+        );
+    }
+
+    #[test]
     fn absent_trigger_sorts_before_present() {
         let mut with_trigger = hit(0, 0, "x");
         with_trigger.trigger = Some(Box::new(hit(0, 0, "t")));
