@@ -3,6 +3,11 @@
 use clap::Parser;
 use eddy::config::{Cli, Command, ServeArgs};
 
+/// mimalloc: the server allocates and frees many small strings per update (protobuf decode),
+/// where it measured faster than the system allocator (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
