@@ -2,8 +2,11 @@
 //! bucket's rows at every epoch end, and routes each row only to the subscriptions whose
 //! filter matches it, so the cost of an epoch grows with the rows delivered.
 
+pub mod backfill;
 pub mod hub;
 pub mod index;
+pub mod limits;
 pub mod outbound;
 
-pub use hub::{StreamCounters, StreamHub, StreamLimits};
+pub use hub::StreamHub;
+pub use limits::{StreamCounters, StreamLimits};

@@ -14,12 +14,12 @@
 //! routed is ended with `RESOURCE_EXHAUSTED` ("consumer too slow"), never waited for.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use eddy_dataflows::filter::FlowFilter;
-use eddy_dataflows::model::{Bucket, BucketRange};
-use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
+use eddy_dataflows::model::Bucket;
+use eddy_dataflows::queries::list::ListRow;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
@@ -30,48 +30,11 @@ use crate::api::status::ApiError;
 use crate::catalog::Catalog;
 use crate::proto::{Filter, FlowResult};
 use crate::retention::Retention;
+use crate::streams::backfill::{backfill_task, bucket_rows_query, BackfillGuard};
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
+use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Outbound, SubscriptionGuard};
 use crate::worker::Engine;
-
-/// The bounds of live streams.
-#[derive(Clone, Copy, Debug)]
-pub struct StreamLimits {
-    /// Most concurrent streams.
-    pub max_streams: usize,
-    /// Results buffered per stream before it is ended as too slow.
-    pub buffer: usize,
-}
-
-impl Default for StreamLimits {
-    fn default() -> Self {
-        StreamLimits {
-            max_streams: 10_000,
-            buffer: 4096,
-        }
-    }
-}
-
-/// What the hub counts.
-#[derive(Debug, Default)]
-pub struct StreamCounters {
-    /// Open streams: slots taken in the stream limit, released when a call ends.
-    pub active: Arc<AtomicUsize>,
-    /// Subscriptions the hub holds (registered and not yet removed).
-    pub subscriptions: AtomicUsize,
-    /// Distinct filter groups the hub holds.
-    pub groups: AtomicUsize,
-    /// Backfill tasks still running.
-    pub backfills: Arc<AtomicUsize>,
-    /// Streams ended because their client fell behind.
-    pub too_slow: AtomicU64,
-    /// Streams refused at the limit.
-    pub refused: AtomicU64,
-    /// Results delivered.
-    pub delivered: AtomicU64,
-    /// Buckets emitted.
-    pub epochs_emitted: AtomicU64,
-}
 
 /// Messages to the hub task.
 pub enum HubMessage {
@@ -222,19 +185,6 @@ struct Hub {
     index: GroupIndex,
     index_stale: bool,
     next_group: GroupId,
-}
-
-/// A List query for every key's rows in buckets `[from, to)`, one row per bucket.
-fn bucket_rows_query(from: Bucket, to: Bucket, window: i64, filter: FlowFilter) -> ListQuery {
-    ListQuery {
-        range: BucketRange { gte: from, lt: to },
-        window,
-        interval: window,
-        filter,
-        sort: vec![SortField::Time],
-        limit: None,
-        name_ranks: Arc::new(Vec::new()),
-    }
 }
 
 impl Hub {
@@ -492,46 +442,4 @@ impl Hub {
             self.deliver(*member, result.clone());
         }
     }
-}
-
-/// Counts a running backfill task until it ends.
-struct BackfillGuard(Arc<AtomicUsize>);
-
-impl Drop for BackfillGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Sends the backfill of one subscription, oldest bucket first, at the client's pace; then
-/// waits until the client has taken all of it, so that the live rows held back meanwhile
-/// (at most one buffer) fit in the subscriber's channel when the hub hands them over.
-async fn backfill_task(
-    id: u64,
-    query: ListQuery,
-    engine: Engine,
-    catalog: Arc<Catalog>,
-    results: mpsc::Sender<FlowResult>,
-    control: mpsc::UnboundedSender<HubMessage>,
-    _running: BackfillGuard,
-) {
-    if let Ok(partials) = engine.list(query).await {
-        let mut rows: Vec<ListRow> = partials
-            .into_iter()
-            .flat_map(|partial| partial.rows)
-            .collect();
-        rows.sort_unstable_by_key(|row| (row.start, row.key.id));
-        for row in &rows {
-            if results.send(flow_result(row, &catalog)).await.is_err() {
-                break;
-            }
-        }
-    }
-    // Holding every permit means the channel is empty; dropping them frees the room again.
-    // Only the hub sends besides this task, and it holds this subscriber's rows back until
-    // it hears `BackfillDone`, so the room is still free when it delivers the backlog.
-    let drained = results.reserve_many(results.max_capacity()).await;
-    drop(drained);
-    drop(results);
-    let _ = control.send(HubMessage::BackfillDone(id));
 }
