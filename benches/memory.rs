@@ -1,0 +1,408 @@
+//! Memory over full retention cycles: a real server on a socket with a 15 s window and 20
+//! closed buckets. Each step ingests KEYS updates into the current bucket through `Connect`,
+//! then the clock moves one window on, so every 21 steps (one cycle) each retained bucket has
+//! been replaced. Reports, at the end of each cycle, the retained rows, the resident set and
+//! live heap, and the interner tables, with stable keys and with a share of the source pods
+//! replaced (new name, new label set) every bucket.
+//!
+//! `cargo bench --bench memory` runs 0 %, 10 % and 100 % of the pods replaced per bucket, each
+//! in a fresh child process. `cargo bench --bench memory -- CHURN_PERCENT [KEYS [CYCLES]]` runs
+//! one. Figures are printed as Markdown table rows for BENCHMARKS.md. Client and server share
+//! the process and the allocator of the `eddy` binary; memory is the growth from before the
+//! first update.
+
+#![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
+#![allow(
+    unsafe_code,
+    reason = "a counting global allocator measures live heap bytes"
+)]
+
+use std::alloc::{GlobalAlloc, Layout};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use eddy::ingest::SkipReason;
+use eddy::proto::flow_collector_client::FlowCollectorClient;
+use eddy::proto::{
+    Action, EndpointType, Flow, FlowKey, FlowUpdate, PolicyHit, PolicyKind, PolicyTrace, Reporter,
+};
+use eddy::retention::Retention;
+use eddy::server::{build_state, serve, ServerConfig};
+use eddy::worker::clock::{Clock, ManualClock};
+use mimalloc::MiMalloc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+
+/// Counts live heap bytes, so allocator slack can be told apart from retained data; allocates
+/// with the `eddy` binary's allocator.
+struct CountingAllocator;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every method forwards to mimalloc unchanged and only adds a counter.
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
+        unsafe { MiMalloc.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+const WINDOW: i64 = 15;
+const NOW: i64 = 1_700_000_107;
+const CLOSED_BUCKETS: i64 = 20;
+/// Buckets ingested per cycle: the retained closed buckets and the current one.
+const STEPS_PER_CYCLE: u64 = CLOSED_BUCKETS as u64 + 1;
+const DEFAULT_KEYS: u64 = 50_000;
+const DEFAULT_CYCLES: u64 = 3;
+/// Keys per source pod: each pod talks to this many destinations.
+const KEYS_PER_POD: u64 = 4;
+const DESTS: u64 = 2_000;
+const NAMESPACES: u64 = 100;
+const PORTS: [i64; KEYS_PER_POD as usize] = [80, 443, 5432, 8080];
+const TRACES: u64 = 40;
+const APPS: [&str; 12] = [
+    "frontend",
+    "checkout",
+    "cart",
+    "ledger",
+    "fraud-check",
+    "search",
+    "catalog",
+    "auth",
+    "billing",
+    "notifier",
+    "redis",
+    "postgres",
+];
+/// Connect calls (one connection each) that ingest every step.
+const STREAMS: usize = 4;
+/// Updates a Connect call may have sent without a receipt.
+const IN_FLIGHT: usize = 2048;
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn mebibytes(bytes: f64) -> f64 {
+    bytes / (1u64 << 20) as f64
+}
+
+/// A 64-bit mix (splitmix64's finaliser), for hash-like pod name parts.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn policy_trace(trace: u64) -> (PolicyTrace, Action) {
+    let action = if trace % 8 == 7 {
+        Action::Deny
+    } else {
+        Action::Allow
+    };
+    let namespace = format!("team-{:02}", trace % NAMESPACES);
+    let hit = |kind: PolicyKind, name: String, action: Action| PolicyHit {
+        kind: kind as i32,
+        namespace: namespace.clone(),
+        name,
+        tier: "default".into(),
+        action: action as i32,
+        policy_index: 0,
+        rule_index: (trace % 3) as i64,
+        trigger: None,
+    };
+    let trace_hits = PolicyTrace {
+        enforced_policies: vec![hit(
+            PolicyKind::CalicoNetworkPolicy,
+            format!("allow-{trace}"),
+            action,
+        )],
+        pending_policies: vec![hit(
+            PolicyKind::StagedNetworkPolicy,
+            format!("staged-{trace}"),
+            Action::Deny,
+        )],
+    };
+    (trace_hits, action)
+}
+
+/// The simulated cluster: `pods` source pods, each calling `KEYS_PER_POD` of a fixed set of
+/// destinations. A source pod is replaced by generation: a new pod has a new name and a new
+/// `pod-template-hash` label, so it brings a new string and a new label set.
+struct Cluster {
+    pods: u64,
+    churn_percent: u64,
+    dests: Vec<String>,
+    namespaces: Vec<String>,
+    dest_labels: Vec<Vec<String>>,
+    traces: Vec<(PolicyTrace, Action)>,
+}
+
+impl Cluster {
+    fn new(keys: u64, churn_percent: u64) -> Self {
+        Cluster {
+            pods: keys.div_ceil(KEYS_PER_POD),
+            churn_percent,
+            dests: (0..DESTS)
+                .map(|d| {
+                    let app = APPS[d as usize % APPS.len()];
+                    format!("{app}-{:010x}-{:05x}", mix(d) & 0xff_ffff_ffff, d)
+                })
+                .collect(),
+            namespaces: (0..NAMESPACES).map(|i| format!("team-{i:02}")).collect(),
+            dest_labels: (0..DESTS)
+                .map(|d| vec![format!("app={}", APPS[d as usize % APPS.len()])])
+                .collect(),
+            traces: (0..TRACES).map(policy_trace).collect(),
+        }
+    }
+
+    /// The generation of `pod` at `step`: `churn_percent` % of the pods move to a new
+    /// generation at every step, spread evenly by the pod's phase.
+    fn generation(&self, pod: u64, step: u64) -> u64 {
+        (step * self.churn_percent + pod % 100) / 100
+    }
+
+    fn update(&self, key: u64, step: u64, bucket: i64) -> FlowUpdate {
+        let pod = key % self.pods;
+        let slot = key / self.pods;
+        let dest = (pod * 7 + slot * 13) % DESTS;
+        let app = APPS[pod as usize % APPS.len()];
+        let instance = mix(pod ^ (self.generation(pod, step) << 32));
+        let (trace, action) = &self.traces[(dest % TRACES) as usize];
+        FlowUpdate {
+            flow: Some(Flow {
+                key: Some(FlowKey {
+                    source_name: format!("{app}-{:010x}-{:05x}", instance & 0xff_ffff_ffff, pod),
+                    source_namespace: self.namespaces[(pod % NAMESPACES) as usize].clone(),
+                    source_type: EndpointType::WorkloadEndpoint as i32,
+                    dest_name: self.dests[dest as usize].clone(),
+                    dest_namespace: self.namespaces[(dest % NAMESPACES) as usize].clone(),
+                    dest_type: EndpointType::WorkloadEndpoint as i32,
+                    dest_port: PORTS[slot as usize % PORTS.len()],
+                    proto: "TCP".into(),
+                    reporter: if slot % 2 == 0 {
+                        Reporter::Src
+                    } else {
+                        Reporter::Dst
+                    } as i32,
+                    action: *action as i32,
+                    policies: Some(trace.clone()),
+                    ..Default::default()
+                }),
+                start_time: bucket + 1,
+                end_time: bucket + 1,
+                source_labels: vec![
+                    format!("app={app}"),
+                    format!(
+                        "pod-template-hash={:010x}",
+                        (instance >> 24) & 0xff_ffff_ffff
+                    ),
+                ],
+                dest_labels: self.dest_labels[dest as usize].clone(),
+                packets_in: 10,
+                packets_out: 12,
+                bytes_in: 1000,
+                bytes_out: 1200,
+                num_connections_started: 1,
+                num_connections_completed: 1,
+                num_connections_live: 0,
+            }),
+        }
+    }
+}
+
+async fn connect(address: std::net::SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+        .expect("a valid URI")
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("the server is up")
+}
+
+/// Sends every key's update for `step` into `bucket`, spread over one Connect call per
+/// channel with at most `IN_FLIGHT` unreceipted per call, and waits for every receipt.
+async fn ingest_step(
+    channels: &[Channel],
+    cluster: &Arc<Cluster>,
+    keys: u64,
+    step: u64,
+    bucket: i64,
+) {
+    let streams = channels.len();
+    let mut tasks = Vec::new();
+    for (stream, channel) in channels.iter().enumerate() {
+        let (channel, cluster) = (channel.clone(), cluster.clone());
+        tasks.push(tokio::spawn(async move {
+            let indices = (stream as u64..keys).step_by(streams);
+            let count = indices.clone().count();
+            let window = Arc::new(Semaphore::new(IN_FLIGHT));
+            let (tx, rx) = mpsc::channel(IN_FLIGHT);
+            let mut receipts = FlowCollectorClient::new(channel)
+                .connect(ReceiverStream::new(rx))
+                .await
+                .expect("Connect is accepted")
+                .into_inner();
+            let sender_window = window.clone();
+            let sender = tokio::spawn(async move {
+                for key in indices {
+                    sender_window
+                        .acquire()
+                        .await
+                        .expect("the window is never closed")
+                        .forget();
+                    if tx.send(cluster.update(key, step, bucket)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            for _ in 0..count {
+                receipts
+                    .message()
+                    .await
+                    .expect("the Connect call stays healthy")
+                    .expect("one receipt per update");
+                window.add_permits(1);
+            }
+            sender.await.expect("the sender finishes");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("every ingest stream finishes");
+    }
+}
+
+fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        let retention = Retention {
+            window: WINDOW,
+            closed_buckets: CLOSED_BUCKETS,
+        };
+        let clock = Arc::new(ManualClock::new(NOW));
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let state = build_state(ServerConfig::new(workers, retention), clock.clone())
+            .expect("the engine starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port");
+        let address = listener.local_addr().expect("an address");
+        tokio::spawn(serve(state.clone(), listener, std::future::pending()));
+        let cluster = Arc::new(Cluster::new(keys, churn_percent));
+        let mut channels = Vec::new();
+        for _ in 0..STREAMS {
+            channels.push(connect(address).await);
+        }
+        state.engine.sync().await.expect("the engine runs");
+        let resident_before = resident_bytes();
+        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let mut sent = 0;
+        for step in 0..cycles * STEPS_PER_CYCLE {
+            if step > 0 {
+                // The controller rolls retention at its next turn; the next read waits for
+                // the retraction.
+                clock.advance(WINDOW);
+            }
+            let bucket = retention.bucket_of(clock.now());
+            ingest_step(&channels, &cluster, keys, step, bucket).await;
+            sent += keys;
+            let skipped = state.ingest.skipped_total(SkipReason::InternerFull);
+            assert_eq!(
+                state.ingest.stored_total() + skipped,
+                sent,
+                "every update is stored unless an interner table is full: none is a replay or \
+                 out of retention"
+            );
+            if (step + 1) % STEPS_PER_CYCLE != 0 {
+                continue;
+            }
+            // Idle turns let the workers merge their batches, as engine.rs does before it
+            // measures.
+            for _ in 0..20 {
+                state.engine.sync().await.expect("the engine runs");
+            }
+            let sizes = state.engine.sizes().await.expect("the engine runs");
+            if skipped == 0 {
+                assert_eq!(
+                    sizes.flow_rows,
+                    keys * STEPS_PER_CYCLE,
+                    "a full retention holds every key in each retained bucket"
+                );
+            }
+            let resident = resident_bytes().saturating_sub(resident_before) as f64;
+            let heap = LIVE_BYTES
+                .load(Ordering::Relaxed)
+                .saturating_sub(heap_before) as f64;
+            let catalog = &state.catalog;
+            println!(
+                "| {churn_percent} % | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.0} | {:.0} | {} | {} | {} | {skipped} |",
+                (step + 1) / STEPS_PER_CYCLE,
+                step + 1,
+                sizes.flow_rows,
+                sizes.hint_rows,
+                mebibytes(resident),
+                mebibytes(heap),
+                resident / sizes.flow_rows as f64,
+                heap / sizes.flow_rows as f64,
+                catalog.symbols.len(),
+                catalog.label_sets.len(),
+                catalog.traces.len(),
+            );
+        }
+    });
+}
+
+fn main() {
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .map(|a| {
+            a.parse()
+                .expect("arguments are numbers: CHURN_PERCENT [KEYS [CYCLES]]")
+        })
+        .collect();
+    if let [churn_percent, rest @ ..] = &args[..] {
+        run_one(
+            *churn_percent,
+            rest.first().copied().unwrap_or(DEFAULT_KEYS),
+            rest.get(1).copied().unwrap_or(DEFAULT_CYCLES),
+        );
+        return;
+    }
+    println!("| pods replaced per bucket | cycle | buckets ingested | retained (key, bucket) rows | hint rows | resident growth | live heap growth | resident bytes per row | heap bytes per row | interned strings | label sets | traces | updates skipped (interner full) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let me = std::env::current_exe().expect("the bench knows its own path");
+    for churn_percent in [0u64, 10, 100] {
+        let status = Command::new(&me)
+            .arg(churn_percent.to_string())
+            .status()
+            .expect("the bench can run itself");
+        assert!(
+            status.success(),
+            "the variant with {churn_percent} % of pods replaced per bucket failed"
+        );
+    }
+}
