@@ -2,8 +2,9 @@
 //! closed buckets. Each step ingests KEYS updates into the current bucket through `Connect`,
 //! then the clock moves one window on, so every 21 steps (one cycle) each retained bucket has
 //! been replaced. Reports, at the end of each cycle, the retained rows, the resident set and
-//! live heap, and the interner tables, with stable keys and with a share of the source pods
-//! replaced (new name, new label set) every bucket.
+//! live heap (and the largest live heap after any step of the cycle: merges make it vary),
+//! and the interner tables, with stable keys and with a share of the source pods replaced
+//! (new name, new label set) every bucket.
 //!
 //! `cargo bench --bench memory` runs 0 %, 10 % and 100 % of the pods replaced per bucket, each
 //! in a fresh child process. `cargo bench --bench memory -- CHURN_PERCENT [KEYS [CYCLES]]` runs
@@ -320,6 +321,8 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
         let resident_before = resident_bytes();
         let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
         let mut sent = 0;
+        // The largest live heap seen after a step of the current cycle.
+        let mut heap_peak: f64 = 0.0;
         for step in 0..cycles * STEPS_PER_CYCLE {
             if step > 0 {
                 // The controller rolls retention at its next turn; the next read waits for
@@ -336,13 +339,17 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
                 "every update is stored unless an interner table is full: none is a replay or \
                  out of retention"
             );
-            if (step + 1) % STEPS_PER_CYCLE != 0 {
-                continue;
-            }
             // Idle turns let the workers merge their batches, as engine.rs does before it
             // measures.
             for _ in 0..20 {
                 state.engine.sync().await.expect("the engine runs");
+            }
+            let heap = LIVE_BYTES
+                .load(Ordering::Relaxed)
+                .saturating_sub(heap_before) as f64;
+            heap_peak = heap_peak.max(heap);
+            if (step + 1) % STEPS_PER_CYCLE != 0 {
+                continue;
             }
             let sizes = state.engine.sizes().await.expect("the engine runs");
             if skipped == 0 {
@@ -353,24 +360,23 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
                 );
             }
             let resident = resident_bytes().saturating_sub(resident_before) as f64;
-            let heap = LIVE_BYTES
-                .load(Ordering::Relaxed)
-                .saturating_sub(heap_before) as f64;
             let catalog = &state.catalog;
             println!(
-                "| {churn_percent} % | {} | {} | {} | {} | {:.1} MiB | {:.1} MiB | {:.0} | {:.0} | {} | {} | {} | {skipped} |",
+                "| {churn_percent} % | {} | {} | {} | {} | {:.1} MiB | {:.1} / {:.1} MiB | {:.0} | {:.0} | {} | {} | {} | {skipped} |",
                 (step + 1) / STEPS_PER_CYCLE,
                 step + 1,
                 sizes.flow_rows,
                 sizes.hint_rows,
                 mebibytes(resident),
                 mebibytes(heap),
+                mebibytes(heap_peak),
                 resident / sizes.flow_rows as f64,
                 heap / sizes.flow_rows as f64,
                 catalog.symbols.len(),
                 catalog.label_sets.len(),
                 catalog.traces.len(),
             );
+            heap_peak = 0.0;
         }
     });
 }
@@ -392,7 +398,7 @@ fn main() {
         );
         return;
     }
-    println!("| pods replaced per bucket | cycle | buckets ingested | retained (key, bucket) rows | hint rows | resident growth | live heap growth | resident bytes per row | heap bytes per row | interned strings | label sets | traces | updates skipped (interner full) |");
+    println!("| pods replaced per bucket | cycle | buckets ingested | retained (key, bucket) rows | hint rows | resident growth | live heap growth, at the end / peak of the cycle | resident bytes per row | heap bytes per row (at the end) | interned strings | label sets | traces | updates skipped (interner full) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().expect("the bench knows its own path");
     for churn_percent in [0u64, 10, 100] {
