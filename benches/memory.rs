@@ -110,6 +110,15 @@ fn mebibytes(bytes: f64) -> f64 {
     bytes / (1u64 << 20) as f64
 }
 
+/// Bytes per retained row, or a dash when nothing is retained.
+fn per_row(bytes: f64, rows: u64) -> String {
+    if rows == 0 {
+        "-".into()
+    } else {
+        format!("{:.0}", bytes / rows as f64)
+    }
+}
+
 /// A 64-bit mix (splitmix64's finaliser), for hash-like pod name parts.
 fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -362,7 +371,7 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
             let resident = resident_bytes().saturating_sub(resident_before) as f64;
             let catalog = &state.catalog;
             println!(
-                "| {churn_percent} % | {} | {} | {} | {} | {:.1} MiB | {:.1} / {:.1} MiB | {:.0} | {:.0} | {} | {} | {} | {skipped} |",
+                "| {churn_percent} % | {} | {} | {} | {} | {:.1} MiB | {:.1} / {:.1} MiB | {} | {} | {} | {} | {} | {skipped} |",
                 (step + 1) / STEPS_PER_CYCLE,
                 step + 1,
                 sizes.flow_rows,
@@ -370,8 +379,8 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
                 mebibytes(resident),
                 mebibytes(heap),
                 mebibytes(heap_peak),
-                resident / sizes.flow_rows as f64,
-                heap / sizes.flow_rows as f64,
+                per_row(resident, sizes.flow_rows),
+                per_row(heap, sizes.flow_rows),
                 catalog.symbols.len(),
                 catalog.label_sets.len(),
                 catalog.traces.len(),
