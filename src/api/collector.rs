@@ -105,26 +105,22 @@ async fn serve_connection(
         let (batch, inbound_state) = drain_ready(first, &mut inbound);
         let now = state.now();
         state.ingest.received(batch.len() as u64);
-        let mut records = Vec::with_capacity(batch.len());
+        let mut prepared = Vec::with_capacity(batch.len());
         for update in &batch {
-            let prepared =
-                prepare(update, &state.catalog, &state.retention, now).and_then(|record| {
+            match prepare(update, &state.catalog, &state.retention, now) {
+                Ok(record) => {
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));
-                    if state
-                        .dedup
-                        .is_duplicate(&dedup, fingerprint(&record, start, end), now)
-                    {
-                        Err(SkipReason::Duplicate)
-                    } else {
-                        Ok(record)
-                    }
-                });
-            match prepared {
-                Ok(record) => records.push(record),
+                    let fingerprint = fingerprint(&record, start, end);
+                    prepared.push((record, fingerprint));
+                }
                 Err(reason) => state.ingest.skipped(reason, now),
             }
         }
+        for _ in 0..state.dedup.remove_duplicates(&dedup, &mut prepared, now) {
+            state.ingest.skipped(SkipReason::Duplicate, now);
+        }
+        let records: Vec<_> = prepared.into_iter().map(|(record, _)| record).collect();
         state.ingest.stored(records.len() as u64);
         // Another connection may have taken the traces these records use; holding the lock
         // until this batch is handed over keeps it behind the batch carrying their rules.

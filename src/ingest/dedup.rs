@@ -1,19 +1,22 @@
 //! De-duplication of replayed updates (SPEC §9.4): an update identical to one received within
 //! the horizon from the same scope (peer IP by default) is receipted and skipped.
 //!
-//! State: per scope, a set of 64-bit fingerprints with their arrival second, oldest first.
-//! Bound: `capacity` fingerprints per scope; at the bound the oldest is forgotten early
-//! (counted in `evicted`), so a replay older than that is counted again rather than using
-//! unbounded memory.
+//! State: per scope, 64-bit fingerprints with their arrival second, in two generations.
+//! Bound: `capacity` fingerprints per scope; at the bound the older generation is forgotten
+//! early (counted in `evicted`), so a replay older than that is counted again rather than
+//! using unbounded memory. A connection checks a whole batch under one lock.
 
-use std::collections::{HashMap, VecDeque};
+mod fingerprints;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use eddy_dataflows::model::FlowRecord;
 use parking_lot::Mutex;
-use rustc_hash::FxHashSet;
+
+use self::fingerprints::FingerprintTable;
 use xxhash_rust::xxh3::xxh3_64;
 
 /// How long an update is remembered: Felix replays up to 5 minutes after a reconnect.
@@ -54,31 +57,57 @@ pub fn fingerprint(record: &FlowRecord, start_time: i64, end_time: i64) -> u64 {
     xxh3_64(&bytes)
 }
 
-/// The remembered fingerprints of one scope.
-#[derive(Debug, Default)]
+/// The remembered fingerprints of one scope, in two generations: new fingerprints go into
+/// `current`; when it is full or older than the horizon, `previous` is dropped and `current`
+/// takes its place. A fingerprint is remembered for at least the horizon unless the scope
+/// holds `capacity` fingerprints, and an arrival older than the horizon never matches.
+#[derive(Debug)]
 pub struct DedupWindow {
-    seen: FxHashSet<u64>,
-    order: VecDeque<(i64, u64)>,
+    current: FingerprintTable,
+    current_since: i64,
+    previous: FingerprintTable,
 }
 
 impl DedupWindow {
-    /// Whether `fingerprint` was seen within the horizon; remembers it either way.
-    fn check(&mut self, fingerprint: u64, now: i64, capacity: usize, evicted: &AtomicU64) -> bool {
-        while let Some(&(arrived, old)) = self.order.front() {
-            if arrived > now - HORIZON_SECONDS && self.order.len() < capacity {
-                break;
-            }
-            if arrived > now - HORIZON_SECONDS {
-                evicted.fetch_add(1, Ordering::Relaxed);
-            }
-            self.order.pop_front();
-            self.seen.remove(&old);
+    /// An empty window for at most `capacity` fingerprints.
+    fn new(capacity: usize) -> Self {
+        let generation = capacity.div_ceil(2);
+        DedupWindow {
+            current: FingerprintTable::new(generation),
+            current_since: i64::MIN,
+            previous: FingerprintTable::new(generation),
         }
-        if self.seen.contains(&fingerprint) {
+    }
+
+    /// The newest arrival this window remembers, if any.
+    fn last_arrival(&self) -> Option<i64> {
+        (self.current.len() > 0).then_some(self.current_since)
+    }
+
+    /// Starts a new generation, forgetting the previous one; counts what it forgets early.
+    fn rotate(&mut self, now: i64, evicted: &AtomicU64) {
+        let early = self.previous.count_arrived_after(now - HORIZON_SECONDS);
+        evicted.fetch_add(early as u64, Ordering::Relaxed);
+        std::mem::swap(&mut self.current, &mut self.previous);
+        self.current.clear();
+        self.current_since = now;
+    }
+
+    /// Whether `fingerprint` was seen within the horizon; remembers it if not.
+    fn check(&mut self, fingerprint: u64, now: i64, evicted: &AtomicU64) -> bool {
+        let recent = |arrived: i64| arrived > now - HORIZON_SECONDS;
+        if self.current.arrival(fingerprint).is_some_and(recent)
+            || self.previous.arrival(fingerprint).is_some_and(recent)
+        {
             return true;
         }
-        self.seen.insert(fingerprint);
-        self.order.push_back((now, fingerprint));
+        if self.current.len() == 0 {
+            self.current_since = now;
+        } else if self.current.is_full() || self.current_since <= now - HORIZON_SECONDS {
+            self.rotate(now, evicted);
+        }
+        let recorded = self.current.record(fingerprint, now);
+        debug_assert!(recorded, "a rotated generation has room for a fingerprint");
         false
     }
 }
@@ -119,26 +148,37 @@ impl Deduplicator {
                     Arc::strong_count(window) > 1
                         || window
                             .lock()
-                            .order
-                            .back()
-                            .is_some_and(|(arrived, _)| *arrived > now - HORIZON_SECONDS)
+                            .last_arrival()
+                            .is_some_and(|arrived| arrived > now - 2 * HORIZON_SECONDS)
                 });
-                Some(by_peer.entry(ip).or_default().clone())
+                let window = by_peer
+                    .entry(ip)
+                    .or_insert_with(|| Arc::new(Mutex::new(DedupWindow::new(self.capacity))));
+                Some(window.clone())
             }
             (DedupScope::PeerIp, None) | (DedupScope::Connection, _) => {
-                Some(Arc::new(Mutex::new(DedupWindow::default())))
+                Some(Arc::new(Mutex::new(DedupWindow::new(self.capacity))))
             }
         };
         ConnectionDedup { window }
     }
 
-    /// Whether the update was already seen in the connection's scope.
-    pub fn is_duplicate(&self, connection: &ConnectionDedup, fingerprint: u64, now: i64) -> bool {
-        connection.window.as_ref().is_some_and(|window| {
-            window
-                .lock()
-                .check(fingerprint, now, self.capacity, &self.evicted)
-        })
+    /// Removes from `updates` each one whose fingerprint was seen in the connection's scope
+    /// within the horizon (or earlier in `updates`), remembering the others. Returns how
+    /// many it removed.
+    pub fn remove_duplicates<T>(
+        &self,
+        connection: &ConnectionDedup,
+        updates: &mut Vec<(T, u64)>,
+        now: i64,
+    ) -> usize {
+        let Some(window) = connection.window.as_ref() else {
+            return 0;
+        };
+        let before = updates.len();
+        let mut window = window.lock();
+        updates.retain(|(_, fingerprint)| !window.check(*fingerprint, now, &self.evicted));
+        before - updates.len()
     }
 
     /// Fingerprints forgotten before the horizon because a scope was full.
@@ -154,20 +194,55 @@ mod tests {
     #[test]
     fn window_remembers_for_the_horizon_then_forgets() {
         let evicted = AtomicU64::new(0);
-        let mut window = DedupWindow::default();
-        assert!(!window.check(7, 1000, 10, &evicted));
-        assert!(window.check(7, 1000 + HORIZON_SECONDS - 1, 10, &evicted));
-        assert!(!window.check(7, 1000 + HORIZON_SECONDS + 1, 10, &evicted));
+        let mut window = DedupWindow::new(10);
+        assert!(!window.check(7, 1000, &evicted));
+        assert!(window.check(7, 1000 + HORIZON_SECONDS - 1, &evicted));
+        assert!(!window.check(7, 1000 + HORIZON_SECONDS + 1, &evicted));
+        assert!(window.check(7, 1000 + HORIZON_SECONDS + 2, &evicted));
+        assert_eq!(evicted.load(Ordering::Relaxed), 0);
     }
 
     #[test]
-    fn a_full_window_forgets_the_oldest_and_counts_it() {
+    fn a_full_window_forgets_the_older_generation_and_counts_it() {
         let evicted = AtomicU64::new(0);
-        let mut window = DedupWindow::default();
-        for fingerprint in 0..3 {
-            assert!(!window.check(fingerprint, 1000, 2, &evicted));
+        let mut window = DedupWindow::new(4);
+        for fingerprint in 10..14 {
+            assert!(!window.check(fingerprint, 1000, &evicted));
         }
-        assert_eq!(evicted.load(Ordering::Relaxed), 1);
-        assert!(!window.check(0, 1000, 2, &evicted));
+        assert_eq!(evicted.load(Ordering::Relaxed), 0);
+        assert!(!window.check(14, 1000, &evicted));
+        assert_eq!(evicted.load(Ordering::Relaxed), 2);
+        assert!(
+            !window.check(10, 1000, &evicted),
+            "10 was in the forgotten generation"
+        );
+        assert!(
+            window.check(13, 1000, &evicted),
+            "13 is in the kept generation"
+        );
+    }
+
+    #[test]
+    fn a_batch_loses_its_replays_and_its_repeats() {
+        let deduplicator = Deduplicator::new(DedupScope::Connection, 100);
+        let connection = deduplicator.for_connection(None, 1000);
+        let mut first = vec![("a", 1), ("b", 2), ("a again", 1)];
+        assert_eq!(
+            deduplicator.remove_duplicates(&connection, &mut first, 1000),
+            1
+        );
+        assert_eq!(first, vec![("a", 1), ("b", 2)]);
+        let mut replay = vec![("b", 2), ("c", 3)];
+        assert_eq!(
+            deduplicator.remove_duplicates(&connection, &mut replay, 1010),
+            1
+        );
+        assert_eq!(replay, vec![("c", 3)]);
+        let off = Deduplicator::new(DedupScope::Off, 100);
+        let mut all = vec![("a", 1), ("a", 1)];
+        assert_eq!(
+            off.remove_duplicates(&off.for_connection(None, 1000), &mut all, 1000),
+            0
+        );
     }
 }
