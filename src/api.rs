@@ -4,6 +4,7 @@ pub mod collector;
 pub mod convert;
 pub mod filter;
 pub mod flows;
+pub mod flows_wire;
 pub mod statistics;
 pub mod status;
 pub mod timerange;

@@ -14,6 +14,7 @@ use tonic::transport::ServerTlsConfig;
 
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
+use crate::api::flows_wire::FlowsWire;
 use crate::api::statistics::StatisticsService;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
@@ -21,7 +22,6 @@ use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::IngestCounters;
 use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::proto::flow_collector_server::FlowCollectorServer;
-use crate::proto::flows_server::FlowsServer;
 use crate::proto::statistics_server::StatisticsServer;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
@@ -160,10 +160,10 @@ pub async fn serve_with(
             FlowCollectorServer::new(CollectorService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
-        .add_service(
-            FlowsServer::new(FlowsService::new(state.clone()))
-                .max_decoding_message_size(MAX_DECODED_MESSAGE),
-        )
+        .add_service(FlowsWire::new(
+            FlowsService::new(state.clone()),
+            MAX_DECODED_MESSAGE,
+        ))
         .add_service(
             StatisticsServer::new(StatisticsService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),

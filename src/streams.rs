@@ -3,6 +3,7 @@
 //! filter matches it, so the cost of an epoch grows with the rows delivered.
 
 pub mod backfill;
+pub mod encoded;
 pub mod hub;
 pub mod index;
 pub mod limits;

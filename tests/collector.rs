@@ -719,6 +719,31 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
         assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
         assert_eq!(server.list_all().await.len(), 1);
     }
+    // The other Flows methods, served by the hand-written router, answer garbage the same
+    // way, and an unknown method is UNIMPLEMENTED.
+    for bytes in &garbage {
+        let status = raw_unary(
+            &server.channel,
+            "/goldmane.Flows/FilterHints",
+            bytes.clone(),
+        )
+        .await
+        .expect_err("garbage is not a FilterHintsRequest");
+        assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
+        let (results, ended) = raw_streaming(
+            &server.channel,
+            "/goldmane.Flows/Stream",
+            vec![bytes.clone()],
+        )
+        .await;
+        assert!(results.is_empty());
+        let status = ended.expect_err("garbage is not a FlowStreamRequest");
+        assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
+    }
+    let status = raw_unary(&server.channel, "/goldmane.Flows/Nope", Vec::new())
+        .await
+        .expect_err("Flows has no method Nope");
+    assert_eq!(status.code(), Code::Unimplemented);
     // The raw client itself works: an empty body is the default request.
     let answer = raw_unary(&server.channel, "/goldmane.Flows/List", Vec::new())
         .await

@@ -1,22 +1,17 @@
 //! The `Flows` service: List (SPEC §4), FilterHints (SPEC §6) and Stream (SPEC §7, served by
-//! the stream hub).
-
-use std::pin::Pin;
+//! the stream hub). `api::flows_wire` puts it on the wire.
 
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{self, ListQuery, SortField};
 use eddy_dataflows::views::hints::HintField;
-use futures::Stream;
-use tonic::{Request, Response, Status};
 
 use crate::api::convert::{self, PolicyField};
 use crate::api::filter;
 use crate::api::status::ApiError;
 use crate::api::timerange::bucket_range;
-use crate::proto::flows_server::Flows;
 use crate::proto::{
     FilterHint, FilterHintsRequest, FilterHintsResult, FilterType, FlowListRequest, FlowListResult,
-    FlowResult, FlowStreamRequest, SortBy,
+    FlowStreamRequest, SortBy,
 };
 use crate::state::ServerState;
 use crate::streams::outbound::Outbound;
@@ -77,7 +72,8 @@ fn sort_fields(request: &FlowListRequest) -> Result<Vec<SortField>, ApiError> {
 }
 
 impl FlowsService {
-    async fn list(&self, request: FlowListRequest) -> Result<FlowListResult, ApiError> {
+    /// `Flows.List` (SPEC §4).
+    pub async fn list(&self, request: FlowListRequest) -> Result<FlowListResult, ApiError> {
         let state = &self.state;
         let now = state.now();
         let range = bucket_range(
@@ -118,7 +114,8 @@ impl FlowsService {
         })
     }
 
-    fn stream(&self, request: FlowStreamRequest) -> Result<Outbound, ApiError> {
+    /// `Flows.Stream` (SPEC §7): a subscription to the stream hub.
+    pub fn stream(&self, request: FlowStreamRequest) -> Result<Outbound, ApiError> {
         let window = self.state.retention.window;
         if request.aggregation_interval != 0 && request.aggregation_interval != window {
             return Err(ApiError::invalid(
@@ -136,7 +133,8 @@ impl FlowsService {
             .subscribe(request.filter.unwrap_or_default(), start)
     }
 
-    async fn filter_hints(
+    /// `Flows.FilterHints` (SPEC §6).
+    pub async fn filter_hints(
         &self,
         request: FilterHintsRequest,
     ) -> Result<FilterHintsResult, ApiError> {
@@ -200,34 +198,5 @@ impl FlowsService {
                 .map(|value| FilterHint { value })
                 .collect(),
         })
-    }
-}
-
-#[tonic::async_trait]
-impl Flows for FlowsService {
-    async fn list(
-        &self,
-        request: Request<FlowListRequest>,
-    ) -> Result<Response<FlowListResult>, Status> {
-        Ok(Response::new(self.list(request.into_inner()).await?))
-    }
-
-    type StreamStream = Pin<Box<dyn Stream<Item = Result<FlowResult, Status>> + Send + 'static>>;
-
-    async fn stream(
-        &self,
-        request: Request<FlowStreamRequest>,
-    ) -> Result<Response<Self::StreamStream>, Status> {
-        let outbound = self.stream(request.into_inner())?;
-        Ok(Response::new(Box::pin(outbound)))
-    }
-
-    async fn filter_hints(
-        &self,
-        request: Request<FilterHintsRequest>,
-    ) -> Result<Response<FilterHintsResult>, Status> {
-        Ok(Response::new(
-            self.filter_hints(request.into_inner()).await?,
-        ))
     }
 }

@@ -9,9 +9,8 @@ use eddy_dataflows::model::{Bucket, BucketRange};
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use tokio::sync::mpsc;
 
-use crate::api::convert::flow_result;
 use crate::catalog::Catalog;
-use crate::proto::FlowResult;
+use crate::streams::encoded::EncodedResult;
 use crate::streams::hub::HubMessage;
 use crate::worker::Engine;
 
@@ -50,7 +49,7 @@ pub(crate) async fn backfill_task(
     query: ListQuery,
     engine: Engine,
     catalog: Arc<Catalog>,
-    results: mpsc::Sender<FlowResult>,
+    results: mpsc::Sender<EncodedResult>,
     control: mpsc::UnboundedSender<HubMessage>,
     _running: BackfillGuard,
 ) {
@@ -61,7 +60,11 @@ pub(crate) async fn backfill_task(
             .collect();
         rows.sort_unstable_by_key(|row| (row.start, row.key.id));
         for row in &rows {
-            if results.send(flow_result(row, &catalog)).await.is_err() {
+            if results
+                .send(EncodedResult::of_row(row, &catalog))
+                .await
+                .is_err()
+            {
                 break;
             }
         }

@@ -24,13 +24,13 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::Status;
 
-use crate::api::convert::flow_result;
 use crate::api::filter::{FilterMatcher, Resolved};
 use crate::api::status::ApiError;
 use crate::catalog::Catalog;
-use crate::proto::{Filter, FlowResult};
+use crate::proto::Filter;
 use crate::retention::Retention;
 use crate::streams::backfill::{backfill_task, bucket_rows_query, BackfillGuard};
+use crate::streams::encoded::EncodedResult;
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Outbound, SubscriptionGuard};
@@ -54,16 +54,16 @@ pub struct Subscription {
     filter: Filter,
     matcher: FilterMatcher,
     start: Option<i64>,
-    results: mpsc::Sender<FlowResult>,
+    results: mpsc::Sender<EncodedResult>,
     end: oneshot::Sender<Status>,
 }
 
 struct Subscriber {
     group: GroupId,
     min_bucket: Bucket,
-    results: mpsc::Sender<FlowResult>,
+    results: mpsc::Sender<EncodedResult>,
     end: Option<oneshot::Sender<Status>>,
-    backlog: Option<Vec<FlowResult>>,
+    backlog: Option<Vec<EncodedResult>>,
 }
 
 struct Group {
@@ -334,7 +334,7 @@ impl Hub {
     }
 
     /// Sends one result to a subscriber; ends it if it is too slow. Returns whether it lives.
-    fn deliver(&mut self, id: u64, result: FlowResult) -> bool {
+    fn deliver(&mut self, id: u64, result: EncodedResult) -> bool {
         let Some(subscriber) = self.subscribers.get_mut(&id) else {
             return false;
         };
@@ -437,7 +437,7 @@ impl Hub {
         if recipients.is_empty() {
             return;
         }
-        let result = flow_result(row, &self.catalog);
+        let result = EncodedResult::of_row(row, &self.catalog);
         for member in recipients.iter() {
             self.deliver(*member, result.clone());
         }

@@ -12,7 +12,7 @@ use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
-use crate::proto::FlowResult;
+use crate::streams::encoded::EncodedResult;
 use crate::streams::hub::HubMessage;
 
 /// Releases a subscription: frees its slot in the stream limit and tells the hub.
@@ -31,14 +31,14 @@ impl Drop for SubscriptionGuard {
 
 /// What a `Flows.Stream` call returns to tonic.
 pub struct Outbound {
-    pub(crate) results: mpsc::Receiver<FlowResult>,
+    pub(crate) results: mpsc::Receiver<EncodedResult>,
     pub(crate) end: Option<oneshot::Receiver<Status>>,
     pub(crate) ended: bool,
     pub(crate) _guard: SubscriptionGuard,
 }
 
 impl Stream for Outbound {
-    type Item = Result<FlowResult, Status>;
+    type Item = Result<EncodedResult, Status>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         if self.ended {
