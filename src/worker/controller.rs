@@ -5,6 +5,11 @@
 //! every epoch end (SPEC §2.3), and forwards [`Command`]s to the workers over bounded crossbeam
 //! channels, unparking each worker after a send. A full worker channel blocks this thread,
 //! which fills the request channel, which makes `Connect` stop reading: backpressure (SPEC §9.2).
+//!
+//! Ingest batches are gathered into one batch of at least [`FORWARD_RECORDS`] records (or
+//! whatever arrived before the tick closes) before one worker gets them, so many small
+//! batches (Felix sends one update at a time) cost one worker wake-up, not one each. The
+//! gathered batch is bounded by `FORWARD_RECORDS` plus one incoming batch.
 
 use std::sync::Arc;
 use std::thread::Thread;
@@ -18,10 +23,13 @@ use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::protocol::{Command, IngestBatch};
 
+/// Records gathered before they are forwarded to a worker.
+pub const FORWARD_RECORDS: usize = 4096;
+
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
-    /// Records to insert, sent to one worker; nothing comes back.
+    /// Records to insert, gathered with others and sent to one worker; nothing comes back.
     Ingest(IngestBatch),
     /// A read (List, FilterHints, Statistics, Sync, Sizes) for every worker. The controller
     /// closes the open tick and sets the command's `as_of` to it, so the read sees everything
@@ -40,6 +48,7 @@ pub struct Controller {
     tick: Tick,
     next_worker: usize,
     floor: Bucket,
+    gathered: Option<IngestBatch>,
 }
 
 impl Controller {
@@ -62,6 +71,7 @@ impl Controller {
             tick: 0,
             next_worker: 0,
             floor: Bucket::MIN,
+            gathered: None,
         }
     }
 
@@ -74,11 +84,16 @@ impl Controller {
             self.roll_retention();
             match request {
                 Ok(request) => self.handle(request),
-                Err(flume::RecvTimeoutError::Timeout) => {
-                    self.close_tick();
-                    next_tick = Instant::now() + self.tick_interval;
+                Err(flume::RecvTimeoutError::Timeout) => {}
+                Err(flume::RecvTimeoutError::Disconnected) => {
+                    self.forward_gathered();
+                    return;
                 }
-                Err(flume::RecvTimeoutError::Disconnected) => return,
+            }
+            // Checked after every request too: steady ingest must not hold a tick open.
+            if Instant::now() >= next_tick {
+                self.close_tick();
+                next_tick = Instant::now() + self.tick_interval;
             }
         }
     }
@@ -86,9 +101,24 @@ impl Controller {
     fn handle(&mut self, request: Request) {
         match request {
             Request::Ingest(batch) => {
-                let worker = self.next_worker;
-                self.next_worker = (self.next_worker + 1) % self.workers.len();
-                self.send(worker, Command::Ingest(Arc::new(batch)));
+                let gathered = match self.gathered.take() {
+                    None => {
+                        let mut batch = batch;
+                        let room = FORWARD_RECORDS.saturating_sub(batch.records.len());
+                        batch.records.reserve(room);
+                        batch
+                    }
+                    Some(mut gathered) => {
+                        gathered.records.extend(batch.records);
+                        gathered.trace_rules.extend(batch.trace_rules);
+                        gathered
+                    }
+                };
+                let full = gathered.records.len() >= FORWARD_RECORDS;
+                self.gathered = Some(gathered);
+                if full {
+                    self.forward_gathered();
+                }
             }
             Request::Read(mut command) => {
                 let tick = self.close_tick();
@@ -100,8 +130,18 @@ impl Controller {
         }
     }
 
-    /// Closes the open tick and returns it: everything sent so far is at or before it.
+    /// Sends the gathered ingest batch, if any, to the next worker in turn.
+    fn forward_gathered(&mut self) {
+        if let Some(batch) = self.gathered.take() {
+            let worker = self.next_worker;
+            self.next_worker = (self.next_worker + 1) % self.workers.len();
+            self.send(worker, Command::Ingest(Arc::new(batch)));
+        }
+    }
+
+    /// Closes the open tick and returns it: everything received so far is at or before it.
     fn close_tick(&mut self) -> Tick {
+        self.forward_gathered();
         let closed = self.tick;
         self.tick += 1;
         self.broadcast(Command::Advance(self.tick));
