@@ -11,7 +11,7 @@
     reason = "a counting global allocator measures live heap bytes"
 )]
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,28 +24,30 @@ use eddy::worker::{Engine, EngineConfig};
 use eddy_dataflows::filter::{FlowFilter, IdSet};
 use eddy_dataflows::model::{BucketRange, FlowKey, FlowRecord, Stats};
 use eddy_dataflows::queries::list::{ListQuery, SortField};
+use mimalloc::MiMalloc;
 
-/// Counts live heap bytes, so memory per row is measured without allocator slack.
+/// Counts live heap bytes, so memory per row is measured without allocator slack; allocates
+/// with the `eddy` binary's allocator.
 struct CountingAllocator;
 
 static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
 
-// SAFETY: every method forwards to the system allocator unchanged and only adds a counter.
+// SAFETY: every method forwards to mimalloc unchanged and only adds a counter.
 unsafe impl GlobalAlloc for CountingAllocator {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
+        unsafe { MiMalloc.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
+        unsafe { MiMalloc.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
         LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
+        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
     }
 }
 

@@ -2,8 +2,13 @@
 //! against Eddy and, in the same run, against a transport-only baseline server whose
 //! `Connect` only returns receipts. Eddy's rate is reported as a ratio of the baseline's.
 //!
-//! `cargo bench --bench grpc_ingest [-- UPDATES_PER_STREAM]`. Client and server share the
-//! machine, as they would in a single-host test; both servers are measured the same way.
+//! Each configuration runs pipelined (2048 updates outstanding per stream) and Felix-style
+//! stop-and-wait (one update outstanding per stream, the next sent when its receipt arrives).
+//!
+//! `cargo bench --bench grpc_ingest [-- UPDATES [pipelined|stop-and-wait]]` (UPDATES per
+//! pipelined configuration, 200,000 by default; a stop-and-wait configuration sends a tenth). Client and server share the machine, as they
+//! would in a single-host test; both servers are measured the same way, with the allocator of
+//! the `eddy` binary.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -25,8 +30,13 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-/// Updates a client may have sent without a receipt.
-const WINDOW: usize = 2048;
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Updates a pipelining client may have sent without a receipt.
+const PIPELINED: usize = 2048;
+/// Felix sends one update and waits for its receipt.
+const STOP_AND_WAIT: usize = 1;
 
 /// A `Connect` that answers every update with a receipt and does nothing else.
 struct ReceiptsOnly;
@@ -85,7 +95,15 @@ fn update(stream: usize, index: usize, now: i64) -> FlowUpdate {
     }
 }
 
-async fn pump(server: SocketAddr, streams: usize, per_stream: usize, now: i64) -> f64 {
+/// Sends `per_stream` updates on each of `streams` Connect streams, keeping at most
+/// `outstanding` without a receipt per stream; returns updates per second.
+async fn pump(
+    server: SocketAddr,
+    streams: usize,
+    per_stream: usize,
+    outstanding: usize,
+    now: i64,
+) -> f64 {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
         .expect("a valid URI")
         .tcp_nodelay(true)
@@ -100,8 +118,8 @@ async fn pump(server: SocketAddr, streams: usize, per_stream: usize, now: i64) -
     for updates in prepared {
         let mut client = FlowCollectorClient::new(channel.clone());
         tasks.push(tokio::spawn(async move {
-            let window = Arc::new(Semaphore::new(WINDOW));
-            let (tx, rx) = mpsc::channel(WINDOW);
+            let window = Arc::new(Semaphore::new(outstanding));
+            let (tx, rx) = mpsc::channel(outstanding);
             let mut receipts = client
                 .connect(ReceiverStream::new(rx))
                 .await
@@ -165,29 +183,38 @@ async fn start_eddy(clock: Arc<SystemClock>) -> SocketAddr {
 }
 
 fn main() {
-    let per_stream_total: usize = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(200_000);
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let only = args.get(1).cloned();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
         let clock = Arc::new(SystemClock);
         let baseline = start_baseline().await;
         let eddy = start_eddy(clock.clone()).await;
-        println!("| Connect streams | updates | baseline | Eddy | Eddy / baseline |");
-        println!("|---|---|---|---|---|");
-        for streams in [1usize, 8, 64] {
-            let per_stream = (per_stream_total / streams).max(1);
-            let base_rate = pump(baseline, streams, per_stream, clock.now()).await;
-            let eddy_rate = pump(eddy, streams, per_stream, clock.now()).await;
-            println!(
-                "| {streams} | {} | {:.0} k/s | {:.0} k/s | {:.2} |",
-                streams * per_stream,
-                base_rate / 1e3,
-                eddy_rate / 1e3,
-                eddy_rate / base_rate
-            );
+        println!("| Connect streams | client | updates | baseline | Eddy | Eddy / baseline |");
+        println!("|---|---|---|---|---|---|");
+        for (client, outstanding, updates) in [
+            ("pipelined", PIPELINED, total),
+            ("stop-and-wait", STOP_AND_WAIT, total / 10),
+        ] {
+            if only.as_deref().is_some_and(|only| only != client) {
+                continue;
+            }
+            for streams in [1usize, 8, 64] {
+                let per_stream = (updates / streams).max(1);
+                let base_rate = pump(baseline, streams, per_stream, outstanding, clock.now()).await;
+                let eddy_rate = pump(eddy, streams, per_stream, outstanding, clock.now()).await;
+                println!(
+                    "| {streams} | {client} | {} | {:.0} k/s | {:.0} k/s | {:.2} |",
+                    streams * per_stream,
+                    base_rate / 1e3,
+                    eddy_rate / 1e3,
+                    eddy_rate / base_rate
+                );
+            }
         }
     });
 }

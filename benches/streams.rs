@@ -1,10 +1,12 @@
 //! Stream fan-out: 100, 1,000 and 10,000 concurrent filtered `Flows.Stream` calls while flows
 //! are ingested steadily, against a real server with a 1 s window. Reports the delivery delay
 //! after each epoch end (p50 / p99 over every stream's first result of each bucket), the
-//! ingest rate with the streams as a ratio of the rate without them (same run), and the
-//! resident memory the streams add.
+//! ingest rate with the streams as a ratio of the rate without them (the mean of a phase
+//! before opening them and one after closing them, so drift cancels), and the resident memory
+//! the streams add.
 //!
-//! `cargo bench --bench streams [-- SECONDS]` (default 6 s of ingest per phase).
+//! `cargo bench --bench streams [-- SECONDS [STREAMS...]]` (default 6 s of ingest per phase,
+//! and 100, 1,000 and 10,000 streams).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -27,6 +29,9 @@ use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const NAMESPACES: usize = 100;
 const CONNECTIONS: usize = 8;
@@ -132,7 +137,7 @@ async fn run(address: SocketAddr, streams: usize, seconds: u64) {
             .expect("a valid URI");
         channels.push(endpoint.connect().await.expect("the server is up"));
     }
-    let without = ingest_for(channels[0].clone(), Duration::from_secs(seconds)).await;
+    let before = ingest_for(channels[0].clone(), Duration::from_secs(seconds)).await;
     let memory_before = resident_bytes();
     let delays = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
@@ -171,6 +176,9 @@ async fn run(address: SocketAddr, streams: usize, seconds: u64) {
     for handle in &handles {
         handle.abort();
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = ingest_for(channels[0].clone(), Duration::from_secs(seconds)).await;
+    let without = (before + after) / 2.0;
     let mut delays = std::mem::take(&mut *delays.lock());
     delays.sort_by(|a, b| a.total_cmp(b));
     println!(
@@ -186,11 +194,19 @@ async fn run(address: SocketAddr, streams: usize, seconds: u64) {
 }
 
 fn main() {
-    let seconds: u64 = std::env::args()
+    let args: Vec<u64> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(6);
+        .filter(|a| !a.starts_with("--"))
+        .map(|a| {
+            a.parse()
+                .expect("arguments are numbers: SECONDS [STREAMS...]")
+        })
+        .collect();
+    let seconds = args.first().copied().unwrap_or(6);
+    let sizes = match args.get(1..) {
+        Some(sizes) if !sizes.is_empty() => sizes.to_vec(),
+        _ => vec![100, 1_000, 10_000],
+    };
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
         let retention = Retention { window: 1, closed_buckets: 60 };
@@ -203,8 +219,8 @@ fn main() {
         tokio::spawn(serve(state, listener, std::future::pending()));
         println!("| streams | ingest without | ingest with | ratio | epochs seen | delivery delay p50 / p99 | resident memory of the streams |");
         println!("|---|---|---|---|---|---|---|");
-        for streams in [100, 1_000, 10_000] {
-            run(address, streams, seconds).await;
+        for streams in sizes {
+            run(address, streams as usize, seconds).await;
         }
     });
 }
