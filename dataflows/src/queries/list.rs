@@ -131,10 +131,25 @@ impl ListQuery {
 struct TopRows {
     limit: Option<usize>,
     rows: Vec<ListRow>,
+    /// The order of the worst row kept by the latest truncation.
+    cutoff: Option<OrderKey>,
 }
 
 impl TopRows {
-    fn push(&mut self, row: ListRow) {
+    /// Whether a row in this position could still be among the best `limit`: after a
+    /// truncation, a row ordered after the worst one kept never is.
+    fn admits(&self, order: &OrderKey) -> bool {
+        match (self.limit, &self.cutoff) {
+            (Some(0), _) => false,
+            (Some(_), Some(cutoff)) => order < cutoff,
+            _ => true,
+        }
+    }
+
+    fn push_some(&mut self, row: Option<ListRow>) {
+        let Some(row) = row else {
+            return;
+        };
         self.rows.push(row);
         if let Some(limit) = self.limit {
             if self.rows.len() >= limit.max(16).saturating_mul(2) {
@@ -147,6 +162,7 @@ impl TopRows {
         if self.rows.len() > limit && limit > 0 {
             self.rows
                 .select_nth_unstable_by(limit - 1, |a, b| a.order.cmp(&b.order));
+            self.cutoff = Some(self.rows[limit - 1].order);
         }
         self.rows.truncate(limit);
     }
@@ -166,11 +182,14 @@ pub fn list(flows: &mut FlowsTrace, query: &ListQuery) -> ListPartial {
     let mut top = TopRows {
         limit: query.limit,
         rows: Vec::new(),
+        cutoff: None,
     };
     let mut total = 0u64;
     while let Some(key) = cursor.get_key(&storage) {
         if query.filter.matches(key) {
-            let mut open: Option<ListRow> = None;
+            // The window being aggregated, and its row unless it cannot make the page (then
+            // it is only counted).
+            let mut open: Option<(Bucket, Option<ListRow>)> = None;
             while let Some((bucket, labels)) = cursor.get_val(&storage) {
                 let bucket = *bucket;
                 if query.range.contains(bucket) {
@@ -179,34 +198,38 @@ pub fn list(flows: &mut FlowsTrace, query: &ListQuery) -> ListPartial {
                     if stats.records > 0 {
                         let window = query.window_of(bucket);
                         match open.as_mut() {
-                            Some(row) if query.window_of(row.start) == window => {
-                                row.stats.add(&stats);
-                                row.end = bucket + query.window;
-                                row.labels.push(*labels);
+                            Some((open_window, row)) if *open_window == window => {
+                                if let Some(row) = row {
+                                    row.stats.add(&stats);
+                                    row.end = bucket + query.window;
+                                    row.labels.push(*labels);
+                                }
                             }
                             _ => {
-                                if let Some(row) = open.take() {
+                                if let Some((_, row)) = open.take() {
                                     total += 1;
-                                    top.push(row);
+                                    top.push_some(row);
                                 }
-                                open = Some(ListRow {
+                                // Set now: `TopRows` compares orders as rows arrive.
+                                let order = query.order_of(key, bucket);
+                                let row = top.admits(&order).then(|| ListRow {
                                     key: *key,
                                     start: bucket,
                                     end: bucket + query.window,
                                     stats,
                                     labels: vec![*labels],
-                                    // Set now: `TopRows` compares orders as rows arrive.
-                                    order: query.order_of(key, bucket),
+                                    order,
                                 });
+                                open = Some((window, row));
                             }
                         }
                     }
                 }
                 cursor.step_val(&storage);
             }
-            if let Some(row) = open {
+            if let Some((_, row)) = open {
                 total += 1;
-                top.push(row);
+                top.push_some(row);
             }
         }
         cursor.step_key(&storage);
