@@ -1,11 +1,14 @@
 //! The catalog: every interned value the frontend knows (strings, label sets, canonical
 //! policy traces), shared by ingest (which adds) and queries (which resolve and match).
 
+pub mod collector;
+
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use prost::Message;
 
+use crate::catalog::collector::CollectorCounters;
 use crate::intern::{InternTable, InternerFull, Symbols};
 use crate::proto::PolicyTrace;
 
@@ -30,12 +33,12 @@ impl Default for CatalogLimits {
     }
 }
 
-/// The interned values. Ids are dense and never reused while the process runs.
+/// The interned values. Ids are never reused while the process runs.
 pub struct Catalog {
     /// Names, namespaces, protocols and policy fields.
     pub symbols: Symbols,
     /// Sorted, de-duplicated label sets.
-    pub label_sets: InternTable<Vec<String>>,
+    pub label_sets: InternTable<Arc<[String]>>,
     /// Canonical policy traces, by their protobuf encoding.
     pub traces: InternTable<Arc<[u8]>>,
     /// Traces interned but not yet handed to the engine (bounded by the trace table).
@@ -43,6 +46,12 @@ pub struct Catalog {
     /// Held from [`Catalog::take_new_traces`] until the batch carrying those traces' rules is
     /// handed to the engine, so no batch using a trace can overtake the one with its rules.
     pub handover: tokio::sync::Mutex<()>,
+    /// Held shared by an ingest batch from its first intern until it is handed to the engine,
+    /// and exclusively by the collector while it notes which ids exist: so every id below
+    /// that mark is either in the engine or used by nobody.
+    pub gate: tokio::sync::RwLock<()>,
+    /// Entries removed by the collector, by table.
+    pub removed: CollectorCounters,
 }
 
 impl Catalog {
@@ -54,6 +63,8 @@ impl Catalog {
             traces: InternTable::new(limits.traces.max(1)),
             new_traces: Mutex::new(Vec::new()),
             handover: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::RwLock::new(()),
+            removed: CollectorCounters::default(),
         };
         catalog
             .label_sets
@@ -89,20 +100,20 @@ impl Catalog {
     }
 
     /// Calls `visit` with every trace whose id is at least `from`, in id order, and returns
-    /// the number of traces examined so far (the next `from`).
+    /// the id the next new trace will get (the next `from`).
     pub fn scan_traces_from(&self, from: u32, mut visit: impl FnMut(u32, &PolicyTrace)) -> u32 {
-        self.traces.with_values(|values| {
-            for (id, bytes) in values.iter().enumerate().skip(from as usize) {
-                if let Ok(trace) = PolicyTrace::decode(&bytes[..]) {
-                    visit(id as u32, &trace);
-                }
+        self.traces.scan_from(from, |id, bytes| {
+            if let Ok(trace) = PolicyTrace::decode(&bytes[..]) {
+                visit(id, &trace);
             }
-            values.len() as u32
         })
     }
 
     /// The labels of set `id` (empty for an unknown id).
     pub fn label_set(&self, id: u32) -> Vec<String> {
-        self.label_sets.get(id).unwrap_or_default()
+        self.label_sets
+            .get(id)
+            .map(|labels| labels.to_vec())
+            .unwrap_or_default()
     }
 }

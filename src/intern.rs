@@ -1,10 +1,12 @@
 //! The interners: strings, label sets and canonical policy traces become small ids at the
 //! frontend, so workers hold only fixed-size keys.
 //!
-//! Each table is bounded (`limit` entries). When a table is full, an update that needs a new
-//! entry is skipped and counted (`interner_full`); existing entries keep working. Entries are
-//! never removed while the process runs, so an id means the same thing for its whole life.
-//! State: one copy of every distinct value, plus a hash map entry pointing at it.
+//! Each table is bounded (`limit` entries at a time). When a table is full, an update that
+//! needs a new entry is skipped and counted (`interner_full`); existing entries keep working.
+//! Ids are never reused, so an id means the same thing for its whole life; entries that no
+//! retained flow uses any more are removed by the catalog collector, so churn (pods that
+//! come and go) does not fill the tables. State: every distinct value held once behind a
+//! cheap clone (`Arc`), in a map from value to id and one from id to value.
 
 use std::borrow::Borrow;
 use std::hash::Hash;
@@ -23,22 +25,30 @@ pub struct InternerFull {
 
 struct Table<K> {
     ids: FxHashMap<K, u32>,
-    values: Vec<K>,
+    values: FxHashMap<u32, K>,
+    /// The id the next new value gets.
+    next: u32,
+    /// Changes whenever a value is added or removed.
+    version: u64,
 }
 
-/// A bounded, append-only map between values and dense `u32` ids.
+/// A bounded map between values and `u32` ids. Ids are given in increasing order and never
+/// reused, so an id means the same value for as long as it exists; values no longer used
+/// anywhere are removed by [`InternTable::remove_unused`] (see `catalog::collector`).
 pub struct InternTable<K> {
     table: RwLock<Table<K>>,
     limit: usize,
 }
 
 impl<K: Hash + Eq + Clone> InternTable<K> {
-    /// An empty table that holds at most `limit` values.
+    /// An empty table that holds at most `limit` values at a time.
     pub fn new(limit: usize) -> Self {
         InternTable {
             table: RwLock::new(Table {
                 ids: FxHashMap::default(),
-                values: Vec::new(),
+                values: FxHashMap::default(),
+                next: 0,
+                version: 0,
             }),
             limit,
         }
@@ -66,18 +76,19 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
         if let Some(id) = table.ids.get(value) {
             return Ok((*id, false));
         }
-        if table.values.len() >= self.limit {
+        if table.values.len() >= self.limit || table.next == u32::MAX {
             return Err(InternerFull { limit: self.limit });
         }
-        let id =
-            u32::try_from(table.values.len()).map_err(|_| InternerFull { limit: self.limit })?;
+        let id = table.next;
+        table.next += 1;
+        table.version += 1;
         let owned = K::from(value);
-        table.values.push(owned.clone());
+        table.values.insert(id, owned.clone());
         table.ids.insert(owned, id);
         Ok((id, true))
     }
 
-    /// The id of `value`, if it was ever interned.
+    /// The id of `value`, if it is in the table.
     pub fn lookup<Q>(&self, value: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
@@ -88,12 +99,81 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
 
     /// The value behind `id`.
     pub fn get(&self, id: u32) -> Option<K> {
-        self.table.read().values.get(id as usize).cloned()
+        self.table.read().values.get(&id).cloned()
     }
 
-    /// Calls `read` with every value, indexed by id, under one read lock.
-    pub fn with_values<R>(&self, read: impl FnOnce(&[K]) -> R) -> R {
-        read(&self.table.read().values)
+    /// Calls `visit` with every value whose id is at least `from`, in id order, and returns
+    /// the id the next new value will get (the next `from`).
+    pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &K)) -> u32 {
+        let table = self.table.read();
+        if (table.next - from.min(table.next)) as usize <= table.values.len() {
+            for id in from..table.next {
+                if let Some(value) = table.values.get(&id) {
+                    visit(id, value);
+                }
+            }
+        } else {
+            let mut newer: Vec<(u32, &K)> = table
+                .values
+                .iter()
+                .filter(|(id, _)| **id >= from)
+                .map(|(id, value)| (*id, value))
+                .collect();
+            newer.sort_unstable_by_key(|(id, _)| *id);
+            for (id, value) in newer {
+                visit(id, value);
+            }
+        }
+        table.next
+    }
+
+    /// Calls `read` with every (id, value) under one read lock, in no particular order, and
+    /// the id the next new value will get.
+    pub fn with_values<R>(&self, read: impl FnOnce(&FxHashMap<u32, K>, u32) -> R) -> R {
+        let table = self.table.read();
+        read(&table.values, table.next)
+    }
+
+    /// The ids below `below` in the table that `pick` accepts, ascending.
+    pub fn ids_below(&self, below: u32, pick: impl Fn(u32) -> bool) -> Vec<u32> {
+        let table = self.table.read();
+        let mut ids: Vec<u32> = table
+            .values
+            .keys()
+            .copied()
+            .filter(|id| *id < below && pick(*id))
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The id the next new value will get: every id in the table is below it.
+    pub fn next_id(&self) -> u32 {
+        self.table.read().next
+    }
+
+    /// Changes whenever a value is added or removed.
+    pub fn version(&self) -> u64 {
+        self.table.read().version
+    }
+
+    /// Removes the values whose ids are in `unused` (id 0, the table's first value, stays).
+    /// Returns how many it removed.
+    pub fn remove_unused(&self, unused: &[u32]) -> usize {
+        let mut table = self.table.write();
+        let mut removed = 0;
+        for id in unused.iter().filter(|id| **id != 0) {
+            if let Some(value) = table.values.remove(id) {
+                table.ids.remove(&value);
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            table.version += 1;
+            table.values.shrink_to_fit();
+            table.ids.shrink_to_fit();
+        }
+        removed
     }
 
     /// How many values the table holds.
@@ -110,7 +190,8 @@ impl<K: Hash + Eq + Clone> InternTable<K> {
 /// The string table, with a cached byte-order rank of every string for sorting by name.
 pub struct Symbols {
     table: InternTable<Arc<str>>,
-    ranks: Mutex<Arc<Vec<u32>>>,
+    /// The ranks and the table version they were computed at.
+    ranks: Mutex<(u64, Arc<Vec<u32>>)>,
 }
 
 impl Symbols {
@@ -118,7 +199,7 @@ impl Symbols {
     pub fn new(limit: usize) -> Self {
         let symbols = Symbols {
             table: InternTable::new(limit.max(1)),
-            ranks: Mutex::new(Arc::new(Vec::new())),
+            ranks: Mutex::new((u64::MAX, Arc::new(Vec::new()))),
         };
         symbols
             .table
@@ -146,14 +227,24 @@ impl Symbols {
     }
 
     /// Calls `visit` with every string whose id is at least `from`, in id order, and returns
-    /// the number of strings examined so far (the next `from`).
+    /// the id the next new string will get (the next `from`).
     pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &str)) -> u32 {
-        self.table.with_values(|values| {
-            for (id, value) in values.iter().enumerate().skip(from as usize) {
-                visit(id as u32, value);
-            }
-            values.len() as u32
-        })
+        self.table.scan_from(from, |id, value| visit(id, value))
+    }
+
+    /// The id the next new string will get: every string's id is below it.
+    pub fn next_id(&self) -> u32 {
+        self.table.next_id()
+    }
+
+    /// The ids below `below` of strings that `pick` accepts, ascending.
+    pub fn ids_below(&self, below: u32, pick: impl Fn(u32) -> bool) -> Vec<u32> {
+        self.table.ids_below(below, pick)
+    }
+
+    /// Removes the strings whose ids are in `unused`; returns how many it removed.
+    pub fn remove_unused(&self, unused: &[u32]) -> usize {
+        self.table.remove_unused(unused)
     }
 
     /// How many strings are interned.
@@ -166,22 +257,25 @@ impl Symbols {
         self.table.is_empty()
     }
 
-    /// The byte-order rank of every string, indexed by id; rebuilt only when strings were added.
+    /// The byte-order rank of every string, indexed by id (ids no longer in the table rank
+    /// last); rebuilt only when strings were added or removed.
     pub fn ranks(&self) -> Arc<Vec<u32>> {
         let mut cached = self.ranks.lock();
-        if cached.len() == self.table.len() {
-            return cached.clone();
+        let version = self.table.version();
+        if cached.0 == version {
+            return cached.1.clone();
         }
-        let ranks = self.table.with_values(|values| {
-            let mut order: Vec<u32> = (0..values.len() as u32).collect();
-            order.sort_unstable_by(|a, b| values[*a as usize].cmp(&values[*b as usize]));
-            let mut ranks = vec![0u32; values.len()];
-            for (rank, id) in order.into_iter().enumerate() {
+        let ranks = self.table.with_values(|values, next| {
+            let mut order: Vec<(&Arc<str>, u32)> =
+                values.iter().map(|(id, value)| (value, *id)).collect();
+            order.sort_unstable();
+            let mut ranks = vec![u32::MAX; next as usize];
+            for (rank, (_, id)) in order.into_iter().enumerate() {
                 ranks[id as usize] = rank as u32;
             }
             ranks
         });
-        *cached = Arc::new(ranks);
-        cached.clone()
+        *cached = (version, Arc::new(ranks));
+        cached.1.clone()
     }
 }

@@ -16,6 +16,7 @@ use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::flows_wire::FlowsWire;
 use crate::api::statistics::StatisticsService;
+use crate::catalog::collector::CatalogCollector;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
@@ -81,6 +82,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock.clone(),
     )?;
     let catalog = Arc::new(Catalog::new(config.catalog));
+    tokio::spawn(CatalogCollector::new(engine.clone(), catalog.clone()).run());
     let streams = StreamHub::start(
         engine.clone(),
         catalog.clone(),

@@ -22,6 +22,7 @@ use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
+use eddy_dataflows::queries::used_ids::{IdBits, UsedIds};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
@@ -208,6 +209,32 @@ impl Engine {
             total.add(&part);
         }
         Ok(total)
+    }
+
+    /// The string and label-set ids below the marks that retained flows use, over every
+    /// worker. Walks the flows view once: for the catalog collector, once per epoch.
+    pub async fn used_ids(
+        &self,
+        strings_below: u32,
+        label_sets_below: u32,
+    ) -> Result<UsedIds, EngineStopped> {
+        let parts = self
+            .read(|reply| Command::UsedIds {
+                as_of: 0,
+                strings_below,
+                label_sets_below,
+                reply,
+            })
+            .await?;
+        let mut used = UsedIds {
+            strings: IdBits::below(strings_below),
+            label_sets: IdBits::below(label_sets_below),
+        };
+        for part in &parts {
+            used.strings.union(&part.strings);
+            used.label_sets.union(&part.label_sets);
+        }
+        Ok(used)
     }
 
     /// Sends a read to every worker (the controller sets its tick) and gathers one answer

@@ -6,6 +6,7 @@ pub mod hints;
 pub mod list;
 pub mod sizes;
 pub mod stats;
+pub mod used_ids;
 
 use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList, Navigable};
 use differential_dataflow::trace::TraceReader;

@@ -103,6 +103,9 @@ async fn serve_connection(
             Err(status) => return fail(&receipts, status).await,
         };
         let (batch, inbound_state) = drain_ready(first, &mut inbound);
+        // Held until the batch is handed over: the catalog collector must not remove an id
+        // this batch interned before the engine holds it.
+        let gate = state.catalog.gate.read().await;
         let now = state.now();
         state.ingest.received(batch.len() as u64);
         let mut prepared = Vec::with_capacity(batch.len());
@@ -133,6 +136,7 @@ async fn serve_connection(
         };
         let handed = state.engine.ingest(handed).await;
         drop(handover);
+        drop(gate);
         if let Err(stopped) = handed {
             let _ = receipts
                 .send(Err(Status::unavailable(stopped.to_string())))

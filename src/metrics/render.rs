@@ -171,7 +171,7 @@ pub async fn render(state: &ServerState) -> String {
     text.family(
         "eddy_interned_values",
         "gauge",
-        "Values held by each interner table (entries are never removed).",
+        "Values held by each interner table.",
     );
     for (table, size) in [
         ("strings", catalog.symbols.len()),
@@ -179,6 +179,21 @@ pub async fn render(state: &ServerState) -> String {
         ("traces", catalog.traces.len()),
     ] {
         text.sample("eddy_interned_values", &[("table", table)], size);
+    }
+    text.family(
+        "eddy_interned_values_removed_total",
+        "counter",
+        "Values removed from each interner table because no retained flow used them.",
+    );
+    for (table, removed) in [
+        ("strings", &catalog.removed.strings),
+        ("label_sets", &catalog.removed.label_sets),
+    ] {
+        text.sample(
+            "eddy_interned_values_removed_total",
+            &[("table", table)],
+            removed.load(Ordering::Relaxed),
+        );
     }
 
     let name = "eddy_query_duration_seconds";

@@ -59,12 +59,15 @@ pub(crate) async fn backfill_task(
             .flat_map(|partial| partial.rows)
             .collect();
         rows.sort_unstable_by_key(|row| (row.start, row.key.id));
-        for row in &rows {
-            if results
-                .send(EncodedResult::of_row(row, &catalog))
-                .await
-                .is_err()
-            {
+        // Encoded now, not at the client's pace: the catalog may drop the names of rows that
+        // leave retention meanwhile.
+        let encoded: Vec<EncodedResult> = rows
+            .iter()
+            .map(|row| EncodedResult::of_row(row, &catalog))
+            .collect();
+        drop(rows);
+        for result in encoded {
+            if results.send(result).await.is_err() {
                 break;
             }
         }

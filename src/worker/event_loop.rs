@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, TryRecvError};
 use eddy_dataflows::inputs::EngineInputs;
 use eddy_dataflows::model::{Bucket, Tick};
-use eddy_dataflows::queries::{expire, hints, list, sizes, stats};
+use eddy_dataflows::queries::{expire, hints, list, sizes, stats, used_ids};
 use eddy_dataflows::views::Views;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
@@ -105,6 +105,19 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> boo
         Command::Expire { floor, .. } => {
             inputs.insert(&expire::expired(&mut views.flows, floor));
             true
+        }
+        Command::UsedIds {
+            strings_below,
+            label_sets_below,
+            reply,
+            ..
+        } => {
+            let _ = reply.try_send(used_ids::used_ids(
+                &mut views.flows,
+                strings_below,
+                label_sets_below,
+            ));
+            false
         }
         Command::Sync { reply, .. } => {
             let _ = reply.try_send(());

@@ -12,6 +12,7 @@ use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
+use eddy_dataflows::queries::used_ids::UsedIds;
 use tokio::sync::mpsc;
 
 /// Where a worker sends its part of an answer. Sized to hold one message per worker.
@@ -82,6 +83,18 @@ pub enum Command {
         /// Where the worker's counts go.
         reply: Reply<ViewSizes>,
     },
+    /// Report which string and label-set ids below the marks the retained flows use, once
+    /// every tick up to `as_of` is reflected. Broadcast; each worker sends one [`UsedIds`].
+    UsedIds {
+        /// Set by the controller.
+        as_of: Tick,
+        /// String ids at or above this are not reported.
+        strings_below: u32,
+        /// Label-set ids at or above this are not reported.
+        label_sets_below: u32,
+        /// Where the answer goes.
+        reply: Reply<UsedIds>,
+    },
     /// A barrier: reply once every tick up to `as_of` is reflected. Broadcast; each worker
     /// sends one `()` on `reply`.
     Sync {
@@ -101,7 +114,8 @@ impl Command {
             | Command::Stats { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
-            | Command::Sizes { as_of, .. } => Some(*as_of),
+            | Command::Sizes { as_of, .. }
+            | Command::UsedIds { as_of, .. } => Some(*as_of),
             Command::Ingest(_) | Command::Advance(_) => None,
         }
     }
@@ -114,7 +128,8 @@ impl Command {
             | Command::Stats { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
-            | Command::Sizes { as_of, .. } => Some(as_of),
+            | Command::Sizes { as_of, .. }
+            | Command::UsedIds { as_of, .. } => Some(as_of),
             Command::Ingest(_) | Command::Advance(_) => None,
         }
     }

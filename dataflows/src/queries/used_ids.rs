@@ -1,0 +1,122 @@
+//! The used-ids read: which string and label-set ids this worker's retained flows refer to,
+//! below given marks, so the frontend can drop catalog entries nothing uses any more.
+//!
+//! Walks every (key, label pair) of the flows view once: callers ask once per epoch.
+
+use differential_dataflow::trace::cursor::Cursor;
+
+use crate::model::{FlowKey, Stats};
+use crate::queries::cursor_over_all;
+use crate::traces::FlowsTrace;
+
+/// A set of ids below a mark, one bit each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdBits {
+    words: Vec<u64>,
+    below: u32,
+}
+
+impl IdBits {
+    /// An empty set for ids below `below`.
+    pub fn below(below: u32) -> Self {
+        IdBits {
+            words: vec![0; (below as usize).div_ceil(64)],
+            below,
+        }
+    }
+
+    /// Adds `id`; ids at or above the mark are ignored.
+    pub fn insert(&mut self, id: u32) {
+        if id >= self.below {
+            return;
+        }
+        if let Some(word) = self.words.get_mut(id as usize / 64) {
+            *word |= 1 << (id % 64);
+        }
+    }
+
+    /// Whether `id` is in the set.
+    pub fn contains(&self, id: u32) -> bool {
+        self.words
+            .get(id as usize / 64)
+            .is_some_and(|word| word & (1 << (id % 64)) != 0)
+    }
+
+    /// Adds every id of `other` (a set with the same mark).
+    pub fn union(&mut self, other: &IdBits) {
+        for (word, theirs) in self.words.iter_mut().zip(&other.words) {
+            *word |= theirs;
+        }
+    }
+}
+
+/// The ids one worker's retained flows use.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UsedIds {
+    /// String ids in flow keys.
+    pub strings: IdBits,
+    /// Label-set ids (source and destination).
+    pub label_sets: IdBits,
+}
+
+fn key_strings(key: &FlowKey) -> [u32; 8] {
+    [
+        key.source_name,
+        key.source_namespace,
+        key.dest_name,
+        key.dest_namespace,
+        key.dest_service_name,
+        key.dest_service_namespace,
+        key.dest_service_port_name,
+        key.proto,
+    ]
+}
+
+/// The string ids below `strings_below` and label-set ids below `label_sets_below` that this
+/// worker's retained flows use.
+pub fn used_ids(flows: &mut FlowsTrace, strings_below: u32, label_sets_below: u32) -> UsedIds {
+    let mut used = UsedIds {
+        strings: IdBits::below(strings_below),
+        label_sets: IdBits::below(label_sets_below),
+    };
+    let (mut cursor, storage) = cursor_over_all(flows);
+    while let Some(key) = cursor.get_key(&storage) {
+        let mut retained = false;
+        while let Some((_, (source_labels, dest_labels))) = cursor.get_val(&storage) {
+            let mut stats = Stats::default();
+            cursor.map_times(&storage, |_, diff| stats.add(diff));
+            if stats != Stats::default() {
+                retained = true;
+                used.label_sets.insert(*source_labels);
+                used.label_sets.insert(*dest_labels);
+            }
+            cursor.step_val(&storage);
+        }
+        if retained {
+            for id in key_strings(key) {
+                used.strings.insert(id);
+            }
+        }
+        cursor.step_key(&storage);
+    }
+    used
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_bits_hold_ids_below_the_mark() {
+        let mut bits = IdBits::below(130);
+        bits.insert(0);
+        bits.insert(129);
+        bits.insert(130);
+        assert!(bits.contains(0) && bits.contains(129));
+        assert!(!bits.contains(1) && !bits.contains(130) && !bits.contains(5000));
+        let mut other = IdBits::below(130);
+        other.insert(64);
+        bits.union(&other);
+        assert!(bits.contains(64));
+    }
+}
