@@ -219,7 +219,7 @@ fn main() {
     println!("| keys | workers | updates | ingest | List first page p50 / p99 | filtered List p50 / p99 | heap bytes per (key, bucket) | resident bytes per (key, bucket) |");
     println!("|---|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().expect("the bench knows its own path");
-    for keys in [10_000u64, 100_000] {
+    for keys in [1_000u64, 10_000, 100_000, 1_000_000] {
         for workers in [1usize, 2] {
             let status = Command::new(&me)
                 .args([keys.to_string(), workers.to_string()])
