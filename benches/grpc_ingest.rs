@@ -2,7 +2,8 @@
 //! against Eddy and, in the same run, against a transport-only baseline server whose
 //! `Connect` only returns receipts. Eddy's rate is reported as a ratio of the baseline's.
 //!
-//! Each configuration runs pipelined (2048 updates outstanding per stream) and Felix-style
+//! Every configuration runs five times, the baseline and Eddy in turn, and the medians are
+//! reported. Each configuration runs pipelined (2048 updates outstanding per stream) and Felix-style
 //! stop-and-wait (one update outstanding per stream, the next sent when its receipt arrives).
 //!
 //! `cargo bench --bench grpc_ingest [-- UPDATES [pipelined|stop-and-wait]]` (UPDATES per
@@ -37,6 +38,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const PIPELINED: usize = 2048;
 /// Felix sends one update and waits for its receipt.
 const STOP_AND_WAIT: usize = 1;
+/// Each configuration runs this many times, baseline and Eddy in turn; the report gives the
+/// medians of the rates and of the per-pair ratios.
+const REPEATS: usize = 5;
 
 /// A `Connect` that answers every update with a receipt and does nothing else.
 struct ReceiptsOnly;
@@ -205,14 +209,22 @@ fn main() {
             }
             for streams in [1usize, 8, 64] {
                 let per_stream = (updates / streams).max(1);
-                let base_rate = pump(baseline, streams, per_stream, outstanding, clock.now()).await;
-                let eddy_rate = pump(eddy, streams, per_stream, outstanding, clock.now()).await;
+                let mut pairs = Vec::with_capacity(REPEATS);
+                for _ in 0..REPEATS {
+                    let base = pump(baseline, streams, per_stream, outstanding, clock.now()).await;
+                    let rate = pump(eddy, streams, per_stream, outstanding, clock.now()).await;
+                    pairs.push((base, rate));
+                }
+                let median = |mut values: Vec<f64>| {
+                    values.sort_by(f64::total_cmp);
+                    values[values.len() / 2]
+                };
                 println!(
                     "| {streams} | {client} | {} | {:.0} k/s | {:.0} k/s | {:.2} |",
                     streams * per_stream,
-                    base_rate / 1e3,
-                    eddy_rate / 1e3,
-                    eddy_rate / base_rate
+                    median(pairs.iter().map(|p| p.0).collect()) / 1e3,
+                    median(pairs.iter().map(|p| p.1).collect()) / 1e3,
+                    median(pairs.iter().map(|p| p.1 / p.0).collect()),
                 );
             }
         }
