@@ -279,3 +279,27 @@ impl Symbols {
         cached.1.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removed_ids_are_not_reused_and_free_room() {
+        let table: InternTable<Arc<str>> = InternTable::new(2);
+        let a = table.intern("a").expect("room for a");
+        let b = table.intern("b").expect("room for b");
+        assert_eq!(table.remove_unused(&[b]), 1);
+        assert_eq!(table.lookup("b"), None);
+        let c = table.intern("c").expect("room again");
+        assert!(c > b, "ids only grow");
+        assert_eq!(table.get(a).as_deref(), Some("a"));
+        let mut seen = Vec::new();
+        assert_eq!(
+            table.scan_from(0, |id, value| seen.push((id, value.to_string()))),
+            c + 1
+        );
+        assert_eq!(seen, vec![(a, "a".to_string()), (c, "c".to_string())]);
+        assert_eq!(table.ids_below(c, |_| true), vec![a]);
+    }
+}
