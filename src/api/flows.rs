@@ -1,6 +1,8 @@
 //! The `Flows` service: List (SPEC §4), FilterHints (SPEC §6) and Stream (SPEC §7, served by
 //! the stream hub). `api::flows_wire` puts it on the wire.
 
+use std::sync::Arc;
+
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{self, ListQuery, SortField};
 use eddy_dataflows::views::hints::HintField;
@@ -94,6 +96,21 @@ impl FlowsService {
         let sort = sort_fields(&request)?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
         let limit = (page_size > 0).then(|| page.saturating_add(1).saturating_mul(page_size));
+        let by_name = sort.iter().any(|field| {
+            matches!(
+                field,
+                SortField::DestName
+                    | SortField::DestNamespace
+                    | SortField::SourceName
+                    | SortField::SourceNamespace
+            )
+        });
+        // Ranking every string costs a sort of the string table: only name orders need it.
+        let name_ranks = if by_name {
+            state.catalog.symbols.ranks()
+        } else {
+            Arc::new(Vec::new())
+        };
         let query = ListQuery {
             range,
             window,
@@ -101,7 +118,7 @@ impl FlowsService {
             filter,
             sort,
             limit,
-            name_ranks: state.catalog.symbols.ranks(),
+            name_ranks,
         };
         let partials = state.engine.list(query).await?;
         let (rows, total) = list::merge(partials, page, page_size);
