@@ -6,14 +6,9 @@
 //! runs one. Figures are printed as a Markdown table row for BENCHMARKS.md.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
-#![allow(
-    unsafe_code,
-    reason = "a counting global allocator measures live heap bytes"
-)]
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,32 +19,9 @@ use eddy::worker::{Engine, EngineConfig};
 use eddy_dataflows::filter::{FlowFilter, IdSet};
 use eddy_dataflows::model::{BucketRange, FlowKey, FlowRecord, Stats};
 use eddy_dataflows::queries::list::{ListQuery, SortField};
-use mimalloc::MiMalloc;
-
-/// Counts live heap bytes, so memory per row is measured without allocator slack; allocates
-/// with the `eddy` binary's allocator.
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to mimalloc unchanged and only adds a counter.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
-    }
-}
+use support::heap::{live_heap_bytes, CountingAllocator};
+use support::measure::{percentile_ms, resident_bytes};
+use support::process::{arguments, run_in_child};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -60,16 +32,6 @@ const BUCKETS: i64 = 4;
 /// Updates per (key, bucket): as if three nodes reported each flow.
 const REPORTS: i64 = 3;
 const BATCH: usize = 1024;
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 fn record(key: u64, bucket: i64) -> FlowRecord {
     let id = key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 1 | 1;
@@ -105,11 +67,6 @@ fn record(key: u64, bucket: i64) -> FlowRecord {
             connections_live: 0,
         },
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
 }
 
 fn list_query(filter: FlowFilter) -> ListQuery {
@@ -150,7 +107,7 @@ fn run_one(keys: u64, workers: usize) {
         let config = EngineConfig { workers, retention, tick_interval: Duration::from_millis(50) };
         let engine = Engine::start(config, clock).expect("the engine starts");
         engine.sync().await.expect("engine runs");
-        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let heap_before = live_heap_bytes();
         let base = retention.bucket_of(NOW) - BUCKETS * WINDOW;
         let mut batches = Vec::new();
         for _report in 0..REPORTS {
@@ -189,15 +146,15 @@ fn run_one(keys: u64, workers: usize) {
         }
         let retained = keys * BUCKETS as u64;
         let bytes = resident_bytes().saturating_sub(before) as f64 / retained as f64;
-        let heap = LIVE_BYTES.load(Ordering::Relaxed).saturating_sub(heap_before) as f64
+        let heap = live_heap_bytes().saturating_sub(heap_before) as f64
             / retained as f64;
         println!(
             "| {keys} | {workers} | {updates} | {:.2} M/s | {:.1} / {:.1} ms | {:.1} / {:.1} ms | {:.0} | {:.0} |",
             updates as f64 / elapsed.as_secs_f64() / 1e6,
-            percentile(&unfiltered, 0.5),
-            percentile(&unfiltered, 0.99),
-            percentile(&filtered, 0.5),
-            percentile(&filtered, 0.99),
+            percentile_ms(&unfiltered, 0.5),
+            percentile_ms(&unfiltered, 0.99),
+            percentile_ms(&filtered, 0.5),
+            percentile_ms(&filtered, 0.99),
             heap,
             bytes,
         );
@@ -205,10 +162,7 @@ fn run_one(keys: u64, workers: usize) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = arguments();
     if let [keys, workers] = &args[..] {
         run_one(
             keys.parse().expect("KEYS is a number"),
@@ -218,16 +172,11 @@ fn main() {
     }
     println!("| keys | workers | updates | ingest | List first page p50 / p99 | filtered List p50 / p99 | heap bytes per (key, bucket) | resident bytes per (key, bucket) |");
     println!("|---|---|---|---|---|---|---|---|");
-    let me = std::env::current_exe().expect("the bench knows its own path");
     for keys in [1_000u64, 10_000, 100_000, 1_000_000] {
         for workers in [1usize, 2] {
-            let status = Command::new(&me)
-                .args([keys.to_string(), workers.to_string()])
-                .status()
-                .expect("the bench can run itself");
-            assert!(
-                status.success(),
-                "configuration {keys} keys x {workers} workers failed"
+            run_in_child(
+                &[keys.to_string(), workers.to_string()],
+                &format!("configuration {keys} keys x {workers} workers"),
             );
         }
     }

@@ -13,21 +13,25 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::flow_collector_server::{FlowCollector, FlowCollectorServer};
 use eddy::proto::{
     Action, EndpointType, Flow, FlowKey, FlowReceipt, FlowUpdate, PolicyTrace, Reporter,
 };
 use eddy::retention::Retention;
-use eddy::server::{build_state, serve, ServerConfig};
+use eddy::server::ServerConfig;
 use eddy::worker::clock::{Clock, SystemClock};
 use futures::Stream;
-use tokio::sync::{mpsc, Semaphore};
+use support::ingest::send_receipted;
+use support::process::arguments;
+use support::server::{connect, loopback_listener, start_server, workers_per_core};
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -108,47 +112,18 @@ async fn pump(
     outstanding: usize,
     now: i64,
 ) -> f64 {
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{server}"))
-        .expect("a valid URI")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("the server is up");
+    let channel = connect(server).await;
     let prepared: Vec<Vec<FlowUpdate>> = (0..streams)
         .map(|stream| (0..per_stream).map(|i| update(stream, i, now)).collect())
         .collect();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for updates in prepared {
-        let mut client = FlowCollectorClient::new(channel.clone());
-        tasks.push(tokio::spawn(async move {
-            let window = Arc::new(Semaphore::new(outstanding));
-            let (tx, rx) = mpsc::channel(outstanding);
-            let mut receipts = client
-                .connect(ReceiverStream::new(rx))
-                .await
-                .expect("Connect is accepted")
-                .into_inner();
-            let count = updates.len();
-            let sender_window = window.clone();
-            let sender = tokio::spawn(async move {
-                for update in updates {
-                    sender_window.acquire().await.expect("open").forget();
-                    if tx.send(update).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            for _ in 0..count {
-                receipts
-                    .message()
-                    .await
-                    .expect("a receipt")
-                    .expect("one per update");
-                window.add_permits(1);
-            }
-            sender.await.expect("the sender finishes");
-        }));
+        tasks.push(tokio::spawn(send_receipted(
+            channel.clone(),
+            outstanding,
+            updates.into_iter(),
+        )));
     }
     for task in tasks {
         task.await.expect("a stream finishes");
@@ -157,10 +132,7 @@ async fn pump(
 }
 
 async fn start_baseline() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("an address");
+    let (listener, address) = loopback_listener().await;
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     tokio::spawn(
         tonic::transport::Server::builder()
@@ -175,22 +147,13 @@ async fn start_eddy(clock: Arc<SystemClock>) -> SocketAddr {
         window: 15,
         closed_buckets: 240,
     };
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let state =
-        build_state(ServerConfig::new(workers, retention), clock).expect("the engine starts");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a port");
-    let address = listener.local_addr().expect("an address");
-    tokio::spawn(serve(state, listener, std::future::pending()));
+    let (_state, address) =
+        start_server(ServerConfig::new(workers_per_core(), retention), clock).await;
     address
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = arguments();
     let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let only = args.get(1).cloned();
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");

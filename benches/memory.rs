@@ -13,53 +13,25 @@
 //! first update.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
-#![allow(
-    unsafe_code,
-    reason = "a counting global allocator measures live heap bytes"
-)]
 
-use std::alloc::{GlobalAlloc, Layout};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
 use std::sync::Arc;
 
 use eddy::ingest::SkipReason;
-use eddy::proto::flow_collector_client::FlowCollectorClient;
-use eddy::proto::{
-    Action, EndpointType, Flow, FlowKey, FlowUpdate, PolicyHit, PolicyKind, PolicyTrace, Reporter,
-};
+use eddy::proto::{Action, FlowUpdate, PolicyTrace};
 use eddy::retention::Retention;
-use eddy::server::{build_state, serve, ServerConfig};
+use eddy::server::ServerConfig;
 use eddy::worker::clock::{Clock, ManualClock};
-use mimalloc::MiMalloc;
-use tokio::sync::{mpsc, Semaphore};
-use tokio_stream::wrappers::ReceiverStream;
+use support::cluster::{
+    app, namespace_names, reporter, Pod, PolicyChoices, TcpFlow, DESTS, NAMESPACES, TRACES,
+};
+use support::heap::{live_heap_bytes, CountingAllocator};
+use support::ingest::send_spread;
+use support::measure::resident_bytes;
+use support::process::{numeric_arguments, run_in_child};
+use support::server::{connect, start_server, workers_per_core};
 use tonic::transport::Channel;
-
-/// Counts live heap bytes, so allocator slack can be told apart from retained data; allocates
-/// with the `eddy` binary's allocator.
-struct CountingAllocator;
-
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every method forwards to mimalloc unchanged and only adds a counter.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE_BYTES.fetch_add(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE_BYTES.fetch_add(new_size, Ordering::Relaxed);
-        LIVE_BYTES.fetch_sub(layout.size(), Ordering::Relaxed);
-        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -73,38 +45,11 @@ const DEFAULT_KEYS: u64 = 50_000;
 const DEFAULT_CYCLES: u64 = 3;
 /// Keys per source pod: each pod talks to this many destinations.
 const KEYS_PER_POD: u64 = 4;
-const DESTS: u64 = 2_000;
-const NAMESPACES: u64 = 100;
 const PORTS: [i64; KEYS_PER_POD as usize] = [80, 443, 5432, 8080];
-const TRACES: u64 = 40;
-const APPS: [&str; 12] = [
-    "frontend",
-    "checkout",
-    "cart",
-    "ledger",
-    "fraud-check",
-    "search",
-    "catalog",
-    "auth",
-    "billing",
-    "notifier",
-    "redis",
-    "postgres",
-];
 /// Connect calls (one connection each) that ingest every step.
 const STREAMS: usize = 4;
 /// Updates a Connect call may have sent without a receipt.
 const IN_FLIGHT: usize = 2048;
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
 
 fn mebibytes(bytes: f64) -> f64 {
     bytes / (1u64 << 20) as f64
@@ -126,36 +71,17 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// Trace `trace`: its enforced policy is `allow-TRACE`; its staged policy always denies.
 fn policy_trace(trace: u64) -> (PolicyTrace, Action) {
-    let action = if trace % 8 == 7 {
-        Action::Deny
-    } else {
-        Action::Allow
-    };
-    let namespace = format!("team-{:02}", trace % NAMESPACES);
-    let hit = |kind: PolicyKind, name: String, action: Action| PolicyHit {
-        kind: kind as i32,
-        namespace: namespace.clone(),
-        name,
-        tier: "default".into(),
-        action: action as i32,
-        policy_index: 0,
-        rule_index: (trace % 3) as i64,
-        trigger: None,
-    };
-    let trace_hits = PolicyTrace {
-        enforced_policies: vec![hit(
-            PolicyKind::CalicoNetworkPolicy,
-            format!("allow-{trace}"),
-            action,
-        )],
-        pending_policies: vec![hit(
-            PolicyKind::StagedNetworkPolicy,
-            format!("staged-{trace}"),
-            Action::Deny,
-        )],
-    };
-    (trace_hits, action)
+    support::cluster::policy_trace(
+        trace,
+        PolicyChoices {
+            enforced_name: format!("allow-{trace}"),
+            enforced_tier: "default",
+            pending_action: Action::Deny,
+            pending_rule_index: (trace % 3) as i64,
+        },
+    )
 }
 
 /// The simulated cluster: `pods` source pods, each calling `KEYS_PER_POD` of a fixed set of
@@ -176,14 +102,11 @@ impl Cluster {
             pods: keys.div_ceil(KEYS_PER_POD),
             churn_percent,
             dests: (0..DESTS)
-                .map(|d| {
-                    let app = APPS[d as usize % APPS.len()];
-                    format!("{app}-{:010x}-{:05x}", mix(d) & 0xff_ffff_ffff, d)
-                })
+                .map(|d| format!("{}-{:010x}-{:05x}", app(d), mix(d) & 0xff_ffff_ffff, d))
                 .collect(),
-            namespaces: (0..NAMESPACES).map(|i| format!("team-{i:02}")).collect(),
+            namespaces: namespace_names(),
             dest_labels: (0..DESTS)
-                .map(|d| vec![format!("app={}", APPS[d as usize % APPS.len()])])
+                .map(|d| vec![format!("app={}", app(d))])
                 .collect(),
             traces: (0..TRACES).map(policy_trace).collect(),
         }
@@ -199,58 +122,33 @@ impl Cluster {
         let pod = key % self.pods;
         let slot = key / self.pods;
         let dest = (pod * 7 + slot * 13) % DESTS;
-        let app = APPS[pod as usize % APPS.len()];
+        let app = app(pod);
         let instance = mix(pod ^ (self.generation(pod, step) << 32));
-        let (trace, action) = &self.traces[(dest % TRACES) as usize];
-        FlowUpdate {
-            flow: Some(Flow {
-                key: Some(FlowKey {
-                    source_name: format!("{app}-{:010x}-{:05x}", instance & 0xff_ffff_ffff, pod),
-                    source_namespace: self.namespaces[(pod % NAMESPACES) as usize].clone(),
-                    source_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_name: self.dests[dest as usize].clone(),
-                    dest_namespace: self.namespaces[(dest % NAMESPACES) as usize].clone(),
-                    dest_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_port: PORTS[slot as usize % PORTS.len()],
-                    proto: "TCP".into(),
-                    reporter: if slot % 2 == 0 {
-                        Reporter::Src
-                    } else {
-                        Reporter::Dst
-                    } as i32,
-                    action: *action as i32,
-                    policies: Some(trace.clone()),
-                    ..Default::default()
-                }),
-                start_time: bucket + 1,
-                end_time: bucket + 1,
-                source_labels: vec![
+        TcpFlow {
+            source: Pod {
+                name: format!("{app}-{:010x}-{:05x}", instance & 0xff_ffff_ffff, pod),
+                namespace: self.namespaces[(pod % NAMESPACES) as usize].clone(),
+                labels: vec![
                     format!("app={app}"),
                     format!(
                         "pod-template-hash={:010x}",
                         (instance >> 24) & 0xff_ffff_ffff
                     ),
                 ],
-                dest_labels: self.dest_labels[dest as usize].clone(),
-                packets_in: 10,
-                packets_out: 12,
-                bytes_in: 1000,
-                bytes_out: 1200,
-                num_connections_started: 1,
-                num_connections_completed: 1,
-                num_connections_live: 0,
-            }),
+            },
+            dest: Pod {
+                name: self.dests[dest as usize].clone(),
+                namespace: self.namespaces[(dest % NAMESPACES) as usize].clone(),
+                labels: self.dest_labels[dest as usize].clone(),
+            },
+            port: PORTS[slot as usize % PORTS.len()],
+            reporter: reporter(slot),
+            trace: &self.traces[(dest % TRACES) as usize],
+            packets_in: 10,
+            packets_out: 12,
         }
+        .update(bucket)
     }
-}
-
-async fn connect(address: std::net::SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("a valid URI")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("the server is up")
 }
 
 /// Sends every key's update for `step` into `bucket`, spread over one Connect call per
@@ -262,47 +160,11 @@ async fn ingest_step(
     step: u64,
     bucket: i64,
 ) {
-    let streams = channels.len();
-    let mut tasks = Vec::new();
-    for (stream, channel) in channels.iter().enumerate() {
-        let (channel, cluster) = (channel.clone(), cluster.clone());
-        tasks.push(tokio::spawn(async move {
-            let indices = (stream as u64..keys).step_by(streams);
-            let count = indices.clone().count();
-            let window = Arc::new(Semaphore::new(IN_FLIGHT));
-            let (tx, rx) = mpsc::channel(IN_FLIGHT);
-            let mut receipts = FlowCollectorClient::new(channel)
-                .connect(ReceiverStream::new(rx))
-                .await
-                .expect("Connect is accepted")
-                .into_inner();
-            let sender_window = window.clone();
-            let sender = tokio::spawn(async move {
-                for key in indices {
-                    sender_window
-                        .acquire()
-                        .await
-                        .expect("the window is never closed")
-                        .forget();
-                    if tx.send(cluster.update(key, step, bucket)).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            for _ in 0..count {
-                receipts
-                    .message()
-                    .await
-                    .expect("the Connect call stays healthy")
-                    .expect("one receipt per update");
-                window.add_permits(1);
-            }
-            sender.await.expect("the sender finishes");
-        }));
-    }
-    for task in tasks {
-        task.await.expect("every ingest stream finishes");
-    }
+    let cluster = cluster.clone();
+    send_spread(channels, keys, IN_FLIGHT, move |key| {
+        cluster.update(key, step, bucket)
+    })
+    .await;
 }
 
 fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
@@ -313,14 +175,11 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
             closed_buckets: CLOSED_BUCKETS,
         };
         let clock = Arc::new(ManualClock::new(NOW));
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = build_state(ServerConfig::new(workers, retention), clock.clone())
-            .expect("the engine starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("an address");
-        tokio::spawn(serve(state.clone(), listener, std::future::pending()));
+        let (state, address) = start_server(
+            ServerConfig::new(workers_per_core(), retention),
+            clock.clone(),
+        )
+        .await;
         let cluster = Arc::new(Cluster::new(keys, churn_percent));
         let mut channels = Vec::new();
         for _ in 0..STREAMS {
@@ -328,7 +187,7 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
         }
         state.engine.sync().await.expect("the engine runs");
         let resident_before = resident_bytes();
-        let heap_before = LIVE_BYTES.load(Ordering::Relaxed);
+        let heap_before = live_heap_bytes();
         let mut sent = 0;
         // The largest live heap seen after a step of the current cycle.
         let mut heap_peak: f64 = 0.0;
@@ -353,9 +212,7 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
             for _ in 0..20 {
                 state.engine.sync().await.expect("the engine runs");
             }
-            let heap = LIVE_BYTES
-                .load(Ordering::Relaxed)
-                .saturating_sub(heap_before) as f64;
+            let heap = live_heap_bytes().saturating_sub(heap_before) as f64;
             heap_peak = heap_peak.max(heap);
             if (step + 1) % STEPS_PER_CYCLE != 0 {
                 continue;
@@ -391,14 +248,7 @@ fn run_one(churn_percent: u64, keys: u64, cycles: u64) {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .map(|a| {
-            a.parse()
-                .expect("arguments are numbers: CHURN_PERCENT [KEYS [CYCLES]]")
-        })
-        .collect();
+    let args = numeric_arguments("CHURN_PERCENT [KEYS [CYCLES]]");
     if let [churn_percent, rest @ ..] = &args[..] {
         run_one(
             *churn_percent,
@@ -409,15 +259,10 @@ fn main() {
     }
     println!("| pods replaced per bucket | cycle | buckets ingested | retained (key, bucket) rows | hint rows | resident growth | live heap growth, at the end / peak of the cycle | resident bytes per row | heap bytes per row (at the end) | interned strings | label sets | traces | updates skipped (interner full) |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let me = std::env::current_exe().expect("the bench knows its own path");
     for churn_percent in [0u64, 10, 100] {
-        let status = Command::new(&me)
-            .arg(churn_percent.to_string())
-            .status()
-            .expect("the bench can run itself");
-        assert!(
-            status.success(),
-            "the variant with {churn_percent} % of pods replaced per bucket failed"
+        run_in_child(
+            &[churn_percent.to_string()],
+            &format!("the variant with {churn_percent} % of pods replaced per bucket"),
         );
     }
 }

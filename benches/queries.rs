@@ -12,26 +12,30 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
+mod support;
+
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::statistics_client::StatisticsClient;
 use eddy::proto::{
-    Action, EndpointType, FilterHintsRequest, FilterType, Flow, FlowKey, FlowListRequest,
-    FlowUpdate, PolicyHit, PolicyKind, PolicyTrace, Reporter, StatisticType, StatisticsGroupBy,
-    StatisticsRequest, StringMatch,
+    Action, FilterHintsRequest, FilterType, FlowListRequest, FlowUpdate, PolicyTrace, Reporter,
+    StatisticType, StatisticsGroupBy, StatisticsRequest, StringMatch,
 };
 use eddy::retention::Retention;
-use eddy::server::{build_state, serve, ServerConfig};
+use eddy::server::ServerConfig;
 use eddy::worker::clock::ManualClock;
-use tokio::sync::{mpsc, Semaphore};
+use support::cluster::{
+    app, namespace_names, reporter, Pod, PolicyChoices, TcpFlow, DESTS, NAMESPACES, TRACES,
+};
+use support::ingest::send_spread;
+use support::measure::{percentile_ms, resident_bytes, timed_statistics};
+use support::process::{arguments, run_in_child};
+use support::server::{connect, start_server};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
 #[global_allocator]
@@ -43,25 +47,7 @@ const CLOSED_BUCKETS: i64 = 240;
 /// Buckets the rows are spread over; the newest is the current bucket.
 const BUCKETS: u64 = 4;
 const SOURCES: u64 = 3_000;
-const DESTS: u64 = 2_000;
-const NAMESPACES: u64 = 100;
 const PORTS: [i64; 6] = [80, 443, 5432, 6379, 8080, 9090];
-/// Distinct policy traces; each names one enforced and one staged (pending) policy.
-const TRACES: u64 = 40;
-const APPS: [&str; 12] = [
-    "frontend",
-    "checkout",
-    "cart",
-    "ledger",
-    "fraud-check",
-    "search",
-    "catalog",
-    "auth",
-    "billing",
-    "notifier",
-    "redis",
-    "postgres",
-];
 /// Flows per List page.
 const PAGE_SIZE: i64 = 50;
 /// The destination namespace of the filtered List.
@@ -76,21 +62,6 @@ const DEFAULT_RATE: u64 = 20_000;
 /// Rounds of the query phase; each round runs every query once, in turn.
 const ROUNDS: usize = 30;
 
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index].as_secs_f64() * 1000.0
-}
-
 /// The fields a key index stands for. Keys are distinct: (source, dest) pairs are distinct
 /// because `pair / SOURCES` stays below `DESTS`, and port and reporter vary within a pair.
 #[derive(Clone, Copy)]
@@ -103,11 +74,6 @@ struct Layout {
 }
 
 fn layout(key: u64) -> Layout {
-    let reporter = if key % 2 == 0 {
-        Reporter::Src
-    } else {
-        Reporter::Dst
-    };
     let port = ((key / 2) % PORTS.len() as u64) as usize;
     let pair = key / (2 * PORTS.len() as u64);
     let source = pair % SOURCES;
@@ -116,52 +82,31 @@ fn layout(key: u64) -> Layout {
         source,
         dest,
         port,
-        reporter,
+        reporter: reporter(key),
         trace: (dest + port as u64) % TRACES,
     }
 }
 
+/// Trace `trace`: its enforced policy is named after an app and sits in the platform tier
+/// for every fourth trace; its staged policy denies every third trace.
 fn policy_trace(trace: u64) -> (PolicyTrace, Action) {
-    let action = if trace % 8 == 7 {
-        Action::Deny
-    } else {
-        Action::Allow
-    };
-    let namespace = format!("team-{:02}", trace % NAMESPACES);
-    let enforced = PolicyHit {
-        kind: PolicyKind::CalicoNetworkPolicy as i32,
-        namespace: namespace.clone(),
-        name: format!("allow-{}-{trace}", APPS[trace as usize % APPS.len()]),
-        tier: if trace % 4 == 0 {
-            "platform"
-        } else {
-            "default"
-        }
-        .into(),
-        action: action as i32,
-        policy_index: 0,
-        rule_index: (trace % 3) as i64,
-        trigger: None,
-    };
-    let pending = PolicyHit {
-        kind: PolicyKind::StagedNetworkPolicy as i32,
-        namespace,
-        name: format!("staged-{trace}"),
-        tier: "default".into(),
-        action: if trace % 3 == 0 {
-            Action::Deny
-        } else {
-            Action::Allow
-        } as i32,
-        policy_index: 0,
-        rule_index: 0,
-        trigger: None,
-    };
-    let trace = PolicyTrace {
-        enforced_policies: vec![enforced],
-        pending_policies: vec![pending],
-    };
-    (trace, action)
+    support::cluster::policy_trace(
+        trace,
+        PolicyChoices {
+            enforced_name: format!("allow-{}-{trace}", app(trace)),
+            enforced_tier: if trace % 4 == 0 {
+                "platform"
+            } else {
+                "default"
+            },
+            pending_action: if trace % 3 == 0 {
+                Action::Deny
+            } else {
+                Action::Allow
+            },
+            pending_rule_index: 0,
+        },
+    )
 }
 
 /// Every string a key is made of, built once so updates are cheap to make.
@@ -177,18 +122,19 @@ struct Cluster {
 impl Cluster {
     fn new() -> Self {
         let pod = |index: u64, salt: u64| {
-            let app = APPS[index as usize % APPS.len()];
             // An odd multiplier is a bijection modulo 2^20, so names do not repeat.
-            format!("{app}-{:05x}", (index * 7919 + salt) % 0x10_0000)
+            format!("{}-{:05x}", app(index), (index * 7919 + salt) % 0x10_0000)
         };
         let labels = |index: u64| {
-            let app = APPS[index as usize % APPS.len()];
-            vec![format!("app={app}"), format!("version=v{}", index % 3)]
+            vec![
+                format!("app={}", app(index)),
+                format!("version=v{}", index % 3),
+            ]
         };
         Cluster {
             sources: (0..SOURCES).map(|i| pod(i, 0)).collect(),
             dests: (0..DESTS).map(|i| pod(i, 0x8_0000)).collect(),
-            namespaces: (0..NAMESPACES).map(|i| format!("team-{i:02}")).collect(),
+            namespaces: namespace_names(),
             source_labels: (0..SOURCES).map(labels).collect(),
             dest_labels: (0..DESTS).map(labels).collect(),
             traces: (0..TRACES).map(policy_trace).collect(),
@@ -200,100 +146,29 @@ impl Cluster {
     /// server's replay de-duplication never skips it.
     fn update(&self, key: u64, bucket: i64, round: u64) -> FlowUpdate {
         let at = layout(key);
-        let (trace, action) = &self.traces[at.trace as usize];
         let (packets_in, packets_out) = if round == 0 {
             (10, 12)
         } else {
             (round as i64, 1)
         };
-        FlowUpdate {
-            flow: Some(Flow {
-                key: Some(FlowKey {
-                    source_name: self.sources[at.source as usize].clone(),
-                    source_namespace: self.namespaces[(at.source % NAMESPACES) as usize].clone(),
-                    source_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_name: self.dests[at.dest as usize].clone(),
-                    dest_namespace: self.namespaces[(at.dest % NAMESPACES) as usize].clone(),
-                    dest_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_port: PORTS[at.port],
-                    proto: "TCP".into(),
-                    reporter: at.reporter as i32,
-                    action: *action as i32,
-                    policies: Some(trace.clone()),
-                    ..Default::default()
-                }),
-                start_time: bucket + 1,
-                end_time: bucket + 1,
-                source_labels: self.source_labels[at.source as usize].clone(),
-                dest_labels: self.dest_labels[at.dest as usize].clone(),
-                packets_in,
-                packets_out,
-                bytes_in: packets_in * 100,
-                bytes_out: packets_out * 100,
-                num_connections_started: 1,
-                num_connections_completed: 1,
-                num_connections_live: 0,
-            }),
+        TcpFlow {
+            source: Pod {
+                name: self.sources[at.source as usize].clone(),
+                namespace: self.namespaces[(at.source % NAMESPACES) as usize].clone(),
+                labels: self.source_labels[at.source as usize].clone(),
+            },
+            dest: Pod {
+                name: self.dests[at.dest as usize].clone(),
+                namespace: self.namespaces[(at.dest % NAMESPACES) as usize].clone(),
+                labels: self.dest_labels[at.dest as usize].clone(),
+            },
+            port: PORTS[at.port],
+            reporter: at.reporter,
+            trace: &self.traces[at.trace as usize],
+            packets_in,
+            packets_out,
         }
-    }
-}
-
-async fn connect(address: std::net::SocketAddr) -> Channel {
-    tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-        .expect("a valid URI")
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .expect("the server is up")
-}
-
-/// Sends updates `0..total` (made by `make`) spread over one Connect call per channel, at most
-/// `IN_FLIGHT` unreceipted per call, and waits for every receipt.
-async fn pump(
-    channels: &[Channel],
-    total: u64,
-    make: Arc<dyn Fn(u64) -> FlowUpdate + Send + Sync>,
-) {
-    let streams = channels.len() as u64;
-    let mut tasks = Vec::new();
-    for (stream, channel) in channels.iter().enumerate() {
-        let (channel, make) = (channel.clone(), make.clone());
-        tasks.push(tokio::spawn(async move {
-            let indices = (stream as u64..total).step_by(streams as usize);
-            let count = indices.clone().count();
-            let window = Arc::new(Semaphore::new(IN_FLIGHT));
-            let (tx, rx) = mpsc::channel(IN_FLIGHT);
-            let mut receipts = FlowCollectorClient::new(channel)
-                .connect(ReceiverStream::new(rx))
-                .await
-                .expect("Connect is accepted")
-                .into_inner();
-            let sender_window = window.clone();
-            let sender = tokio::spawn(async move {
-                for index in indices {
-                    sender_window
-                        .acquire()
-                        .await
-                        .expect("the window is never closed")
-                        .forget();
-                    if tx.send(make(index)).await.is_err() {
-                        return;
-                    }
-                }
-            });
-            for _ in 0..count {
-                receipts
-                    .message()
-                    .await
-                    .expect("the Connect call stays healthy")
-                    .expect("one receipt per update");
-                window.add_permits(1);
-            }
-            sender.await.expect("the sender finishes");
-        }));
-    }
-    for task in tasks {
-        task.await.expect("every load stream finishes");
+        .update(bucket)
     }
 }
 
@@ -322,22 +197,10 @@ impl Background {
             let (channel, cluster) = (channel.clone(), cluster.clone());
             let (stop, receipted) = (stop.clone(), receipted.clone());
             tasks.push(tokio::spawn(async move {
-                let window = Arc::new(Semaphore::new(IN_FLIGHT));
-                let (tx, rx) = mpsc::channel(IN_FLIGHT);
-                let mut receipts = FlowCollectorClient::new(channel)
-                    .connect(ReceiverStream::new(rx))
-                    .await
-                    .expect("Connect is accepted")
-                    .into_inner();
-                let reader_window = window.clone();
+                let (sink, mut receipts) = support::ingest::open(channel, IN_FLIGHT).await;
                 let reader = tokio::spawn(async move {
-                    while let Some(_receipt) = receipts
-                        .message()
-                        .await
-                        .expect("the Connect call stays healthy")
-                    {
+                    while let Some(_receipt) = receipts.next().await {
                         receipted.fetch_add(1, Ordering::Relaxed);
-                        reader_window.add_permits(1);
                     }
                 });
                 let mut ticks = tokio::time::interval(Duration::from_millis(10));
@@ -348,20 +211,15 @@ impl Background {
                         ticks.tick().await;
                     }
                     for _ in 0..if rate > 0 { per_tick } else { 256 } {
-                        window
-                            .acquire()
-                            .await
-                            .expect("the window is never closed")
-                            .forget();
                         let index = sent * streams + stream as u64;
                         sent += 1;
                         let update = cluster.update(index % keys, newest, 1 + index / keys);
-                        if tx.send(update).await.is_err() {
+                        if !sink.send(update).await {
                             break 'sending;
                         }
                     }
                 }
-                drop(tx);
+                drop(sink);
                 reader.await.expect("every receipt arrives");
             }));
         }
@@ -437,23 +295,17 @@ async fn statistics(
     time_series: bool,
     expected: u64,
 ) -> Duration {
-    let started = Instant::now();
-    let mut stream = client
-        .list(StatisticsRequest {
-            r#type: StatisticType::PacketCount as i32,
-            group_by: StatisticsGroupBy::Policy as i32,
-            time_series,
-            ..Default::default()
-        })
-        .await
-        .expect("Statistics succeeds")
-        .into_inner();
-    let mut results = 0;
-    while let Some(_result) = stream.message().await.expect("results arrive") {
-        results += 1;
-    }
-    let elapsed = started.elapsed();
-    assert_eq!(results, expected, "one result per policy in the traces");
+    let request = StatisticsRequest {
+        r#type: StatisticType::PacketCount as i32,
+        group_by: StatisticsGroupBy::Policy as i32,
+        time_series,
+        ..Default::default()
+    };
+    let (elapsed, results) = timed_statistics(client, request).await;
+    assert_eq!(
+        results as u64, expected,
+        "one result per policy in the traces"
+    );
     elapsed
 }
 
@@ -507,16 +359,11 @@ fn run_one(rows: u64, workers: usize, rate: u64) {
             window: WINDOW,
             closed_buckets: CLOSED_BUCKETS,
         };
-        let state = build_state(
+        let (state, address) = start_server(
             ServerConfig::new(workers, retention),
             Arc::new(ManualClock::new(NOW)),
         )
-        .expect("the engine starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("an address");
-        tokio::spawn(serve(state.clone(), listener, std::future::pending()));
+        .await;
         let cluster = Arc::new(Cluster::new());
         let expected = expected(keys);
         let mut load_channels = Vec::new();
@@ -536,14 +383,10 @@ fn run_one(rows: u64, workers: usize, rate: u64) {
         let oldest = retention.bucket_of(NOW) - (BUCKETS as i64 - 1) * WINDOW;
         let loader = cluster.clone();
         let started = Instant::now();
-        pump(
-            &load_channels,
-            rows,
-            Arc::new(move |index| {
-                let bucket = oldest + (index / keys) as i64 * WINDOW;
-                loader.update(index % keys, bucket, 0)
-            }),
-        )
+        send_spread(&load_channels, rows, IN_FLIGHT, move |index| {
+            let bucket = oldest + (index / keys) as i64 * WINDOW;
+            loader.update(index % keys, bucket, 0)
+        })
         .await;
         // One row per (key, bucket) proves every update is in.
         let per_bucket = FlowListRequest {
@@ -591,8 +434,8 @@ fn run_one(rows: u64, workers: usize, rate: u64) {
                 times.sort();
                 format!(
                     "{:.1} / {:.1} ms",
-                    percentile(times, 0.5),
-                    percentile(times, 0.99)
+                    percentile_ms(times, 0.5),
+                    percentile_ms(times, 0.99)
                 )
             })
             .collect();
@@ -608,10 +451,7 @@ fn run_one(rows: u64, workers: usize, rate: u64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
+    let args = arguments();
     if let [rows, workers, rest @ ..] = &args[..] {
         run_one(
             rows.parse().expect("ROWS is a number"),
@@ -623,20 +463,15 @@ fn main() {
     }
     println!("| rows | workers | load (time, rate) | background ingest | List first page p50 / p99 | filtered List p50 / p99 | FilterHints dest namespace p50 / p99 | FilterHints source name p50 / p99 | Statistics per policy, time series p50 / p99 | Statistics per policy, totals p50 / p99 | resident bytes per row |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    let me = std::env::current_exe().expect("the bench knows its own path");
     for (rows, workers) in [
         (10_000u64, 2usize),
         (100_000, 2),
         (1_000_000, 2),
         (1_000_000, 1),
     ] {
-        let status = Command::new(&me)
-            .args([rows.to_string(), workers.to_string()])
-            .status()
-            .expect("the bench can run itself");
-        assert!(
-            status.success(),
-            "configuration {rows} rows x {workers} workers failed"
+        run_in_child(
+            &[rows.to_string(), workers.to_string()],
+            &format!("configuration {rows} rows x {workers} workers"),
         );
     }
 }

@@ -6,24 +6,29 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use eddy::proto::flow_collector_client::FlowCollectorClient;
+use std::sync::Arc;
+
 use eddy::proto::statistics_client::StatisticsClient;
 use eddy::proto::{
-    Action, Flow, FlowKey, FlowUpdate, PolicyHit, PolicyKind, PolicyMatch, PolicyTrace, Reporter,
+    Action, Flow, FlowKey, FlowUpdate, PolicyHit, PolicyKind, PolicyMatch, PolicyTrace,
     StatisticType, StatisticsGroupBy, StatisticsRequest,
 };
 use eddy::retention::Retention;
-use eddy::server::{build_state, serve, ServerConfig};
+use eddy::server::ServerConfig;
 use eddy::worker::clock::ManualClock;
-use tokio_stream::wrappers::ReceiverStream;
+use support::cluster::reporter;
+use support::ingest::send_receipted;
+use support::measure::timed_statistics;
+use support::server::{connect, start_server, workers_per_core};
 
 const POLICIES: usize = 1_000;
 const BUCKETS: i64 = 240;
 const WINDOW: i64 = 15;
 const NOW: i64 = 1_700_000_107;
+/// Updates the loading Connect call may have sent without a receipt.
+const UNRECEIPTED: usize = 4096;
 
 fn policy_hit(policy: usize, action: Action, rule: i64) -> PolicyHit {
     PolicyHit {
@@ -48,11 +53,7 @@ fn update(policy: usize, start: i64) -> FlowUpdate {
                 dest_namespace: format!("ns-{}", policy % 50),
                 dest_port: 443,
                 proto: "TCP".into(),
-                reporter: if policy % 2 == 0 {
-                    Reporter::Src
-                } else {
-                    Reporter::Dst
-                } as i32,
+                reporter: reporter(policy as u64) as i32,
                 action: Action::Allow as i32,
                 policies: Some(PolicyTrace {
                     enforced_policies: vec![policy_hit(policy, Action::Allow, 1)],
@@ -73,23 +74,6 @@ fn update(policy: usize, start: i64) -> FlowUpdate {
     }
 }
 
-async fn timed(
-    client: &mut StatisticsClient<tonic::transport::Channel>,
-    request: StatisticsRequest,
-) -> (Duration, usize) {
-    let started = Instant::now();
-    let mut stream = client
-        .list(request)
-        .await
-        .expect("Statistics succeeds")
-        .into_inner();
-    let mut results = 0;
-    while let Some(_result) = stream.message().await.expect("results arrive") {
-        results += 1;
-    }
-    (started.elapsed(), results)
-}
-
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async {
@@ -97,45 +81,18 @@ fn main() {
             window: WINDOW,
             closed_buckets: BUCKETS,
         };
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let state = build_state(
-            ServerConfig::new(workers, retention),
+        let (_state, address) = start_server(
+            ServerConfig::new(workers_per_core(), retention),
             Arc::new(ManualClock::new(NOW)),
         )
-        .expect("the engine starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("a port");
-        let address = listener.local_addr().expect("an address");
-        tokio::spawn(serve(state.clone(), listener, std::future::pending()));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("a valid URI")
-            .connect()
-            .await
-            .expect("the server is up");
-        let (tx, rx) = tokio::sync::mpsc::channel(4096);
-        let mut receipts = FlowCollectorClient::new(channel.clone())
-            .connect(ReceiverStream::new(rx))
-            .await
-            .expect("Connect is accepted")
-            .into_inner();
-        let total = POLICIES * BUCKETS as usize;
-        let sender = tokio::spawn(async move {
-            let oldest = retention.oldest(NOW);
-            for bucket in 0..BUCKETS {
-                for policy in 0..POLICIES {
-                    let _ = tx.send(update(policy, oldest + bucket * WINDOW + 1)).await;
-                }
-            }
+        .await;
+        let channel = connect(address).await;
+        let oldest = retention.oldest(NOW);
+        let updates = (0..POLICIES * BUCKETS as usize).map(move |index| {
+            let (bucket, policy) = (index / POLICIES, index % POLICIES);
+            update(policy, oldest + bucket as i64 * WINDOW + 1)
         });
-        for _ in 0..total {
-            receipts
-                .message()
-                .await
-                .expect("a receipt")
-                .expect("one per update");
-        }
-        sender.await.expect("the sender finishes");
+        send_receipted(channel.clone(), UNRECEIPTED, updates).await;
         let mut client = StatisticsClient::new(channel);
         let cases = [
             (
@@ -173,7 +130,7 @@ fn main() {
                     policy_match: policy_match.clone(),
                     ..Default::default()
                 };
-                let (elapsed, count) = timed(&mut client, request).await;
+                let (elapsed, count) = timed_statistics(&mut client, request).await;
                 times.push(elapsed);
                 results = count;
             }

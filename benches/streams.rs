@@ -10,6 +10,8 @@
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
+mod support;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,10 +24,13 @@ use eddy::proto::{
     Reporter, StringMatch,
 };
 use eddy::retention::Retention;
-use eddy::server::{build_state, serve, ServerConfig};
+use eddy::server::ServerConfig;
 use eddy::streams::StreamLimits;
 use eddy::worker::clock::SystemClock;
 use parking_lot::Mutex;
+use support::measure::resident_bytes;
+use support::process::numeric_arguments;
+use support::server::{connect, start_server, workers_per_core};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
@@ -40,16 +45,6 @@ fn now_seconds() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-fn resident_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse::<u64>().ok())
-        .unwrap_or(0)
-        * 4096
 }
 
 fn update(index: u64, now: i64) -> FlowUpdate {
@@ -133,9 +128,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 async fn run(address: SocketAddr, streams: usize, seconds: u64) {
     let mut channels: Vec<Channel> = Vec::with_capacity(CONNECTIONS);
     for _ in 0..CONNECTIONS {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
-            .expect("a valid URI");
-        channels.push(endpoint.connect().await.expect("the server is up"));
+        channels.push(connect(address).await);
     }
     let before = ingest_for(channels[0].clone(), Duration::from_secs(seconds)).await;
     let memory_before = resident_bytes();
@@ -194,14 +187,7 @@ async fn run(address: SocketAddr, streams: usize, seconds: u64) {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .map(|a| {
-            a.parse()
-                .expect("arguments are numbers: SECONDS [STREAMS...]")
-        })
-        .collect();
+    let args = numeric_arguments("SECONDS [STREAMS...]");
     let seconds = args.first().copied().unwrap_or(6);
     let sizes = match args.get(1..) {
         Some(sizes) if !sizes.is_empty() => sizes.to_vec(),
@@ -210,13 +196,9 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
         let retention = Retention { window: 1, closed_buckets: 60 };
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut config = ServerConfig::new(workers, retention);
+        let mut config = ServerConfig::new(workers_per_core(), retention);
         config.streams = StreamLimits { max_streams: 20_000, ..StreamLimits::default() };
-        let state = build_state(config, Arc::new(SystemClock)).expect("the engine starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
-        let address = listener.local_addr().expect("an address");
-        tokio::spawn(serve(state, listener, std::future::pending()));
+        let (_state, address) = start_server(config, Arc::new(SystemClock)).await;
         println!("| streams | ingest without | ingest with | ratio | epochs seen | delivery delay p50 / p99 | resident memory of the streams |");
         println!("|---|---|---|---|---|---|---|");
         for streams in sizes {
