@@ -35,6 +35,7 @@ use support::ingest::send_spread;
 use support::measure::{percentile_ms, resident_bytes, timed_statistics};
 use support::process::{arguments, run_in_child};
 use support::server::{connect, start_server};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
@@ -59,6 +60,8 @@ const BACKGROUND_STREAMS: usize = 2;
 /// Updates a Connect call may have sent without a receipt.
 const IN_FLIGHT: usize = 2048;
 const DEFAULT_RATE: u64 = 20_000;
+/// Background updates receipted before the queries start.
+const WARM_UP: u64 = 5_000;
 /// Rounds of the query phase; each round runs every query once, in turn.
 const ROUNDS: usize = 30;
 
@@ -176,6 +179,8 @@ impl Cluster {
 struct Background {
     stop: Arc<AtomicBool>,
     receipted: Arc<AtomicU64>,
+    /// Signalled once [`WARM_UP`] updates are receipted: the ingest is under way.
+    warmed_up: Arc<Notify>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -184,6 +189,7 @@ impl Background {
     fn start(channels: &[Channel], cluster: Arc<Cluster>, keys: u64, rate: u64) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let receipted = Arc::new(AtomicU64::new(0));
+        let warmed_up = Arc::new(Notify::new());
         let streams = channels.len() as u64;
         let newest = Retention {
             window: WINDOW,
@@ -196,11 +202,14 @@ impl Background {
         for (stream, channel) in channels.iter().enumerate() {
             let (channel, cluster) = (channel.clone(), cluster.clone());
             let (stop, receipted) = (stop.clone(), receipted.clone());
+            let warmed_up = warmed_up.clone();
             tasks.push(tokio::spawn(async move {
                 let (sink, mut receipts) = support::ingest::open(channel, IN_FLIGHT).await;
                 let reader = tokio::spawn(async move {
                     while let Some(_receipt) = receipts.next().await {
-                        receipted.fetch_add(1, Ordering::Relaxed);
+                        if receipted.fetch_add(1, Ordering::Relaxed) + 1 == WARM_UP {
+                            warmed_up.notify_one();
+                        }
                     }
                 });
                 let mut ticks = tokio::time::interval(Duration::from_millis(10));
@@ -226,8 +235,14 @@ impl Background {
         Background {
             stop,
             receipted,
+            warmed_up,
             tasks,
         }
+    }
+
+    /// Waits until the background ingest has had [`WARM_UP`] updates receipted.
+    async fn warmed_up(&self) {
+        self.warmed_up.notified().await;
     }
 
     fn receipted(&self) -> u64 {
@@ -399,7 +414,7 @@ fn run_one(rows: u64, workers: usize, rate: u64) {
         let per_row = resident_bytes().saturating_sub(before) as f64 / rows as f64;
 
         let background = Background::start(&background_channels, cluster.clone(), keys, rate);
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        background.warmed_up().await;
         let receipted_before = background.receipted();
         let queries_started = Instant::now();
         let mut times: [Vec<Duration>; 6] = Default::default();

@@ -169,7 +169,10 @@ async fn run(address: SocketAddr, streams: usize, seconds: u64) {
     for handle in &handles {
         handle.abort();
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // An aborted task has dropped its stream (and so cancelled the call) once it is joined.
+    for handle in handles {
+        let _ = handle.await;
+    }
     let after = ingest_for(channels[0].clone(), Duration::from_secs(seconds)).await;
     let without = (before + after) / 2.0;
     let mut delays = std::mem::take(&mut *delays.lock());
