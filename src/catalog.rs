@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use prost::Message;
+use rustc_hash::FxHashSet;
 
 use crate::catalog::collector::CollectorCounters;
 use crate::intern::{InternTable, InternerFull, Symbols};
@@ -52,6 +53,8 @@ pub struct Catalog {
     pub gate: tokio::sync::RwLock<()>,
     /// Entries removed by the collector, by table.
     pub removed: CollectorCounters,
+    /// Strings named by the policy rules of traces (kept while their trace is: always).
+    rule_strings: Mutex<FxHashSet<u32>>,
 }
 
 impl Catalog {
@@ -65,6 +68,7 @@ impl Catalog {
             handover: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
             removed: CollectorCounters::default(),
+            rule_strings: Mutex::new(FxHashSet::default()),
         };
         catalog
             .label_sets
@@ -107,6 +111,16 @@ impl Catalog {
                 visit(id, &trace);
             }
         })
+    }
+
+    /// Records strings that policy rules name, so the collector keeps them.
+    pub fn keep_rule_strings(&self, ids: impl IntoIterator<Item = u32>) {
+        self.rule_strings.lock().extend(ids);
+    }
+
+    /// Calls `visit` with every string a policy rule names.
+    pub fn for_each_rule_string(&self, mut visit: impl FnMut(u32)) {
+        self.rule_strings.lock().iter().for_each(|id| visit(*id));
     }
 
     /// The labels of set `id` (empty for an unknown id).

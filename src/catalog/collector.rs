@@ -12,11 +12,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use eddy_dataflows::queries::used_ids::IdBits;
-use prost::Message;
-
 use crate::catalog::Catalog;
-use crate::proto::PolicyTrace;
 use crate::worker::{Engine, EngineStopped};
 
 /// Entries the collector removed, by table.
@@ -46,28 +42,6 @@ fn in_both(earlier: &[u32], now: &[u32]) -> Vec<u32> {
         }
     }
     both
-}
-
-/// Marks the strings of every trace's policy rules as used.
-fn mark_rule_strings(catalog: &Catalog, used: &mut IdBits) {
-    catalog.traces.scan_from(0, |_, encoded| {
-        let Ok(trace) = PolicyTrace::decode(&encoded[..]) else {
-            return;
-        };
-        let hits = trace
-            .enforced_policies
-            .iter()
-            .chain(&trace.pending_policies);
-        // A hit's rule may name its EndOfTier trigger's policy: both count as used.
-        let owners = hits.flat_map(|hit| std::iter::once(hit).chain(hit.trigger.as_deref()));
-        for owner in owners {
-            for value in [&owner.tier, &owner.namespace, &owner.name] {
-                if let Some(id) = catalog.symbols.lookup(value) {
-                    used.insert(id);
-                }
-            }
-        }
-    });
 }
 
 /// Removes what no retained flow used at this epoch end nor at the one before.
@@ -110,7 +84,7 @@ impl CatalogCollector {
                 .await?;
             (strings_below, label_sets_below, used)
         };
-        mark_rule_strings(catalog, &mut used.strings);
+        catalog.for_each_rule_string(|id| used.strings.insert(id));
         let now = Unused {
             strings: catalog
                 .symbols

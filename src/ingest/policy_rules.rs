@@ -50,6 +50,11 @@ pub fn trace_rules(traces: &[TraceId], catalog: &Catalog) -> Vec<(TraceId, Polic
         }
         distinct.sort_unstable();
         distinct.dedup();
+        catalog.keep_rule_strings(
+            distinct
+                .iter()
+                .flat_map(|rule| [rule.tier, rule.namespace, rule.name]),
+        );
         rules.extend(distinct.into_iter().map(|rule| (id, rule)));
     }
     rules
