@@ -3,6 +3,8 @@
 //! `/metrics` (SPEC §11.4) on the metrics port. When both ports are the same address, one
 //! listener serves both.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -11,7 +13,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::health::Health;
-use crate::metrics::render::CONTENT_TYPE;
+use crate::metrics::{Exporter, CONTENT_TYPE};
 use crate::state::ServerState;
 
 /// The health probe routes.
@@ -24,11 +26,13 @@ pub fn health_routes(health: Health) -> Router {
         .with_state(health)
 }
 
-/// The metrics route.
+/// The metrics route, over a registry built here once for `state`.
 pub fn metrics_routes(state: ServerState) -> Router {
+    let exporter = Exporter::new(&state)
+        .expect("the metric table names every family once, with valid names and labels");
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(Arc::new(exporter))
 }
 
 async fn livez(State(health): State<Health>) -> impl IntoResponse {
@@ -56,11 +60,15 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        crate::metrics::render(&state).await,
-    )
+async fn metrics(State(exporter): State<Arc<Exporter>>) -> impl IntoResponse {
+    match exporter.scrape().await {
+        Ok(text) => (StatusCode::OK, [(header::CONTENT_TYPE, CONTENT_TYPE)], text),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("cannot render the metrics: {error}\n"),
+        ),
+    }
 }
 
 /// Serves `routes` on `listener` until the task is dropped. Errors on single connections

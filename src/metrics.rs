@@ -1,64 +1,35 @@
 //! What Eddy measures beyond the counters its parts already keep (SPEC §11.4): open
-//! `Connect` calls, query latency per RPC, the emitter's progress, and a cache of the view
-//! sizes. [`render`] turns all of it, and every other part's counters, into Prometheus text.
+//! `Connect` calls, query latency per RPC and the emitter's progress. [`Exporter`] gathers
+//! all of it, every other part's counters and the process's own `process_*` metrics into
+//! one Prometheus registry, built once, and renders it on each scrape.
+//!
+//! Map: [`pulling`] is the collector that reads a part's atomics at scrape time;
+//! [`families`] is the table of every metric Eddy exports; [`view_sizes`] holds the one
+//! shared engine read of the view sizes; [`exporter`] builds the registry and answers a
+//! scrape; [`timing`] times the query RPCs.
 //!
 //! No label takes a per-flow value: labels are RPC names, skip reasons, view and table names,
 //! all from fixed lists. State: a few dozen atomics and one cached [`ViewSizes`].
+//!
+//! [`ViewSizes`]: eddy_dataflows::queries::sizes::ViewSizes
 
-pub mod render;
+pub mod exporter;
+pub mod families;
+pub mod pulling;
 pub mod timing;
+pub mod view_sizes;
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicI64, AtomicU64};
 
-use eddy_dataflows::queries::sizes::ViewSizes;
-use parking_lot::Mutex;
+use prometheus::{Histogram, HistogramOpts, HistogramVec, IntGauge, Opts};
 
-pub use render::render;
+pub use exporter::{Exporter, CONTENT_TYPE};
 pub use timing::QueryTimerLayer;
 
 /// Upper bounds (seconds) of the query latency histogram buckets; `+Inf` follows.
 pub const LATENCY_BOUNDS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
-
-/// A latency histogram with fixed buckets, updated without locks.
-#[derive(Debug, Default)]
-pub struct Histogram {
-    /// Observations per bucket (not cumulative); the last is `+Inf`.
-    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
-    sum_nanos: AtomicU64,
-}
-
-impl Histogram {
-    /// Records one observation.
-    pub fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        let at = LATENCY_BOUNDS
-            .iter()
-            .position(|bound| seconds <= *bound)
-            .unwrap_or(LATENCY_BOUNDS.len());
-        self.buckets[at].fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
-    }
-
-    /// Cumulative counts per bucket (the last is the total count) and the sum in seconds.
-    pub fn snapshot(&self) -> (Vec<u64>, f64) {
-        let mut total = 0;
-        let cumulative = self
-            .buckets
-            .iter()
-            .map(|bucket| {
-                total += bucket.load(Ordering::Relaxed);
-                total
-            })
-            .collect();
-        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
-        (cumulative, sum)
-    }
-}
 
 /// The query RPCs whose latency is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,35 +82,62 @@ pub struct EmitterCounters {
 }
 
 /// Eddy's own measurements, shared by the services, the emitter and the metrics endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    collector_clients: Arc<AtomicI64>,
+    collector_clients: IntGauge,
+    query_latency: HistogramVec,
+    /// One child of `query_latency` per [`Rpc`], in [`Rpc::ALL`] order.
     queries: [Histogram; 3],
     /// The emitter's progress.
     pub emitter: EmitterCounters,
-    sizes: Mutex<Option<(Instant, ViewSizes)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let collector_clients = IntGauge::with_opts(Opts::new(
+            "goldmane_collector_num_clients",
+            "Open FlowCollector.Connect calls.",
+        ))
+        .expect("a fixed, valid metric name and help");
+        let query_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "eddy_query_duration_seconds",
+                "Latency of query RPCs, by RPC.",
+            )
+            .buckets(LATENCY_BOUNDS.to_vec()),
+            &["rpc"],
+        )
+        .expect("a fixed, valid metric name, label and increasing buckets");
+        let queries = Rpc::ALL.map(|rpc| query_latency.with_label_values(&[rpc.label()]));
+        Metrics {
+            collector_clients,
+            query_latency,
+            queries,
+            emitter: EmitterCounters::default(),
+        }
+    }
 }
 
 /// Counts one open `Connect` call while it lives.
 #[derive(Debug)]
-pub struct ClientGuard(Arc<AtomicI64>);
+pub struct ClientGuard(IntGauge);
 
 impl Drop for ClientGuard {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.dec();
     }
 }
 
 impl Metrics {
     /// Counts a `Connect` call as open until the guard is dropped.
     pub fn collector_client(&self) -> ClientGuard {
-        self.collector_clients.fetch_add(1, Ordering::Relaxed);
+        self.collector_clients.inc();
         ClientGuard(self.collector_clients.clone())
     }
 
     /// Open `Connect` calls.
     pub fn collector_clients(&self) -> i64 {
-        self.collector_clients.load(Ordering::Relaxed)
+        self.collector_clients.get()
     }
 
     /// The latency histogram of `rpc`.
@@ -147,18 +145,10 @@ impl Metrics {
         &self.queries[rpc as usize]
     }
 
-    /// The view sizes measured less than `max_age` ago, if any.
-    pub fn cached_sizes(&self, max_age: Duration) -> Option<ViewSizes> {
-        let cached = self.sizes.lock();
-        cached
-            .as_ref()
-            .filter(|(at, _)| at.elapsed() < max_age)
-            .map(|(_, sizes)| *sizes)
-    }
-
-    /// Remembers freshly measured view sizes.
-    pub fn store_sizes(&self, sizes: ViewSizes) {
-        *self.sizes.lock() = Some((Instant::now(), sizes));
+    /// Adds the open-client gauge and the query latency histograms to `registry`.
+    pub fn register(&self, registry: &prometheus::Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.collector_clients.clone()))?;
+        registry.register(Box::new(self.query_latency.clone()))
     }
 }
 
@@ -167,17 +157,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn histogram_buckets_are_cumulative_and_end_with_the_count() {
-        let histogram = Histogram::default();
-        histogram.observe(Duration::from_micros(300));
-        histogram.observe(Duration::from_millis(3));
-        histogram.observe(Duration::from_secs(60));
-        let (cumulative, sum) = histogram.snapshot();
-        assert_eq!(cumulative[0], 1, "0.3 ms is within the first bound");
-        assert_eq!(cumulative[3], 2, "3 ms is within 5 ms");
-        assert_eq!(cumulative[LATENCY_BOUNDS.len() - 1], 2);
-        assert_eq!(cumulative[LATENCY_BOUNDS.len()], 3, "+Inf holds everything");
-        assert!((sum - 60.0033).abs() < 1e-6);
+    fn query_latency_lands_in_the_bucket_of_its_rpc() {
+        let metrics = Metrics::default();
+        metrics.query_latency(Rpc::FlowsList).observe(0.0003);
+        metrics.query_latency(Rpc::FlowsList).observe(0.003);
+        metrics.query_latency(Rpc::StatisticsList).observe(60.0);
+        let flows = metrics.query_latency(Rpc::FlowsList);
+        assert_eq!(flows.get_sample_count(), 2);
+        assert!((flows.get_sample_sum() - 0.0033).abs() < 1e-9);
+        let statistics = metrics.query_latency(Rpc::StatisticsList);
+        assert_eq!(statistics.get_sample_count(), 1);
+        assert_eq!(
+            metrics
+                .query_latency(Rpc::FlowsFilterHints)
+                .get_sample_count(),
+            0
+        );
     }
 
     #[test]

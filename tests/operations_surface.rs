@@ -260,7 +260,9 @@ async fn metrics_report_ingest_dedup_views_clients_streams_and_query_latency() {
     for line in text.lines().filter(|line| !line.starts_with('#')) {
         let name = line.split(['{', ' ']).next().unwrap_or_default();
         assert!(
-            name.starts_with("goldmane_") || name.starts_with("eddy_"),
+            ["goldmane_", "eddy_", "process_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix)),
             "{line}"
         );
     }

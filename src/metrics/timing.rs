@@ -67,7 +67,9 @@ where
         Box::pin(async move {
             let result = response.await;
             if let Some(rpc) = rpc {
-                metrics.query_latency(rpc).observe(started.elapsed());
+                metrics
+                    .query_latency(rpc)
+                    .observe(started.elapsed().as_secs_f64());
             }
             result
         })

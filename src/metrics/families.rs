@@ -1,0 +1,259 @@
+//! The table of every metric family Eddy exports beside the process's own: Goldmane's names
+//! where Goldmane has one (SPEC §11.4), `eddy_` names for the rest. One function per part
+//! of the server; each family reads that part's counters at scrape time.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus::Registry;
+
+use crate::ingest::SkipReason;
+use crate::metrics::pulling::{Kind, PullingFamily, Sample};
+use crate::metrics::view_sizes::ViewSizesCache;
+use crate::state::ServerState;
+
+/// Registers families on a registry; every call names one family.
+struct Table<'a>(&'a Registry);
+
+impl Table<'_> {
+    fn add(&self, family: prometheus::Result<PullingFamily>) -> prometheus::Result<()> {
+        self.0.register(Box::new(family?))
+    }
+
+    fn counter(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> prometheus::Result<()> {
+        self.add(PullingFamily::single(
+            Kind::Counter,
+            name,
+            help,
+            move || read() as f64,
+        ))
+    }
+
+    fn gauge(
+        &self,
+        name: &str,
+        help: &str,
+        read: impl Fn() -> f64 + Send + Sync + 'static,
+    ) -> prometheus::Result<()> {
+        self.add(PullingFamily::single(Kind::Gauge, name, help, read))
+    }
+
+    fn labelled(
+        &self,
+        kind: Kind,
+        name: &str,
+        label: &str,
+        help: &str,
+        read: impl Fn() -> Vec<Sample> + Send + Sync + 'static,
+    ) -> prometheus::Result<()> {
+        self.add(PullingFamily::labelled(kind, name, help, label, read))
+    }
+}
+
+/// Samples keyed by fixed label values.
+fn by_label<'a>(pairs: impl IntoIterator<Item = (&'a str, u64)>) -> Vec<Sample> {
+    pairs
+        .into_iter()
+        .map(|(label, value)| (label.to_string(), value as f64))
+        .collect()
+}
+
+/// Registers every family below on `registry`.
+pub fn register_all(
+    registry: &Registry,
+    state: &ServerState,
+    sizes: &Arc<ViewSizesCache>,
+) -> prometheus::Result<()> {
+    let table = Table(registry);
+    ingest(&table, state)?;
+    engine(&table, state)?;
+    views(&table, sizes)?;
+    streams(&table, state)?;
+    catalog(&table, state)?;
+    emitter(&table, state)?;
+    state.metrics.register(registry)
+}
+
+fn ingest(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let ingest = state.ingest.clone();
+    table.counter(
+        "goldmane_aggr_received_flows_total",
+        "Flow updates received on FlowCollector.Connect.",
+        move || ingest.received_total(),
+    )?;
+    let ingest = state.ingest.clone();
+    table.counter(
+        "eddy_ingest_stored_updates_total",
+        "Flow updates handed to the engine.",
+        move || ingest.stored_total(),
+    )?;
+    let ingest = state.ingest.clone();
+    table.labelled(
+        Kind::Counter,
+        "eddy_ingest_skipped_updates_total",
+        "reason",
+        "Flow updates receipted but not stored, by reason.",
+        move || {
+            by_label(SkipReason::ALL.map(|reason| (reason.label(), ingest.skipped_total(reason))))
+        },
+    )?;
+    let ingest = state.ingest.clone();
+    table.counter(
+        "eddy_dedup_duplicates_total",
+        "Replayed flow updates absorbed by de-duplication.",
+        move || ingest.skipped_total(SkipReason::Duplicate),
+    )?;
+    let dedup = state.dedup.clone();
+    table.counter(
+        "eddy_dedup_evictions_total",
+        "De-duplication fingerprints forgotten early because a scope was full.",
+        move || dedup.evicted_total(),
+    )
+}
+
+fn engine(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let engine = state.engine.clone();
+    table.counter(
+        "goldmane_aggr_dropped_flows_total",
+        "Flow updates receipted but dropped because their bucket left retention first.",
+        move || engine.dropped_below_floor(),
+    )?;
+    let engine = state.engine.clone();
+    table.gauge(
+        "goldmane_aggr_flow_index_buffer_size",
+        "Engine requests (mostly ingest batches) waiting for the controller.",
+        move || engine.queued_requests() as f64,
+    )?;
+    let (engine, clock, retention) = (state.engine.clone(), state.clock.clone(), state.retention);
+    table.gauge(
+        "eddy_engine_epoch_lag_seconds",
+        "How far the engine's announced bucket trails the clock's current bucket.",
+        move || {
+            let current = *engine.epochs().borrow();
+            (retention.bucket_of(clock.now()) - current).max(0) as f64
+        },
+    )?;
+    let workers = state.engine.workers();
+    table.gauge("eddy_engine_workers", "Timely worker threads.", move || {
+        workers as f64
+    })
+}
+
+fn views(table: &Table, sizes: &Arc<ViewSizesCache>) -> prometheus::Result<()> {
+    let cache = sizes.clone();
+    table.add(PullingFamily::optional(
+        Kind::Gauge,
+        "goldmane_aggr_num_unique_flows",
+        "Distinct flow keys with data in a retained bucket (refreshed once per window).",
+        move || cache.latest().map(|sizes| sizes.flow_keys as f64),
+    ))?;
+    let cache = sizes.clone();
+    table.labelled(
+        Kind::Gauge,
+        "eddy_view_rows",
+        "view",
+        "Live rows per incremental view, summed over workers (refreshed once per window).",
+        move || {
+            cache
+                .latest()
+                .map(|sizes| by_label(sizes.per_view()))
+                .unwrap_or_default()
+        },
+    )
+}
+
+fn streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let hub = state.streams.clone();
+    table.gauge(
+        "goldmane_num_streams",
+        "Open Flows.Stream calls.",
+        move || hub.counters().active.load(Ordering::Relaxed) as f64,
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
+        "eddy_streams_slow_consumer_terminations_total",
+        "Streams ended with RESOURCE_EXHAUSTED because the client fell behind.",
+        move || hub.counters().too_slow.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
+        "eddy_streams_refused_total",
+        "Streams refused at the stream limit.",
+        move || hub.counters().refused.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
+        "eddy_streams_results_delivered_total",
+        "Live stream results handed to subscribers.",
+        move || hub.counters().delivered.load(Ordering::Relaxed),
+    )
+}
+
+fn catalog(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let catalog = state.catalog.clone();
+    table.labelled(
+        Kind::Gauge,
+        "eddy_interned_values",
+        "table",
+        "Values held by each interner table.",
+        move || {
+            by_label([
+                ("strings", catalog.symbols.len() as u64),
+                ("label_sets", catalog.label_sets.len() as u64),
+                ("traces", catalog.traces.len() as u64),
+            ])
+        },
+    )?;
+    let catalog = state.catalog.clone();
+    table.labelled(
+        Kind::Counter,
+        "eddy_interned_values_removed_total",
+        "table",
+        "Values removed from each interner table because no retained flow used them.",
+        move || {
+            let removed = &catalog.removed;
+            by_label([
+                ("strings", removed.strings.load(Ordering::Relaxed)),
+                ("label_sets", removed.label_sets.load(Ordering::Relaxed)),
+            ])
+        },
+    )
+}
+
+fn emitter(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let metrics = state.metrics.clone();
+    table.counter(
+        "eddy_emitter_windows_delivered_total",
+        "Emitter windows delivered to PUSH_URL (empty windows need no request).",
+        move || metrics.emitter.windows_delivered.load(Ordering::Relaxed),
+    )?;
+    let metrics = state.metrics.clone();
+    table.counter(
+        "eddy_emitter_flows_delivered_total",
+        "Flows delivered to PUSH_URL.",
+        move || metrics.emitter.flows_delivered.load(Ordering::Relaxed),
+    )?;
+    let metrics = state.metrics.clone();
+    table.counter(
+        "eddy_emitter_failed_attempts_total",
+        "POSTs to PUSH_URL that failed and were retried.",
+        move || metrics.emitter.failed_attempts.load(Ordering::Relaxed),
+    )?;
+    let metrics = state.metrics.clone();
+    table.counter(
+        "eddy_emitter_expired_windows_total",
+        "Emitter windows that left retention before they could be delivered.",
+        move || metrics.emitter.windows_expired.load(Ordering::Relaxed),
+    )?;
+    let metrics = state.metrics.clone();
+    table.gauge(
+        "eddy_emitter_last_window_end_seconds",
+        "End (Unix seconds) of the last window delivered; 0 before the first.",
+        move || metrics.emitter.last_window_end.load(Ordering::Relaxed) as f64,
+    )
+}
