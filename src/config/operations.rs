@@ -1,5 +1,8 @@
 //! The operational flags of `eddy serve` (SPEC §11.1): TLS, health, metrics, the emitter and
 //! the log format. Goldmane's environment variable names are kept.
+//!
+//! Health listens on 127.0.0.1 by default: probes run inside the pod (`eddy health`, or a
+//! kubelet exec probe). Metrics listen on all interfaces, where Prometheus scrapes them.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -7,10 +10,14 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::{ArgAction, Args};
 
-use crate::config::parse_seconds;
+use std::time::Duration;
+
+use crate::config::checks;
+use crate::duration;
 use crate::emitter::post::Poster;
 use crate::emitter::{Backoff, EmitterConfig};
 use crate::logging::LogFormat;
+use crate::retention::Retention;
 use crate::tls::{client_config, ServerTls, TlsError};
 
 /// TLS, health, metrics, emitter and log format flags.
@@ -35,13 +42,13 @@ pub struct OperationsArgs {
     /// Port of the HTTP health probes (`0` picks a free port).
     #[arg(long, env = "HEALTH_PORT", default_value_t = 8080)]
     pub health_port: u16,
-    /// Address the health probes listen on.
-    #[arg(long, env = "EDDY_HEALTH_ADDRESS", default_value = "0.0.0.0")]
+    /// Address the health probes listen on (loopback: probes run inside the pod).
+    #[arg(long, env = "EDDY_HEALTH_ADDRESS", default_value = "127.0.0.1")]
     pub health_address: IpAddr,
     /// Port of Prometheus `/metrics` (`0` turns metrics off).
     #[arg(long, env = "PROMETHEUS_PORT", default_value_t = 0)]
     pub prometheus_port: u16,
-    /// Address `/metrics` listens on.
+    /// Address `/metrics` listens on (all interfaces, for Prometheus).
     #[arg(long, env = "EDDY_PROMETHEUS_ADDRESS", default_value = "0.0.0.0")]
     pub prometheus_address: IpAddr,
     /// Emitter: POST closed windows of flows as NDJSON to this `http://` or `https://` URL.
@@ -52,8 +59,8 @@ pub struct OperationsArgs {
     pub emit_after_seconds: u32,
     /// Emitter: width of each window sent, a multiple of the aggregation window.
     #[arg(long, env = "EMITTER_AGGREGATION_WINDOW", default_value = "5m",
-        value_parser = parse_seconds)]
-    pub emitter_aggregation_window: i64,
+        value_parser = duration::parse)]
+    pub emitter_aggregation_window: Duration,
     /// Emitter: PEM client certificate presented to an https `PUSH_URL`.
     #[arg(long, env = "CLIENT_CERT_PATH")]
     pub client_cert_path: Option<PathBuf>,
@@ -70,8 +77,24 @@ pub struct OperationsArgs {
 }
 
 impl OperationsArgs {
-    /// The gRPC port's TLS settings, if TLS is on.
+    /// Whether `PUSH_URL` is an https URL, whose server the CA verifies.
+    fn https_push(&self) -> bool {
+        self.push_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"))
+    }
+
+    /// The gRPC port's TLS settings, if TLS is on. A CA without a server certificate is
+    /// refused rather than served as plaintext, unless an https `PUSH_URL` uses it.
     pub fn server_tls(&self) -> Result<Option<ServerTls>, TlsError> {
+        let no_server_identity = self.server_cert_path.is_none() && self.server_key_path.is_none();
+        if no_server_identity && self.ca_cert_path.is_some() && !self.https_push() {
+            return Err(TlsError::Incomplete(
+                "CA_CERT_PATH (--ca-cert-path) is set without SERVER_CERT_PATH and \
+                 SERVER_KEY_PATH: the gRPC port would be plaintext and accept any client; \
+                 set the server certificate and key too, or unset CA_CERT_PATH",
+            ));
+        }
         ServerTls::from_paths(
             self.server_cert_path.as_deref(),
             self.server_key_path.as_deref(),
@@ -91,18 +114,21 @@ impl OperationsArgs {
             .then(|| SocketAddr::new(self.prometheus_address, self.prometheus_port))
     }
 
-    /// The emitter's configuration, if `PUSH_URL` is set; `window` is the aggregation window.
-    pub fn emitter(&self, window: i64) -> Result<Option<EmitterConfig>, String> {
+    /// Whether the CA is used by the emitter only, the gRPC port being plaintext.
+    pub fn ca_for_emitter_only(&self) -> bool {
+        self.ca_cert_path.is_some() && self.server_cert_path.is_none() && self.https_push()
+    }
+
+    /// The emitter's configuration, if `PUSH_URL` is set, for the server's `retention`.
+    pub fn emitter(&self, retention: &Retention) -> Result<Option<EmitterConfig>, String> {
         let Some(url) = self.push_url.as_deref().filter(|url| !url.is_empty()) else {
             return Ok(None);
         };
-        let width = self.emitter_aggregation_window;
-        if width % window != 0 {
-            return Err(format!(
-                "--emitter-aggregation-window ({width}s) must be a multiple of \
-                 --aggregation-window ({window}s)"
-            ));
-        }
+        let width = checks::emitter_width(
+            retention,
+            self.emitter_aggregation_window,
+            self.emit_after_seconds,
+        )?;
         let tls = if url.starts_with("https://") {
             let config = client_config(
                 self.ca_cert_path.as_deref(),
