@@ -15,6 +15,7 @@ use std::time::Duration;
 use crate::config::checks;
 use crate::duration;
 use crate::emitter::post::Poster;
+use crate::emitter::switch::{FileSwitch, POLL};
 use crate::emitter::{Backoff, EmitterConfig};
 use crate::logging::LogFormat;
 use crate::retention::Retention;
@@ -61,6 +62,13 @@ pub struct OperationsArgs {
     #[arg(long, env = "EMITTER_AGGREGATION_WINDOW", default_value = "5m",
         value_parser = duration::parse)]
     pub emitter_aggregation_window: Duration,
+    /// Emitter: name the https `PUSH_URL` server's certificate must carry [default: the URL's host].
+    #[arg(long, env = "SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// Emitter: JSON file `{"emitFlows": true}` turning sending on and off at run time, read
+    /// every 30s (a missing file means off).
+    #[arg(long, env = "FILE_CONFIG_PATH")]
+    pub file_config_path: Option<PathBuf>,
     /// Emitter: PEM client certificate presented to an https `PUSH_URL`.
     #[arg(long, env = "CLIENT_CERT_PATH")]
     pub client_cert_path: Option<PathBuf>,
@@ -140,12 +148,86 @@ impl OperationsArgs {
         } else {
             None
         };
+        let mut poster = Poster::new(url, tls)?;
+        if let Some(name) = self.server_name.as_deref().filter(|name| !name.is_empty()) {
+            poster = poster.with_server_name(name)?;
+        }
+        let switch = self
+            .file_config_path
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| FileSwitch { path, poll: POLL });
         Ok(Some(EmitterConfig {
-            poster: Poster::new(url, tls)?,
+            poster,
             width,
             emit_after: i64::from(self.emit_after_seconds),
             state_file: self.emitter_state_file.clone(),
             backoff: Backoff::default(),
+            switch,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::config::{Cli, Command};
+
+    fn operations(args: &[&str]) -> OperationsArgs {
+        let cli = Cli::try_parse_from(["eddy", "serve"].iter().chain(args)).expect("valid flags");
+        match cli.command {
+            Command::Serve(serve) => serve.operations,
+            other => panic!("`eddy serve` parses as serve, not {other:?}"),
+        }
+    }
+
+    const HOUR: Retention = Retention {
+        window: 15,
+        closed_buckets: 240,
+    };
+
+    #[test]
+    fn server_name_and_file_config_reach_the_emitter() {
+        let emitter = operations(&[
+            "--push-url",
+            "https://127.0.0.1:9/flows",
+            "--server-name",
+            "linseed.example",
+            "--file-config-path",
+            "/etc/goldmane/config.json",
+        ])
+        .emitter(&HOUR)
+        .expect("valid settings")
+        .expect("PUSH_URL turns the emitter on");
+        assert_eq!(
+            emitter.switch,
+            Some(FileSwitch {
+                path: PathBuf::from("/etc/goldmane/config.json"),
+                poll: POLL
+            })
+        );
+        let poster = format!("{:?}", emitter.poster);
+        assert!(poster.contains("DnsName(\"linseed.example\")"), "{poster}");
+    }
+
+    #[test]
+    fn without_them_the_url_host_is_verified_and_sending_is_always_on() {
+        let emitter = operations(&["--push-url", "https://collector.example/flows"])
+            .emitter(&HOUR)
+            .expect("valid settings")
+            .expect("PUSH_URL turns the emitter on");
+        assert_eq!(emitter.switch, None);
+        let poster = format!("{:?}", emitter.poster);
+        assert!(
+            poster.contains("DnsName(\"collector.example\")"),
+            "{poster}"
+        );
+        assert!(
+            operations(&["--file-config-path", "/etc/goldmane/config.json"])
+                .emitter(&HOUR)
+                .is_ok_and(|emitter| emitter.is_none())
+        );
     }
 }
