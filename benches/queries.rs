@@ -97,12 +97,12 @@ fn policy_trace(trace: u64) -> (PolicyTrace, Action) {
         trace,
         PolicyChoices {
             enforced_name: format!("allow-{}-{trace}", app(trace)),
-            enforced_tier: if trace % 4 == 0 {
+            enforced_tier: if trace.is_multiple_of(4) {
                 "platform"
             } else {
                 "default"
             },
-            pending_action: if trace % 3 == 0 {
+            pending_action: if trace.is_multiple_of(3) {
                 Action::Deny
             } else {
                 Action::Allow

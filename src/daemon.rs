@@ -38,13 +38,15 @@ pub enum DaemonError {
     /// The emitter's state file is unusable.
     #[error(transparent)]
     Emitter(#[from] crate::emitter::progress::ProgressError),
-    /// A port could not be bound.
-    #[error("cannot listen on {address} ({what}): {source}")]
+    /// A port could not be bound; the message names the setting to change.
+    #[error("{what} port {address} {}: set {setting}", bind_problem(.source))]
     Bind {
         /// Which listener.
         what: &'static str,
         /// The address.
         address: SocketAddr,
+        /// The flag and variable that choose it, with a hint.
+        setting: &'static str,
         /// Why.
         source: std::io::Error,
     },
@@ -56,14 +58,37 @@ pub enum DaemonError {
     Server(#[from] tonic::transport::Error),
 }
 
-async fn bind(what: &'static str, address: SocketAddr) -> Result<TcpListener, DaemonError> {
-    TcpListener::bind(address)
-        .await
-        .map_err(|source| DaemonError::Bind {
-            what,
-            address,
-            source,
-        })
+/// The gRPC address's settings.
+const GRPC_SETTING: &str = "--listen/EDDY_LISTEN or PORT (port 0 picks a free port)";
+/// The health port's settings.
+const HEALTH_SETTING: &str = "--health-port/HEALTH_PORT (0 picks a free port)";
+/// The metrics port's settings.
+const METRICS_SETTING: &str = "--prometheus-port/PROMETHEUS_PORT (0 turns metrics off)";
+/// The settings of a port shared by health and metrics.
+const SHARED_SETTING: &str = "--health-port/HEALTH_PORT or --prometheus-port/PROMETHEUS_PORT";
+
+fn bind_problem(source: &std::io::Error) -> String {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => "is in use".to_string(),
+        _ => format!("cannot be used ({source})"),
+    }
+}
+
+/// A bound listener and the address it got.
+async fn bind(
+    what: &'static str,
+    setting: &'static str,
+    address: SocketAddr,
+) -> Result<(TcpListener, SocketAddr), DaemonError> {
+    let error = |source| DaemonError::Bind {
+        what,
+        address,
+        setting,
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(error)?;
+    let local = listener.local_addr().map_err(error)?;
+    Ok((listener, local))
 }
 
 /// Runs `eddy serve` until a shutdown signal. Logging must already be installed.
@@ -72,8 +97,14 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
     let operations = &args.operations;
     let tls = operations.server_tls()?.map(|tls| tls.load()).transpose()?;
     let emitter_config = operations
-        .emitter(config.retention.window)
+        .emitter(&config.retention)
         .map_err(DaemonError::Config)?;
+    if operations.ca_for_emitter_only() {
+        tracing::warn!(
+            "CA_CERT_PATH verifies the PUSH_URL server only: without SERVER_CERT_PATH and \
+             SERVER_KEY_PATH the gRPC port is plaintext"
+        );
+    }
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let emitter = emitter_config
         .map(|emitter| Emitter::new(emitter, clock.now()))
@@ -85,12 +116,7 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         .map_err(DaemonError::Start)?;
     let engine = state.engine.clone();
     let served = runtime.block_on(async {
-        let listener = bind("gRPC", args.listen_address()).await?;
-        let local = listener.local_addr().map_err(|source| DaemonError::Bind {
-            what: "gRPC",
-            address: args.listen_address(),
-            source,
-        })?;
+        let (listener, local) = bind("gRPC", GRPC_SETTING, args.listen_address()).await?;
         let health = operations.health_address();
         let metrics = operations.metrics_address();
         let health_address = start_admin(&state, health, metrics).await?;
@@ -148,17 +174,9 @@ async fn start_admin(
     metrics: Option<SocketAddr>,
 ) -> Result<(Option<SocketAddr>, Option<SocketAddr>), DaemonError> {
     use crate::admin::{health_routes, metrics_routes, serve};
-    let bound = |listener: &TcpListener, what, address| {
-        listener.local_addr().map_err(|source| DaemonError::Bind {
-            what,
-            address,
-            source,
-        })
-    };
     if let (Some(health), Some(metrics)) = (health, metrics) {
         if health == metrics {
-            let listener = bind("health and metrics", health).await?;
-            let local = bound(&listener, "health and metrics", health)?;
+            let (listener, local) = bind("health and metrics", SHARED_SETTING, health).await?;
             let routes = health_routes(state.health.clone()).merge(metrics_routes(state.clone()));
             tokio::spawn(serve(listener, routes));
             return Ok((Some(local), Some(local)));
@@ -166,13 +184,13 @@ async fn start_admin(
     }
     let mut addresses = (None, None);
     if let Some(address) = health {
-        let listener = bind("health", address).await?;
-        addresses.0 = Some(bound(&listener, "health", address)?);
+        let (listener, local) = bind("health", HEALTH_SETTING, address).await?;
+        addresses.0 = Some(local);
         tokio::spawn(serve(listener, health_routes(state.health.clone())));
     }
     if let Some(address) = metrics {
-        let listener = bind("metrics", address).await?;
-        addresses.1 = Some(bound(&listener, "metrics", address)?);
+        let (listener, local) = bind("metrics", METRICS_SETTING, address).await?;
+        addresses.1 = Some(local);
         tokio::spawn(serve(listener, metrics_routes(state.clone())));
     }
     Ok(addresses)

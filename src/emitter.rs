@@ -8,9 +8,13 @@
 //! in a state file, so a restart continues with the next window: nothing is sent twice and
 //! nothing is skipped, except windows that left retention while the upstream was unreachable
 //! (counted in `eddy_emitter_expired_windows_total`).
+//!
+//! With `FILE_CONFIG_PATH` ([`switch`]), windows are sent only while that file says
+//! `emitFlows: true`; while it does not, due windows wait in the same way.
 
 pub mod post;
 pub mod progress;
+pub mod switch;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -20,10 +24,12 @@ use std::time::Duration;
 use eddy_dataflows::filter::FlowFilter;
 use eddy_dataflows::model::BucketRange;
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
+use tokio::sync::watch;
 
 use crate::api::convert::flow_result;
 use crate::emitter::post::Poster;
 use crate::emitter::progress::{Progress, ProgressError};
+use crate::emitter::switch::FileSwitch;
 use crate::proto::Flow;
 use crate::state::ServerState;
 use crate::worker::EngineStopped;
@@ -70,6 +76,8 @@ pub struct EmitterConfig {
     pub state_file: PathBuf,
     /// Retry delays.
     pub backoff: Backoff,
+    /// `FILE_CONFIG_PATH`, which turns sending on and off; without it, sending is always on.
+    pub switch: Option<FileSwitch>,
 }
 
 /// The window after a delivered end `from`: `[from, next multiple of width)`.
@@ -109,27 +117,43 @@ impl Emitter {
         self.next
     }
 
-    /// Sends windows until shutdown or until the engine stops.
-    pub async fn run(mut self, state: ServerState) {
+    /// Sends windows until shutdown or until the engine stops, switched by the configured
+    /// `FILE_CONFIG_PATH` if any.
+    pub async fn run(self, state: ServerState) {
+        let (_always_on, mut enabled) = watch::channel(true);
+        if let Some(switch) = self.config.switch.clone() {
+            enabled = switch.watch();
+        }
+        self.run_switched(state, enabled).await;
+    }
+
+    /// Sends windows until shutdown or until the engine stops, while `enabled` is true.
+    pub async fn run_switched(mut self, state: ServerState, mut enabled: watch::Receiver<bool>) {
         tracing::info!(
             next_window_start = self.next,
             width = self.config.width,
+            on = *enabled.borrow(),
             "emitter started"
         );
         let shutdown = state.shutdown.clone();
         let mut epochs = state.engine.epochs();
         loop {
             let (start, end) = window_after(self.next, self.config.width);
-            let due = end + self.config.emit_after;
+            let due = end.saturating_add(self.config.emit_after);
             loop {
                 let now = state.now();
-                if now >= due {
+                if now >= due && *enabled.borrow_and_update() {
                     break;
                 }
-                let wait = Duration::from_secs((due - now).unsigned_abs()).min(POLL);
+                let wait = if now >= due {
+                    POLL
+                } else {
+                    Duration::from_secs((due - now).unsigned_abs()).min(POLL)
+                };
                 tokio::select! {
                     _ = shutdown.wait() => return,
                     changed = epochs.changed() => if changed.is_err() { return },
+                    switched = enabled.changed() => if switched.is_err() { return },
                     _ = tokio::time::sleep(wait) => {}
                 }
             }

@@ -1,5 +1,7 @@
 //! The `eddy` binary: parses the command line and runs the chosen subcommand.
 
+use std::io::Write;
+
 use clap::Parser;
 use eddy::config::{Cli, Command, ServeArgs};
 
@@ -18,10 +20,20 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Runs the server. A failure (a setting, a file, a port) is logged, then printed as one
+/// line on standard error, and the process exits 1.
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    eddy::logging::init(&args.log_level, args.operations.log_format).map_err(anyhow::Error::msg)?;
-    eddy::daemon::run(args).map_err(|error| {
+    if let Err(error) = eddy::logging::init(&args.log_level, args.operations.log_format) {
+        fail(&error);
+    }
+    if let Err(error) = eddy::daemon::run(args) {
         tracing::error!(%error, "eddy serve failed");
-        anyhow::Error::new(error)
-    })
+        fail(&error.to_string());
+    }
+    Ok(())
+}
+
+fn fail(message: &str) -> ! {
+    let _ = writeln!(std::io::stderr(), "eddy: {message}");
+    std::process::exit(1)
 }

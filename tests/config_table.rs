@@ -88,10 +88,14 @@ fn readme_configuration_table_matches_the_command_line() {
         "PUSH_URL",
         "EMIT_AFTER_SECONDS",
         "EMITTER_AGGREGATION_WINDOW",
+        "SERVER_NAME",
+        "FILE_CONFIG_PATH",
+        "CLIENT_CERT_PATH",
+        "CLIENT_KEY_PATH",
     ] {
         assert!(
             expected.contains(&format!("`{variable}`")),
-            "Goldmane's {variable} is honoured (SPEC §11.1)"
+            "Goldmane's {variable} is honoured (SPEC §11.1, §12.7)"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The emitter (SPEC §11.5) against a real local HTTP server that fails the first attempts:
 //! windows of closed buckets arrive as NDJSON after retries, progress is kept in the state
 //! file, and an emitter started again from that file sends the next window, not the same one.
+//! Goldmane's `FILE_CONFIG_PATH` holds windows back while it is off, and `SERVER_NAME` is the
+//! name an https upstream's certificate is verified against.
 
 mod common;
 mod operations;
@@ -13,6 +15,7 @@ use std::time::Duration;
 use common::{flow, key, TestServer};
 use eddy::emitter::post::Poster;
 use eddy::emitter::progress;
+use eddy::emitter::switch::FileSwitch;
 use eddy::emitter::{Backoff, Emitter, EmitterConfig};
 use eddy::retention::Retention;
 use http_body_util::{BodyExt, Full};
@@ -96,6 +99,7 @@ fn config(upstream: &Upstream, state_file: &std::path::Path) -> EmitterConfig {
             initial: Duration::from_millis(5),
             max: Duration::from_millis(20),
         },
+        switch: None,
     }
 }
 
@@ -285,4 +289,134 @@ async fn https_push_urls_present_the_client_certificate() {
         .await;
     assert!(refused.is_err(), "no certificate, no delivery");
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn server_name_is_the_name_the_upstream_certificate_must_carry() {
+    let ca = operations::TestCa::new("Upstream CA");
+    let client = ca.client("eddy-emitter");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let ca_path = operations::write(directory.path(), "ca.pem", &ca.cert_pem());
+    let cert_path = operations::write(directory.path(), "client.pem", &client.cert);
+    let key_path = operations::write(directory.path(), "client.key", &client.key);
+    let tls = || {
+        eddy::tls::client_config(Some(&ca_path), Some(&cert_path), Some(&key_path))
+            .expect("valid client TLS files")
+    };
+    let (address, accepted) = mtls_upstream(&ca).await;
+    // The upstream's certificate names `localhost` and 127.0.0.1, not `eddy.example`.
+    let url = format!("https://{address}/flows");
+    let poster = |name: Option<&str>| {
+        let poster = Poster::new(&url, Some(tls())).expect("a valid URL");
+        match name {
+            Some(name) => poster.with_server_name(name).expect("a valid name"),
+            None => poster,
+        }
+    };
+
+    poster(None)
+        .post(b"{}\n".to_vec())
+        .await
+        .expect("without SERVER_NAME the URL's host (127.0.0.1) is verified");
+    poster(Some("localhost"))
+        .post(b"{}\n".to_vec())
+        .await
+        .expect("the certificate names localhost");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    let refused = poster(Some("eddy.example")).post(b"{}\n".to_vec()).await;
+    assert!(
+        refused.is_err_and(|error| error.to_string().contains("TLS handshake failed")),
+        "a certificate without that name is refused"
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert!(Poster::new(&url, Some(tls()))
+        .expect("a valid URL")
+        .with_server_name("not a name!")
+        .is_err());
+}
+
+/// Waits until `upstream` has accepted `count` bodies; returns the last.
+async fn body_number(upstream: &Upstream, count: usize) -> String {
+    eventually(&format!("{count} accepted bodies"), || async {
+        let bodies = upstream.bodies.lock();
+        (bodies.len() >= count).then(|| bodies[count - 1].1.clone())
+    })
+    .await
+}
+
+#[tokio::test]
+async fn file_config_holds_windows_while_off_and_sends_them_once_on() {
+    let server = TestServer::start_with(
+        1,
+        Retention {
+            window: 15,
+            closed_buckets: 240,
+        },
+        START,
+    )
+    .await;
+    let (control, switched) = (Upstream::start(0).await, Upstream::start(0).await);
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let file = directory.path().join("goldmane.json");
+    let switch = FileSwitch {
+        path: file.clone(),
+        poll: Duration::from_millis(10),
+    };
+    let enabled = switch.watch();
+    assert!(!*enabled.borrow(), "a missing file means off");
+
+    let cart = key(("shop", "frontend"), ("shop", "cart"));
+    server
+        .ingest(vec![flow(cart.clone(), WINDOW_START, 2)])
+        .await;
+    // The control emitter has no switch: once it has sent a window, the switched one has
+    // been due to send it too.
+    let always_on = Emitter::new(
+        config(&control, &directory.path().join("control.json")),
+        START,
+    )
+    .expect("a new state file");
+    tokio::spawn(always_on.run(server.state.clone()));
+    let held = Emitter::new(
+        config(&switched, &directory.path().join("switched.json")),
+        START,
+    )
+    .expect("a new state file");
+    tokio::spawn(held.run_switched(server.state.clone(), enabled.clone()));
+
+    server.advance_clock(WINDOW_START + 35 - START).await;
+    let first = body_number(&control, 1).await;
+    assert!(switched.bodies.lock().is_empty(), "off: nothing is sent");
+
+    std::fs::write(&file, r#"{"emitFlows": true}"#).expect("a writable file");
+    assert_eq!(
+        body_number(&switched, 1).await,
+        first,
+        "on: the held window is sent"
+    );
+
+    std::fs::write(&file, r#"{"emitFlows": false}"#).expect("a writable file");
+    eventually("the switch to read off", || async {
+        (!*enabled.borrow()).then_some(())
+    })
+    .await;
+    server
+        .ingest(vec![flow(cart.clone(), WINDOW_START + 30, 5)])
+        .await;
+    server.advance_clock(30).await;
+    let second = body_number(&control, 2).await;
+    assert_eq!(lines(&second)[0]["packets_in"], 5);
+    assert_eq!(
+        switched.bodies.lock().len(),
+        1,
+        "off again: the window waits"
+    );
+
+    std::fs::write(&file, r#"{"EmitFlows": true, "other": 1}"#).expect("a writable file");
+    assert_eq!(body_number(&switched, 2).await, second);
+    assert_eq!(
+        switched.attempts.load(Ordering::SeqCst),
+        2,
+        "each window once"
+    );
 }

@@ -38,7 +38,7 @@ pub fn namespace_names() -> Vec<String> {
 
 /// The source reports even-numbered flows, the destination odd-numbered ones.
 pub fn reporter(index: u64) -> Reporter {
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         Reporter::Src
     } else {
         Reporter::Dst

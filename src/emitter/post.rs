@@ -1,5 +1,7 @@
 //! One HTTP/1.1 POST of an NDJSON body to `PUSH_URL`, over TLS for `https` URLs (with the
 //! optional client certificate). A new connection per window: windows are minutes apart.
+//! The server's certificate must name the URL's host, or `SERVER_NAME` when that is set (it
+//! is also the name sent in SNI), as Goldmane's emitter does.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +31,10 @@ pub struct Poster {
 
 impl std::fmt::Debug for Poster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Poster").field("uri", &self.uri).finish()
+        f.debug_struct("Poster")
+            .field("uri", &self.uri)
+            .field("server_name", &self.tls.as_ref().map(|(_, name)| name))
+            .finish()
     }
 }
 
@@ -88,6 +93,16 @@ impl Poster {
             port,
             tls,
         })
+    }
+
+    /// Verifies an https server's certificate against `name` instead of the URL's host
+    /// (`SERVER_NAME`); an http poster has no certificate to verify and is unchanged.
+    pub fn with_server_name(mut self, name: &str) -> Result<Poster, String> {
+        if let Some((_, server_name)) = &mut self.tls {
+            *server_name = ServerName::try_from(name.to_string())
+                .map_err(|error| format!("SERVER_NAME `{name}`: {error}"))?;
+        }
+        Ok(self)
     }
 
     /// POSTs `body` as `application/x-ndjson`; succeeds on a 2xx answer.
