@@ -1,6 +1,6 @@
-//! README's configuration table is rendered from the `eddy serve` command definition, so it
-//! cannot drift from the code: this test fails when they differ and prints the table to
-//! paste. `EDDY_UPDATE_README=1 cargo test --test config_table` rewrites the section.
+//! The configuration table of `docs/configuration.md` is rendered from the `eddy serve` command
+//! definition, so it cannot drift from the code: this test fails when they differ and prints the
+//! table to paste. `EDDY_UPDATE_DOCS=1 cargo test --test config_table` rewrites the section.
 
 use clap::CommandFactory;
 
@@ -53,27 +53,27 @@ fn table() -> String {
 }
 
 #[test]
-fn readme_configuration_table_matches_the_command_line() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
-    let readme = std::fs::read_to_string(path).expect("README.md is readable");
-    let begin = readme
+fn documented_configuration_table_matches_the_command_line() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/configuration.md");
+    let document = std::fs::read_to_string(path).expect("docs/configuration.md is readable");
+    let begin = document
         .find(BEGIN)
-        .expect("README has the table's begin marker");
-    let end = readme.find(END).expect("README has the table's end marker");
-    let current = readme[begin + BEGIN.len()..end].trim();
+        .expect("docs/configuration.md has the table's begin marker");
+    let end = document.find(END).expect("docs/configuration.md has the table's end marker");
+    let current = document[begin + BEGIN.len()..end].trim();
     let expected = table();
-    if current != expected && std::env::var_os("EDDY_UPDATE_README").is_some() {
+    if current != expected && std::env::var_os("EDDY_UPDATE_DOCS").is_some() {
         let updated = format!(
             "{}{BEGIN}\n{expected}\n{}",
-            &readme[..begin],
-            &readme[end..]
+            &document[..begin],
+            &document[end..]
         );
-        std::fs::write(path, updated).expect("README.md is writable");
+        std::fs::write(path, updated).expect("docs/configuration.md is writable");
         return;
     }
     assert!(
         current == expected,
-        "README's configuration table is out of date; replace it with:\n\n{expected}\n"
+        "docs/configuration.md's table is out of date; replace it with:\n\n{expected}\n"
     );
     for variable in [
         "PORT",
