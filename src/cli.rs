@@ -1,10 +1,11 @@
 //! The client side of the `eddy` binary: `eddy flows list|watch|hints` and `eddy stats` query
-//! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes.
+//! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes;
+//! `eddy health` asks the health port, as a Kubernetes exec probe.
 //!
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
 //! `render` (aligned rows, units), `json` (proto to JSON), `error` (one-line errors, exit codes),
-//! one file per command (`flows`, `hints`, `watch`, `stats`), and `flowgen/` (nodes, pacing,
+//! one file per command (`flows`, `hints`, `watch`, `stats`, `health`), and `flowgen/` (nodes, pacing,
 //! the report). Nothing here is used by the server.
 
 pub mod connect;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod flowgen;
 pub mod flows;
+pub mod health;
 pub mod hints;
 pub mod json;
 pub mod output;

@@ -37,6 +37,8 @@ pub enum Command {
     Stats(Box<crate::cli::stats::StatsArgs>),
     /// Generate Felix-like flow reports against a server.
     Flowgen(Box<crate::cli::flowgen::FlowgenArgs>),
+    /// Check a running server's readiness or liveness (a Kubernetes exec probe).
+    Health(Box<crate::cli::health::HealthArgs>),
 }
 
 /// Flags of `eddy serve`; each has an environment variable.

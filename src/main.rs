@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         Command::Flows(args) => eddy::cli::main(eddy::cli::flows::run(*args)),
         Command::Stats(args) => eddy::cli::main(eddy::cli::stats::run(*args)),
         Command::Flowgen(args) => eddy::cli::main(eddy::cli::flowgen::run(*args)),
+        Command::Health(args) => eddy::cli::main(eddy::cli::health::run(*args)),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The command line's errors: each prints as one line with what failed, the gRPC status where
 //! there is one, and a hint, and maps to an exit code.
 //!
-//! Exit codes: 1 the server answered with an error, 2 the command line is wrong, 3 the server
+//! Exit codes: 1 the server answered with an error (or, for `eddy health`, that it is not
+//! healthy), 2 the command line is wrong, 3 the server
 //! could not be reached or dropped the connection (refused, TLS refused, `UNAVAILABLE`), 4 writing the output
 //! failed. A closed pipe (`eddy flows list | head`) is not an error.
 
@@ -35,6 +36,9 @@ pub enum CliError {
         /// What to try, when something useful can be said.
         hint: Option<String>,
     },
+    /// A health probe answered that the server is not ready or not live.
+    #[error("{0}")]
+    Unhealthy(String),
     /// Writing to standard output failed.
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
@@ -50,7 +54,7 @@ impl CliError {
             CliError::Status { status, detail, .. } if broken_connection(status.code(), detail) => {
                 3
             }
-            CliError::Status { .. } => 1,
+            CliError::Status { .. } | CliError::Unhealthy(_) => 1,
             CliError::Output(_) => 4,
         }
     }
