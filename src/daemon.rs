@@ -120,6 +120,7 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         let health = operations.health_address();
         let metrics = operations.metrics_address();
         let health_address = start_admin(&state, health, metrics).await?;
+        let signalled = crate::shutdown::signal();
         tracing::info!(
             address = %local,
             tls = tls.is_some(),
@@ -142,7 +143,7 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         }
         let shutdown = state.shutdown.clone();
         tokio::spawn(async move {
-            crate::shutdown::signal().await;
+            signalled.await;
             tracing::info!("shutting down: no new calls; ending streams and collectors");
             shutdown.trigger();
         });

@@ -48,27 +48,39 @@ impl Shutdown {
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT (Ctrl-C).
-pub async fn signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers SIGTERM and SIGINT handlers at once and returns a future that completes on the
+/// first of them. Registration happens in this call, not at the future's first poll, so a
+/// signal that arrives right after the server announces itself still shuts it down cleanly.
+/// Must be called inside a tokio runtime.
+pub fn signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => {
-                tokio::select! {
-                    _ = interrupt => {}
-                    _ = terminate.recv() => {}
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
-                let _ = interrupt.await;
+                (Ok(mut only), Err(error)) | (Err(error), Ok(mut only)) => {
+                    tracing::warn!(%error, "cannot listen for one of SIGTERM and SIGINT");
+                    only.recv().await;
+                }
+                (Err(error), Err(_)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM or SIGINT");
+                    std::future::pending::<()>().await;
+                }
             }
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 #[cfg(test)]

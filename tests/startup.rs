@@ -108,6 +108,25 @@ fn go_durations_set_the_window_from_the_variable_and_the_flag() {
     }
 }
 
+#[test]
+fn sigterm_right_after_the_serving_line_still_stops_the_server_cleanly() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let mut server = Running::start(serve(&[], &[], directory.path()));
+    server.line(SERVING);
+    let pid = i32::try_from(server.child.id()).expect("a process id fits in i32");
+    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM is delivered");
+    server.line("eddy stopped");
+    let status = server.child.wait().expect("the server exits");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "handlers are registered before the server says it is serving (SPEC §11.6)"
+    );
+}
+
 /// Runs `eddy serve` expecting it to refuse to start; returns its standard error.
 fn refused(args: &[&str], env: &[(&str, &str)]) -> String {
     let directory = tempfile::tempdir().expect("a temporary directory");
