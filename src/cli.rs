@@ -3,7 +3,7 @@
 //!
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
-//! `render` (aligned rows, units), `json` (proto to JSON), `error` (one-line errors, exit codes),
+//! `render` (aligned rows, units), `error` (one-line errors, exit codes),
 //! one file per command (`flows`, `hints`, `watch`, `stats`), and `flowgen/` (nodes, pacing,
 //! the report). Nothing here is used by the server.
 
@@ -13,7 +13,6 @@ pub mod filter;
 pub mod flowgen;
 pub mod flows;
 pub mod hints;
-pub mod json;
 pub mod output;
 pub mod render;
 pub mod stats;

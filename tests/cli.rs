@@ -50,7 +50,7 @@ fn letters(output: &Output) -> BTreeSet<String> {
         .lines()
         .map(|line| {
             let value: Value = serde_json::from_str(line).expect("each line is JSON");
-            let labels = value["flow"]["source_labels"].as_array().expect("labels");
+            let labels = value["flow"]["sourceLabels"].as_array().expect("labels");
             labels[0]
                 .as_str()
                 .expect("a string label")
@@ -270,19 +270,31 @@ async fn list_prints_known_flows_as_a_table_and_as_json() {
         &["-o", "json", "--sort", "dest-name"],
     )
     .await;
+    // The protobuf JSON mapping, as grpcurl prints it: camelCase, enum names, int64 strings.
     let document: Value = serde_json::from_str(&stdout(&json)).expect("one JSON document");
-    assert_eq!(document["meta"]["totalResults"], 5);
-    assert_eq!(document["meta"]["totalPages"], 1);
+    assert_eq!(document["meta"]["totalResults"], "5");
+    assert_eq!(document["meta"]["totalPages"], "1");
     let flows = document["flows"].as_array().expect("flows");
     let first = &flows[0]["flow"];
-    assert_eq!(first["Key"]["dest_name"], "checkout");
+    assert_eq!(first["Key"]["destName"], "checkout");
+    assert_eq!(first["Key"]["destNamespace"], "shop");
+    assert_eq!(first["Key"]["destPort"], "443");
     assert_eq!(first["Key"]["action"], "Allow");
     assert_eq!(first["Key"]["reporter"], "Dst");
-    assert_eq!(first["packets_in"], 12);
-    assert_eq!(first["bytes_in"], 1200);
-    assert_eq!(first["start_time"], bucket(NOW) - WINDOW);
-    assert_eq!(first["end_time"], bucket(NOW));
-    assert!(flows[0]["id"].as_i64().is_some_and(|id| id > 0));
+    assert_eq!(
+        first["Key"]["policies"]["enforcedPolicies"][0]["name"],
+        "allow-checkout"
+    );
+    assert_eq!(first["packetsIn"], "12");
+    assert_eq!(first["bytesIn"], "1200");
+    assert_eq!(first["numConnectionsLive"], "0", "defaults are printed");
+    assert_eq!(first["startTime"], (bucket(NOW) - WINDOW).to_string());
+    assert_eq!(first["endTime"], bucket(NOW).to_string());
+    assert_eq!(first["destLabels"], serde_json::json!(["app=x"]));
+    assert!(flows[0]["id"]
+        .as_str()
+        .and_then(|id| id.parse::<i64>().ok())
+        .is_some_and(|id| id > 0));
 
     // Not a terminal and no -o: one JSON result per line.
     let ndjson = against(&server, &["flows", "list"], &[]).await;
@@ -360,16 +372,16 @@ async fn sorting_paging_and_hints_reach_the_server() {
     )
     .await;
     let document: Value = serde_json::from_str(&stdout(&page)).expect("JSON");
-    assert_eq!(document["meta"]["totalResults"], 5);
-    assert_eq!(document["meta"]["totalPages"], 3);
+    assert_eq!(document["meta"]["totalResults"], "5");
+    assert_eq!(document["meta"]["totalPages"], "3");
     let names: Vec<(&str, &str)> = document["flows"]
         .as_array()
         .expect("flows")
         .iter()
         .map(|f| {
             (
-                f["flow"]["Key"]["dest_name"].as_str().unwrap_or(""),
-                f["flow"]["Key"]["source_name"].as_str().unwrap_or(""),
+                f["flow"]["Key"]["destName"].as_str().unwrap_or(""),
+                f["flow"]["Key"]["sourceName"].as_str().unwrap_or(""),
             )
         })
         .collect();
@@ -406,7 +418,7 @@ async fn sorting_paging_and_hints_reach_the_server() {
         document["hints"],
         serde_json::json!([{"value": "kube-system"}, {"value": "payments"}, {"value": "shop"}])
     );
-    assert_eq!(document["meta"]["totalResults"], 3);
+    assert_eq!(document["meta"]["totalResults"], "3");
     let table = against(
         &server,
         &["flows", "hints", "policy-name"],
@@ -444,8 +456,9 @@ async fn stats_prints_policy_counters_as_a_table_and_as_json() {
     let results = results.as_array().expect("an array of results");
     assert_eq!(results.len(), 1, "{results:?}");
     assert_eq!(results[0]["policy"]["name"], "allow-checkout");
-    assert_eq!(results[0]["allowed_in"], serde_json::json!([12]));
-    assert_eq!(results[0]["denied_in"], serde_json::json!([0]));
+    assert_eq!(results[0]["allowedIn"], serde_json::json!(["12"]));
+    assert_eq!(results[0]["deniedIn"], serde_json::json!(["0"]));
+    assert_eq!(results[0]["policy"]["kind"], "CalicoNetworkPolicy");
     let rules = against(
         &server,
         &["stats"],
@@ -470,7 +483,7 @@ async fn stats_prints_policy_counters_as_a_table_and_as_json() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["policy"]["name"], "default-deny");
     assert_eq!(lines[0]["direction"], "Ingress");
-    assert_eq!(lines[0]["denied_in"], serde_json::json!([3000]));
+    assert_eq!(lines[0]["deniedIn"], serde_json::json!(["3000"]));
     let table = against(
         &server,
         &["stats"],
@@ -657,8 +670,8 @@ async fn watch_prints_each_bucket_as_it_is_emitted() {
     for line in stdout(&all).lines() {
         let result: Value = serde_json::from_str(line).expect("JSON");
         let flow = &result["flow"];
-        let width =
-            flow["end_time"].as_i64().unwrap_or(0) - flow["start_time"].as_i64().unwrap_or(0);
+        let seconds = |field: &str| flow[field].as_str().and_then(|s| s.parse::<i64>().ok());
+        let width = seconds("endTime").unwrap_or(0) - seconds("startTime").unwrap_or(0);
         assert_eq!(width, 1, "one bucket per result: {line}");
     }
     let filtered = run(&[

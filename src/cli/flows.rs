@@ -1,13 +1,11 @@
 //! `eddy flows list|watch|hints`: the `Flows` service from the command line (SPEC §4, §6, §7).
 
 use clap::{Args, Subcommand, ValueEnum};
-use serde_json::json;
 use tonic::transport::Channel;
 
 use crate::cli::connect::ServerArgs;
 use crate::cli::error::CliError;
 use crate::cli::filter::FilterArgs;
-use crate::cli::json;
 use crate::cli::output::{Format, Output, OutputArgs};
 use crate::cli::render;
 use crate::cli::table::Table;
@@ -217,15 +215,10 @@ async fn list(args: ListArgs) -> Result<(), CliError> {
                 ("flow", "flows"),
             ))?;
         }
-        Format::Json => {
-            let flows: Vec<_> = result.flows.iter().map(json::flow_result).collect();
-            out.json_document(
-                &json!({ "meta": json::meta(result.meta.as_ref()), "flows": flows }),
-            )?;
-        }
+        Format::Json => out.json_document(&result)?,
         Format::Ndjson => {
             for flow in &result.flows {
-                out.json_line(&json::flow_result(flow))?;
+                out.json_line(flow)?;
             }
         }
     }

@@ -7,7 +7,6 @@ use crate::cli::connect::ServerArgs;
 use crate::cli::error::CliError;
 use crate::cli::filter::FilterArgs;
 use crate::cli::flows::client;
-use crate::cli::json;
 use crate::cli::output::{unix_now, Format, Output, OutputArgs};
 use crate::cli::render;
 use crate::cli::table;
@@ -54,7 +53,7 @@ fn print(out: &mut Output, result: &FlowResult) -> std::io::Result<()> {
             let text = table::line(&row, &widths(wide), &render::columns(wide), out.color);
             out.write(&text)?;
         }
-        Format::Json | Format::Ndjson => out.json_line(&json::flow_result(result))?,
+        Format::Json | Format::Ndjson => out.json_line(result)?,
     }
     out.flush()
 }
