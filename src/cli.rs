@@ -1,18 +1,21 @@
 //! The client side of the `eddy` binary: `eddy flows list|watch|hints` and `eddy stats` query
-//! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes.
+//! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes;
+//! `eddy completions` and `eddy man` describe the command line itself.
 //!
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
 //! `render` (aligned rows, units), `error` (one-line errors, exit codes),
-//! one file per command (`flows`, `hints`, `watch`, `stats`), and `flowgen/` (nodes, pacing,
+//! one file per command (`flows`, `hints`, `watch`, `stats`, `completions`, `man`), and `flowgen/` (nodes, pacing,
 //! the report). Nothing here is used by the server.
 
+pub mod completions;
 pub mod connect;
 pub mod error;
 pub mod filter;
 pub mod flowgen;
 pub mod flows;
 pub mod hints;
+pub mod man;
 pub mod output;
 pub mod render;
 pub mod stats;

@@ -36,6 +36,10 @@ pub enum Command {
     Stats(Box<crate::cli::stats::StatsArgs>),
     /// Generate Felix-like flow reports against a server.
     Flowgen(Box<crate::cli::flowgen::FlowgenArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::cli::completions::CompletionsArgs),
+    /// Write manual pages: `eddy.1` to standard output, or every page into --dir.
+    Man(crate::cli::man::ManArgs),
 }
 
 /// Flags of `eddy serve`; each has an environment variable.

@@ -15,6 +15,10 @@ fn main() -> anyhow::Result<()> {
         Command::Flows(args) => eddy::cli::main(eddy::cli::flows::run(*args)),
         Command::Stats(args) => eddy::cli::main(eddy::cli::stats::run(*args)),
         Command::Flowgen(args) => eddy::cli::main(eddy::cli::flowgen::run(*args)),
+        Command::Completions(args) => {
+            eddy::cli::main(async move { eddy::cli::completions::run(&args) })
+        }
+        Command::Man(args) => eddy::cli::main(async move { eddy::cli::man::run(&args) }),
     }
 }
 
