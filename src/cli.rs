@@ -5,7 +5,7 @@
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
 //! `render` (aligned rows, units), `error` (one-line errors, exit codes),
-//! one file per command (`flows`, `hints`, `watch`, `stats`, `completions`, `man`), and `flowgen/` (nodes, pacing,
+//! one file per command (`flows`, `list`, `hints`, `watch`, `stats`, `completions`, `man`), and `flowgen/` (nodes, pacing,
 //! the report). Nothing here is used by the server.
 
 pub mod completions;
@@ -15,6 +15,7 @@ pub mod filter;
 pub mod flowgen;
 pub mod flows;
 pub mod hints;
+pub mod list;
 pub mod man;
 pub mod output;
 pub mod render;

@@ -762,3 +762,167 @@ async fn watch_exits_cleanly_on_ctrl_c() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stderr(&output), "");
 }
+
+/// The lines of a successful command's standard output.
+fn lines_of(output: &Output) -> Vec<String> {
+    assert!(output.status.success(), "eddy failed: {}", stderr(output));
+    stdout(output).lines().map(String::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_last_takes_the_most_recent_rows() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+    let two = against(
+        &server,
+        &["flows", "list"],
+        &["--last", "2", "-o", "ndjson"],
+    )
+    .await;
+    let letters = letters(&two);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters.is_subset(&set("ABCD")),
+        "the recent ones: {letters:?}"
+    );
+    let table = against(&server, &["flows", "list"], &["--last", "2", "-o", "table"]).await;
+    let lines = lines_of(&table);
+    assert_eq!(lines.len(), 4, "a header, two rows, a footer: {lines:?}");
+    assert!(lines[0].starts_with("START"), "{lines:?}");
+    assert_eq!(lines[3], "the 2 most recent of 5 flows");
+    let all = against(&server, &["flows", "list"], &["--last", "9", "-o", "table"]).await;
+    assert_eq!(lines_of(&all).last().map(String::as_str), Some("5 flows"));
+    let json = against(&server, &["flows", "list"], &["--last", "3", "-o", "json"]).await;
+    let document: Value = serde_json::from_str(&stdout(&json)).expect("one JSON document");
+    assert_eq!(document["flows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(document["meta"]["totalResults"], "5");
+
+    for flags in [
+        &["--last", "2", "--sort", "dest-name"][..],
+        &["--last", "2", "--page-size", "3"],
+        &["--last", "0"],
+        &["--count", "1"],
+    ] {
+        let refused = against(&server, &["flows", "list"], flags).await;
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains(flags[0]),
+            "{flags:?}: {}",
+            stderr(&refused)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lists_are_read_in_pages_and_tables_stop_at_the_default() {
+    let server = TestServer::start(1).await;
+    let start = bucket(NOW) - WINDOW + 1;
+    let flows: Vec<_> = (0..1203)
+        .map(|n| {
+            flow(
+                key(("load", &format!("client-{n:04}")), ("shop", "db")),
+                start,
+                1,
+            )
+        })
+        .collect();
+    server.ingest(flows).await;
+
+    let ndjson = against(&server, &["flows", "list"], &["-o", "ndjson"]).await;
+    let lines = lines_of(&ndjson);
+    assert_eq!(lines.len(), 1203, "every flow, over three pages of 500");
+    let ids: BTreeSet<String> = lines
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("JSON");
+            value["id"].as_str().expect("an id").to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1203, "no flow twice");
+
+    let table = against(&server, &["flows", "list"], &["-o", "table"]).await;
+    let lines = lines_of(&table);
+    assert_eq!(lines.len(), 1 + 100 + 1, "a header, 100 rows, a footer");
+    assert_eq!(
+        lines[101],
+        "showing 100 of 1203 flows; 1103 more: use --last N or --page-size N"
+    );
+    let longer = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "wide", "--last", "1100"],
+    )
+    .await;
+    let lines = lines_of(&longer);
+    assert_eq!(lines.len(), 1 + 1100 + 1, "{:?}", lines.last());
+    assert_eq!(lines[1101], "the 1100 most recent of 1203 flows");
+    let source_at = lines[0].find("SOURCE").expect("a header");
+    for line in &lines[1..1101] {
+        assert_eq!(
+            &line[source_at..source_at + 5],
+            "load/",
+            "aligned across pages: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_follow_prints_the_list_then_each_emitted_bucket() {
+    let server = realtime().await;
+    let labelled = |letter: &str, start: i64| {
+        let mut f = flow(key(("shop", "frontend"), ("shop", "checkout")), start, 1);
+        f.source_labels = vec![format!("flow={letter}")];
+        f
+    };
+    // A closed bucket: listed, and already emitted (late data is not re-sent, SPEC §7.6).
+    server.ingest(vec![labelled("A", server.now() - 5)]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["flows", "list", "-f", "--count", "1", "-o", "ndjson"])
+        .args(["--server", &server.address.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("eddy starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(stdout);
+    // The stream is opened before the list is read: once the list is out, it is listening.
+    let (listed, mut reader) = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("stdout is readable");
+        (line, reader)
+    })
+    .await
+    .expect("the reader finishes");
+    let listed: Value = serde_json::from_str(&listed).expect("the listed flow as JSON");
+    assert_eq!(
+        listed["flow"]["sourceLabels"],
+        serde_json::json!(["flow=A"])
+    );
+    server.ingest(vec![labelled("B", server.now())]).await;
+    let (rest, output) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).expect("stdout is readable");
+        (rest, child.wait_with_output().expect("eddy exits"))
+    })
+    .await
+    .expect("the waiter finishes");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let streamed: Vec<Value> = rest
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(streamed.len(), 1, "--count 1 streamed result: {rest}");
+    let flow = &streamed[0]["flow"];
+    assert_eq!(flow["sourceLabels"], serde_json::json!(["flow=B"]));
+    let seconds = |field: &str| flow[field].as_str().and_then(|s| s.parse::<i64>().ok());
+    assert_eq!(
+        seconds("endTime").unwrap_or(0) - seconds("startTime").unwrap_or(0),
+        1,
+        "one bucket: {flow}"
+    );
+}
