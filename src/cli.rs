@@ -1,13 +1,15 @@
 //! The client side of the `eddy` binary: `eddy flows list|watch|hints` and `eddy stats` query
 //! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes;
-//! `eddy health` asks the health port, as a Kubernetes exec probe.
+//! `eddy health` asks the health port, as a Kubernetes exec probe; `eddy completions` and
+//! `eddy man` describe the command line itself.
 //!
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
-//! `render` (aligned rows, units), `json` (proto to JSON), `error` (one-line errors, exit codes),
-//! one file per command (`flows`, `hints`, `watch`, `stats`, `health`), and `flowgen/` (nodes, pacing,
-//! the report). Nothing here is used by the server.
+//! `render` (aligned rows, units), `error` (one-line errors, exit codes), one file per command
+//! (`flows`, `list`, `hints`, `watch`, `stats`, `health`, `completions`, `man`), and `flowgen/`
+//! (nodes, pacing, the report). Nothing here is used by the server.
 
+pub mod completions;
 pub mod connect;
 pub mod error;
 pub mod filter;
@@ -15,7 +17,8 @@ pub mod flowgen;
 pub mod flows;
 pub mod health;
 pub mod hints;
-pub mod json;
+pub mod list;
+pub mod man;
 pub mod output;
 pub mod render;
 pub mod stats;

@@ -39,6 +39,10 @@ pub enum Command {
     Flowgen(Box<crate::cli::flowgen::FlowgenArgs>),
     /// Check a running server's readiness or liveness (a Kubernetes exec probe).
     Health(Box<crate::cli::health::HealthArgs>),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::cli::completions::CompletionsArgs),
+    /// Write manual pages: `eddy.1` to standard output, or every page into --dir.
+    Man(crate::cli::man::ManArgs),
 }
 
 /// Flags of `eddy serve`; each has an environment variable.

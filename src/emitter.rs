@@ -31,6 +31,7 @@ use crate::emitter::post::Poster;
 use crate::emitter::progress::{Progress, ProgressError};
 use crate::emitter::switch::FileSwitch;
 use crate::proto::Flow;
+use crate::proto_json::{json, Spelling};
 use crate::state::ServerState;
 use crate::worker::EngineStopped;
 
@@ -167,9 +168,17 @@ impl Emitter {
                     return;
                 };
                 if !flows.is_empty() {
+                    let body = match ndjson(&flows) {
+                        Ok(body) => body,
+                        Err(error) => {
+                            // Progress is not advanced: a restarted emitter retries this window.
+                            tracing::error!(%error, start, end, "emitter cannot write a window as JSON; stopping");
+                            return;
+                        }
+                    };
                     let delivered = tokio::select! {
                         _ = shutdown.wait() => false,
-                        () = self.deliver(&state, ndjson(&flows), start) => true,
+                        () = self.deliver(&state, body, start) => true,
                     };
                     if !delivered {
                         return;
@@ -249,16 +258,14 @@ pub async fn read_window(
         .collect())
 }
 
-/// One JSON object per flow, each followed by a newline.
-pub fn ndjson(flows: &[Flow]) -> Vec<u8> {
+/// One JSON object per flow in the emitter's spelling, each followed by a newline.
+pub fn ndjson(flows: &[Flow]) -> Result<Vec<u8>, serde_json::Error> {
     let mut body = Vec::new();
     for flow in flows {
-        // Serialising plain structs of strings and integers into a Vec cannot fail.
-        if serde_json::to_writer(&mut body, flow).is_ok() {
-            body.push(b'\n');
-        }
+        serde_json::to_writer(&mut body, &json(flow, Spelling::Emitter))?;
+        body.push(b'\n');
     }
-    body
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -298,7 +305,7 @@ mod tests {
             start_time: 15,
             ..Default::default()
         };
-        let body = String::from_utf8(ndjson(&[flow.clone(), flow])).expect("UTF-8");
+        let body = String::from_utf8(ndjson(&[flow.clone(), flow]).expect("JSON")).expect("UTF-8");
         let lines: Vec<&str> = body.lines().collect();
         assert_eq!(lines.len(), 2);
         let value: serde_json::Value = serde_json::from_str(lines[0]).expect("JSON");

@@ -20,6 +20,7 @@ pub mod intern;
 pub mod logging;
 pub mod metrics;
 pub mod proto;
+pub mod proto_json;
 pub mod retention;
 pub mod server;
 pub mod shutdown;

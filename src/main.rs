@@ -18,6 +18,10 @@ fn main() -> anyhow::Result<()> {
         Command::Stats(args) => eddy::cli::main(eddy::cli::stats::run(*args)),
         Command::Flowgen(args) => eddy::cli::main(eddy::cli::flowgen::run(*args)),
         Command::Health(args) => eddy::cli::main(eddy::cli::health::run(*args)),
+        Command::Completions(args) => {
+            eddy::cli::main(async move { eddy::cli::completions::run(&args) })
+        }
+        Command::Man(args) => eddy::cli::main(async move { eddy::cli::man::run(&args) }),
     }
 }
 

@@ -50,7 +50,7 @@ fn letters(output: &Output) -> BTreeSet<String> {
         .lines()
         .map(|line| {
             let value: Value = serde_json::from_str(line).expect("each line is JSON");
-            let labels = value["flow"]["source_labels"].as_array().expect("labels");
+            let labels = value["flow"]["sourceLabels"].as_array().expect("labels");
             labels[0]
                 .as_str()
                 .expect("a string label")
@@ -270,19 +270,31 @@ async fn list_prints_known_flows_as_a_table_and_as_json() {
         &["-o", "json", "--sort", "dest-name"],
     )
     .await;
+    // The protobuf JSON mapping, as grpcurl prints it: camelCase, enum names, int64 strings.
     let document: Value = serde_json::from_str(&stdout(&json)).expect("one JSON document");
-    assert_eq!(document["meta"]["totalResults"], 5);
-    assert_eq!(document["meta"]["totalPages"], 1);
+    assert_eq!(document["meta"]["totalResults"], "5");
+    assert_eq!(document["meta"]["totalPages"], "1");
     let flows = document["flows"].as_array().expect("flows");
     let first = &flows[0]["flow"];
-    assert_eq!(first["Key"]["dest_name"], "checkout");
+    assert_eq!(first["Key"]["destName"], "checkout");
+    assert_eq!(first["Key"]["destNamespace"], "shop");
+    assert_eq!(first["Key"]["destPort"], "443");
     assert_eq!(first["Key"]["action"], "Allow");
     assert_eq!(first["Key"]["reporter"], "Dst");
-    assert_eq!(first["packets_in"], 12);
-    assert_eq!(first["bytes_in"], 1200);
-    assert_eq!(first["start_time"], bucket(NOW) - WINDOW);
-    assert_eq!(first["end_time"], bucket(NOW));
-    assert!(flows[0]["id"].as_i64().is_some_and(|id| id > 0));
+    assert_eq!(
+        first["Key"]["policies"]["enforcedPolicies"][0]["name"],
+        "allow-checkout"
+    );
+    assert_eq!(first["packetsIn"], "12");
+    assert_eq!(first["bytesIn"], "1200");
+    assert_eq!(first["numConnectionsLive"], "0", "defaults are printed");
+    assert_eq!(first["startTime"], (bucket(NOW) - WINDOW).to_string());
+    assert_eq!(first["endTime"], bucket(NOW).to_string());
+    assert_eq!(first["destLabels"], serde_json::json!(["app=x"]));
+    assert!(flows[0]["id"]
+        .as_str()
+        .and_then(|id| id.parse::<i64>().ok())
+        .is_some_and(|id| id > 0));
 
     // Not a terminal and no -o: one JSON result per line.
     let ndjson = against(&server, &["flows", "list"], &[]).await;
@@ -325,6 +337,18 @@ async fn every_filter_flag_reaches_the_server() {
         (&["--reporter", "src"], "BD"),
         (&["--reporter", "dst"], "ACE"),
         (&["--dest-namespace", "payments", "--reporter", "dst"], "C"),
+        (&["--source-name-like", "PROM"], "D"),
+        (&["--source-namespace-like", "sho"], "ABE"),
+        (&["--dest-name-like", "DNS"], "D"),
+        (&["--dest-namespace-like", "pay"], "BC"),
+        (&["--protocol-like", "tc"], "ABCE"),
+        (&["--from-namespace", "monitoring"], "D"),
+        (&["--to-namespace", "payments"], "BC"),
+        (&["--verdict", "DROPPED"], "C"),
+        (&["--verdict", "FORWARDED"], "ABDE"),
+        (&["--action", "Deny"], "C"),
+        (&["--port", "9000"], "BC"),
+        (&["--to-port", "53"], "D"),
         (&["--since", "10m"], "ABCD"),
         (&["--until", "10m"], "E"),
         (&["--since", "1h", "--until", "15m"], "E"),
@@ -360,16 +384,16 @@ async fn sorting_paging_and_hints_reach_the_server() {
     )
     .await;
     let document: Value = serde_json::from_str(&stdout(&page)).expect("JSON");
-    assert_eq!(document["meta"]["totalResults"], 5);
-    assert_eq!(document["meta"]["totalPages"], 3);
+    assert_eq!(document["meta"]["totalResults"], "5");
+    assert_eq!(document["meta"]["totalPages"], "3");
     let names: Vec<(&str, &str)> = document["flows"]
         .as_array()
         .expect("flows")
         .iter()
         .map(|f| {
             (
-                f["flow"]["Key"]["dest_name"].as_str().unwrap_or(""),
-                f["flow"]["Key"]["source_name"].as_str().unwrap_or(""),
+                f["flow"]["Key"]["destName"].as_str().unwrap_or(""),
+                f["flow"]["Key"]["sourceName"].as_str().unwrap_or(""),
             )
         })
         .collect();
@@ -406,7 +430,7 @@ async fn sorting_paging_and_hints_reach_the_server() {
         document["hints"],
         serde_json::json!([{"value": "kube-system"}, {"value": "payments"}, {"value": "shop"}])
     );
-    assert_eq!(document["meta"]["totalResults"], 3);
+    assert_eq!(document["meta"]["totalResults"], "3");
     let table = against(
         &server,
         &["flows", "hints", "policy-name"],
@@ -444,8 +468,9 @@ async fn stats_prints_policy_counters_as_a_table_and_as_json() {
     let results = results.as_array().expect("an array of results");
     assert_eq!(results.len(), 1, "{results:?}");
     assert_eq!(results[0]["policy"]["name"], "allow-checkout");
-    assert_eq!(results[0]["allowed_in"], serde_json::json!([12]));
-    assert_eq!(results[0]["denied_in"], serde_json::json!([0]));
+    assert_eq!(results[0]["allowedIn"], serde_json::json!(["12"]));
+    assert_eq!(results[0]["deniedIn"], serde_json::json!(["0"]));
+    assert_eq!(results[0]["policy"]["kind"], "CalicoNetworkPolicy");
     let rules = against(
         &server,
         &["stats"],
@@ -470,7 +495,7 @@ async fn stats_prints_policy_counters_as_a_table_and_as_json() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert_eq!(lines[0]["policy"]["name"], "default-deny");
     assert_eq!(lines[0]["direction"], "Ingress");
-    assert_eq!(lines[0]["denied_in"], serde_json::json!([3000]));
+    assert_eq!(lines[0]["deniedIn"], serde_json::json!(["3000"]));
     let table = against(
         &server,
         &["stats"],
@@ -657,8 +682,8 @@ async fn watch_prints_each_bucket_as_it_is_emitted() {
     for line in stdout(&all).lines() {
         let result: Value = serde_json::from_str(line).expect("JSON");
         let flow = &result["flow"];
-        let width =
-            flow["end_time"].as_i64().unwrap_or(0) - flow["start_time"].as_i64().unwrap_or(0);
+        let seconds = |field: &str| flow[field].as_str().and_then(|s| s.parse::<i64>().ok());
+        let width = seconds("endTime").unwrap_or(0) - seconds("startTime").unwrap_or(0);
         assert_eq!(width, 1, "one bucket per result: {line}");
     }
     let filtered = run(&[
@@ -736,4 +761,168 @@ async fn watch_exits_cleanly_on_ctrl_c() {
         .expect("eddy exits");
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert_eq!(stderr(&output), "");
+}
+
+/// The lines of a successful command's standard output.
+fn lines_of(output: &Output) -> Vec<String> {
+    assert!(output.status.success(), "eddy failed: {}", stderr(output));
+    stdout(output).lines().map(String::from).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_last_takes_the_most_recent_rows() {
+    let server = TestServer::start(1).await;
+    known_flows(&server).await;
+    let two = against(
+        &server,
+        &["flows", "list"],
+        &["--last", "2", "-o", "ndjson"],
+    )
+    .await;
+    let letters = letters(&two);
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters.is_subset(&set("ABCD")),
+        "the recent ones: {letters:?}"
+    );
+    let table = against(&server, &["flows", "list"], &["--last", "2", "-o", "table"]).await;
+    let lines = lines_of(&table);
+    assert_eq!(lines.len(), 4, "a header, two rows, a footer: {lines:?}");
+    assert!(lines[0].starts_with("START"), "{lines:?}");
+    assert_eq!(lines[3], "the 2 most recent of 5 flows");
+    let all = against(&server, &["flows", "list"], &["--last", "9", "-o", "table"]).await;
+    assert_eq!(lines_of(&all).last().map(String::as_str), Some("5 flows"));
+    let json = against(&server, &["flows", "list"], &["--last", "3", "-o", "json"]).await;
+    let document: Value = serde_json::from_str(&stdout(&json)).expect("one JSON document");
+    assert_eq!(document["flows"].as_array().map(Vec::len), Some(3));
+    assert_eq!(document["meta"]["totalResults"], "5");
+
+    for flags in [
+        &["--last", "2", "--sort", "dest-name"][..],
+        &["--last", "2", "--page-size", "3"],
+        &["--last", "0"],
+        &["--count", "1"],
+    ] {
+        let refused = against(&server, &["flows", "list"], flags).await;
+        assert_eq!(
+            refused.status.code(),
+            Some(2),
+            "{flags:?}: {}",
+            stderr(&refused)
+        );
+        assert!(
+            stderr(&refused).contains(flags[0]),
+            "{flags:?}: {}",
+            stderr(&refused)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lists_are_read_in_pages_and_tables_stop_at_the_default() {
+    let server = TestServer::start(1).await;
+    let start = bucket(NOW) - WINDOW + 1;
+    let flows: Vec<_> = (0..1203)
+        .map(|n| {
+            flow(
+                key(("load", &format!("client-{n:04}")), ("shop", "db")),
+                start,
+                1,
+            )
+        })
+        .collect();
+    server.ingest(flows).await;
+
+    let ndjson = against(&server, &["flows", "list"], &["-o", "ndjson"]).await;
+    let lines = lines_of(&ndjson);
+    assert_eq!(lines.len(), 1203, "every flow, over three pages of 500");
+    let ids: BTreeSet<String> = lines
+        .iter()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).expect("JSON");
+            value["id"].as_str().expect("an id").to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 1203, "no flow twice");
+
+    let table = against(&server, &["flows", "list"], &["-o", "table"]).await;
+    let lines = lines_of(&table);
+    assert_eq!(lines.len(), 1 + 100 + 1, "a header, 100 rows, a footer");
+    assert_eq!(
+        lines[101],
+        "showing 100 of 1203 flows; 1103 more: use --last N or --page-size N"
+    );
+    let longer = against(
+        &server,
+        &["flows", "list"],
+        &["-o", "wide", "--last", "1100"],
+    )
+    .await;
+    let lines = lines_of(&longer);
+    assert_eq!(lines.len(), 1 + 1100 + 1, "{:?}", lines.last());
+    assert_eq!(lines[1101], "the 1100 most recent of 1203 flows");
+    let source_at = lines[0].find("SOURCE").expect("a header");
+    for line in &lines[1..1101] {
+        assert_eq!(
+            &line[source_at..source_at + 5],
+            "load/",
+            "aligned across pages: {line}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_follow_prints_the_list_then_each_emitted_bucket() {
+    let server = realtime().await;
+    let labelled = |letter: &str, start: i64| {
+        let mut f = flow(key(("shop", "frontend"), ("shop", "checkout")), start, 1);
+        f.source_labels = vec![format!("flow={letter}")];
+        f
+    };
+    // A closed bucket: listed, and already emitted (late data is not re-sent, SPEC §7.6).
+    server.ingest(vec![labelled("A", server.now() - 5)]).await;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+        .args(["flows", "list", "-f", "--count", "1", "-o", "ndjson"])
+        .args(["--server", &server.address.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("eddy starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut reader = std::io::BufReader::new(stdout);
+    // The stream is opened before the list is read: once the list is out, it is listening.
+    let (listed, mut reader) = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).expect("stdout is readable");
+        (line, reader)
+    })
+    .await
+    .expect("the reader finishes");
+    let listed: Value = serde_json::from_str(&listed).expect("the listed flow as JSON");
+    assert_eq!(
+        listed["flow"]["sourceLabels"],
+        serde_json::json!(["flow=A"])
+    );
+    server.ingest(vec![labelled("B", server.now())]).await;
+    let (rest, output) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut reader, &mut rest).expect("stdout is readable");
+        (rest, child.wait_with_output().expect("eddy exits"))
+    })
+    .await
+    .expect("the waiter finishes");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let streamed: Vec<Value> = rest
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("JSON"))
+        .collect();
+    assert_eq!(streamed.len(), 1, "--count 1 streamed result: {rest}");
+    let flow = &streamed[0]["flow"];
+    assert_eq!(flow["sourceLabels"], serde_json::json!(["flow=B"]));
+    let seconds = |field: &str| flow[field].as_str().and_then(|s| s.parse::<i64>().ok());
+    assert_eq!(
+        seconds("endTime").unwrap_or(0) - seconds("startTime").unwrap_or(0),
+        1,
+        "one bucket: {flow}"
+    );
 }

@@ -101,7 +101,7 @@ async fn the_tls_flags_reach_an_mtls_server_and_refusals_are_explained() {
         String::from_utf8_lossy(&served.stderr)
     );
     let document: serde_json::Value = serde_json::from_slice(&served.stdout).expect("JSON");
-    assert_eq!(document["meta"]["totalResults"], 0);
+    assert_eq!(document["meta"]["totalResults"], "0");
     let port = address.rsplit(':').next().unwrap_or_default();
     let by_name = list(
         &format!("localhost:{port}"),

@@ -103,6 +103,11 @@ async fn flowgen(server: SocketAddr, flags: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("the summary is JSON")
 }
 
+/// A 64-bit integer of protobuf JSON, which is a string.
+fn integer(value: &Value) -> Option<i64> {
+    value.as_str().and_then(|text| text.parse().ok())
+}
+
 /// What the server lists over all retained buckets (the current one included): the number
 /// of results and the sums of two counters.
 async fn listed(server: SocketAddr) -> (i64, i64, i64) {
@@ -128,13 +133,13 @@ async fn listed(server: SocketAddr) -> (i64, i64, i64) {
     let sum = |field: &str| {
         flows
             .iter()
-            .map(|f| f["flow"][field].as_i64().unwrap_or(0))
+            .map(|f| integer(&f["flow"][field]).unwrap_or(0))
             .sum()
     };
     (
-        document["meta"]["totalResults"].as_i64().unwrap_or(-1),
-        sum("packets_in"),
-        sum("bytes_out"),
+        integer(&document["meta"]["totalResults"]).unwrap_or(-1),
+        sum("packetsIn"),
+        sum("bytesOut"),
     )
 }
 

@@ -1,7 +1,13 @@
 //! Filter flags (SPEC §5): one flag per `Filter` field, repeatable where the field is repeated.
 //! String fields have an exact form (`--dest-namespace prod`) and a fuzzy, case-insensitive
-//! substring form (`--dest-namespace~ pro`). `--policy` takes `tier/name`,
-//! `tier/namespace/name`, an optional `kind:` prefix, or `key=value` pairs.
+//! substring form (`--dest-namespace-like pro`, also spelled `--dest-namespace~ pro`, which
+//! zsh's extended glob needs quoted). `--policy` takes `tier/name`, `tier/namespace/name`, an
+//! optional `kind:` prefix, or `key=value` pairs.
+//!
+//! Hubble's spellings answer where they mean the same filter: `--from-namespace`,
+//! `--to-namespace`, `--verdict FORWARDED|DROPPED` (allow, deny) and `--port`/`--to-port`
+//! (flows carry only a destination port). Hubble's `--from-pod`/`--to-pod` are not offered: they
+//! match one pod, and a flow's names here are aggregated workload names.
 
 use clap::{Args, ValueEnum};
 
@@ -12,9 +18,11 @@ use crate::proto::{
 /// A flow's or a policy hit's action.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ActionArg {
-    /// Allowed.
+    /// Allowed (Hubble's FORWARDED).
+    #[value(alias = "forwarded")]
     Allow,
-    /// Denied.
+    /// Denied (Hubble's DROPPED).
+    #[value(alias = "dropped")]
     Deny,
     /// Passed to the next tier.
     Pass,
@@ -49,40 +57,68 @@ pub struct FilterArgs {
     #[arg(long = "source-name", value_name = "NAME")]
     pub source_name: Vec<String>,
     /// Source name contains TEXT, ignoring case.
-    #[arg(long = "source-name~", value_name = "TEXT")]
+    #[arg(
+        long = "source-name-like",
+        visible_alias = "source-name~",
+        value_name = "TEXT"
+    )]
     pub source_name_like: Vec<String>,
     /// Source namespace is exactly NS.
-    #[arg(long = "source-namespace", value_name = "NS")]
+    #[arg(
+        long = "source-namespace",
+        visible_alias = "from-namespace",
+        value_name = "NS"
+    )]
     pub source_namespace: Vec<String>,
     /// Source namespace contains TEXT, ignoring case.
-    #[arg(long = "source-namespace~", value_name = "TEXT")]
+    #[arg(
+        long = "source-namespace-like",
+        visible_alias = "source-namespace~",
+        value_name = "TEXT"
+    )]
     pub source_namespace_like: Vec<String>,
     /// Destination name is exactly NAME.
     #[arg(long = "dest-name", value_name = "NAME")]
     pub dest_name: Vec<String>,
     /// Destination name contains TEXT, ignoring case.
-    #[arg(long = "dest-name~", value_name = "TEXT")]
+    #[arg(
+        long = "dest-name-like",
+        visible_alias = "dest-name~",
+        value_name = "TEXT"
+    )]
     pub dest_name_like: Vec<String>,
     /// Destination namespace is exactly NS.
-    #[arg(long = "dest-namespace", value_name = "NS")]
+    #[arg(
+        long = "dest-namespace",
+        visible_alias = "to-namespace",
+        value_name = "NS"
+    )]
     pub dest_namespace: Vec<String>,
     /// Destination namespace contains TEXT, ignoring case.
-    #[arg(long = "dest-namespace~", value_name = "TEXT")]
+    #[arg(
+        long = "dest-namespace-like",
+        visible_alias = "dest-namespace~",
+        value_name = "TEXT"
+    )]
     pub dest_namespace_like: Vec<String>,
     /// Protocol is exactly PROTO, e.g. TCP.
     #[arg(long = "protocol", value_name = "PROTO")]
     pub protocol: Vec<String>,
     /// Protocol contains TEXT, ignoring case.
-    #[arg(long = "protocol~", value_name = "TEXT")]
+    #[arg(
+        long = "protocol-like",
+        visible_alias = "protocol~",
+        value_name = "TEXT"
+    )]
     pub protocol_like: Vec<String>,
     /// Destination port.
-    #[arg(long = "dest-port", value_name = "PORT", value_parser = clap::value_parser!(i64).range(0..=65535))]
+    #[arg(long = "dest-port", visible_aliases = ["port", "to-port"], value_name = "PORT", value_parser = clap::value_parser!(i64).range(0..=65535))]
     pub dest_port: Vec<i64>,
-    /// The flow's final action.
-    #[arg(long, value_enum)]
+    /// The flow's final action (Hubble's FORWARDED and DROPPED are allow and deny).
+    #[arg(long, visible_alias = "verdict", value_enum, ignore_case = true)]
     pub action: Vec<ActionArg>,
     /// Some staged (pending) policy hit has this action.
-    #[arg(long = "pending-action", value_enum)]
+    #[arg(long = "pending-action", value_enum, ignore_case = true)]
     pub pending_action: Vec<ActionArg>,
     /// A policy the flow hit: `tier/name`, `tier/namespace/name`, `kind:tier/name`, or
     /// `kind=..,tier=..,namespace=..,name=..,action=..`; empty or `*` parts match anything.
@@ -248,6 +284,55 @@ mod tests {
         assert!(parse_policy("bogus:default/x").is_err());
         assert!(parse_policy("colour=red").is_err());
         assert!(parse_policy("action=maybe").is_err());
+    }
+
+    /// The filter `flags` parse to.
+    fn parsed(flags: &[&str]) -> Option<Filter> {
+        #[derive(clap::Parser)]
+        struct Flags {
+            #[command(flatten)]
+            filter: FilterArgs,
+        }
+        let args = std::iter::once("eddy").chain(flags.iter().copied());
+        <Flags as clap::Parser>::try_parse_from(args)
+            .expect("valid flags")
+            .filter
+            .to_proto()
+    }
+
+    #[test]
+    fn other_spellings_make_the_same_filter() {
+        let pairs: &[(&[&str], &[&str])] = &[
+            (&["--dest-name-like", "db"], &["--dest-name~", "db"]),
+            (&["--source-name-like", "w"], &["--source-name~", "w"]),
+            (
+                &["--source-namespace-like", "a"],
+                &["--source-namespace~", "a"],
+            ),
+            (&["--dest-namespace-like", "b"], &["--dest-namespace~", "b"]),
+            (&["--protocol-like", "tc"], &["--protocol~", "tc"]),
+            (
+                &["--from-namespace", "shop"],
+                &["--source-namespace", "shop"],
+            ),
+            (&["--to-namespace", "shop"], &["--dest-namespace", "shop"]),
+            (&["--verdict", "FORWARDED"], &["--action", "allow"]),
+            (&["--verdict", "dropped"], &["--action", "deny"]),
+            (&["--verdict", "Pass"], &["--action", "pass"]),
+            (
+                &["--port", "53", "--to-port", "80"],
+                &["--dest-port", "53", "--dest-port", "80"],
+            ),
+        ];
+        for (alias, canonical) in pairs {
+            let filter = parsed(alias);
+            assert!(filter.is_some(), "{alias:?} filters");
+            assert_eq!(filter, parsed(canonical), "{alias:?} = {canonical:?}");
+        }
+        let fuzzy = parsed(&["--dest-name-like", "db"]).expect("a filter");
+        assert_eq!(fuzzy.dest_names[0].r#type, MatchType::Fuzzy as i32);
+        let deny = parsed(&["--verdict", "DROPPED"]).expect("a filter");
+        assert_eq!(deny.actions, vec![Action::Deny as i32]);
     }
 
     #[test]

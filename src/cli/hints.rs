@@ -2,13 +2,11 @@
 //! (Flows.FilterHints, SPEC §6), to build filters with.
 
 use clap::{Args, ValueEnum};
-use serde_json::json;
 
 use crate::cli::connect::ServerArgs;
 use crate::cli::error::CliError;
 use crate::cli::filter::FilterArgs;
 use crate::cli::flows::{client, footer, PageArgs};
-use crate::cli::json;
 use crate::cli::output::{Format, Output, OutputArgs};
 use crate::cli::table::{Align, Table};
 use crate::cli::time::RangeArgs;
@@ -128,15 +126,10 @@ pub async fn run(args: HintsArgs) -> Result<(), CliError> {
                 ("value", "values"),
             ))?;
         }
-        Format::Json => {
-            let hints: Vec<_> = result.hints.iter().map(json::filter_hint).collect();
-            out.json_document(
-                &json!({ "meta": json::meta(result.meta.as_ref()), "hints": hints }),
-            )?;
-        }
+        Format::Json => out.json_document(&result)?,
         Format::Ndjson => {
             for hint in &result.hints {
-                out.json_line(&json::filter_hint(hint))?;
+                out.json_line(hint)?;
             }
         }
     }

@@ -6,6 +6,8 @@ use std::io::{BufWriter, IsTerminal, StdoutLock, Write};
 
 use clap::{Args, ValueEnum};
 
+use crate::proto_json::{json, Spelling};
+
 /// The output forms.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -13,9 +15,11 @@ pub enum Format {
     Table,
     /// The table with every field.
     Wide,
-    /// One JSON document (for `watch`: one compact document per line, like ndjson).
+    /// One JSON document in the protobuf JSON mapping, as grpcurl prints it: camelCase
+    /// field names, enums by name, 64-bit integers as strings (for `watch`: one compact
+    /// document per line, like ndjson).
     Json,
-    /// One JSON result per line.
+    /// One JSON result per line, in the same mapping.
     Ndjson,
 }
 
@@ -101,15 +105,25 @@ impl Output {
         self.out.write_all(text.as_bytes())
     }
 
-    /// Writes `value` as one compact line.
-    pub fn json_line(&mut self, value: &serde_json::Value) -> std::io::Result<()> {
-        serde_json::to_writer(&mut self.out, value)?;
+    /// Writes `message` as one compact line of protobuf JSON.
+    pub fn json_line<M: prost::Name>(&mut self, message: &M) -> std::io::Result<()> {
+        serde_json::to_writer(&mut self.out, &json(message, Spelling::Canonical))?;
         self.out.write_all(b"\n")
     }
 
-    /// Writes `value` as one indented document.
-    pub fn json_document(&mut self, value: &serde_json::Value) -> std::io::Result<()> {
-        serde_json::to_writer_pretty(&mut self.out, value)?;
+    /// Writes `messages` as one indented JSON array.
+    pub fn json_array<M: prost::Name>(&mut self, messages: &[M]) -> std::io::Result<()> {
+        let all: Vec<_> = messages
+            .iter()
+            .map(|message| json(message, Spelling::Canonical))
+            .collect();
+        serde_json::to_writer_pretty(&mut self.out, &all)?;
+        self.out.write_all(b"\n")
+    }
+
+    /// Writes `message` as one indented document of protobuf JSON.
+    pub fn json_document<M: prost::Name>(&mut self, message: &M) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut self.out, &json(message, Spelling::Canonical))?;
         self.out.write_all(b"\n")
     }
 

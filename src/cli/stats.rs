@@ -1,12 +1,10 @@
 //! `eddy stats`: per-policy and per-rule traffic counters from `Statistics.List` (SPEC §8).
 
 use clap::{Args, ValueEnum};
-use serde_json::Value;
 
 use crate::cli::connect::ServerArgs;
 use crate::cli::error::CliError;
 use crate::cli::filter::{parse_policy, ActionArg};
-use crate::cli::json;
 use crate::cli::output::{Format, Output, OutputArgs};
 use crate::cli::render::endpoint;
 use crate::cli::table::{bytes, count, Align, Cell, Style, Table};
@@ -186,17 +184,14 @@ pub async fn run(args: StatsArgs) -> Result<(), CliError> {
     let mut results = Vec::new();
     while let Some(result) = stream.message().await.map_err(failed)? {
         if out.format == Format::Ndjson {
-            out.json_line(&json::statistics(&result))?;
+            out.json_line(&result)?;
         } else {
             results.push(result);
         }
     }
     match out.format {
         Format::Ndjson => {}
-        Format::Json => {
-            let all: Vec<Value> = results.iter().map(json::statistics).collect();
-            out.json_document(&Value::from(all))?;
-        }
+        Format::Json => out.json_array(&results)?,
         Format::Table | Format::Wide => {
             let rules = args.group_by == GroupArg::Rule;
             let wide = out.format == Format::Wide;

@@ -1,7 +1,8 @@
 //! Aligned text tables with optional ANSI colour, and human units (`1.2 MiB`, `3.4k`).
 //!
 //! Widths are counted in characters of the plain text, so colour codes never shift columns.
-//! A whole table is measured before printing; a streaming table (`watch`) uses fixed widths.
+//! A whole table is measured before printing; a streaming table (`watch`) uses fixed widths;
+//! a paged table (`list`) is measured on its first page and only widens after that.
 
 /// How a cell is coloured on a terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +176,56 @@ impl Table {
     }
 }
 
+/// A table printed page by page as the pages arrive: the first page sets the column widths
+/// (never below `minimum`); a later page widens a column only when one of its cells needs it.
+/// Rows already printed stay as they were, so columns line up within each page and across
+/// pages until a wider cell arrives; nothing is ever cut short.
+#[derive(Clone, Debug)]
+pub struct PagedTable {
+    columns: Vec<(&'static str, Align)>,
+    widths: Vec<usize>,
+    started: bool,
+}
+
+impl PagedTable {
+    /// A table with these columns, each at least as wide as its title and `minimum`.
+    pub fn new(columns: Vec<(&'static str, Align)>, minimum: &[usize]) -> PagedTable {
+        let widths = columns
+            .iter()
+            .enumerate()
+            .map(|(index, (name, _))| width(name).max(minimum.get(index).copied().unwrap_or(0)))
+            .collect();
+        PagedTable {
+            columns,
+            widths,
+            started: false,
+        }
+    }
+
+    /// The lines of `rows`, after the header if nothing was printed yet; empty for no rows.
+    pub fn page(&mut self, rows: &[Vec<Cell>], color: bool) -> String {
+        if rows.is_empty() {
+            return String::new();
+        }
+        for row in rows {
+            for (index, cell) in row.iter().enumerate() {
+                if let Some(w) = self.widths.get_mut(index) {
+                    *w = (*w).max(width(&cell.text));
+                }
+            }
+        }
+        let mut out = String::new();
+        if !self.started {
+            out = header(&self.widths, &self.columns, color);
+            self.started = true;
+        }
+        for row in rows {
+            out.push_str(&line(row, &self.widths, &self.columns, color));
+        }
+        out
+    }
+}
+
 fn scaled(value: i64, base: f64, units: &[&str]) -> String {
     let mut amount = value as f64;
     let mut unit = 0;
@@ -237,6 +288,21 @@ mod tests {
             coloured.contains("\x1b[32mfrontend\x1b[0m  1.2 KiB"),
             "{coloured:?}"
         );
+    }
+
+    #[test]
+    fn paged_tables_keep_their_widths_and_widen_only_when_needed() {
+        let mut table = PagedTable::new(vec![("NAME", Align::Left), ("N", Align::Right)], &[]);
+        assert_eq!(table.page(&[], false), "");
+        let first = table.page(&[vec!["web".into(), "1".into()]], false);
+        assert_eq!(first, "NAME  N\nweb   1\n");
+        let second = table.page(&[vec!["db".into(), "2".into()]], false);
+        assert_eq!(second, "db    2\n", "no second header, the same widths");
+        let third = table.page(&[vec!["frontend".into(), "30".into()]], false);
+        assert_eq!(third, "frontend  30\n");
+        let minimum = PagedTable::new(vec![("A", Align::Left), ("B", Align::Left)], &[4])
+            .page(&[vec!["x".into(), "y".into()]], false);
+        assert_eq!(minimum, "A     B\nx     y\n");
     }
 
     #[test]
