@@ -59,7 +59,9 @@ fn documented_configuration_table_matches_the_command_line() {
     let begin = document
         .find(BEGIN)
         .expect("docs/configuration.md has the table's begin marker");
-    let end = document.find(END).expect("docs/configuration.md has the table's end marker");
+    let end = document
+        .find(END)
+        .expect("docs/configuration.md has the table's end marker");
     let current = document[begin + BEGIN.len()..end].trim();
     let expected = table();
     if current != expected && std::env::var_os("EDDY_UPDATE_DOCS").is_some() {
