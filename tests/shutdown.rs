@@ -3,88 +3,44 @@
 //! log line shows that every receipted update reached the views.
 
 mod common;
+mod process;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::FlowStreamRequest;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde_json::Value;
+use process::{EddyProcess, SERVING, STOPPED};
 
-/// The process, and its JSON log lines as they arrive.
-struct Eddy {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Eddy {
-    fn start() -> Eddy {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--health-address",
-                "127.0.0.1",
-                "--health-port",
-                "0",
-                "--workers",
-                "2",
-                "--log-format",
-                "json",
-            ])
-            .env_remove("PORT")
-            .env_remove("PUSH_URL")
-            .env_remove("PROMETHEUS_PORT")
-            .env("LOG_LEVEL", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the eddy binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    if sender.send(value).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Eddy { child, lines }
-    }
-
-    /// The next log line whose message is `message` (waits at most 60 s).
-    fn line(&self, message: &str) -> Value {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("no `{message}` log line"));
-            if line["message"] == message {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for Eddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `eddy serve` on free loopback ports with two workers and JSON logs.
+fn serve() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--health-address",
+            "127.0.0.1",
+            "--health-port",
+            "0",
+            "--workers",
+            "2",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("PORT")
+        .env_remove("PUSH_URL")
+        .env_remove("PROMETHEUS_PORT")
+        .env("LOG_LEVEL", "info");
+    command
 }
 
 #[tokio::test]
 async fn sigterm_ends_calls_with_unavailable_processes_every_receipt_and_exits_zero() {
-    let mut eddy = Eddy::start();
-    let serving = eddy.line("eddy is serving the Goldmane API");
+    let mut eddy = EddyProcess::start(serve());
+    let serving = eddy.line(SERVING);
     let address: std::net::SocketAddr = serving["address"]
         .as_str()
         .expect("the address is logged")
@@ -115,7 +71,7 @@ async fn sigterm_ends_calls_with_unavailable_processes_every_receipt_and_exits_z
         .expect("Stream is accepted")
         .into_inner();
 
-    kill(Pid::from_raw(eddy.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is delivered");
+    eddy.terminate();
 
     let ended = loop {
         match stream.message().await {
@@ -128,7 +84,7 @@ async fn sigterm_ends_calls_with_unavailable_processes_every_receipt_and_exits_z
     let collector = open.next().await.expect_err("Connect ends with a status");
     assert_eq!(collector.code(), tonic::Code::Unavailable, "{collector}");
 
-    let stopped = eddy.line("eddy stopped");
+    let stopped = eddy.line(STOPPED);
     assert_eq!(stopped["received"], 41);
     assert_eq!(stopped["stored"], 41);
     assert_eq!(stopped["skipped"], 0);

@@ -2,13 +2,13 @@
 //! windows from flags and from Goldmane's variables, and every refused setting or taken port
 //! stops the process with exit code 1 and one line on standard error naming the setting.
 
-use std::io::{BufRead, BufReader};
+mod process;
+
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
+use process::{EddyProcess, SERVING, STOPPED};
 
 /// Command-line arguments of one case.
 type Args<'a> = &'a [&'a str];
@@ -38,56 +38,6 @@ fn serve(args: &[&str], env: &[(&str, &str)], directory: &std::path::Path) -> Co
     command
 }
 
-/// A running server and its JSON log lines.
-struct Running {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
-}
-
-impl Running {
-    fn start(mut command: Command) -> Running {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the eddy binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    if sender.send(value).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        Running { child, lines }
-    }
-
-    /// The next log line whose message is `message` (waits at most 60 s).
-    fn line(&self, message: &str) -> Value {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(Duration::from_secs(60))
-                .unwrap_or_else(|_| panic!("no `{message}` log line"));
-            if line["message"] == message {
-                return line;
-            }
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-const SERVING: &str = "eddy is serving the Goldmane API";
-
 #[test]
 fn go_durations_set_the_window_from_the_variable_and_the_flag() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -97,7 +47,7 @@ fn go_durations_set_the_window_from_the_variable_and_the_flag() {
         (&["--aggregation-window", "1m0s"], &[], 60),
     ];
     for (args, env, window) in cases {
-        let server = Running::start(serve(args, env, directory.path()));
+        let server = EddyProcess::start(serve(args, env, directory.path()));
         let serving = server.line(SERVING);
         assert_eq!(serving["window_seconds"], window, "{args:?} {env:?}");
         assert_eq!(
@@ -110,15 +60,11 @@ fn go_durations_set_the_window_from_the_variable_and_the_flag() {
 
 #[test]
 fn sigterm_right_after_the_serving_line_still_stops_the_server_cleanly() {
-    use nix::sys::signal::{kill, Signal};
-    use nix::unistd::Pid;
-
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let mut server = Running::start(serve(&[], &[], directory.path()));
+    let mut server = EddyProcess::start(serve(&[], &[], directory.path()));
     server.line(SERVING);
-    let pid = i32::try_from(server.child.id()).expect("a process id fits in i32");
-    kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM is delivered");
-    server.line("eddy stopped");
+    server.terminate();
+    server.line(STOPPED);
     let status = server.child.wait().expect("the server exits");
     assert_eq!(
         status.code(),

@@ -1,0 +1,75 @@
+//! Test support for the real `eddy serve` binary: a child process whose JSON log lines are read
+//! as they arrive, so a test waits for "serving" or "stopped" instead of sleeping. The process is
+//! killed when the handle is dropped.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The log line that says the server is ready for calls.
+pub const SERVING: &str = "eddy is serving the Goldmane API";
+/// The last log line of a clean shutdown.
+pub const STOPPED: &str = "eddy stopped";
+
+/// A running `eddy serve` and its JSON log lines.
+pub struct EddyProcess {
+    /// The process.
+    pub child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl EddyProcess {
+    /// Spawns `command` (which must log JSON lines to standard output) and reads its lines on a
+    /// thread of their own.
+    pub fn start(mut command: Command) -> EddyProcess {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the eddy binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if sender.send(value).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        EddyProcess { child, lines }
+    }
+
+    /// The next log line whose message is `message` (waits at most 60 s).
+    pub fn line(&self, message: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|_| panic!("no `{message}` log line"));
+            if line["message"] == message {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        use nix::sys::signal::{kill, Signal};
+        use nix::unistd::Pid;
+        let pid = i32::try_from(self.child.id()).expect("a process id fits in i32");
+        kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM is delivered");
+    }
+}
+
+impl Drop for EddyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
