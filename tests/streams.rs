@@ -587,6 +587,7 @@ async fn live_rows_held_during_a_long_backfill_are_handed_over_without_ending_th
         StreamLimits {
             max_streams: 100,
             buffer: 4,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -989,6 +990,7 @@ async fn streams_beyond_the_limit_are_refused_and_a_dropped_stream_frees_its_slo
         StreamLimits {
             max_streams: 3,
             buffer: 64,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -1044,6 +1046,7 @@ async fn a_slow_consumer_is_ended_while_a_fast_stream_and_ingestion_continue() {
         StreamLimits {
             max_streams: 100,
             buffer: 16,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -1130,6 +1133,94 @@ async fn a_slow_consumer_is_ended_while_a_fast_stream_and_ingestion_continue() {
     assert_eq!(counters.too_slow.load(Ordering::SeqCst), 1);
 }
 
+/// `goldmane_num_streams` as `/metrics` shows it.
+async fn num_streams_metric(server: &RealtimeServer) -> String {
+    let exporter = eddy::metrics::Exporter::new(&server.state).expect("the registry builds");
+    let scraped = exporter.scrape().await.expect("the metrics render");
+    scraped
+        .lines()
+        .find(|line| line.starts_with("goldmane_num_streams "))
+        .expect("goldmane_num_streams is exported")
+        .to_string()
+}
+
+/// A client that never reads is ended as too slow, and its slot is free at once: with a
+/// limit of one stream, a new stream is accepted while the first client still holds its
+/// connection and its call without reading anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ended_by_the_server_frees_its_slot_while_its_client_never_reads() {
+    let server = RealtimeServer::start(
+        1,
+        retention(),
+        StreamLimits {
+            max_streams: 1,
+            buffer: 1000,
+            ..StreamLimits::default()
+        },
+    )
+    .await;
+    let counters = server.state.streams.counters();
+    let small_windows =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+            .expect("a valid URI")
+            .initial_stream_window_size(Some(4096))
+            .initial_connection_window_size(Some(4096))
+            .connect()
+            .await
+            .expect("the server accepts connections");
+    let never_read = open(
+        &mut FlowsClient::new(small_windows.clone()),
+        request(0, None),
+    )
+    .await;
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 1");
+    // Results of 2 KiB each: 500 in one bucket fill what HTTP/2 holds for a client that does
+    // not read, so the server stops taking results out of the stream's buffer (1000 results)
+    // and most of them stay there; the next bucket's 600 overflow it.
+    let long_name = "x".repeat(2048);
+    let bulk = |bucket: i64, count: usize, prefix: &str| -> Vec<Flow> {
+        (0..count)
+            .map(|i| {
+                flow(
+                    key(("bulk", &long_name), ("bulk", &format!("{prefix}-{i:04}"))),
+                    bucket,
+                    1,
+                )
+            })
+            .collect()
+    };
+    server.ingest(bulk(server.now(), 500, "first")).await;
+    eventually("the first bucket to be in the stream's buffer", || {
+        counters.delivered.load(Ordering::SeqCst) == 500
+    })
+    .await;
+    assert_eq!(counters.too_slow.load(Ordering::SeqCst), 0);
+    server.ingest(bulk(server.now(), 600, "second")).await;
+    eventually("the reader-less stream to be ended as too slow", || {
+        counters.too_slow.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.active.load(Ordering::SeqCst), 0);
+    assert_eq!(counters.subscriptions.load(Ordering::SeqCst), 0);
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 0");
+
+    // The slot is free for a new stream while the first call is still held, unread.
+    let mut next_stream = open(&mut server.flows(), request(0, in_namespace("next"))).await;
+    assert_eq!(counters.refused.load(Ordering::SeqCst), 0);
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 1");
+    let bucket_now = server.now();
+    server
+        .ingest(vec![flow(key(("a", "b"), ("next", "svc")), bucket_now, 3)])
+        .await;
+    let result = next(&mut next_stream).await;
+    assert_eq!(
+        (flow_of(&result).start_time, flow_of(&result).packets_in),
+        (bucket_now, 3)
+    );
+    drop(never_read);
+    drop(small_windows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cancellation releases everything
 // ---------------------------------------------------------------------------------------------
@@ -1142,6 +1233,7 @@ async fn cancelled_streams_release_their_slots_subscriptions_groups_and_backfill
         StreamLimits {
             max_streams: 100,
             buffer: 8,
+            ..StreamLimits::default()
         },
     )
     .await;
