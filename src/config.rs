@@ -6,12 +6,14 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::operations::OperationsArgs;
+use crate::config::streams::StreamArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
 pub mod checks;
 pub mod operations;
+pub mod streams;
 
 /// The `eddy` command line.
 #[derive(Debug, Parser)]
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
+    /// Live stream bounds.
+    #[command(flatten)]
+    pub streams: StreamArgs,
 }
 
 impl ServeArgs {
@@ -97,6 +102,7 @@ impl ServeArgs {
         }
         let mut config = ServerConfig::new(workers, retention);
         config.dedup_scope = self.dedup_scope;
+        config.streams = self.streams.limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

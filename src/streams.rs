@@ -8,6 +8,7 @@ pub mod hub;
 pub mod index;
 pub mod limits;
 pub mod outbound;
+pub mod slots;
 
 pub use hub::StreamHub;
 pub use limits::{StreamCounters, StreamLimits};

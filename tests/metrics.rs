@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 25] = [
+const FAMILIES: [(&str, &str); 29] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -35,6 +35,10 @@ const FAMILIES: [(&str, &str); 25] = [
     ("eddy_interned_values", "gauge"),
     ("eddy_interned_values_removed_total", "counter"),
     ("eddy_query_duration_seconds", "histogram"),
+    ("eddy_streams_backfills", "gauge"),
+    ("eddy_streams_backfills_waited_total", "counter"),
+    ("eddy_streams_peer_refused_total", "counter"),
+    ("eddy_streams_queue_refused_total", "counter"),
     ("eddy_streams_refused_total", "counter"),
     ("eddy_streams_results_delivered_total", "counter"),
     ("eddy_streams_slow_consumer_terminations_total", "counter"),

@@ -587,6 +587,7 @@ async fn live_rows_held_during_a_long_backfill_are_handed_over_without_ending_th
         StreamLimits {
             max_streams: 100,
             buffer: 4,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -989,6 +990,7 @@ async fn streams_beyond_the_limit_are_refused_and_a_dropped_stream_frees_its_slo
         StreamLimits {
             max_streams: 3,
             buffer: 64,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -1044,6 +1046,7 @@ async fn a_slow_consumer_is_ended_while_a_fast_stream_and_ingestion_continue() {
         StreamLimits {
             max_streams: 100,
             buffer: 16,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -1130,6 +1133,94 @@ async fn a_slow_consumer_is_ended_while_a_fast_stream_and_ingestion_continue() {
     assert_eq!(counters.too_slow.load(Ordering::SeqCst), 1);
 }
 
+/// `goldmane_num_streams` as `/metrics` shows it.
+async fn num_streams_metric(server: &RealtimeServer) -> String {
+    let exporter = eddy::metrics::Exporter::new(&server.state).expect("the registry builds");
+    let scraped = exporter.scrape().await.expect("the metrics render");
+    scraped
+        .lines()
+        .find(|line| line.starts_with("goldmane_num_streams "))
+        .expect("goldmane_num_streams is exported")
+        .to_string()
+}
+
+/// A client that never reads is ended as too slow, and its slot is free at once: with a
+/// limit of one stream, a new stream is accepted while the first client still holds its
+/// connection and its call without reading anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_ended_by_the_server_frees_its_slot_while_its_client_never_reads() {
+    let server = RealtimeServer::start(
+        1,
+        retention(),
+        StreamLimits {
+            max_streams: 1,
+            buffer: 1000,
+            ..StreamLimits::default()
+        },
+    )
+    .await;
+    let counters = server.state.streams.counters();
+    let small_windows =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+            .expect("a valid URI")
+            .initial_stream_window_size(Some(4096))
+            .initial_connection_window_size(Some(4096))
+            .connect()
+            .await
+            .expect("the server accepts connections");
+    let never_read = open(
+        &mut FlowsClient::new(small_windows.clone()),
+        request(0, None),
+    )
+    .await;
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 1");
+    // Results of 2 KiB each: 500 in one bucket fill what HTTP/2 holds for a client that does
+    // not read, so the server stops taking results out of the stream's buffer (1000 results)
+    // and most of them stay there; the next bucket's 600 overflow it.
+    let long_name = "x".repeat(2048);
+    let bulk = |bucket: i64, count: usize, prefix: &str| -> Vec<Flow> {
+        (0..count)
+            .map(|i| {
+                flow(
+                    key(("bulk", &long_name), ("bulk", &format!("{prefix}-{i:04}"))),
+                    bucket,
+                    1,
+                )
+            })
+            .collect()
+    };
+    server.ingest(bulk(server.now(), 500, "first")).await;
+    eventually("the first bucket to be in the stream's buffer", || {
+        counters.delivered.load(Ordering::SeqCst) == 500
+    })
+    .await;
+    assert_eq!(counters.too_slow.load(Ordering::SeqCst), 0);
+    server.ingest(bulk(server.now(), 600, "second")).await;
+    eventually("the reader-less stream to be ended as too slow", || {
+        counters.too_slow.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.active.load(Ordering::SeqCst), 0);
+    assert_eq!(counters.subscriptions.load(Ordering::SeqCst), 0);
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 0");
+
+    // The slot is free for a new stream while the first call is still held, unread.
+    let mut next_stream = open(&mut server.flows(), request(0, in_namespace("next"))).await;
+    assert_eq!(counters.refused.load(Ordering::SeqCst), 0);
+    assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 1");
+    let bucket_now = server.now();
+    server
+        .ingest(vec![flow(key(("a", "b"), ("next", "svc")), bucket_now, 3)])
+        .await;
+    let result = next(&mut next_stream).await;
+    assert_eq!(
+        (flow_of(&result).start_time, flow_of(&result).packets_in),
+        (bucket_now, 3)
+    );
+    drop(never_read);
+    drop(small_windows);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cancellation releases everything
 // ---------------------------------------------------------------------------------------------
@@ -1142,6 +1233,7 @@ async fn cancelled_streams_release_their_slots_subscriptions_groups_and_backfill
         StreamLimits {
             max_streams: 100,
             buffer: 8,
+            ..StreamLimits::default()
         },
     )
     .await;
@@ -1295,4 +1387,206 @@ async fn hundreds_of_streams_with_different_filters_each_receive_exactly_their_r
         namespaces.sort();
         assert_eq!(received, namespaces, "stream {name}");
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// §12.5: the per-peer cap, the queue of new streams, backfills in turn
+// ---------------------------------------------------------------------------------------------
+
+/// A channel whose connections come from `local`, a loopback address.
+async fn channel_from(server: &RealtimeServer, local: std::net::IpAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+        .expect("a valid URI")
+        .local_address(Some(local))
+        .connect()
+        .await
+        .expect("the server accepts connections")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_per_peer_cap_refuses_one_address_beyond_it_and_not_the_others() {
+    let server = RealtimeServer::start(
+        1,
+        retention(),
+        StreamLimits {
+            per_peer: Some(2),
+            ..StreamLimits::default()
+        },
+    )
+    .await;
+    let counters = server.state.streams.counters();
+    let first: std::net::IpAddr = [127, 0, 0, 1].into();
+    let second: std::net::IpAddr = [127, 0, 0, 2].into();
+    let mut from_first = FlowsClient::new(channel_from(&server, first).await);
+    let mut held = vec![
+        open(&mut from_first, request(0, None)).await,
+        open(&mut from_first, request(0, None)).await,
+    ];
+    let status = from_first
+        .stream(request(0, None))
+        .await
+        .expect_err("a third stream from one address is refused");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("per client address"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(counters.refused_per_peer.load(Ordering::SeqCst), 1);
+    assert_eq!(counters.refused.load(Ordering::SeqCst), 0);
+    assert_eq!(server.state.streams.streams_of(first), 2);
+
+    // Another address is not affected.
+    let mut from_second = FlowsClient::new(channel_from(&server, second).await);
+    let mut other = open(&mut from_second, request(0, None)).await;
+    assert_eq!(server.state.streams.streams_of(second), 1);
+    assert_eq!(counters.active.load(Ordering::SeqCst), 3);
+
+    // A stream the first address closes makes room for it again.
+    held.pop();
+    eventually("the first address to hold one stream", || {
+        server.state.streams.streams_of(first) == 1
+    })
+    .await;
+    held.push(open(&mut from_first, request(0, None)).await);
+    let bucket_now = server.now();
+    server
+        .ingest(vec![flow(key(("a", "b"), ("c", "d")), bucket_now, 5)])
+        .await;
+    for stream in held.iter_mut().chain(std::iter::once(&mut other)) {
+        let result = next(stream).await;
+        assert_eq!(
+            (flow_of(&result).start_time, flow_of(&result).packets_in),
+            (bucket_now, 5)
+        );
+    }
+    assert_eq!(counters.refused_per_peer.load(Ordering::SeqCst), 1);
+}
+
+/// New streams wait in a bounded queue for the hub to register them: beyond it they are
+/// refused with `RESOURCE_EXHAUSTED`, and counted. The hub cannot run in between: the test's
+/// runtime has one thread and the calls do not yield.
+#[tokio::test(flavor = "current_thread")]
+async fn new_streams_beyond_the_hubs_queue_are_refused() {
+    let mut config = eddy::server::ServerConfig::new(1, retention());
+    config.streams = StreamLimits {
+        queue: 2,
+        ..StreamLimits::default()
+    };
+    let state = eddy::server::build_state(
+        config,
+        std::sync::Arc::new(eddy::worker::clock::SystemClock),
+    )
+    .expect("the engine starts");
+    let hub = &state.streams;
+    let counters = hub.counters();
+    let queued: Vec<_> = (0..2)
+        .map(|_| {
+            hub.subscribe(Filter::default(), None, None)
+                .expect("room in the queue")
+        })
+        .collect();
+    let refused = hub
+        .subscribe(Filter::default(), None, None)
+        .err()
+        .expect("the queue is full");
+    assert_eq!(tonic::Status::from(refused).code(), Code::ResourceExhausted);
+    assert_eq!(counters.refused_queue_full.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        counters.active.load(Ordering::SeqCst),
+        2,
+        "the refused slot is back"
+    );
+
+    eventually("the hub to register the queued streams", || {
+        counters.subscriptions.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let again = hub
+        .subscribe(Filter::default(), None, None)
+        .expect("the queue has room again");
+    eventually("the hub to register it", || {
+        counters.subscriptions.load(Ordering::SeqCst) == 3
+    })
+    .await;
+    drop(queued);
+    drop(again);
+    eventually("every stream to be released", || {
+        counters.subscriptions.load(Ordering::SeqCst) == 0
+            && counters.active.load(Ordering::SeqCst) == 0
+    })
+    .await;
+}
+
+/// With one backfill allowed at a time, a second backfill waits (counted) while a client that
+/// reads nothing holds the first; when that client goes away, the second gets its whole
+/// backfill, bucket by bucket, then live rows with no gap and no duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfills_beyond_the_cap_wait_their_turn_and_then_hand_over_exactly() {
+    let server = RealtimeServer::start(
+        2,
+        retention(),
+        StreamLimits {
+            buffer: 8,
+            backfills: 1,
+            ..StreamLimits::default()
+        },
+    )
+    .await;
+    let counters = server.state.streams.counters();
+    let t0 = server.now();
+    let long_name = "x".repeat(2048);
+    let mut data = Vec::new();
+    for i in 0..300 {
+        let k = key(("bulk", &long_name), ("bulk", &format!("svc-{i:03}")));
+        data.push(flow(k.clone(), t0 - 4, 1));
+        data.push(flow(k.clone(), t0 - 3, 2));
+        data.push(flow(k, t0 - 2, 3));
+    }
+    server.ingest(data).await;
+    let small_windows =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", server.address))
+            .expect("a valid URI")
+            .initial_stream_window_size(Some(4096))
+            .initial_connection_window_size(Some(4096))
+            .connect()
+            .await
+            .expect("the server accepts connections");
+    let blocked = open(&mut FlowsClient::new(small_windows), request(t0 - 4, None)).await;
+    eventually("the first backfill to run", || {
+        counters.backfills.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let mut waiting = open(&mut server.flows(), request(t0 - 4, in_namespace("bulk"))).await;
+    eventually("the second backfill to wait its turn", || {
+        counters.backfills_waited.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    assert_eq!(counters.backfills.load(Ordering::SeqCst), 2);
+
+    drop(blocked);
+    let marker_bucket = server.now() + 1;
+    server
+        .ingest(vec![flow(
+            key(("bulk", "client"), ("bulk", "marker")),
+            marker_bucket,
+            9,
+        )])
+        .await;
+    let (got, marker) = read_before(&mut waiting, marker_bucket).await;
+    assert_eq!(got.len(), 900);
+    for (index, bucket) in [t0 - 4, t0 - 3, t0 - 2].iter().enumerate() {
+        let part = &got[index * 300..(index + 1) * 300];
+        assert!(part.iter().all(|r| flow_of(r).start_time == *bucket));
+        assert!(part
+            .iter()
+            .all(|r| flow_of(r).packets_in == index as i64 + 1));
+    }
+    assert_eq!(key_of(&marker).dest_name, "marker");
+    assert_eq!(flow_of(&marker).packets_in, 9);
+    eventually("both backfills to be over", || {
+        counters.backfills.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    assert_eq!(counters.too_slow.load(Ordering::SeqCst), 0);
 }

@@ -1,6 +1,7 @@
 //! The `Flows` service: List (SPEC §4), FilterHints (SPEC §6) and Stream (SPEC §7, served by
 //! the stream hub). `api::flows_wire` puts it on the wire.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use eddy_dataflows::queries::hints::HintsQuery;
@@ -131,8 +132,12 @@ impl FlowsService {
         })
     }
 
-    /// `Flows.Stream` (SPEC §7): a subscription to the stream hub.
-    pub fn stream(&self, request: FlowStreamRequest) -> Result<Outbound, ApiError> {
+    /// `Flows.Stream` (SPEC §7): a subscription to the stream hub for a client at `peer`.
+    pub fn stream(
+        &self,
+        request: FlowStreamRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<Outbound, ApiError> {
         let window = self.state.retention.window;
         if request.aggregation_interval != 0 && request.aggregation_interval != window {
             return Err(ApiError::invalid(
@@ -147,7 +152,7 @@ impl FlowsService {
         };
         self.state
             .streams
-            .subscribe(request.filter.unwrap_or_default(), start)
+            .subscribe(request.filter.unwrap_or_default(), start, peer)
     }
 
     /// `Flows.FilterHints` (SPEC §6).

@@ -74,7 +74,8 @@ impl ServerStreamingService<FlowStreamRequest> for StreamMethod {
     type Future = BoxFuture<Response<Outbound>, Status>;
 
     fn call(&mut self, request: Request<FlowStreamRequest>) -> Self::Future {
-        let subscribed = self.0.stream(request.into_inner());
+        let peer = request.remote_addr().map(|address| address.ip());
+        let subscribed = self.0.stream(request.into_inner(), peer);
         Box::pin(async move { Ok(Response::new(subscribed?)) })
     }
 }

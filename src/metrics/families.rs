@@ -188,6 +188,30 @@ fn streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     )?;
     let hub = state.streams.clone();
     table.counter(
+        "eddy_streams_peer_refused_total",
+        "Streams refused at the per-peer cap.",
+        move || hub.counters().refused_per_peer.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
+        "eddy_streams_queue_refused_total",
+        "Streams refused because too many new streams were waiting to be registered.",
+        move || hub.counters().refused_queue_full.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
+        "eddy_streams_backfills_waited_total",
+        "Backfills that waited for their turn because the most allowed were running.",
+        move || hub.counters().backfills_waited.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.gauge(
+        "eddy_streams_backfills",
+        "Backfills being sent or waiting for their turn.",
+        move || hub.counters().backfills.load(Ordering::Relaxed) as f64,
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
         "eddy_streams_results_delivered_total",
         "Live stream results handed to subscribers.",
         move || hub.counters().delivered.load(Ordering::Relaxed),

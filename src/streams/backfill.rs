@@ -1,5 +1,8 @@
-//! Backfill of a new stream (SPEC §7.3): the already emitted buckets from its start, listed
-//! once, sent oldest first at the client's pace, then handed back to the hub's live path.
+//! Backfill of a new stream (SPEC §7.3, §12.5): the already emitted buckets from its start,
+//! read and sent one bucket at a time, oldest first, at the client's pace (the next bucket is
+//! read only once the previous one is in the stream's buffer), then handed back to the hub's
+//! live path. At most a configured number of backfills run at a time; the others wait their
+//! turn, so the memory of backfills is bounded by that many buckets.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -7,11 +10,12 @@ use std::sync::Arc;
 use eddy_dataflows::filter::FlowFilter;
 use eddy_dataflows::model::{Bucket, BucketRange};
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::catalog::Catalog;
 use crate::streams::encoded::EncodedResult;
-use crate::streams::hub::HubMessage;
+use crate::streams::limits::StreamCounters;
+use crate::streams::outbound::Departure;
 use crate::worker::Engine;
 
 /// A List query for every key's rows in buckets `[from, to)`, one row per bucket.
@@ -41,36 +45,93 @@ impl Drop for BackfillGuard {
     }
 }
 
-/// Sends the backfill of one subscription, oldest bucket first, at the client's pace; then
-/// waits until the client has taken all of it, so that the live rows held back meanwhile
-/// (at most one buffer) fit in the subscriber's channel when the hub hands them over.
-pub(crate) async fn backfill_task(
-    id: u64,
-    query: ListQuery,
-    engine: Engine,
-    catalog: Arc<Catalog>,
-    results: mpsc::Sender<EncodedResult>,
-    control: mpsc::UnboundedSender<HubMessage>,
-    _running: BackfillGuard,
+/// One subscription's backfill: buckets `[from, to)` that pass `filter`.
+pub(crate) struct Backfill {
+    pub(crate) id: u64,
+    pub(crate) from: Bucket,
+    pub(crate) to: Bucket,
+    pub(crate) window: i64,
+    pub(crate) filter: FlowFilter,
+}
+
+/// What a backfill task uses of the server.
+pub(crate) struct BackfillContext {
+    pub(crate) engine: Engine,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) turns: Arc<Semaphore>,
+    pub(crate) counters: Arc<StreamCounters>,
+    pub(crate) departures: mpsc::Sender<Departure>,
+}
+
+/// Waits for a turn among the backfills allowed to run at once, counting a wait.
+async fn turn(context: &BackfillContext) -> Option<OwnedSemaphorePermit> {
+    match context.turns.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(TryAcquireError::NoPermits) => {
+            context
+                .counters
+                .backfills_waited
+                .fetch_add(1, Ordering::Relaxed);
+            context.turns.clone().acquire_owned().await.ok()
+        }
+        Err(TryAcquireError::Closed) => None,
+    }
+}
+
+/// Reads and sends each bucket of `backfill` in turn. Returns early if the client goes away
+/// or the engine stops.
+async fn send_buckets(
+    backfill: &Backfill,
+    context: &BackfillContext,
+    results: &mpsc::Sender<EncodedResult>,
 ) {
-    if let Ok(partials) = engine.list(query).await {
+    let mut bucket = backfill.from;
+    while bucket < backfill.to {
+        if results.is_closed() {
+            return;
+        }
+        let query = bucket_rows_query(
+            bucket,
+            bucket + backfill.window,
+            backfill.window,
+            backfill.filter.clone(),
+        );
+        let Ok(partials) = context.engine.list(query).await else {
+            return;
+        };
         let mut rows: Vec<ListRow> = partials
             .into_iter()
             .flat_map(|partial| partial.rows)
             .collect();
-        rows.sort_unstable_by_key(|row| (row.start, row.key.id));
+        rows.sort_unstable_by_key(|row| row.key.id);
         // Encoded now, not at the client's pace: the catalog may drop the names of rows that
         // leave retention meanwhile.
         let encoded: Vec<EncodedResult> = rows
             .iter()
-            .map(|row| EncodedResult::of_row(row, &catalog))
+            .map(|row| EncodedResult::of_row(row, &context.catalog))
             .collect();
         drop(rows);
         for result in encoded {
             if results.send(result).await.is_err() {
-                break;
+                return;
             }
         }
+        bucket += backfill.window;
+    }
+}
+
+/// Sends the backfill of one subscription when its turn comes; then waits until the client
+/// has taken all of it, so that the live rows held back meanwhile (at most one buffer) fit in
+/// the subscriber's channel when the hub hands them over.
+pub(crate) async fn backfill_task(
+    backfill: Backfill,
+    context: BackfillContext,
+    results: mpsc::Sender<EncodedResult>,
+    _running: BackfillGuard,
+) {
+    if let Some(permit) = turn(&context).await {
+        send_buckets(&backfill, &context, &results).await;
+        drop(permit);
     }
     // Holding every permit means the channel is empty; dropping them frees the room again.
     // Only the hub sends besides this task, and it holds this subscriber's rows back until
@@ -78,5 +139,9 @@ pub(crate) async fn backfill_task(
     let drained = results.reserve_many(results.max_capacity()).await;
     drop(drained);
     drop(results);
-    let _ = control.send(HubMessage::BackfillDone(id));
+    // The hub holds a sender of this channel, so it is never closed while the hub runs.
+    let _ = context
+        .departures
+        .send(Departure::BackfillDone(backfill.id))
+        .await;
 }

@@ -9,11 +9,20 @@
 //! lists those buckets, oldest first, while live rows wait in the subscriber's backlog; the
 //! hub registers it between two emissions, so nothing is missed or sent twice (SPEC §7.3).
 //!
-//! Bounds: `max_streams` subscriptions (`RESOURCE_EXHAUSTED` beyond); `buffer` results per
-//! subscriber, in its channel or backlog. A subscriber whose buffer is full when a row is
-//! routed is ended with `RESOURCE_EXHAUSTED` ("consumer too slow"), never waited for.
+//! Bounds: `max_streams` slots, and optionally `per_peer` per client address
+//! (`RESOURCE_EXHAUSTED` beyond); `buffer` results per subscriber, in its channel or backlog;
+//! `queue` new subscriptions waiting for the hub (`RESOURCE_EXHAUSTED` beyond); `backfills`
+//! backfills running at once. A subscriber whose buffer is full when a row is routed is ended
+//! with `RESOURCE_EXHAUSTED` ("consumer too slow"), never waited for; ending a stream frees
+//! its slot and buffered results at once, whether or not its client reads (SPEC §12.5).
+//!
+//! Inbox: new subscriptions come through a bounded queue; departures (a client gone, a
+//! backfill sent) through a second bounded queue of one message per subscription at most,
+//! and a departure that finds it full is caught by the sweep of released streams at every
+//! epoch; shutdown through a watch.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -21,7 +30,7 @@ use eddy_dataflows::filter::FlowFilter;
 use eddy_dataflows::model::Bucket;
 use eddy_dataflows::queries::list::ListRow;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
 use crate::api::filter::{FilterMatcher, Resolved};
@@ -29,24 +38,15 @@ use crate::api::status::ApiError;
 use crate::catalog::Catalog;
 use crate::proto::Filter;
 use crate::retention::Retention;
-use crate::streams::backfill::{backfill_task, bucket_rows_query, BackfillGuard};
+use crate::streams::backfill::{
+    backfill_task, bucket_rows_query, Backfill, BackfillContext, BackfillGuard,
+};
 use crate::streams::encoded::EncodedResult;
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::limits::{StreamCounters, StreamLimits};
-use crate::streams::outbound::{Outbound, SubscriptionGuard};
+use crate::streams::outbound::{Departure, Outbound, StreamLink};
+use crate::streams::slots::{Refusal, Slots};
 use crate::worker::Engine;
-
-/// Messages to the hub task.
-pub enum HubMessage {
-    /// A new subscription.
-    Subscribe(Box<Subscription>),
-    /// The client of a subscription went away.
-    Unsubscribe(u64),
-    /// A subscription's backfill has been sent.
-    BackfillDone(u64),
-    /// The server is stopping: end every stream with `UNAVAILABLE` and refuse new ones.
-    Shutdown,
-}
 
 /// A subscription as the hub receives it.
 pub struct Subscription {
@@ -55,6 +55,7 @@ pub struct Subscription {
     matcher: FilterMatcher,
     start: Option<i64>,
     results: mpsc::Sender<EncodedResult>,
+    link: Arc<StreamLink>,
     end: oneshot::Sender<Status>,
 }
 
@@ -62,6 +63,7 @@ struct Subscriber {
     group: GroupId,
     min_bucket: Bucket,
     results: mpsc::Sender<EncodedResult>,
+    link: Arc<StreamLink>,
     end: Option<oneshot::Sender<Status>>,
     backlog: Option<Vec<EncodedResult>>,
 }
@@ -78,9 +80,12 @@ struct Group {
 /// The handle the `Flows` service uses. Cheap to clone.
 #[derive(Clone)]
 pub struct StreamHub {
-    control: mpsc::UnboundedSender<HubMessage>,
+    requests: mpsc::Sender<Box<Subscription>>,
+    departures: mpsc::Sender<Departure>,
+    stop: Arc<watch::Sender<bool>>,
     counters: Arc<StreamCounters>,
     limits: StreamLimits,
+    slots: Arc<Slots>,
     next_id: Arc<AtomicU64>,
 }
 
@@ -93,8 +98,15 @@ impl StreamHub {
         now: i64,
         limits: StreamLimits,
     ) -> StreamHub {
-        let (control, inbox) = mpsc::unbounded_channel();
+        let (requests, inbox) = mpsc::channel(limits.queue.max(1));
+        let (departures, departed) = mpsc::channel(limits.max_streams.max(1));
+        let (stop, stopping) = watch::channel(false);
         let counters = Arc::new(StreamCounters::default());
+        let slots = Arc::new(Slots::new(
+            limits.max_streams,
+            limits.per_peer,
+            counters.active.clone(),
+        ));
         let hub = Hub {
             epochs: engine.epochs(),
             engine,
@@ -102,7 +114,8 @@ impl StreamHub {
             retention,
             limits,
             counters: counters.clone(),
-            control: control.clone(),
+            departures: departures.clone(),
+            turns: Arc::new(Semaphore::new(limits.backfills.max(1))),
             last_emitted: retention.bucket_of(now) - 2 * retention.window,
             subscribers: HashMap::new(),
             groups: HashMap::new(),
@@ -111,19 +124,21 @@ impl StreamHub {
             index_stale: false,
             next_group: 0,
         };
-        tokio::spawn(hub.run(inbox));
+        tokio::spawn(hub.run(inbox, departed, stopping));
         StreamHub {
-            control,
+            requests,
+            departures,
+            stop: Arc::new(stop),
             counters,
             limits,
+            slots,
             next_id: Arc::new(AtomicU64::new(1)),
         }
     }
 
     /// Ends every open stream with `UNAVAILABLE` and refuses new ones (SPEC §11.6).
     pub fn shutdown(&self) {
-        // A closed channel means the hub already stopped.
-        let _ = self.control.send(HubMessage::Shutdown);
+        self.stop.send_replace(true);
     }
 
     /// The hub's counters.
@@ -131,43 +146,79 @@ impl StreamHub {
         &self.counters
     }
 
-    /// Opens a stream. `start` is the absolute start time, or `None` for no backfill.
-    pub fn subscribe(&self, filter: Filter, start: Option<i64>) -> Result<Outbound, ApiError> {
-        let matcher = FilterMatcher::new(Some(&filter))?;
-        let active = self.counters.active.clone();
-        if active.fetch_add(1, Ordering::SeqCst) >= self.limits.max_streams {
-            active.fetch_sub(1, Ordering::SeqCst);
-            self.counters.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(ApiError::ResourceExhausted(format!(
-                "too many live streams (limit {})",
-                self.limits.max_streams
-            )));
+    /// Streams held by `peer` under the per-peer cap (0 when the cap is off).
+    pub fn streams_of(&self, peer: IpAddr) -> usize {
+        self.slots.held_by(peer)
+    }
+
+    /// Opens a stream for a client at `peer`. `start` is the absolute start time, or `None`
+    /// for no backfill.
+    pub fn subscribe(
+        &self,
+        filter: Filter,
+        start: Option<i64>,
+        peer: Option<IpAddr>,
+    ) -> Result<Outbound, ApiError> {
+        if *self.stop.borrow() {
+            return Err(shutting_down());
         }
+        let matcher = FilterMatcher::new(Some(&filter))?;
+        let slot = self.slots.take(peer).map_err(|refusal| match refusal {
+            Refusal::Limit(limit) => {
+                self.counters.refused.fetch_add(1, Ordering::Relaxed);
+                ApiError::ResourceExhausted(format!("too many live streams (limit {limit})"))
+            }
+            Refusal::Peer(peer, cap) => {
+                self.counters
+                    .refused_per_peer
+                    .fetch_add(1, Ordering::Relaxed);
+                ApiError::ResourceExhausted(format!(
+                    "too many live streams from {peer} (limit {cap} per client address)"
+                ))
+            }
+        })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let guard = SubscriptionGuard {
-            id,
-            active,
-            control: self.control.clone(),
-        };
         let (results_tx, results) = mpsc::channel(self.limits.buffer.max(1));
+        let link = Arc::new(StreamLink::new(slot, results));
         let (end_tx, end) = oneshot::channel();
-        self.control
-            .send(HubMessage::Subscribe(Box::new(Subscription {
-                id,
-                filter,
-                matcher,
-                start,
-                results: results_tx,
-                end: end_tx,
-            })))
-            .map_err(|_| ApiError::Unavailable("live streams are shutting down".into()))?;
+        let subscription = Box::new(Subscription {
+            id,
+            filter,
+            matcher,
+            start,
+            results: results_tx,
+            link: link.clone(),
+            end: end_tx,
+        });
+        let refused = match self.requests.try_send(subscription) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.counters
+                    .refused_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
+                Some(ApiError::ResourceExhausted(format!(
+                    "too many live streams waiting to start (limit {}); try again",
+                    self.limits.queue
+                )))
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Some(shutting_down()),
+        };
+        if let Some(error) = refused {
+            link.release();
+            return Err(error);
+        }
         Ok(Outbound {
-            results,
+            id,
+            link,
             end: Some(end),
             ended: false,
-            _guard: guard,
+            departures: self.departures.clone(),
         })
     }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::Unavailable("live streams are shutting down".into())
 }
 
 struct Hub {
@@ -176,7 +227,8 @@ struct Hub {
     retention: Retention,
     limits: StreamLimits,
     counters: Arc<StreamCounters>,
-    control: mpsc::UnboundedSender<HubMessage>,
+    departures: mpsc::Sender<Departure>,
+    turns: Arc<Semaphore>,
     epochs: watch::Receiver<Bucket>,
     last_emitted: Bucket,
     subscribers: HashMap<u64, Subscriber>,
@@ -188,12 +240,22 @@ struct Hub {
 }
 
 impl Hub {
-    async fn run(mut self, mut inbox: mpsc::UnboundedReceiver<HubMessage>) {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::Receiver<Box<Subscription>>,
+        mut departed: mpsc::Receiver<Departure>,
+        mut stopping: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
-                message = inbox.recv() => match message {
-                    Some(HubMessage::Shutdown) | None => return self.end_all(),
-                    Some(message) => self.handle(message),
+                _ = stopping.changed() => return self.stop(inbox),
+                request = inbox.recv() => match request {
+                    Some(subscription) => self.add(*subscription),
+                    None => return self.stop(inbox),
+                },
+                Some(departure) = departed.recv() => match departure {
+                    Departure::Left(id) => self.remove(id, None),
+                    Departure::BackfillDone(id) => self.finish_backfill(id),
                 },
                 changed = self.epochs.changed() => {
                     if changed.is_err() {
@@ -206,20 +268,17 @@ impl Hub {
         }
     }
 
-    fn handle(&mut self, message: HubMessage) {
-        match message {
-            HubMessage::Subscribe(subscription) => self.add(*subscription),
-            HubMessage::Unsubscribe(id) => self.remove(id, None),
-            HubMessage::BackfillDone(id) => self.finish_backfill(id),
-            HubMessage::Shutdown => self.end_all(),
+    /// Ends every subscription, and every one still waiting in the queue, with
+    /// `UNAVAILABLE`; the hub stops right after.
+    fn stop(&mut self, mut inbox: mpsc::Receiver<Box<Subscription>>) {
+        inbox.close();
+        while let Ok(waiting) = inbox.try_recv() {
+            let _ = waiting.end.send(shutdown_status());
+            waiting.link.release();
         }
-    }
-
-    /// Ends every subscription with `UNAVAILABLE`; the hub stops right after.
-    fn end_all(&mut self) {
         let ids: Vec<u64> = self.subscribers.keys().copied().collect();
         for id in ids {
-            self.remove(id, Some(Status::unavailable("the server is shutting down")));
+            self.remove(id, Some(shutdown_status()));
         }
     }
 
@@ -230,8 +289,13 @@ impl Hub {
             matcher,
             start,
             results,
+            link,
             end,
         } = subscription;
+        if link.is_released() {
+            // The client went away before the hub registered it.
+            return;
+        }
         let encoded = filter.encode_to_vec();
         let group = match self.group_of_filter.get(&encoded) {
             Some(group) => *group,
@@ -267,26 +331,32 @@ impl Hub {
             group,
             min_bucket,
             results: results.clone(),
+            link,
             end: Some(end),
             backlog: backfill.then(Vec::new),
         };
         self.subscribers.insert(id, subscriber);
         self.count_holdings();
         if backfill {
-            let query = bucket_rows_query(
-                min_bucket,
-                self.last_emitted + self.retention.window,
-                self.retention.window,
-                self.groups[&group].compiled.clone(),
-            );
+            let backfill = Backfill {
+                id,
+                from: min_bucket,
+                to: self.last_emitted + self.retention.window,
+                window: self.retention.window,
+                filter: self.groups[&group].compiled.clone(),
+            };
+            let context = BackfillContext {
+                engine: self.engine.clone(),
+                catalog: self.catalog.clone(),
+                turns: self.turns.clone(),
+                counters: self.counters.clone(),
+                departures: self.departures.clone(),
+            };
             self.counters.backfills.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(backfill_task(
-                id,
-                query,
-                self.engine.clone(),
-                self.catalog.clone(),
+                backfill,
+                context,
                 results,
-                self.control.clone(),
                 BackfillGuard(self.counters.backfills.clone()),
             ));
         }
@@ -299,6 +369,8 @@ impl Hub {
         if let (Some(end), Some(status)) = (subscriber.end.take(), ending) {
             let _ = end.send(status);
         }
+        // After the status: a stream whose buffer closes finds the status waiting.
+        subscriber.link.release();
         if let Some(group) = self.groups.get_mut(&subscriber.group) {
             group.members.retain(|member| *member != id);
             if group.members.is_empty() {
@@ -366,8 +438,22 @@ impl Hub {
         false
     }
 
+    /// Removes the subscriptions whose client went away without the hub hearing of it.
+    fn sweep_released(&mut self) {
+        let released: Vec<u64> = self
+            .subscribers
+            .iter()
+            .filter(|(_, subscriber)| subscriber.link.is_released())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in released {
+            self.remove(id, None);
+        }
+    }
+
     /// Emits every bucket after the last emitted one up to `through`, oldest first.
     async fn emit_through(&mut self, through: Bucket) {
+        self.sweep_released();
         let window = self.retention.window;
         while self.last_emitted < through {
             let bucket = self.last_emitted + window;
@@ -442,4 +528,8 @@ impl Hub {
             self.deliver(*member, result.clone());
         }
     }
+}
+
+fn shutdown_status() -> Status {
+    Status::unavailable("the server is shutting down")
 }
