@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::catalog::CatalogArgs;
 use crate::config::operations::OperationsArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
+pub mod catalog;
 pub mod checks;
 pub mod operations;
 
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
+    /// Bounds of the catalog's tables.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 impl ServeArgs {
@@ -97,6 +102,7 @@ impl ServeArgs {
         }
         let mut config = ServerConfig::new(workers, retention);
         config.dedup_scope = self.dedup_scope;
+        config.catalog = self.catalog.limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }
