@@ -81,6 +81,8 @@ pub struct Catalog {
     /// `Connect` calls ended because a table was full, by table (in [`CatalogTable::ALL`]
     /// order).
     refused: [AtomicU64; 4],
+    /// The last collection round begun, over every collector.
+    rounds: AtomicU64,
 }
 
 impl Catalog {
@@ -99,6 +101,7 @@ impl Catalog {
             gate: tokio::sync::RwLock::new(()),
             removed: CollectorCounters::default(),
             refused: Default::default(),
+            rounds: AtomicU64::new(0),
         };
         catalog
             .label_sets
@@ -166,14 +169,17 @@ impl Catalog {
             .unwrap_or_default()
     }
 
-    /// Begins collection round `round` on every table (call with the gate held exclusively)
-    /// and returns how far each table's ids go.
-    pub fn begin_round(&self, round: u64) -> Marks {
-        Marks {
+    /// Begins a new collection round on every table (call with the gate held exclusively)
+    /// and returns it with how far each table's ids go. Rounds only grow, whichever
+    /// collector begins them.
+    pub fn begin_round(&self) -> (u64, Marks) {
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let marks = Marks {
             strings: self.symbols.table().begin_round(round),
             label_sets: self.label_sets.begin_round(round),
             traces: self.traces.begin_round(round),
-        }
+        };
+        (round, marks)
     }
 
     /// Counts a `Connect` call ended because `full.table` was full.
@@ -212,5 +218,82 @@ impl Catalog {
             CatalogTable::Traces => self.traces.bytes(),
             CatalogTable::TraceRules => self.rules.bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_dataflows::model::StatLevel;
+
+    use super::*;
+
+    fn rule(name: u32) -> PolicyRule {
+        PolicyRule {
+            kind: 1,
+            tier: 0,
+            namespace: 0,
+            name,
+            action: 1,
+            rule_index: 0,
+            level: StatLevel::Policy,
+        }
+    }
+
+    #[test]
+    fn a_trace_used_again_after_the_mark_keeps_its_id_and_rules() {
+        let catalog = Catalog::new(CatalogLimits::default());
+        let kept = catalog
+            .intern_trace(b"kept", || Ok(vec![rule(1)]))
+            .expect("room");
+        let dropped = catalog
+            .intern_trace(b"dropped", || Ok(vec![rule(2), rule(3)]))
+            .expect("room");
+        assert_eq!(
+            catalog.take_new_rules(),
+            vec![(kept, rule(1)), (dropped, rule(2)), (dropped, rule(3))]
+        );
+        let (round, marks) = catalog.begin_round();
+        assert_eq!(marks.traces, dropped + 1);
+        // A batch finds "kept" after the collector noted both unused.
+        let again = catalog
+            .intern_trace(b"kept", || panic!("a known trace is not expanded again"))
+            .expect("known");
+        assert_eq!(again, kept);
+        let removed = catalog.traces.remove_unused(&[kept, dropped], round);
+        assert_eq!(removed, vec![dropped]);
+        assert_eq!(
+            catalog.rules.remove(&removed),
+            (2, vec![(dropped, rule(2)), (dropped, rule(3))])
+        );
+        assert_eq!(catalog.rules.len(), 1);
+        // Interned again after removal: a new id, with its rules queued again.
+        let back = catalog
+            .intern_trace(b"dropped", || Ok(vec![rule(2)]))
+            .expect("room");
+        assert!(back > dropped);
+        assert_eq!(catalog.take_new_rules(), vec![(back, rule(2))]);
+    }
+
+    #[test]
+    fn rules_never_handed_over_are_dropped_unsent_and_a_full_rules_table_refuses() {
+        let catalog = Catalog::new(CatalogLimits {
+            trace_rules: TableLimit::entries(2),
+            ..CatalogLimits::default()
+        });
+        let pending = catalog
+            .intern_trace(b"pending", || Ok(vec![rule(1), rule(2)]))
+            .expect("room for two rules");
+        let full = catalog
+            .intern_trace(b"more", || Ok(vec![rule(3)]))
+            .expect_err("a third rule has no room");
+        assert_eq!(full.table, CatalogTable::TraceRules);
+        assert_eq!(
+            catalog.traces.lookup(&b"more"[..]),
+            None,
+            "no trace without its rules"
+        );
+        assert_eq!(catalog.rules.remove(&[pending]), (2, vec![]));
+        assert!(catalog.take_new_rules().is_empty());
+        assert!(catalog.intern_trace(b"more", || Ok(vec![rule(3)])).is_ok());
     }
 }

@@ -66,8 +66,6 @@ pub struct CatalogCollector {
     engine: Engine,
     catalog: Arc<Catalog>,
     previous: Unused,
-    /// The last round begun.
-    round: u64,
 }
 
 impl CatalogCollector {
@@ -77,7 +75,6 @@ impl CatalogCollector {
             engine,
             catalog,
             previous: Unused::default(),
-            round: 0,
         }
     }
 
@@ -94,18 +91,16 @@ impl CatalogCollector {
     /// One round: finds the unused ids and removes those that were unused last round too and
     /// have not been interned since this round began.
     pub async fn collect(&mut self) -> Result<(), EngineStopped> {
-        self.round += 1;
-        let round = self.round;
         let catalog = &self.catalog;
-        let (marks, read) = {
+        let (round, marks, read) = {
             let _gate = catalog.gate.write().await;
-            let marks = catalog.begin_round(round);
+            let (round, marks) = catalog.begin_round();
             let marks = IdMarks {
                 strings: marks.strings,
                 label_sets: marks.label_sets,
                 traces: marks.traces,
             };
-            (marks, self.engine.ask_used_ids(marks).await?)
+            (round, marks, self.engine.ask_used_ids(marks).await?)
         };
         let mut used = read.gather().await?;
         catalog.rules.for_each_string(|id| used.strings.insert(id));
