@@ -896,3 +896,37 @@ fn small_catalog(strings: usize, label_sets: usize, traces: usize) -> eddy::cata
         ..Default::default()
     }
 }
+
+/// A table's byte bound holds like its entry bound: the update whose string would pass it ends
+/// the call unreceipted, and the refusal is counted for that table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_over_the_byte_bound_ends_the_call_unreceipted() {
+    use eddy::intern::{CatalogTable, TableLimit};
+    let retention = Retention {
+        window: WINDOW,
+        closed_buckets: 240,
+    };
+    let config = ServerConfig {
+        // "", "shop", "frontend", "TCP" and "cart": 19 bytes.
+        catalog: eddy::catalog::CatalogLimits {
+            strings: TableLimit {
+                entries: 1_000,
+                bytes: 19,
+            },
+            ..Default::default()
+        },
+        ..ServerConfig::new(2, retention)
+    };
+    let server = TestServer::start_config(config, NOW).await;
+    let dest = |name: &str| key(("shop", "frontend"), ("shop", name));
+    let mut conn = CollectorConn::open(&server.channel).await;
+    conn.send_and_wait(counted(dest("cart"), closed(), 1, 1, 1))
+        .await;
+    conn.send_flow(counted(dest("a"), closed(), 2, 1, 1)).await;
+    let ended = conn.next().await.expect_err("the call ends with an error");
+    assert_eq!(ended.code(), Code::ResourceExhausted, "{ended:?}");
+    let catalog = &server.state.catalog;
+    assert_eq!(catalog.refused_for(CatalogTable::Strings), 1);
+    assert_eq!(catalog.bytes_of(CatalogTable::Strings), 19);
+    assert_eq!(server.state.ingest.stored_total(), 1);
+}
