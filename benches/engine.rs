@@ -128,7 +128,7 @@ fn run_one(keys: u64, workers: usize) {
         let started = Instant::now();
         for records in batches {
             engine
-                .ingest(IngestBatch { records, trace_rules: Vec::new() })
+                .ingest(IngestBatch { records, ..IngestBatch::default() })
                 .await
                 .expect("engine runs");
         }

@@ -1,37 +1,61 @@
 //! The catalog: every interned value the frontend knows (strings, label sets, canonical
-//! policy traces), shared by ingest (which adds) and queries (which resolve and match).
+//! policy traces and their rules), shared by ingest (which adds) and queries (which resolve
+//! and match).
 
 pub mod collector;
+pub mod rules;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use eddy_dataflows::model::{PolicyRule, TraceId};
 use prost::Message;
-use rustc_hash::FxHashSet;
 
 use crate::catalog::collector::CollectorCounters;
-use crate::intern::{InternTable, InternerFull, Symbols};
+use crate::catalog::rules::TraceRuleTable;
+use crate::intern::{CatalogTable, InternTable, InternerFull, Symbols, TableLimit};
 use crate::proto::PolicyTrace;
 
-/// Bounds of the catalog's tables.
-#[derive(Clone, Copy, Debug)]
+/// Bounds of the catalog's tables, each in entries and in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CatalogLimits {
-    /// Distinct strings (names, namespaces, protocols, policy fields, labels).
-    pub strings: usize,
+    /// Distinct strings (names, namespaces, protocols, policy fields).
+    pub strings: TableLimit,
     /// Distinct label sets.
-    pub label_sets: usize,
+    pub label_sets: TableLimit,
     /// Distinct canonical policy traces.
-    pub traces: usize,
+    pub traces: TableLimit,
+    /// The distinct policy rules of the traces, summed over the traces.
+    pub trace_rules: TableLimit,
 }
+
+/// 256 MiB: the default byte bound of every table.
+pub const DEFAULT_TABLE_BYTES: usize = 256 * 1024 * 1024;
 
 impl Default for CatalogLimits {
     fn default() -> Self {
+        let limit = |entries| TableLimit {
+            entries,
+            bytes: DEFAULT_TABLE_BYTES,
+        };
         CatalogLimits {
-            strings: 4_000_000,
-            label_sets: 1_000_000,
-            traces: 1_000_000,
+            strings: limit(4_000_000),
+            label_sets: limit(1_000_000),
+            traces: limit(1_000_000),
+            trace_rules: limit(4_000_000),
         }
     }
+}
+
+/// The ids each table will give next, noted when a collection round begins.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Strings.
+    pub strings: u32,
+    /// Label sets.
+    pub label_sets: u32,
+    /// Traces.
+    pub traces: u32,
 }
 
 /// The interned values. Ids are never reused while the process runs.
@@ -42,57 +66,81 @@ pub struct Catalog {
     pub label_sets: InternTable<Arc<[String]>>,
     /// Canonical policy traces, by their protobuf encoding.
     pub traces: InternTable<Arc<[u8]>>,
-    /// Traces interned but not yet handed to the engine (bounded by the trace table).
-    new_traces: Mutex<Vec<u32>>,
-    /// Held from [`Catalog::take_new_traces`] until the batch carrying those traces' rules is
-    /// handed to the engine, so no batch using a trace can overtake the one with its rules.
+    /// The distinct rules of every trace, and those not yet handed to the engine.
+    pub rules: TraceRuleTable,
+    /// Held from [`Catalog::take_new_rules`] until the batch carrying those rules is handed
+    /// to the engine, so no batch using a trace can overtake the one with its rules.
     pub handover: tokio::sync::Mutex<()>,
     /// Held shared by an ingest batch from its first intern until it is handed to the engine,
-    /// and exclusively by the collector while it notes which ids exist: so every id below
-    /// that mark is either in the engine or used by nobody.
+    /// and exclusively by the collector while it begins a round (notes how far ids go and
+    /// sends its used-ids read): so every id below that mark is either in the engine before
+    /// the read or stamped with the new round when it is interned again.
     pub gate: tokio::sync::RwLock<()>,
     /// Entries removed by the collector, by table.
     pub removed: CollectorCounters,
-    /// Strings named by the policy rules of traces (kept while their trace is: always).
-    rule_strings: Mutex<FxHashSet<u32>>,
+    /// `Connect` calls ended because a table was full, by table (in [`CatalogTable::ALL`]
+    /// order).
+    refused: [AtomicU64; 4],
+    /// The last collection round begun, over every collector.
+    rounds: AtomicU64,
 }
 
 impl Catalog {
     /// An empty catalog. Label set 0 is the empty set; trace 0 is the empty trace.
     pub fn new(limits: CatalogLimits) -> Self {
+        let at_least_one = |limit: TableLimit| TableLimit {
+            entries: limit.entries.max(1),
+            ..limit
+        };
         let catalog = Catalog {
             symbols: Symbols::new(limits.strings),
-            label_sets: InternTable::new(limits.label_sets.max(1)),
-            traces: InternTable::new(limits.traces.max(1)),
-            new_traces: Mutex::new(Vec::new()),
+            label_sets: InternTable::new(CatalogTable::LabelSets, at_least_one(limits.label_sets)),
+            traces: InternTable::new(CatalogTable::Traces, at_least_one(limits.traces)),
+            rules: TraceRuleTable::new(limits.trace_rules),
             handover: tokio::sync::Mutex::new(()),
             gate: tokio::sync::RwLock::new(()),
             removed: CollectorCounters::default(),
-            rule_strings: Mutex::new(FxHashSet::default()),
+            refused: Default::default(),
+            rounds: AtomicU64::new(0),
         };
         catalog
             .label_sets
             .intern(&[][..])
             .expect("an empty table has room for the empty label set");
         catalog
-            .intern_trace(&[][..])
+            .intern_trace(&[][..], || Ok(Vec::new()))
             .expect("an empty table has room for the empty trace");
         catalog
     }
 
-    /// The id of a canonical trace's encoding. A trace seen for the first time is queued
-    /// until [`Catalog::take_new_traces`] hands it to the engine.
-    pub fn intern_trace(&self, encoded: &[u8]) -> Result<u32, InternerFull> {
+    /// The id of a canonical trace's encoding. A trace seen for the first time gets its
+    /// distinct rules from `expand` (which may intern their strings); they are recorded with
+    /// it and queued until [`Catalog::take_new_rules`] hands them to the engine. Fails if the
+    /// trace table or the rules table is full, or `expand` does.
+    pub fn intern_trace(
+        &self,
+        encoded: &[u8],
+        expand: impl FnOnce() -> Result<Vec<PolicyRule>, InternerFull>,
+    ) -> Result<u32, InternerFull> {
+        if let Some(id) = self.traces.find(encoded) {
+            return Ok(id);
+        }
+        let expanded = expand()?;
+        let mut rules = self.rules.lock();
+        if let Some(id) = self.traces.find(encoded) {
+            return Ok(id);
+        }
+        rules.reserve(expanded.len())?;
         let (id, new) = self.traces.intern_noting_new(encoded)?;
         if new {
-            self.new_traces.lock().push(id);
+            rules.insert(id, expanded.into());
         }
         Ok(id)
     }
 
-    /// The traces first seen since the last call, in the order they were seen.
-    pub fn take_new_traces(&self) -> Vec<u32> {
-        std::mem::take(&mut *self.new_traces.lock())
+    /// The rules of the traces first seen since the last call, paired with their trace.
+    pub fn take_new_rules(&self) -> Vec<(TraceId, PolicyRule)> {
+        self.rules.take_pending()
     }
 
     /// The canonical trace behind `id` (empty for an unknown id).
@@ -113,21 +161,139 @@ impl Catalog {
         })
     }
 
-    /// Records strings that policy rules name, so the collector keeps them.
-    pub fn keep_rule_strings(&self, ids: impl IntoIterator<Item = u32>) {
-        self.rule_strings.lock().extend(ids);
-    }
-
-    /// Calls `visit` with every string a policy rule names.
-    pub fn for_each_rule_string(&self, mut visit: impl FnMut(u32)) {
-        self.rule_strings.lock().iter().for_each(|id| visit(*id));
-    }
-
     /// The labels of set `id` (empty for an unknown id).
     pub fn label_set(&self, id: u32) -> Vec<String> {
         self.label_sets
             .get(id)
             .map(|labels| labels.to_vec())
             .unwrap_or_default()
+    }
+
+    /// Begins a new collection round on every table (call with the gate held exclusively)
+    /// and returns it with how far each table's ids go. Rounds only grow, whichever
+    /// collector begins them.
+    pub fn begin_round(&self) -> (u64, Marks) {
+        let round = self.rounds.fetch_add(1, Ordering::Relaxed) + 1;
+        let marks = Marks {
+            strings: self.symbols.table().begin_round(round),
+            label_sets: self.label_sets.begin_round(round),
+            traces: self.traces.begin_round(round),
+        };
+        (round, marks)
+    }
+
+    /// Counts a `Connect` call ended because `full.table` was full.
+    pub fn refused(&self, full: InternerFull) {
+        self.refused[full.table.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `Connect` calls ended because `table` was full.
+    pub fn refused_for(&self, table: CatalogTable) -> u64 {
+        self.refused[table.index()].load(Ordering::Relaxed)
+    }
+
+    /// `Connect` calls ended because a table was full, over every table.
+    pub fn refused_total(&self) -> u64 {
+        CatalogTable::ALL
+            .iter()
+            .map(|table| self.refused_for(*table))
+            .sum()
+    }
+
+    /// Entries held by `table`.
+    pub fn len_of(&self, table: CatalogTable) -> usize {
+        match table {
+            CatalogTable::Strings => self.symbols.len(),
+            CatalogTable::LabelSets => self.label_sets.len(),
+            CatalogTable::Traces => self.traces.len(),
+            CatalogTable::TraceRules => self.rules.len(),
+        }
+    }
+
+    /// Bytes of the values `table` holds.
+    pub fn bytes_of(&self, table: CatalogTable) -> usize {
+        match table {
+            CatalogTable::Strings => self.symbols.table().bytes(),
+            CatalogTable::LabelSets => self.label_sets.bytes(),
+            CatalogTable::Traces => self.traces.bytes(),
+            CatalogTable::TraceRules => self.rules.bytes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_dataflows::model::StatLevel;
+
+    use super::*;
+
+    fn rule(name: u32) -> PolicyRule {
+        PolicyRule {
+            kind: 1,
+            tier: 0,
+            namespace: 0,
+            name,
+            action: 1,
+            rule_index: 0,
+            level: StatLevel::Policy,
+        }
+    }
+
+    #[test]
+    fn a_trace_used_again_after_the_mark_keeps_its_id_and_rules() {
+        let catalog = Catalog::new(CatalogLimits::default());
+        let kept = catalog
+            .intern_trace(b"kept", || Ok(vec![rule(1)]))
+            .expect("room");
+        let dropped = catalog
+            .intern_trace(b"dropped", || Ok(vec![rule(2), rule(3)]))
+            .expect("room");
+        assert_eq!(
+            catalog.take_new_rules(),
+            vec![(kept, rule(1)), (dropped, rule(2)), (dropped, rule(3))]
+        );
+        let (round, marks) = catalog.begin_round();
+        assert_eq!(marks.traces, dropped + 1);
+        // A batch finds "kept" after the collector noted both unused.
+        let again = catalog
+            .intern_trace(b"kept", || panic!("a known trace is not expanded again"))
+            .expect("known");
+        assert_eq!(again, kept);
+        let removed = catalog.traces.remove_unused(&[kept, dropped], round);
+        assert_eq!(removed, vec![dropped]);
+        assert_eq!(
+            catalog.rules.remove(&removed),
+            (2, vec![(dropped, rule(2)), (dropped, rule(3))])
+        );
+        assert_eq!(catalog.rules.len(), 1);
+        // Interned again after removal: a new id, with its rules queued again.
+        let back = catalog
+            .intern_trace(b"dropped", || Ok(vec![rule(2)]))
+            .expect("room");
+        assert!(back > dropped);
+        assert_eq!(catalog.take_new_rules(), vec![(back, rule(2))]);
+    }
+
+    #[test]
+    fn rules_never_handed_over_are_dropped_unsent_and_a_full_rules_table_refuses() {
+        let catalog = Catalog::new(CatalogLimits {
+            trace_rules: TableLimit::entries(2),
+            ..CatalogLimits::default()
+        });
+        let pending = catalog
+            .intern_trace(b"pending", || Ok(vec![rule(1), rule(2)]))
+            .expect("room for two rules");
+        let full = catalog
+            .intern_trace(b"more", || Ok(vec![rule(3)]))
+            .expect_err("a third rule has no room");
+        assert_eq!(full.table, CatalogTable::TraceRules);
+        assert_eq!(
+            catalog.traces.lookup(&b"more"[..]),
+            None,
+            "no trace without its rules"
+        );
+        assert_eq!(catalog.rules.remove(&[pending]), (2, vec![]));
+        assert!(catalog.take_new_rules().is_empty());
+        assert!(catalog.intern_trace(b"more", || Ok(vec![rule(3)])).is_ok());
     }
 }

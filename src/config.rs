@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::catalog::CatalogArgs;
 use crate::config::operations::OperationsArgs;
 use crate::config::streams::StreamArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
+pub mod catalog;
 pub mod checks;
 pub mod operations;
 pub mod streams;
@@ -80,6 +82,9 @@ pub struct ServeArgs {
     /// Live stream bounds.
     #[command(flatten)]
     pub streams: StreamArgs,
+    /// Bounds of the catalog's tables.
+    #[command(flatten)]
+    pub catalog: CatalogArgs,
 }
 
 impl ServeArgs {
@@ -103,6 +108,7 @@ impl ServeArgs {
         let mut config = ServerConfig::new(workers, retention);
         config.dedup_scope = self.dedup_scope;
         config.streams = self.streams.limits();
+        config.catalog = self.catalog.limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

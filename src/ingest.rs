@@ -15,9 +15,25 @@ use crate::retention::Retention;
 
 pub use counters::{IngestCounters, SkipReason};
 
-impl From<InternerFull> for SkipReason {
-    fn from(_: InternerFull) -> Self {
-        SkipReason::InternerFull
+/// Why an update was not turned into a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotPrepared {
+    /// The update is receipted and skipped, counted under this reason.
+    Skipped(SkipReason),
+    /// A catalog table has no room for a value the update needs: the update is not receipted
+    /// and the call ends (SPEC §12.4).
+    Full(InternerFull),
+}
+
+impl From<SkipReason> for NotPrepared {
+    fn from(reason: SkipReason) -> Self {
+        NotPrepared::Skipped(reason)
+    }
+}
+
+impl From<InternerFull> for NotPrepared {
+    fn from(full: InternerFull) -> Self {
+        NotPrepared::Full(full)
     }
 }
 
@@ -27,7 +43,7 @@ pub fn prepare(
     catalog: &Catalog,
     retention: &Retention,
     now: i64,
-) -> Result<FlowRecord, SkipReason> {
+) -> Result<FlowRecord, NotPrepared> {
     let flow = update.flow.as_ref().ok_or(SkipReason::NoFlow)?;
     let key = flow.key.as_ref().ok_or(SkipReason::NoKey)?;
     validate(flow, retention, now)?;
@@ -49,7 +65,9 @@ pub fn prepare(
         proto: symbols.intern(&key.proto)?,
         reporter: key.reporter,
         action: key.action,
-        trace: catalog.intern_trace(&trace_bytes)?,
+        trace: catalog.intern_trace(&trace_bytes, || {
+            policy_rules::rules_of_trace(key.policies.as_ref(), symbols)
+        })?,
     };
     let source_labels = catalog
         .label_sets

@@ -22,7 +22,7 @@ use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
-use eddy_dataflows::queries::used_ids::{IdBits, UsedIds};
+use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 
@@ -52,6 +52,24 @@ pub struct EngineConfig {
 pub struct EngineCounters {
     /// Records that reached a worker after their bucket had left retention.
     pub dropped_below_floor: AtomicU64,
+}
+
+/// A used-ids read on its way: see [`Engine::ask_used_ids`].
+pub struct UsedIdsRead {
+    engine: Engine,
+    marks: IdMarks,
+    answers: mpsc::Receiver<UsedIds>,
+}
+
+impl UsedIdsRead {
+    /// The ids used on any worker.
+    pub async fn gather(self) -> Result<UsedIds, EngineStopped> {
+        let mut used = UsedIds::below(self.marks);
+        for part in &self.engine.gather(self.answers).await? {
+            used.union(part);
+        }
+        Ok(used)
+    }
 }
 
 /// The engine stopped: its threads are gone.
@@ -151,7 +169,10 @@ impl Engine {
 
     /// Hands a batch to the engine. Once this returns, any later query sees it.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<(), EngineStopped> {
-        if batch.records.is_empty() && batch.trace_rules.is_empty() {
+        if batch.records.is_empty()
+            && batch.trace_rules.is_empty()
+            && batch.retired_rules.is_empty()
+        {
             return Ok(());
         }
         self.send(Request::Ingest(batch)).await
@@ -211,30 +232,23 @@ impl Engine {
         Ok(total)
     }
 
-    /// The string and label-set ids below the marks that retained flows use, over every
-    /// worker. Walks the flows view once: for the catalog collector, once per epoch.
-    pub async fn used_ids(
-        &self,
-        strings_below: u32,
-        label_sets_below: u32,
-    ) -> Result<UsedIds, EngineStopped> {
-        let parts = self
-            .read(|reply| Command::UsedIds {
-                as_of: 0,
-                strings_below,
-                label_sets_below,
-                reply,
-            })
-            .await?;
-        let mut used = UsedIds {
-            strings: IdBits::below(strings_below),
-            label_sets: IdBits::below(label_sets_below),
-        };
-        for part in &parts {
-            used.strings.union(&part.strings);
-            used.label_sets.union(&part.label_sets);
-        }
-        Ok(used)
+    /// Asks every worker which string, label-set and trace ids below `marks` the retained
+    /// flows use. Returns once the read is queued behind everything handed to the engine so
+    /// far; the answer (walking the flows view once: for the catalog collector, once per
+    /// epoch) comes from [`UsedIdsRead::gather`].
+    pub async fn ask_used_ids(&self, marks: IdMarks) -> Result<UsedIdsRead, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.send(Request::Read(Command::UsedIds {
+            as_of: 0,
+            marks,
+            reply,
+        }))
+        .await?;
+        Ok(UsedIdsRead {
+            engine: self.clone(),
+            marks,
+            answers,
+        })
     }
 
     /// Sends a read to every worker (the controller sets its tick) and gathers one answer

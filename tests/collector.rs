@@ -105,7 +105,7 @@ async fn each_receipt_comes_in_order_after_its_update_is_visible() {
     conn.close().await;
     assert_eq!(server.state.ingest.received_total(), 20);
     assert_eq!(server.state.ingest.stored_total(), 20);
-    assert_eq!(all_skipped(&server), vec![0; 8]);
+    assert_eq!(all_skipped(&server), vec![0; SkipReason::ALL.len()]);
 }
 
 /// Thousands of updates sent without waiting get exactly as many receipts, then the call ends
@@ -350,7 +350,6 @@ async fn invalid_updates_are_receipted_skipped_and_counted_by_reason() {
     assert_eq!(skipped(&server, SkipReason::EndBeforeStart), 1);
     assert_eq!(skipped(&server, SkipReason::NegativeCounter), 7);
     assert_eq!(skipped(&server, SkipReason::OutsideRetention), 3);
-    assert_eq!(skipped(&server, SkipReason::InternerFull), 0);
     assert_eq!(skipped(&server, SkipReason::Duplicate), 0);
     assert_eq!(server.state.ingest.received_total(), 21);
     assert_eq!(server.state.ingest.stored_total(), 5);
@@ -804,27 +803,24 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
     assert_eq!(server.list_all().await.len(), 4);
 }
 
-/// Updates that would overflow a bounded interner table are receipted, skipped and counted
-/// as `InternerFull`; updates using known values are still stored (SPEC §9.3, §10.2).
+/// An update that needs a new entry in a full catalog table is not receipted: the call ends
+/// with RESOURCE_EXHAUSTED after the receipts of the updates before it, nothing after it is
+/// read, and the refusal is counted; updates using known values are still stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_overflowing_an_interner_are_skipped_and_counted() {
+async fn an_update_overflowing_a_catalog_table_ends_the_call_unreceipted() {
     let retention = Retention {
         window: WINDOW,
         closed_buckets: 240,
     };
     let config = ServerConfig {
-        // "" (always present), "shop", "frontend", "TCP", "checkout" and one more string;
-        // the empty label set and one more; the empty trace only.
-        catalog: eddy::catalog::CatalogLimits {
-            strings: 6,
-            label_sets: 2,
-            traces: 1,
-        },
+        // "" (always present), "shop", "frontend", "TCP" and "cart"; the empty label set and
+        // one more; the empty trace only.
+        catalog: small_catalog(5, 2, 1),
         ..ServerConfig::new(2, retention)
     };
     let server = TestServer::start_config(config, NOW).await;
     let dest = |name: &str| key(("shop", "frontend"), ("shop", name));
-    let mut with_policy = dest("checkout");
+    let mut with_policy = dest("cart");
     with_policy.policies = Some(PolicyTrace {
         enforced_policies: vec![hit(
             PolicyKind::CalicoNetworkPolicy,
@@ -835,34 +831,44 @@ async fn updates_overflowing_an_interner_are_skipped_and_counted() {
         )],
         pending_policies: vec![],
     });
-    let mut conn = CollectorConn::open(&server.channel).await;
-    let updates = vec![
-        counted(dest("checkout"), closed(), 1, 1, 1),
-        // The sixth string.
-        counted(dest("cart"), closed(), 2, 1, 1),
-        // A seventh string: no room.
+    // Each overflowing update (a sixth string, a third label set, a second trace) ends its
+    // call after the receipts of the updates before it; the update after it is never read.
+    let overflowing = [
         counted(dest("search"), closed(), 3, 1, 1),
-        // A second label set: room for it; a third: none.
+        Flow {
+            dest_labels: vec!["app=cart".into()],
+            ..counted(dest("cart"), closed(), 5, 1, 1)
+        },
+        counted(with_policy, closed(), 6, 1, 1),
+    ];
+    let fits = [
+        // The fifth string.
+        counted(dest("cart"), closed(), 2, 1, 1),
+        // The second label set.
         Flow {
             source_labels: vec!["app=frontend".into()],
-            ..counted(dest("checkout"), closed(), 4, 1, 1)
+            ..counted(dest("cart"), closed(), 4, 1, 1)
         },
-        Flow {
-            dest_labels: vec!["app=checkout".into()],
-            ..counted(dest("checkout"), closed(), 5, 1, 1)
-        },
-        // A non-empty trace: no room.
-        counted(with_policy, closed(), 6, 1, 1),
-        // Known values only.
-        counted(dest("cart"), closed(), 7, 1, 1),
+        counted(dest("cart"), closed(), 1, 1, 1),
     ];
-    for update in updates {
-        conn.send_flow(update).await;
+    for (fitting, overflow) in fits.into_iter().zip(overflowing) {
+        let mut conn = CollectorConn::open(&server.channel).await;
+        conn.send_flow(fitting).await;
+        conn.send_flow(overflow).await;
+        conn.send_flow(counted(dest("cart"), closed(), 8, 1, 1))
+            .await;
+        conn.receipt().await;
+        let ended = conn.next().await.expect_err("the call ends with an error");
+        assert_eq!(ended.code(), Code::ResourceExhausted, "{ended:?}");
     }
-    conn.receipts(7).await;
+    assert_eq!(server.state.catalog.refused_total(), 3);
+    assert_eq!(server.state.ingest.stored_total(), 3);
+    assert_eq!(server.state.ingest.received_total(), 3);
+    // Known values only: stored as before.
+    let mut conn = CollectorConn::open(&server.channel).await;
+    conn.send_and_wait(counted(dest("cart"), closed(), 7, 1, 1))
+        .await;
     conn.close().await;
-    assert_eq!(skipped(&server, SkipReason::InternerFull), 3);
-    assert_eq!(server.state.ingest.stored_total(), 4);
     let flows = server.list_all().await;
     let mut seen: Vec<(String, i64, Vec<String>)> = flows
         .into_iter()
@@ -876,11 +882,51 @@ async fn updates_overflowing_an_interner_are_skipped_and_counted() {
         })
         .collect();
     seen.sort();
-    assert_eq!(
-        seen,
-        vec![
-            ("cart".to_string(), 9, vec![]),
-            ("checkout".to_string(), 5, vec![]),
-        ]
-    );
+    assert_eq!(seen, vec![("cart".to_string(), 2 + 4 + 1 + 7, vec![])]);
+    assert_eq!(server.state.catalog.symbols.lookup("search"), None);
+}
+
+/// Catalog bounds in entries (bytes unbounded in effect).
+fn small_catalog(strings: usize, label_sets: usize, traces: usize) -> eddy::catalog::CatalogLimits {
+    use eddy::intern::TableLimit;
+    eddy::catalog::CatalogLimits {
+        strings: TableLimit::entries(strings),
+        label_sets: TableLimit::entries(label_sets),
+        traces: TableLimit::entries(traces),
+        ..Default::default()
+    }
+}
+
+/// A table's byte bound holds like its entry bound: the update whose string would pass it ends
+/// the call unreceipted, and the refusal is counted for that table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_string_over_the_byte_bound_ends_the_call_unreceipted() {
+    use eddy::intern::{CatalogTable, TableLimit};
+    let retention = Retention {
+        window: WINDOW,
+        closed_buckets: 240,
+    };
+    let config = ServerConfig {
+        // "", "shop", "frontend", "TCP" and "cart": 19 bytes.
+        catalog: eddy::catalog::CatalogLimits {
+            strings: TableLimit {
+                entries: 1_000,
+                bytes: 19,
+            },
+            ..Default::default()
+        },
+        ..ServerConfig::new(2, retention)
+    };
+    let server = TestServer::start_config(config, NOW).await;
+    let dest = |name: &str| key(("shop", "frontend"), ("shop", name));
+    let mut conn = CollectorConn::open(&server.channel).await;
+    conn.send_and_wait(counted(dest("cart"), closed(), 1, 1, 1))
+        .await;
+    conn.send_flow(counted(dest("a"), closed(), 2, 1, 1)).await;
+    let ended = conn.next().await.expect_err("the call ends with an error");
+    assert_eq!(ended.code(), Code::ResourceExhausted, "{ended:?}");
+    let catalog = &server.state.catalog;
+    assert_eq!(catalog.refused_for(CatalogTable::Strings), 1);
+    assert_eq!(catalog.bytes_of(CatalogTable::Strings), 19);
+    assert_eq!(server.state.ingest.stored_total(), 1);
 }

@@ -14,13 +14,14 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 29] = [
+const FAMILIES: [(&str, &str); 31] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
     ("goldmane_aggr_received_flows_total", "counter"),
     ("goldmane_collector_num_clients", "gauge"),
     ("goldmane_num_streams", "gauge"),
+    ("eddy_catalog_full_refusals_total", "counter"),
     ("eddy_dedup_duplicates_total", "counter"),
     ("eddy_dedup_evictions_total", "counter"),
     ("eddy_emitter_expired_windows_total", "counter"),
@@ -32,6 +33,7 @@ const FAMILIES: [(&str, &str); 29] = [
     ("eddy_engine_workers", "gauge"),
     ("eddy_ingest_skipped_updates_total", "counter"),
     ("eddy_ingest_stored_updates_total", "counter"),
+    ("eddy_interned_bytes", "gauge"),
     ("eddy_interned_values", "gauge"),
     ("eddy_interned_values_removed_total", "counter"),
     ("eddy_query_duration_seconds", "histogram"),

@@ -75,6 +75,13 @@ impl EngineInputs {
         }
     }
 
+    /// Retracts the rules of traces no retained flow uses any more.
+    pub fn retract_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
+        for rule in rules {
+            self.trace_rules.remove(*rule);
+        }
+    }
+
     /// The tick updates are inserted at.
     pub fn time(&self) -> Tick {
         *self.rows.time()

@@ -5,6 +5,10 @@
 //! receipt per update, in order. When the engine is behind, `ingest` waits, the task stops
 //! reading, and HTTP/2 flow control slows the sender: nothing receipted is ever dropped.
 //!
+//! When an update needs a new catalog entry and the table is full (SPEC §12.4), the updates
+//! before it are handed over and receipted, and the call ends with `RESOURCE_EXHAUSTED`: that
+//! update and everything after it are left unreceipted for the client to resend.
+//!
 //! On shutdown (SPEC §11.6) a connection finishes the batch it holds — handed to the engine
 //! and receipted — then stops reading and ends the call with `UNAVAILABLE`; the client resends
 //! whatever it sent after that, since none of it was receipted.
@@ -16,8 +20,9 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::status::ApiError;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{policy_rules, prepare, SkipReason};
+use crate::ingest::{prepare, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
@@ -107,8 +112,9 @@ async fn serve_connection(
         // this batch interned before the engine holds it.
         let gate = state.catalog.gate.read().await;
         let now = state.now();
-        state.ingest.received(batch.len() as u64);
         let mut prepared = Vec::with_capacity(batch.len());
+        let mut full = None;
+        let mut received = 0;
         for update in &batch {
             match prepare(update, &state.catalog, &state.retention, now) {
                 Ok(record) => {
@@ -117,9 +123,15 @@ async fn serve_connection(
                     let fingerprint = fingerprint(&record, start, end);
                     prepared.push((record, fingerprint));
                 }
-                Err(reason) => state.ingest.skipped(reason, now),
+                Err(NotPrepared::Skipped(reason)) => state.ingest.skipped(reason, now),
+                Err(NotPrepared::Full(table_full)) => {
+                    full = Some(table_full);
+                    break;
+                }
             }
+            received += 1;
         }
+        state.ingest.received(received as u64);
         for _ in 0..state.dedup.remove_duplicates(&dedup, &mut prepared, now) {
             state.ingest.skipped(SkipReason::Duplicate, now);
         }
@@ -128,11 +140,10 @@ async fn serve_connection(
         // Another connection may have taken the traces these records use; holding the lock
         // until this batch is handed over keeps it behind the batch carrying their rules.
         let handover = state.catalog.handover.lock().await;
-        let trace_rules =
-            policy_rules::trace_rules(&state.catalog.take_new_traces(), &state.catalog);
         let handed = IngestBatch {
             records,
-            trace_rules,
+            trace_rules: state.catalog.take_new_rules(),
+            retired_rules: Vec::new(),
         };
         let handed = state.engine.ingest(handed).await;
         drop(handover);
@@ -143,10 +154,15 @@ async fn serve_connection(
                 .await;
             return;
         }
-        for _ in 0..batch.len() {
+        for _ in 0..received {
             if receipts.send(Ok(FlowReceipt {})).await.is_err() {
                 return;
             }
+        }
+        if let Some(full) = full {
+            state.catalog.refused(full);
+            tracing::warn!(%full, "ended a Connect call: a catalog table is full");
+            return fail(&receipts, ApiError::from(full).into()).await;
         }
         match inbound_state {
             Inbound::Open => {}

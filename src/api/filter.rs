@@ -1,5 +1,12 @@
 //! Compiles a request `Filter` (SPEC §5) into id sets the workers can test, resolving string
 //! matches, aliases, fuzzy matching and policy matches against the catalog once per request.
+//!
+//! The scan compares every stored string (and decodes every trace) a filter constrains, so a
+//! request's compilation runs on tokio's blocking pool, not on an async thread, and the tables
+//! are read a chunk of values at a time (see `intern::InternTable::scan_from`): a writer waits
+//! for one chunk, never for a whole scan.
+
+use std::sync::Arc;
 
 use eddy_dataflows::filter::{FlowFilter, IdSet};
 
@@ -248,12 +255,21 @@ impl FilterMatcher {
     }
 }
 
-/// Compiles `filter` (absent matches everything) against everything interned so far.
-pub fn compile(filter: Option<&Filter>, catalog: &Catalog) -> Result<FlowFilter, ApiError> {
+/// Compiles `filter` (absent matches everything) against everything interned so far: checks
+/// it here, then scans the catalog on the blocking pool.
+pub async fn compile(
+    filter: Option<&Filter>,
+    catalog: &Arc<Catalog>,
+) -> Result<FlowFilter, ApiError> {
     let matcher = FilterMatcher::new(filter)?;
-    let mut compiled = matcher.unresolved();
-    matcher.resolve(&mut compiled, catalog, Resolved::default());
-    Ok(compiled)
+    let catalog = catalog.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut compiled = matcher.unresolved();
+        matcher.resolve(&mut compiled, &catalog, Resolved::default());
+        compiled
+    })
+    .await
+    .map_err(|failed| ApiError::Internal(format!("filter compilation failed: {failed}")))
 }
 #[cfg(test)]
 mod tests {
@@ -302,5 +318,50 @@ mod tests {
             ..Default::default()
         };
         assert!(!hit_matches(&hit, &wrong));
+    }
+}
+
+#[cfg(test)]
+mod scan_tests {
+    use crate::catalog::CatalogLimits;
+
+    use super::*;
+
+    /// A fuzzy filter over a table many scan chunks long, with values removed in between,
+    /// finds exactly the matching strings.
+    #[tokio::test]
+    async fn a_fuzzy_filter_over_a_large_table_finds_every_match() {
+        let catalog = Arc::new(Catalog::new(CatalogLimits::default()));
+        let mut expected = Vec::new();
+        let mut removable = Vec::new();
+        for n in 0..20_000u32 {
+            let name = if n % 7 == 0 {
+                format!("Checkout-{n}")
+            } else {
+                format!("cart-{n}")
+            };
+            let id = catalog.symbols.intern(&name).expect("room");
+            match (n % 7 == 0, n % 3 == 0) {
+                (true, true) => removable.push(id),
+                (true, false) => expected.push(id),
+                _ => {}
+            }
+        }
+        let (round, _) = catalog.begin_round();
+        let removed = catalog.symbols.table().remove_unused(&removable, round);
+        assert_eq!(removed.len(), removable.len());
+        let filter = Filter {
+            dest_names: vec![StringMatch {
+                value: "KOUT".into(),
+                r#type: MatchType::Fuzzy as i32,
+            }],
+            ..Default::default()
+        };
+        let compiled = compile(Some(&filter), &catalog)
+            .await
+            .expect("a valid filter");
+        let names = compiled.dest_names.expect("the field is constrained");
+        assert_eq!(names.ids(), &expected[..]);
+        assert!(compiled.source_names.is_none());
     }
 }

@@ -95,7 +95,7 @@ impl FlowsService {
             ));
         }
         let sort = sort_fields(&request)?;
-        let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
+        let filter = filter::compile(request.filter.as_ref(), &state.catalog).await?;
         let limit = (page_size > 0).then(|| page.saturating_add(1).saturating_mul(page_size));
         let by_name = sort.iter().any(|field| {
             matches!(
@@ -184,7 +184,7 @@ impl FlowsService {
             &state.retention,
         )?;
         let (page, page_size) = paging(request.page, request.page_size)?;
-        let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
+        let filter = filter::compile(request.filter.as_ref(), &state.catalog).await?;
         let partials = state
             .engine
             .hints(HintsQuery {

@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::intern::InternerFull;
 use crate::worker::EngineStopped;
 
 /// Everything a call can fail with.
@@ -31,6 +32,14 @@ impl ApiError {
 impl From<EngineStopped> for ApiError {
     fn from(stopped: EngineStopped) -> Self {
         ApiError::Unavailable(stopped.to_string())
+    }
+}
+
+impl From<InternerFull> for ApiError {
+    fn from(full: InternerFull) -> Self {
+        ApiError::ResourceExhausted(format!(
+            "{full}; updates from this one on were not receipted: resend them later"
+        ))
     }
 }
 

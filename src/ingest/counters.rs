@@ -18,22 +18,19 @@ pub enum SkipReason {
     NegativeCounter,
     /// The bucket is older than retention or newer than the future bucket.
     OutsideRetention,
-    /// An interner table was full.
-    InternerFull,
     /// The same update was received from the same source within the de-duplication horizon.
     Duplicate,
 }
 
 impl SkipReason {
     /// Every reason, in metric order.
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 7] = [
         SkipReason::NoFlow,
         SkipReason::NoKey,
         SkipReason::NonPositiveStart,
         SkipReason::EndBeforeStart,
         SkipReason::NegativeCounter,
         SkipReason::OutsideRetention,
-        SkipReason::InternerFull,
         SkipReason::Duplicate,
     ];
 
@@ -46,7 +43,6 @@ impl SkipReason {
             SkipReason::EndBeforeStart => "end_before_start",
             SkipReason::NegativeCounter => "negative_counter",
             SkipReason::OutsideRetention => "outside_retention",
-            SkipReason::InternerFull => "interner_full",
             SkipReason::Duplicate => "duplicate",
         }
     }
@@ -61,8 +57,8 @@ impl SkipReason {
 pub struct IngestCounters {
     received: AtomicU64,
     stored: AtomicU64,
-    skipped: [AtomicU64; 8],
-    last_warning: [AtomicI64; 8],
+    skipped: [AtomicU64; 7],
+    last_warning: [AtomicI64; 7],
 }
 
 impl IngestCounters {

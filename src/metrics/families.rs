@@ -8,6 +8,7 @@ use std::sync::Arc;
 use prometheus::Registry;
 
 use crate::ingest::SkipReason;
+use crate::intern::CatalogTable;
 use crate::metrics::pulling::{Kind, PullingFamily, Sample};
 use crate::metrics::view_sizes::ViewSizesCache;
 use crate::state::ServerState;
@@ -224,13 +225,17 @@ fn catalog(table: &Table, state: &ServerState) -> prometheus::Result<()> {
         Kind::Gauge,
         "eddy_interned_values",
         "table",
-        "Values held by each interner table.",
+        "Values held by each catalog table.",
+        move || by_label(CatalogTable::ALL.map(|name| (name.label(), catalog.len_of(name) as u64))),
+    )?;
+    let catalog = state.catalog.clone();
+    table.labelled(
+        Kind::Gauge,
+        "eddy_interned_bytes",
+        "table",
+        "Bytes of the values held by each catalog table.",
         move || {
-            by_label([
-                ("strings", catalog.symbols.len() as u64),
-                ("label_sets", catalog.label_sets.len() as u64),
-                ("traces", catalog.traces.len() as u64),
-            ])
+            by_label(CatalogTable::ALL.map(|name| (name.label(), catalog.bytes_of(name) as u64)))
         },
     )?;
     let catalog = state.catalog.clone();
@@ -238,14 +243,24 @@ fn catalog(table: &Table, state: &ServerState) -> prometheus::Result<()> {
         Kind::Counter,
         "eddy_interned_values_removed_total",
         "table",
-        "Values removed from each interner table because no retained flow used them.",
+        "Values removed from each catalog table because no retained flow used them.",
         move || {
             let removed = &catalog.removed;
             by_label([
                 ("strings", removed.strings.load(Ordering::Relaxed)),
                 ("label_sets", removed.label_sets.load(Ordering::Relaxed)),
+                ("traces", removed.traces.load(Ordering::Relaxed)),
+                ("trace_rules", removed.trace_rules.load(Ordering::Relaxed)),
             ])
         },
+    )?;
+    let catalog = state.catalog.clone();
+    table.labelled(
+        Kind::Counter,
+        "eddy_catalog_full_refusals_total",
+        "table",
+        "Connect calls ended with RESOURCE_EXHAUSTED because a catalog table was full, by table.",
+        move || by_label(CatalogTable::ALL.map(|name| (name.label(), catalog.refused_for(name)))),
     )
 }
 

@@ -111,6 +111,7 @@ impl Controller {
                     Some(mut gathered) => {
                         gathered.records.extend(batch.records);
                         gathered.trace_rules.extend(batch.trace_rules);
+                        gathered.retired_rules.extend(batch.retired_rules);
                         gathered
                     }
                 };

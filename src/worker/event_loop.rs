@@ -37,6 +37,7 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
             match commands.try_recv() {
                 Ok(Command::Ingest(batch)) => {
                     inputs.insert_rules(&batch.trace_rules);
+                    inputs.retract_rules(&batch.retired_rules);
                     let retained = batch.records.iter().filter(|r| r.bucket >= floor);
                     inputs.insert(retained);
                     let dropped = batch.records.iter().filter(|r| r.bucket < floor).count();
@@ -106,17 +107,8 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> boo
             inputs.insert(&expire::expired(&mut views.flows, floor));
             true
         }
-        Command::UsedIds {
-            strings_below,
-            label_sets_below,
-            reply,
-            ..
-        } => {
-            let _ = reply.try_send(used_ids::used_ids(
-                &mut views.flows,
-                strings_below,
-                label_sets_below,
-            ));
+        Command::UsedIds { marks, reply, .. } => {
+            let _ = reply.try_send(used_ids::used_ids(&mut views.flows, marks));
             false
         }
         Command::Sync { reply, .. } => {

@@ -12,7 +12,7 @@ use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
-use eddy_dataflows::queries::used_ids::UsedIds;
+use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
 use tokio::sync::mpsc;
 
 /// Where a worker sends its part of an answer. Sized to hold one message per worker.
@@ -25,6 +25,8 @@ pub struct IngestBatch {
     pub records: Vec<FlowRecord>,
     /// The distinct policy rules of traces seen for the first time.
     pub trace_rules: Vec<(TraceId, PolicyRule)>,
+    /// The rules of traces the catalog removed (no retained flow uses them), to retract.
+    pub retired_rules: Vec<(TraceId, PolicyRule)>,
 }
 
 /// A command from the controller to a worker.
@@ -83,15 +85,14 @@ pub enum Command {
         /// Where the worker's counts go.
         reply: Reply<ViewSizes>,
     },
-    /// Report which string and label-set ids below the marks the retained flows use, once
-    /// every tick up to `as_of` is reflected. Broadcast; each worker sends one [`UsedIds`].
+    /// Report which string, label-set and trace ids below the marks the retained flows use,
+    /// once every tick up to `as_of` is reflected. Broadcast; each worker sends one
+    /// [`UsedIds`].
     UsedIds {
         /// Set by the controller.
         as_of: Tick,
-        /// String ids at or above this are not reported.
-        strings_below: u32,
-        /// Label-set ids at or above this are not reported.
-        label_sets_below: u32,
+        /// Ids at or above these are not reported.
+        marks: IdMarks,
         /// Where the answer goes.
         reply: Reply<UsedIds>,
     },

@@ -1,5 +1,5 @@
-//! The used-ids read: which string and label-set ids this worker's retained flows refer to,
-//! below given marks, so the frontend can drop catalog entries nothing uses any more.
+//! The used-ids read: which string, label-set and trace ids this worker's retained flows refer
+//! to, below given marks, so the frontend can drop catalog entries nothing uses any more.
 //!
 //! Walks every (key, label pair) of the flows view once: callers ask once per epoch.
 
@@ -57,6 +57,38 @@ pub struct UsedIds {
     pub strings: IdBits,
     /// Label-set ids (source and destination).
     pub label_sets: IdBits,
+    /// Trace ids.
+    pub traces: IdBits,
+}
+
+/// How far each catalog table's ids went when a used-ids read was asked for: ids at or above
+/// a mark are not reported.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IdMarks {
+    /// String ids.
+    pub strings: u32,
+    /// Label-set ids.
+    pub label_sets: u32,
+    /// Trace ids.
+    pub traces: u32,
+}
+
+impl UsedIds {
+    /// Nothing used yet, for ids below `marks`.
+    pub fn below(marks: IdMarks) -> Self {
+        UsedIds {
+            strings: IdBits::below(marks.strings),
+            label_sets: IdBits::below(marks.label_sets),
+            traces: IdBits::below(marks.traces),
+        }
+    }
+
+    /// Adds every id of `other` (with the same marks).
+    pub fn union(&mut self, other: &UsedIds) {
+        self.strings.union(&other.strings);
+        self.label_sets.union(&other.label_sets);
+        self.traces.union(&other.traces);
+    }
 }
 
 fn key_strings(key: &FlowKey) -> [u32; 8] {
@@ -72,13 +104,9 @@ fn key_strings(key: &FlowKey) -> [u32; 8] {
     ]
 }
 
-/// The string ids below `strings_below` and label-set ids below `label_sets_below` that this
-/// worker's retained flows use.
-pub fn used_ids(flows: &mut FlowsTrace, strings_below: u32, label_sets_below: u32) -> UsedIds {
-    let mut used = UsedIds {
-        strings: IdBits::below(strings_below),
-        label_sets: IdBits::below(label_sets_below),
-    };
+/// The string, label-set and trace ids below `marks` that this worker's retained flows use.
+pub fn used_ids(flows: &mut FlowsTrace, marks: IdMarks) -> UsedIds {
+    let mut used = UsedIds::below(marks);
     let (mut cursor, storage) = cursor_over_all(flows);
     while let Some(key) = cursor.get_key(&storage) {
         let mut retained = false;
@@ -96,6 +124,7 @@ pub fn used_ids(flows: &mut FlowsTrace, strings_below: u32, label_sets_below: u3
             for id in key_strings(key) {
                 used.strings.insert(id);
             }
+            used.traces.insert(key.trace);
         }
         cursor.step_key(&storage);
     }
