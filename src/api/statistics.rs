@@ -160,8 +160,9 @@ impl StatisticsService {
                 0
             };
             let (inbound, outbound) = values(kind, &key, &stats);
-            group.columns[pair][slot] += inbound;
-            group.columns[pair + 1][slot] += outbound;
+            let cells = &mut group.columns;
+            cells[pair][slot] = cells[pair][slot].saturating_add(inbound);
+            cells[pair + 1][slot] = cells[pair + 1][slot].saturating_add(outbound);
         }
         let mut groups: BTreeMap<ResultOrder, Group> = BTreeMap::new();
         for group in by_id.into_values() {
