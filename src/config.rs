@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::limits::LimitsArgs;
 use crate::config::operations::OperationsArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
 pub mod checks;
+pub mod limits;
 pub mod operations;
 
 /// The `eddy` command line.
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
+    /// Size limits of updates and query requests.
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 impl ServeArgs {
@@ -97,6 +102,8 @@ impl ServeArgs {
         }
         let mut config = ServerConfig::new(workers, retention);
         config.dedup_scope = self.dedup_scope;
+        config.input_limits = self.limits.input_limits();
+        config.request_limits = self.limits.request_limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

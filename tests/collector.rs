@@ -105,7 +105,7 @@ async fn each_receipt_comes_in_order_after_its_update_is_visible() {
     conn.close().await;
     assert_eq!(server.state.ingest.received_total(), 20);
     assert_eq!(server.state.ingest.stored_total(), 20);
-    assert_eq!(all_skipped(&server), vec![0; 8]);
+    assert_eq!(all_skipped(&server), vec![0; SkipReason::ALL.len()]);
 }
 
 /// Thousands of updates sent without waiting get exactly as many receipts, then the call ends

@@ -17,7 +17,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{policy_rules, prepare, SkipReason};
+use crate::ingest::{policy_rules, prepare, Bounds, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
@@ -110,7 +110,12 @@ async fn serve_connection(
         state.ingest.received(batch.len() as u64);
         let mut prepared = Vec::with_capacity(batch.len());
         for update in &batch {
-            match prepare(update, &state.catalog, &state.retention, now) {
+            let bounds = Bounds {
+                retention: &state.retention,
+                limits: &state.input_limits,
+                now,
+            };
+            match prepare(update, &state.catalog, bounds) {
                 Ok(record) => {
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));

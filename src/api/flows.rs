@@ -93,7 +93,9 @@ impl FlowsService {
                 format!("must be 0 or a positive multiple of the {window}s window"),
             ));
         }
+        state.request_limits.check_sort(request.sort_by.len())?;
         let sort = sort_fields(&request)?;
+        state.request_limits.check_filter(request.filter.as_ref())?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
         let limit = (page_size > 0).then(|| page.saturating_add(1).saturating_mul(page_size));
         let by_name = sort.iter().any(|field| {
@@ -140,6 +142,9 @@ impl FlowsService {
                 format!("must be 0 or the {window}s window"),
             ));
         }
+        self.state
+            .request_limits
+            .check_filter(request.filter.as_ref())?;
         let start = match request.start_time_gte {
             0 => None,
             relative if relative < 0 => Some(self.state.now().saturating_add(relative)),
@@ -179,6 +184,7 @@ impl FlowsService {
             &state.retention,
         )?;
         let (page, page_size) = paging(request.page, request.page_size)?;
+        state.request_limits.check_filter(request.filter.as_ref())?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog)?;
         let partials = state
             .engine

@@ -22,11 +22,13 @@ pub enum SkipReason {
     InternerFull,
     /// The same update was received from the same source within the de-duplication horizon.
     Duplicate,
+    /// A string, label list, trace list or trigger was beyond the input size limits.
+    TooLarge,
 }
 
 impl SkipReason {
     /// Every reason, in metric order.
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 9] = [
         SkipReason::NoFlow,
         SkipReason::NoKey,
         SkipReason::NonPositiveStart,
@@ -35,6 +37,7 @@ impl SkipReason {
         SkipReason::OutsideRetention,
         SkipReason::InternerFull,
         SkipReason::Duplicate,
+        SkipReason::TooLarge,
     ];
 
     /// The reason's metric label.
@@ -48,6 +51,7 @@ impl SkipReason {
             SkipReason::OutsideRetention => "outside_retention",
             SkipReason::InternerFull => "interner_full",
             SkipReason::Duplicate => "duplicate",
+            SkipReason::TooLarge => "too_large",
         }
     }
 
@@ -61,8 +65,8 @@ impl SkipReason {
 pub struct IngestCounters {
     received: AtomicU64,
     stored: AtomicU64,
-    skipped: [AtomicU64; 8],
-    last_warning: [AtomicI64; 8],
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    last_warning: [AtomicI64; SkipReason::ALL.len()],
 }
 
 impl IngestCounters {
