@@ -126,10 +126,10 @@ impl FlowsService {
         let (rows, total) = list::merge(partials, page, page_size);
         Ok(FlowListResult {
             meta: Some(convert::list_metadata(total, request.page_size)),
-            flows: rows
-                .iter()
-                .map(|row| convert::flow_result(row, &state.catalog))
-                .collect(),
+            flows: {
+                let mut converter = convert::RowConverter::new(&state.catalog);
+                rows.iter().map(|row| converter.flow_result(row)).collect()
+            },
         })
     }
 

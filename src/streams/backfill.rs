@@ -9,6 +9,7 @@ use eddy_dataflows::model::{Bucket, BucketRange};
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use tokio::sync::mpsc;
 
+use crate::api::convert::RowConverter;
 use crate::catalog::Catalog;
 use crate::streams::encoded::EncodedResult;
 use crate::streams::hub::HubMessage;
@@ -61,9 +62,10 @@ pub(crate) async fn backfill_task(
         rows.sort_unstable_by_key(|row| (row.start, row.key.id));
         // Encoded now, not at the client's pace: the catalog may drop the names of rows that
         // leave retention meanwhile.
+        let mut converter = RowConverter::new(&catalog);
         let encoded: Vec<EncodedResult> = rows
             .iter()
-            .map(|row| EncodedResult::of_row(row, &catalog))
+            .map(|row| EncodedResult::of_row_with(row, &mut converter))
             .collect();
         drop(rows);
         for result in encoded {
