@@ -5,6 +5,8 @@ pub mod convert;
 pub mod filter;
 pub mod flows;
 pub mod flows_wire;
+pub mod oversize;
+pub mod request_limits;
 pub mod statistics;
 pub mod status;
 pub mod timerange;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::catalog::CatalogArgs;
+use crate::config::limits::LimitsArgs;
 use crate::config::operations::OperationsArgs;
 use crate::config::streams::StreamArgs;
 use crate::duration;
@@ -14,6 +15,7 @@ use crate::server::ServerConfig;
 
 pub mod catalog;
 pub mod checks;
+pub mod limits;
 pub mod operations;
 pub mod streams;
 
@@ -85,6 +87,9 @@ pub struct ServeArgs {
     /// Bounds of the catalog's tables.
     #[command(flatten)]
     pub catalog: CatalogArgs,
+    /// Size limits of updates and query requests.
+    #[command(flatten)]
+    pub limits: LimitsArgs,
 }
 
 impl ServeArgs {
@@ -109,6 +114,8 @@ impl ServeArgs {
         config.dedup_scope = self.dedup_scope;
         config.streams = self.streams.limits();
         config.catalog = self.catalog.limits();
+        config.input_limits = self.limits.input_limits();
+        config.request_limits = self.limits.request_limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

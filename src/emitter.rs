@@ -26,7 +26,7 @@ use eddy_dataflows::model::BucketRange;
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use tokio::sync::watch;
 
-use crate::api::convert::flow_result;
+use crate::api::convert::RowConverter;
 use crate::emitter::post::Poster;
 use crate::emitter::progress::{Progress, ProgressError};
 use crate::emitter::switch::FileSwitch;
@@ -252,9 +252,10 @@ pub async fn read_window(
         .flat_map(|partial| partial.rows)
         .collect();
     rows.sort_unstable_by_key(|row| (row.start, row.key.id));
+    let mut converter = RowConverter::new(&state.catalog);
     Ok(rows
         .iter()
-        .filter_map(|row| flow_result(row, &state.catalog).flow)
+        .filter_map(|row| converter.flow_result(row).flow)
         .collect())
 }
 

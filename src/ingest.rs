@@ -4,6 +4,7 @@
 pub mod canonical;
 pub mod counters;
 pub mod dedup;
+pub mod limits;
 pub mod policy_rules;
 
 use eddy_dataflows::model::{FlowKey, FlowRecord, Stats};
@@ -14,6 +15,7 @@ use crate::proto::{Flow, FlowUpdate};
 use crate::retention::Retention;
 
 pub use counters::{IngestCounters, SkipReason};
+pub use limits::InputLimits;
 
 /// Why an update was not turned into a record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,16 +39,30 @@ impl From<InternerFull> for NotPrepared {
     }
 }
 
+/// What an update is checked against before it is interned.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds<'a> {
+    /// Window and retention: which start times are accepted.
+    pub retention: &'a Retention,
+    /// Size limits.
+    pub limits: &'a InputLimits,
+    /// The current time in Unix seconds.
+    pub now: i64,
+}
+
 /// Validates, canonicalises and interns one update.
 pub fn prepare(
     update: &FlowUpdate,
     catalog: &Catalog,
-    retention: &Retention,
-    now: i64,
+    bounds: Bounds<'_>,
 ) -> Result<FlowRecord, NotPrepared> {
     let flow = update.flow.as_ref().ok_or(SkipReason::NoFlow)?;
     let key = flow.key.as_ref().ok_or(SkipReason::NoKey)?;
-    validate(flow, retention, now)?;
+    if !bounds.limits.admits(flow) {
+        return Err(SkipReason::TooLarge);
+    }
+    let retention = bounds.retention;
+    validate(flow, retention, bounds.now)?;
     let trace_bytes = canonical::canonical_trace_bytes(key.policies.as_ref());
     let symbols = &catalog.symbols;
     let flow_key = FlowKey {

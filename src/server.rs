@@ -15,12 +15,14 @@ use tonic::transport::ServerTlsConfig;
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::flows_wire::FlowsWire;
+use crate::api::oversize::OversizeStatusLayer;
+use crate::api::request_limits::RequestLimits;
 use crate::api::statistics::StatisticsService;
 use crate::catalog::collector::CatalogCollector;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
-use crate::ingest::IngestCounters;
+use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::proto::flow_collector_server::FlowCollectorServer;
 use crate::proto::statistics_server::StatisticsServer;
@@ -53,6 +55,10 @@ pub struct ServerConfig {
     pub catalog: CatalogLimits,
     /// Live stream bounds.
     pub streams: StreamLimits,
+    /// Size bounds of one update.
+    pub input_limits: InputLimits,
+    /// Size bounds of one query request.
+    pub request_limits: RequestLimits,
 }
 
 impl ServerConfig {
@@ -66,6 +72,8 @@ impl ServerConfig {
             dedup_capacity: 2_000_000,
             catalog: CatalogLimits::default(),
             streams: StreamLimits::default(),
+            input_limits: InputLimits::default(),
+            request_limits: RequestLimits::default(),
         }
     }
 }
@@ -114,6 +122,8 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         metrics: Arc::new(Metrics::default()),
         health,
         shutdown,
+        input_limits: config.input_limits,
+        request_limits: config.request_limits,
     })
 }
 
@@ -155,6 +165,7 @@ pub async fn serve_with(
     }
     let served = builder
         .layer(QueryTimerLayer::new(state.metrics.clone()))
+        .layer(OversizeStatusLayer)
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))

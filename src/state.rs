@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
+use crate::api::request_limits::RequestLimits;
 use crate::catalog::Catalog;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
-use crate::ingest::IngestCounters;
+use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
@@ -37,6 +38,10 @@ pub struct ServerState {
     pub health: Health,
     /// Set when the server begins to stop.
     pub shutdown: Shutdown,
+    /// Size bounds of one update.
+    pub input_limits: InputLimits,
+    /// Size bounds of one query request.
+    pub request_limits: RequestLimits,
 }
 
 impl ServerState {

@@ -201,11 +201,11 @@ async fn unknown_sort_options_are_invalid() {
     ] {
         assert_invalid(&server, sorts(&numbers), "sort_by").await;
     }
-    // Every known option, and many repeats of them, are fine.
+    // Every known option, and repeats of them up to the 1,000-entry bound, are fine.
     let all: Vec<i32> = (0..=6).collect();
     let listed = list_ok(&server, sorts(&all)).await;
     assert_eq!(meta(&listed), (2, 1));
-    let many: Vec<i32> = (0..10_000).map(|i| i % 7).collect();
+    let many: Vec<i32> = (0..1_000).map(|i| i % 7).collect();
     let listed = list_ok(&server, sorts(&many)).await;
     assert_eq!(tags(&listed), vec![5, 6]);
 }

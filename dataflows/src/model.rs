@@ -73,6 +73,15 @@ pub type LabelPair = (LabelSetId, LabelSetId);
 ///
 /// `records` counts contributing updates, so a bucket whose counters are all zero is still
 /// present (a zero difference is treated as absent by differential dataflow).
+///
+/// Sums saturate at `i64::MAX` (and `i64::MIN`) and never wrap (SPEC §12.2). Saturating
+/// addition is not associative once a sum has saturated, so a retraction need not restore
+/// the counters exactly; what keeps the views exact is this invariant: every update enters
+/// with `records` = +1 and counters of at least 0, and the only retraction is expiry, which
+/// negates a row's whole accumulated value. A row's `records` therefore sums to 0 exactly
+/// when the row is gone, whatever its counters say, and [`IsZero`] decides on `records`
+/// alone. Until then every contribution is positive, and a sum of positive counters
+/// saturates to the same value in any order.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
@@ -96,58 +105,46 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Combines every field of `self` with the same field of `other`.
+    fn zip_with(&self, other: &Stats, combine: impl Fn(i64, i64) -> i64) -> Stats {
+        Stats {
+            records: combine(self.records, other.records),
+            packets_in: combine(self.packets_in, other.packets_in),
+            packets_out: combine(self.packets_out, other.packets_out),
+            bytes_in: combine(self.bytes_in, other.bytes_in),
+            bytes_out: combine(self.bytes_out, other.bytes_out),
+            connections_started: combine(self.connections_started, other.connections_started),
+            connections_completed: combine(self.connections_completed, other.connections_completed),
+            connections_live: combine(self.connections_live, other.connections_live),
+        }
+    }
+
     /// Adds `other` into `self`, saturating instead of overflowing.
     pub fn add(&mut self, other: &Stats) {
-        self.records = self.records.saturating_add(other.records);
-        self.packets_in = self.packets_in.saturating_add(other.packets_in);
-        self.packets_out = self.packets_out.saturating_add(other.packets_out);
-        self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
-        self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
-        self.connections_started = self
-            .connections_started
-            .saturating_add(other.connections_started);
-        self.connections_completed = self
-            .connections_completed
-            .saturating_add(other.connections_completed);
-        self.connections_live = self.connections_live.saturating_add(other.connections_live);
+        *self = self.zip_with(other, i64::saturating_add);
+    }
+
+    /// Applies `change` to every field.
+    fn map(&self, change: impl Fn(i64) -> i64) -> Stats {
+        self.zip_with(self, |value, _| change(value))
     }
 
     /// The same counters with every sign flipped: the retraction of `self`.
     pub fn negated(&self) -> Stats {
-        Stats {
-            records: -self.records,
-            packets_in: -self.packets_in,
-            packets_out: -self.packets_out,
-            bytes_in: -self.bytes_in,
-            bytes_out: -self.bytes_out,
-            connections_started: -self.connections_started,
-            connections_completed: -self.connections_completed,
-            connections_live: -self.connections_live,
-        }
+        self.map(i64::saturating_neg)
     }
 }
 
+/// A row is absent exactly when its updates and retractions cancel: see [`Stats`].
 impl IsZero for Stats {
     fn is_zero(&self) -> bool {
-        *self == Stats::default()
+        self.records == 0
     }
 }
 
 impl Semigroup for Stats {
     fn plus_equals(&mut self, rhs: &Self) {
-        // Wrapping keeps addition associative, so retraction restores the exact prior value.
-        self.records = self.records.wrapping_add(rhs.records);
-        self.packets_in = self.packets_in.wrapping_add(rhs.packets_in);
-        self.packets_out = self.packets_out.wrapping_add(rhs.packets_out);
-        self.bytes_in = self.bytes_in.wrapping_add(rhs.bytes_in);
-        self.bytes_out = self.bytes_out.wrapping_add(rhs.bytes_out);
-        self.connections_started = self
-            .connections_started
-            .wrapping_add(rhs.connections_started);
-        self.connections_completed = self
-            .connections_completed
-            .wrapping_add(rhs.connections_completed);
-        self.connections_live = self.connections_live.wrapping_add(rhs.connections_live);
+        self.add(rhs);
     }
 }
 
@@ -168,25 +165,17 @@ impl Abelian for Stats {
 impl Multiply<Stats> for isize {
     type Output = isize;
     fn multiply(self, rhs: &Stats) -> isize {
-        self * rhs.records as isize
+        self.saturating_mul(rhs.records as isize)
     }
 }
 
-/// Scales counters by a count: how a flow's counters reach every policy rule it hit.
+/// Scales counters by a count, saturating: how a flow's counters reach every policy rule it
+/// hit.
 impl Multiply<isize> for Stats {
     type Output = Stats;
     fn multiply(self, rhs: &isize) -> Stats {
         let factor = *rhs as i64;
-        Stats {
-            records: self.records.wrapping_mul(factor),
-            packets_in: self.packets_in.wrapping_mul(factor),
-            packets_out: self.packets_out.wrapping_mul(factor),
-            bytes_in: self.bytes_in.wrapping_mul(factor),
-            bytes_out: self.bytes_out.wrapping_mul(factor),
-            connections_started: self.connections_started.wrapping_mul(factor),
-            connections_completed: self.connections_completed.wrapping_mul(factor),
-            connections_live: self.connections_live.wrapping_mul(factor),
-        }
+        self.map(|value| value.saturating_mul(factor))
     }
 }
 
@@ -273,5 +262,51 @@ impl BucketRange {
     /// Whether the bucket starting at `bucket` is selected.
     pub fn contains(&self, bucket: Bucket) -> bool {
         self.gte <= bucket && bucket < self.lt
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(packets_in: i64) -> Stats {
+        Stats {
+            records: 1,
+            packets_in,
+            ..Stats::default()
+        }
+    }
+
+    #[test]
+    fn sums_saturate_instead_of_wrapping() {
+        let mut sum = update(i64::MAX);
+        sum.plus_equals(&update(i64::MAX));
+        assert_eq!(sum.packets_in, i64::MAX);
+        assert_eq!(sum.records, 2);
+        assert_eq!(update(i64::MAX).multiply(&3).packets_in, i64::MAX);
+        assert_eq!(update(5).multiply(&-1).packets_in, -5);
+    }
+
+    #[test]
+    fn a_saturated_row_and_its_retraction_cancel_in_any_order() {
+        let parts = [update(i64::MAX), update(i64::MAX), update(7)];
+        let mut row = Stats::default();
+        parts.iter().for_each(|part| row.add(part));
+        let retraction = row.negated();
+        let mut retraction_first = retraction;
+        parts.iter().for_each(|part| retraction_first.add(part));
+        let mut retraction_last = row;
+        retraction_last.add(&retraction);
+        assert!(retraction_first.is_zero());
+        assert!(retraction_last.is_zero());
+        assert_ne!(
+            retraction_first,
+            Stats::default(),
+            "counters need not cancel"
+        );
+        assert!(
+            !update(0).is_zero(),
+            "an update with zero counters is present"
+        );
     }
 }

@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::status::ApiError;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{prepare, NotPrepared, SkipReason};
+use crate::ingest::{prepare, Bounds, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
@@ -116,7 +116,12 @@ async fn serve_connection(
         let mut full = None;
         let mut received = 0;
         for update in &batch {
-            match prepare(update, &state.catalog, &state.retention, now) {
+            let bounds = Bounds {
+                retention: &state.retention,
+                limits: &state.input_limits,
+                now,
+            };
+            match prepare(update, &state.catalog, bounds) {
                 Ok(record) => {
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));

@@ -1,5 +1,11 @@
 //! Conversions from engine rows (ids) back to protobuf messages (strings).
+//!
+//! A [`RowConverter`] lives for one query or epoch and decodes each distinct trace once, so a
+//! large trace shared by many rows is not decoded again for every row.
 
+use std::collections::HashMap;
+
+use eddy_dataflows::model::TraceId;
 use eddy_dataflows::queries::list::ListRow;
 
 use crate::catalog::Catalog;
@@ -16,8 +22,39 @@ fn intersect(mut sets: impl Iterator<Item = Vec<String>>) -> Vec<String> {
     common
 }
 
-/// A List row as the `FlowResult` clients see.
+/// A List row as the `FlowResult` clients see; see [`RowConverter`] for many rows.
 pub fn flow_result(row: &ListRow, catalog: &Catalog) -> FlowResult {
+    RowConverter::new(catalog).flow_result(row)
+}
+
+/// Converts the rows of one answer, decoding each distinct trace once.
+pub struct RowConverter<'a> {
+    catalog: &'a Catalog,
+    traces: HashMap<TraceId, PolicyTrace>,
+}
+
+impl<'a> RowConverter<'a> {
+    /// A converter with nothing decoded yet.
+    pub fn new(catalog: &'a Catalog) -> Self {
+        RowConverter {
+            catalog,
+            traces: HashMap::new(),
+        }
+    }
+
+    /// A List row as the `FlowResult` clients see.
+    pub fn flow_result(&mut self, row: &ListRow) -> FlowResult {
+        let catalog = self.catalog;
+        let policies = self
+            .traces
+            .entry(row.key.trace)
+            .or_insert_with(|| catalog.trace(row.key.trace))
+            .clone();
+        result_with(row, catalog, policies)
+    }
+}
+
+fn result_with(row: &ListRow, catalog: &Catalog, policies: PolicyTrace) -> FlowResult {
     let key = &row.key;
     let symbols = &catalog.symbols;
     let source_labels = intersect(row.labels.iter().map(|(s, _)| catalog.label_set(*s)));
@@ -40,7 +77,7 @@ pub fn flow_result(row: &ListRow, catalog: &Catalog) -> FlowResult {
                 proto: symbols.resolve(key.proto),
                 reporter: key.reporter,
                 action: key.action,
-                policies: Some(catalog.trace(key.trace)),
+                policies: Some(policies),
             }),
             start_time: row.start,
             end_time: row.end,
@@ -121,6 +158,67 @@ mod tests {
         assert_eq!(list_metadata(21, 10).total_pages, 3);
         assert_eq!(list_metadata(20, 10).total_pages, 2);
         assert_eq!(list_metadata(2, i64::MAX).total_pages, 1);
+    }
+
+    #[test]
+    fn rows_sharing_a_trace_decode_it_once_and_carry_it_whole() {
+        use crate::catalog::CatalogLimits;
+        use eddy_dataflows::model::{FlowKey as EngineKey, Stats};
+        use prost::Message;
+
+        let catalog = Catalog::new(CatalogLimits::default());
+        let trace = PolicyTrace {
+            enforced_policies: vec![PolicyHit {
+                name: "allow-web".into(),
+                ..Default::default()
+            }],
+            pending_policies: vec![],
+        };
+        let id = catalog
+            .intern_trace(&trace.encode_to_vec())
+            .expect("an empty catalog has room");
+        let row = |key_id: u64, trace: u32| ListRow {
+            key: EngineKey {
+                id: key_id,
+                source_name: 0,
+                source_namespace: 0,
+                source_type: 0,
+                dest_name: 0,
+                dest_namespace: 0,
+                dest_type: 0,
+                dest_port: 0,
+                dest_service_name: 0,
+                dest_service_namespace: 0,
+                dest_service_port_name: 0,
+                dest_service_port: 0,
+                proto: 0,
+                reporter: 0,
+                action: 0,
+                trace,
+            },
+            start: 0,
+            end: 15,
+            stats: Stats::default(),
+            labels: vec![],
+            order: Default::default(),
+        };
+        let mut converter = RowConverter::new(&catalog);
+        let results: Vec<FlowResult> = [row(1, id), row(2, id), row(3, 0)]
+            .iter()
+            .map(|row| converter.flow_result(row))
+            .collect();
+        assert_eq!(converter.traces.len(), 2, "one decode per distinct trace");
+        let policies = |result: &FlowResult| {
+            result
+                .flow
+                .as_ref()
+                .and_then(|flow| flow.key.as_ref())
+                .and_then(|key| key.policies.clone())
+        };
+        assert_eq!(policies(&results[0]), Some(trace.clone()));
+        assert_eq!(policies(&results[1]), Some(trace));
+        assert_eq!(policies(&results[2]), Some(PolicyTrace::default()));
+        assert_eq!(results[1], flow_result(&row(2, id), &catalog));
     }
 
     #[test]

@@ -94,7 +94,9 @@ impl FlowsService {
                 format!("must be 0 or a positive multiple of the {window}s window"),
             ));
         }
+        state.request_limits.check_sort(request.sort_by.len())?;
         let sort = sort_fields(&request)?;
+        state.request_limits.check_filter(request.filter.as_ref())?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog).await?;
         let limit = (page_size > 0).then(|| page.saturating_add(1).saturating_mul(page_size));
         let by_name = sort.iter().any(|field| {
@@ -125,10 +127,10 @@ impl FlowsService {
         let (rows, total) = list::merge(partials, page, page_size);
         Ok(FlowListResult {
             meta: Some(convert::list_metadata(total, request.page_size)),
-            flows: rows
-                .iter()
-                .map(|row| convert::flow_result(row, &state.catalog))
-                .collect(),
+            flows: {
+                let mut converter = convert::RowConverter::new(&state.catalog);
+                rows.iter().map(|row| converter.flow_result(row)).collect()
+            },
         })
     }
 
@@ -145,6 +147,9 @@ impl FlowsService {
                 format!("must be 0 or the {window}s window"),
             ));
         }
+        self.state
+            .request_limits
+            .check_filter(request.filter.as_ref())?;
         let start = match request.start_time_gte {
             0 => None,
             relative if relative < 0 => Some(self.state.now().saturating_add(relative)),
@@ -184,6 +189,7 @@ impl FlowsService {
             &state.retention,
         )?;
         let (page, page_size) = paging(request.page, request.page_size)?;
+        state.request_limits.check_filter(request.filter.as_ref())?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog).await?;
         let partials = state
             .engine

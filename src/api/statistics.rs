@@ -1,8 +1,12 @@
 //! The `Statistics` service (SPEC §8): per-policy and per-rule counters from the policy
 //! statistics view, grouped, ordered and laid on one shared time axis here.
+//!
+//! Groups hold only the buckets that have data; each result's dense columns are built when the
+//! response stream asks for it, so a call never holds every series at once (SPEC §12.3).
 
 use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use eddy_dataflows::filter::IdSet;
 use eddy_dataflows::model::{StatKey, StatLevel, Stats, DIRECTION_INGRESS};
@@ -43,11 +47,48 @@ type ResultOrder = (String, i32, String, String, i32, i64, i32);
 /// A result's identity by ids: kind, tier, namespace, name, action, rule, direction.
 type GroupKey = (i32, u32, u32, u32, i32, i64, i32);
 
-/// One result being assembled: its identity and its six columns.
+/// The six columns at one slot of the time axis: allowed, denied, passed, each in and out.
+type Cells = [i64; 6];
+
+/// One result being assembled: its identity and its cells, by slot, where there is data.
 struct Group {
     policy: PolicyHit,
     direction: i32,
-    columns: [Vec<i64>; 6],
+    cells: BTreeMap<usize, Cells>,
+}
+
+/// What every result of one call shares.
+struct Shape {
+    group_by: StatisticsGroupBy,
+    kind: StatisticType,
+    axis: Arc<Vec<i64>>,
+    width: usize,
+}
+
+impl Group {
+    /// The result with its dense columns, one element per slot of the axis.
+    fn into_result(self, shape: &Shape) -> StatisticsResult {
+        let mut columns: [Vec<i64>; 6] = std::array::from_fn(|_| vec![0; shape.width]);
+        for (slot, cells) in self.cells {
+            for (column, value) in columns.iter_mut().zip(cells) {
+                column[slot] = value;
+            }
+        }
+        let [allowed_in, allowed_out, denied_in, denied_out, passed_in, passed_out] = columns;
+        StatisticsResult {
+            policy: Some(self.policy),
+            direction: self.direction,
+            group_by: shape.group_by as i32,
+            r#type: shape.kind as i32,
+            allowed_in,
+            allowed_out,
+            denied_in,
+            denied_out,
+            passed_in,
+            passed_out,
+            x: shape.axis.to_vec(),
+        }
+    }
 }
 
 /// The (in, out) values a row adds for the requested statistic (SPEC §8.4).
@@ -73,7 +114,10 @@ fn column_pair(action: i32) -> Option<usize> {
 }
 
 impl StatisticsService {
-    async fn list(&self, request: StatisticsRequest) -> Result<Vec<StatisticsResult>, ApiError> {
+    async fn list(
+        &self,
+        request: StatisticsRequest,
+    ) -> Result<impl Iterator<Item = StatisticsResult> + Send + 'static, ApiError> {
         let state = &self.state;
         let range = bucket_range(
             request.start_time_gte,
@@ -149,7 +193,7 @@ impl StatisticsService {
                     ..Default::default()
                 },
                 direction,
-                columns: std::array::from_fn(|_| vec![0; width]),
+                cells: BTreeMap::new(),
             });
             let slot = if request.time_series {
                 match usize::try_from((bucket - first) / window) {
@@ -160,8 +204,9 @@ impl StatisticsService {
                 0
             };
             let (inbound, outbound) = values(kind, &key, &stats);
-            group.columns[pair][slot] += inbound;
-            group.columns[pair + 1][slot] += outbound;
+            let cells = group.cells.entry(slot).or_default();
+            cells[pair] = cells[pair].saturating_add(inbound);
+            cells[pair + 1] = cells[pair + 1].saturating_add(outbound);
         }
         let mut groups: BTreeMap<ResultOrder, Group> = BTreeMap::new();
         for group in by_id.into_values() {
@@ -177,26 +222,15 @@ impl StatisticsService {
             );
             groups.insert(order, group);
         }
+        let shape = Shape {
+            group_by,
+            kind,
+            axis: Arc::new(axis),
+            width,
+        };
         Ok(groups
             .into_values()
-            .map(|group| {
-                let [allowed_in, allowed_out, denied_in, denied_out, passed_in, passed_out] =
-                    group.columns;
-                StatisticsResult {
-                    policy: Some(group.policy),
-                    direction: group.direction,
-                    group_by: group_by as i32,
-                    r#type: kind as i32,
-                    allowed_in,
-                    allowed_out,
-                    denied_in,
-                    denied_out,
-                    passed_in,
-                    passed_out,
-                    x: axis.clone(),
-                }
-            })
-            .collect())
+            .map(move |group| group.into_result(&shape)))
     }
 }
 
@@ -211,7 +245,7 @@ impl Statistics for StatisticsService {
     ) -> Result<Response<Self::ListStream>, Status> {
         let results = self.list(request.into_inner()).await?;
         Ok(Response::new(Box::pin(futures::stream::iter(
-            results.into_iter().map(Ok),
+            results.map(Ok),
         ))))
     }
 }

@@ -20,11 +20,13 @@ pub enum SkipReason {
     OutsideRetention,
     /// The same update was received from the same source within the de-duplication horizon.
     Duplicate,
+    /// A string, label list, trace list or trigger was beyond the input size limits.
+    TooLarge,
 }
 
 impl SkipReason {
     /// Every reason, in metric order.
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::NoFlow,
         SkipReason::NoKey,
         SkipReason::NonPositiveStart,
@@ -32,6 +34,7 @@ impl SkipReason {
         SkipReason::NegativeCounter,
         SkipReason::OutsideRetention,
         SkipReason::Duplicate,
+        SkipReason::TooLarge,
     ];
 
     /// The reason's metric label.
@@ -44,6 +47,7 @@ impl SkipReason {
             SkipReason::NegativeCounter => "negative_counter",
             SkipReason::OutsideRetention => "outside_retention",
             SkipReason::Duplicate => "duplicate",
+            SkipReason::TooLarge => "too_large",
         }
     }
 
@@ -57,8 +61,8 @@ impl SkipReason {
 pub struct IngestCounters {
     received: AtomicU64,
     stored: AtomicU64,
-    skipped: [AtomicU64; 7],
-    last_warning: [AtomicI64; 7],
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    last_warning: [AtomicI64; SkipReason::ALL.len()],
 }
 
 impl IngestCounters {

@@ -12,6 +12,7 @@ use eddy_dataflows::model::{Bucket, BucketRange};
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::api::convert::RowConverter;
 use crate::catalog::Catalog;
 use crate::streams::encoded::EncodedResult;
 use crate::streams::limits::StreamCounters;
@@ -106,9 +107,10 @@ async fn send_buckets(
         rows.sort_unstable_by_key(|row| row.key.id);
         // Encoded now, not at the client's pace: the catalog may drop the names of rows that
         // leave retention meanwhile.
+        let mut converter = RowConverter::new(&context.catalog);
         let encoded: Vec<EncodedResult> = rows
             .iter()
-            .map(|row| EncodedResult::of_row(row, &context.catalog))
+            .map(|row| EncodedResult::of_row_with(row, &mut converter))
             .collect();
         drop(rows);
         for result in encoded {

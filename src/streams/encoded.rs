@@ -10,7 +10,7 @@ use tonic::codegen::Bytes;
 use tonic::Status;
 use tonic_prost::ProstDecoder;
 
-use crate::api::convert::flow_result;
+use crate::api::convert::{flow_result, RowConverter};
 use crate::catalog::Catalog;
 use crate::proto::{FlowResult, FlowStreamRequest};
 use eddy_dataflows::queries::list::ListRow;
@@ -28,6 +28,11 @@ impl EncodedResult {
     /// Encodes the result of one aggregated row.
     pub fn of_row(row: &ListRow, catalog: &Catalog) -> Self {
         EncodedResult::of(&flow_result(row, catalog))
+    }
+
+    /// Encodes the result of one of many rows converted by `converter`.
+    pub fn of_row_with(row: &ListRow, converter: &mut RowConverter<'_>) -> Self {
+        EncodedResult::of(&converter.flow_result(row))
     }
 
     /// The encoded bytes.

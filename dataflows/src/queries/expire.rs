@@ -1,6 +1,7 @@
 //! The expiry read (SPEC §2.3): the records that retract everything this worker holds for
 //! buckets older than the retention floor. Inserting them empties those buckets in every view.
 
+use differential_dataflow::difference::IsZero;
 use differential_dataflow::trace::cursor::Cursor;
 
 use crate::model::{Bucket, FlowRecord, Stats};
@@ -19,7 +20,7 @@ pub fn expired(flows: &mut FlowsTrace, floor: Bucket) -> Vec<FlowRecord> {
             }
             let mut stats = Stats::default();
             cursor.map_times(&storage, |_, diff| stats.add(diff));
-            if stats != Stats::default() {
+            if !stats.is_zero() {
                 retractions.push(FlowRecord {
                     key: *key,
                     bucket: *bucket,

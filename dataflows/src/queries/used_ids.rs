@@ -3,6 +3,7 @@
 //!
 //! Walks every (key, label pair) of the flows view once: callers ask once per epoch.
 
+use differential_dataflow::difference::IsZero;
 use differential_dataflow::trace::cursor::Cursor;
 
 use crate::model::{FlowKey, Stats};
@@ -113,7 +114,7 @@ pub fn used_ids(flows: &mut FlowsTrace, marks: IdMarks) -> UsedIds {
         while let Some((_, (source_labels, dest_labels))) = cursor.get_val(&storage) {
             let mut stats = Stats::default();
             cursor.map_times(&storage, |_, diff| stats.add(diff));
-            if stats != Stats::default() {
+            if !stats.is_zero() {
                 retained = true;
                 used.label_sets.insert(*source_labels);
                 used.label_sets.insert(*dest_labels);
