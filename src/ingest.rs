@@ -59,7 +59,7 @@ pub fn prepare(
     let flow = update.flow.as_ref().ok_or(SkipReason::NoFlow)?;
     let key = flow.key.as_ref().ok_or(SkipReason::NoKey)?;
     if !bounds.limits.admits(flow) {
-        return Err(SkipReason::TooLarge);
+        return Err(SkipReason::TooLarge.into());
     }
     let retention = bounds.retention;
     validate(flow, retention, bounds.now)?;

@@ -175,7 +175,7 @@ mod tests {
             pending_policies: vec![],
         };
         let id = catalog
-            .intern_trace(&trace.encode_to_vec())
+            .intern_trace(&trace.encode_to_vec(), || Ok(Vec::new()))
             .expect("an empty catalog has room");
         let row = |key_id: u64, trace: u32| ListRow {
             key: EngineKey {
