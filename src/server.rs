@@ -29,6 +29,7 @@ use crate::shutdown::Shutdown;
 use crate::state::ServerState;
 use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
+use crate::worker::fault::FaultInjection;
 use crate::worker::{Engine, EngineConfig};
 
 /// Largest request message accepted, in bytes.
@@ -53,6 +54,8 @@ pub struct ServerConfig {
     pub catalog: CatalogLimits,
     /// Live stream bounds.
     pub streams: StreamLimits,
+    /// A fault to inject into the engine (tests of the fault path only).
+    pub fault_injection: Option<FaultInjection>,
 }
 
 impl ServerConfig {
@@ -66,6 +69,7 @@ impl ServerConfig {
             dedup_capacity: 2_000_000,
             catalog: CatalogLimits::default(),
             streams: StreamLimits::default(),
+            fault_injection: None,
         }
     }
 }
@@ -78,6 +82,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
             workers: config.workers,
             retention: config.retention,
             tick_interval: config.tick_interval,
+            fault_injection: config.fault_injection,
         },
         clock.clone(),
     )?;
