@@ -11,6 +11,7 @@ use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
 pub mod checks;
+pub mod connect_limits;
 pub mod operations;
 
 /// The `eddy` command line.
@@ -72,6 +73,9 @@ pub struct ServeArgs {
     /// Which replays are de-duplicated (see docs/differences.md).
     #[arg(long, env = "EDDY_DEDUP_SCOPE", value_enum, default_value = "peer-ip")]
     pub dedup_scope: DedupScope,
+    /// `Connect` bounds.
+    #[command(flatten)]
+    pub connect_limits: connect_limits::ConnectLimitArgs,
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
@@ -97,6 +101,7 @@ impl ServeArgs {
         }
         let mut config = ServerConfig::new(workers, retention);
         config.dedup_scope = self.dedup_scope;
+        config.connect = self.connect_limits.limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

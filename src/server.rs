@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
+use crate::api::collector::limits::{ConnectCalls, ConnectLimits};
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::flows_wire::FlowsWire;
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub catalog: CatalogLimits,
     /// Live stream bounds.
     pub streams: StreamLimits,
+    /// `Connect` bounds.
+    pub connect: ConnectLimits,
     /// A fault to inject into the engine (tests of the fault path only).
     pub fault_injection: Option<FaultInjection>,
 }
@@ -69,6 +72,7 @@ impl ServerConfig {
             dedup_capacity: 2_000_000,
             catalog: CatalogLimits::default(),
             streams: StreamLimits::default(),
+            connect: ConnectLimits::default(),
             fault_injection: None,
         }
     }
@@ -116,6 +120,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock,
         ingest: Arc::new(IngestCounters::default()),
         dedup: Arc::new(Deduplicator::new(config.dedup_scope, config.dedup_capacity)),
+        connect: Arc::new(ConnectCalls::new(config.connect)),
         metrics: Arc::new(Metrics::default()),
         health,
         shutdown,

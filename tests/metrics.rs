@@ -14,13 +14,15 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 25] = [
+const FAMILIES: [(&str, &str); 27] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
     ("goldmane_aggr_received_flows_total", "counter"),
     ("goldmane_collector_num_clients", "gauge"),
     ("goldmane_num_streams", "gauge"),
+    ("eddy_collector_byte_bound_batches_total", "counter"),
+    ("eddy_collector_refused_calls_total", "counter"),
     ("eddy_dedup_duplicates_total", "counter"),
     ("eddy_dedup_evictions_total", "counter"),
     ("eddy_emitter_expired_windows_total", "counter"),
