@@ -200,6 +200,7 @@ async fn windows_are_delivered_after_retries_and_a_restart_sends_the_next_window
     assert_eq!(flows[0]["start_time"], WINDOW_START + 30);
     assert_eq!(flows[0]["packets_in"], 11);
     assert_eq!(upstream.bodies.lock().len(), 2, "nothing was sent twice");
+    common::assert_accounting(&server.state);
 }
 
 #[test]
@@ -419,4 +420,5 @@ async fn file_config_holds_windows_while_off_and_sends_them_once_on() {
         2,
         "each window once"
     );
+    common::assert_accounting(&server.state);
 }

@@ -141,6 +141,7 @@ async fn the_exposition_parses_back_with_every_family_typed_and_the_process_metr
         .map(|(name, kind)| (name.to_string(), kind.to_string()))
         .collect();
     assert_eq!(types(&text), expected, "families and types in\n{text}");
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,4 +202,5 @@ async fn concurrent_scrapes_share_one_engine_read_per_window() {
         sample(&next_window, "eddy_view_rows{view=\"flows\"}"),
         Some(2.0)
     );
+    common::assert_accounting(&server.state);
 }
