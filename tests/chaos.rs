@@ -11,9 +11,12 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{connect_channel, flow, key, CollectorConn};
+use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::{Flow, FlowUpdate};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
+use tokio::io::AsyncWriteExt;
 
 /// The longest any wait for the process (a log line, its exit) may take before the test fails.
 const PROCESS_BOUND: Duration = Duration::from_secs(60);
@@ -90,6 +93,14 @@ impl Eddy {
                 return line;
             }
         }
+    }
+
+    /// Sends SIGTERM, then returns the `eddy stopped` line and the exit status.
+    fn terminate(mut self) -> (Value, ExitStatus) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is delivered");
+        let stopped = self.line("eddy stopped");
+        let status = self.exit();
+        (stopped, status)
     }
 
     /// Waits for the process to exit: its standard output closes when it does.
@@ -181,4 +192,114 @@ async fn a_worker_panic_exits_non_zero_and_receipts_only_batches_a_worker_took()
     assert!(cause.ends_with(" panicked"), "{cause}");
     let status = eddy.exit();
     assert_eq!(status.code(), Some(1), "a non-zero exit: {status:?}");
+}
+
+/// Checks the `eddy stopped` line: the accounting identity holds and every stored update
+/// reached the views. Returns how many were stored.
+fn assert_clean_stop(stopped: &Value, status: ExitStatus) -> i64 {
+    assert_eq!(status.code(), Some(0), "a clean exit: {status:?}");
+    let received = stopped["received"].as_i64().expect("received is logged");
+    let stored = stopped["stored"].as_i64().expect("stored is logged");
+    let skipped = stopped["skipped"].as_i64().expect("skipped is logged");
+    assert_eq!(received, stored + skipped, "{stopped}");
+    assert_eq!(stopped["records_in_views"], stored, "{stopped}");
+    stored
+}
+
+#[tokio::test]
+async fn half_open_and_cut_connections_leave_the_server_answering_and_stopping_cleanly() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    // A TCP connection that sends nothing, and one that stops inside the HTTP/2 preface.
+    let _silent = tokio::net::TcpStream::connect(eddy.address)
+        .await
+        .expect("the port accepts connections");
+    let mut stalled = tokio::net::TcpStream::connect(eddy.address)
+        .await
+        .expect("the port accepts connections");
+    stalled
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("part of the preface is sent");
+    // A connection cut mid-batch: 50 updates sent, 10 receipts read, then the TCP connection
+    // is dropped.
+    let cut_channel = connect_channel(eddy.address).await;
+    let mut cut = CollectorConn::open(&cut_channel).await;
+    for n in 0..50 {
+        cut.send_flow(update(1, n, start)).await;
+    }
+    cut.receipts(10).await;
+    drop(cut);
+    drop(cut_channel);
+    // The server keeps answering other clients.
+    let channel = connect_channel(eddy.address).await;
+    let flows: Vec<_> = (0..20).map(|n| update(2, n, start)).collect();
+    assert_eq!(send_on_new_connection(&channel, flows).await, 20);
+
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    assert!(
+        (30..=70).contains(&stored),
+        "the 20 updates, the 10 receipted before the cut and at most 40 more: {stopped}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_storm_after_mass_reconnects_is_de_duplicated_and_totals_are_exact() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    let channel = connect_channel(eddy.address).await;
+    let nodes = 8;
+    let per_node = 25;
+    for node in 0..nodes {
+        let flows: Vec<_> = (0..per_node).map(|n| update(node, n, start)).collect();
+        assert_eq!(send_on_new_connection(&channel, flows).await, per_node);
+    }
+    // Every node reconnects at once and replays everything it sent.
+    let mut replays = Vec::new();
+    for node in 0..nodes {
+        let channel = channel.clone();
+        replays.push(tokio::spawn(async move {
+            let flows: Vec<_> = (0..per_node).map(|n| update(node, n, start)).collect();
+            send_on_new_connection(&channel, flows).await
+        }));
+    }
+    for replay in replays {
+        assert_eq!(replay.await.expect("the replay task ends"), per_node);
+    }
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    let total = (nodes * per_node) as i64;
+    assert_eq!(stopped["received"], 2 * total, "{stopped}");
+    assert_eq!(stored, total, "every replay was de-duplicated: {stopped}");
+    assert_eq!(stopped["skipped"], total, "{stopped}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_receipts_does_not_hold_up_others() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    let idle_channel = connect_channel(eddy.address).await;
+    let idle = CollectorConn::open(&idle_channel).await;
+    let updates = idle.clone_sender();
+    // Sends more updates than the server keeps receipts for, without reading one receipt:
+    // the server stops reading that call, and the sending task stays blocked.
+    let flooding = tokio::spawn(async move {
+        for n in 0..10_000 {
+            let update = FlowUpdate {
+                flow: Some(update(3, n, start)),
+            };
+            if updates.send(update).await.is_err() {
+                return;
+            }
+        }
+    });
+    let channel = connect_channel(eddy.address).await;
+    let flows: Vec<_> = (0..20).map(|n| update(4, n, start)).collect();
+    assert_eq!(send_on_new_connection(&channel, flows).await, 20);
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    assert!(stored >= 20, "{stopped}");
+    flooding.abort();
+    drop(idle);
 }
