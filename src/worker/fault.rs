@@ -87,18 +87,17 @@ impl Default for Faults {
 }
 
 impl Faults {
-    /// Records `cause` unless a fault was already recorded, and logs it.
+    /// Records `cause` unless a fault was already recorded, and logs it first: whoever waits
+    /// for the fault may end the process at once.
     pub fn report(&self, cause: String) {
-        let recorded = self.first.send_if_modified(|first| {
+        self.first.send_if_modified(|first| {
             if first.is_some() {
                 return false;
             }
-            *first = Some(cause.clone());
+            tracing::error!(cause = %cause, "the dataflow engine failed");
+            *first = Some(cause);
             true
         });
-        if recorded {
-            tracing::error!(cause = %cause, "the dataflow engine failed");
-        }
     }
 
     /// The first fault, if one happened.
