@@ -16,6 +16,7 @@ use crate::server::ServerConfig;
 pub mod catalog;
 pub mod checks;
 pub mod limits;
+pub mod connect_limits;
 pub mod operations;
 pub mod streams;
 
@@ -78,6 +79,9 @@ pub struct ServeArgs {
     /// Which replays are de-duplicated (see docs/differences.md).
     #[arg(long, env = "EDDY_DEDUP_SCOPE", value_enum, default_value = "peer-ip")]
     pub dedup_scope: DedupScope,
+    /// `Connect` bounds.
+    #[command(flatten)]
+    pub connect_limits: connect_limits::ConnectLimitArgs,
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
@@ -116,6 +120,7 @@ impl ServeArgs {
         config.catalog = self.catalog.limits();
         config.input_limits = self.limits.input_limits();
         config.request_limits = self.limits.request_limits();
+        config.connect = self.connect_limits.limits();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

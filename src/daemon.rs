@@ -7,6 +7,10 @@
 //!    (handed to the engine and receipted), then ends with `UNAVAILABLE`;
 //! 3. once every call has ended (or after [`SHUTDOWN_GRACE`]), the engine is synced, the
 //!    totals are logged (`eddy stopped`), and the process exits 0.
+//!
+//! If a worker or the controller dies (SPEC §12.8), the cause is logged and `run` returns
+//! [`DaemonError::Engine`] at once, without waiting for calls or threads: the process exits
+//! non-zero and an orchestrator restarts it. A panic anywhere is logged with its thread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use crate::emitter::Emitter;
 use crate::ingest::SkipReason;
 use crate::state::ServerState;
 use crate::worker::clock::{Clock, SystemClock};
+use crate::worker::fault::FaultInjection;
 
 /// How long open calls may take to end after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -56,6 +61,9 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("the gRPC server failed: {0}")]
     Server(#[from] tonic::transport::Error),
+    /// A worker or the controller died.
+    #[error("the dataflow engine failed ({0}); exiting so that the process is restarted")]
+    Engine(String),
 }
 
 /// The gRPC address's settings.
@@ -93,7 +101,9 @@ async fn bind(
 
 /// Runs `eddy serve` until a shutdown signal. Logging must already be installed.
 pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
-    let config = args.server_config().map_err(DaemonError::Config)?;
+    log_panics();
+    let mut config = args.server_config().map_err(DaemonError::Config)?;
+    config.fault_injection = FaultInjection::from_env().map_err(DaemonError::Config)?;
     let operations = &args.operations;
     let tls = operations.server_tls()?.map(|tls| tls.load()).transpose()?;
     let emitter_config = operations
@@ -149,12 +159,18 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         });
         let server = crate::server::serve_with(state.clone(), listener, tls, state.shutdown.wait());
         tokio::pin!(server);
+        let failed = state.engine.failed();
+        tokio::pin!(failed);
         tokio::select! {
             result = &mut server => result?,
+            cause = &mut failed => return Err(DaemonError::Engine(cause)),
             _ = state.shutdown.wait() => {
-                match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
-                    Ok(result) => result?,
-                    Err(_) => tracing::warn!("open calls did not end within the grace period"),
+                tokio::select! {
+                    ended = tokio::time::timeout(SHUTDOWN_GRACE, server) => match ended {
+                        Ok(result) => result?,
+                        Err(_) => tracing::warn!("open calls did not end within the grace period"),
+                    },
+                    cause = &mut failed => return Err(DaemonError::Engine(cause)),
                 }
             }
         }
@@ -162,9 +178,28 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         Ok::<(), DaemonError>(())
     });
     drop(state);
+    if let Err(DaemonError::Engine(_)) = served {
+        // The engine's threads may never end: leave them to the process exit.
+        runtime.shutdown_background();
+        return served;
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
     engine.shutdown();
     served
+}
+
+/// Logs every panic with its thread before the default report on standard error.
+fn log_panics() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |panic| {
+        let thread = std::thread::current();
+        tracing::error!(
+            thread = thread.name().unwrap_or("unnamed"),
+            panic = %panic,
+            "a thread panicked"
+        );
+        report(panic);
+    }));
 }
 
 /// Binds and starts the health and metrics listeners (one listener when they share an

@@ -9,6 +9,15 @@
 //! nothing is skipped, except windows that left retention while the upstream was unreachable
 //! (counted in `eddy_emitter_expired_windows_total`).
 //!
+//! After a restart the engine holds only what nodes send it again: they replay what they
+//! reported within the replay horizon (six minutes, as de-duplication assumes). So a window is
+//! never marked delivered from an empty read of times this process did not see (SPEC §12.7):
+//! a window that ended more than the horizon before the process started is not sent but
+//! counted as expired, like windows that left retention; a window that ended before the start
+//! but within the horizon is sent no earlier than one window width after the start, once the
+//! replays are in. Missed windows, however many (a state file far in the past), are passed
+//! over in one step, and the emitter yields to the runtime after every window.
+//!
 //! With `FILE_CONFIG_PATH` ([`switch`]), windows are sent only while that file says
 //! `emitFlows: true`; while it does not, due windows wait in the same way.
 
@@ -30,6 +39,7 @@ use crate::api::convert::RowConverter;
 use crate::emitter::post::Poster;
 use crate::emitter::progress::{Progress, ProgressError};
 use crate::emitter::switch::FileSwitch;
+use crate::ingest::dedup::HORIZON_SECONDS;
 use crate::proto::Flow;
 use crate::proto_json::{json, Spelling};
 use crate::state::ServerState;
@@ -86,11 +96,23 @@ pub fn window_after(from: i64, width: i64) -> (i64, i64) {
     (from, from - from.rem_euclid(width) + width)
 }
 
+/// How many windows of `width` lie between the window starting at `from` and the window
+/// boundary `to` (a multiple of `width`), and `to` itself, if `to` is after `from`.
+pub fn windows_until(from: i64, to: i64, width: i64) -> Option<(u64, i64)> {
+    let (_, first_end) = window_after(from, width);
+    if to < first_end {
+        return None;
+    }
+    let whole = (to - first_end) / width;
+    Some((whole.unsigned_abs() + 1, to))
+}
+
 /// The emitter, with its progress loaded.
 #[derive(Debug)]
 pub struct Emitter {
     config: EmitterConfig,
     next: i64,
+    started_at: i64,
 }
 
 impl Emitter {
@@ -110,7 +132,54 @@ impl Emitter {
                 start
             }
         };
-        Ok(Emitter { config, next })
+        Ok(Emitter {
+            config,
+            next,
+            started_at: now,
+        })
+    }
+
+    /// Passes over, in one step, every window that can no longer be sent with its data: those
+    /// that left retention or ended before this process started. Counts them as expired and
+    /// records the progress. Returns whether it passed over any.
+    fn pass_over_lost_windows(&mut self, state: &ServerState) -> bool {
+        let width = self.config.width;
+        let lost_before = state
+            .retention
+            .oldest(state.now())
+            .max(self.started_at.saturating_sub(HORIZON_SECONDS));
+        let boundary = lost_before - lost_before.rem_euclid(width);
+        let Some((count, next)) = windows_until(self.next, boundary, width) else {
+            return false;
+        };
+        tracing::warn!(
+            start = self.next,
+            end = next,
+            windows = count,
+            "emitter windows left retention or ended before the replays this process can get; not sent"
+        );
+        let emitter = &state.metrics.emitter;
+        emitter.windows_expired.fetch_add(count, Ordering::Relaxed);
+        self.advance(state, next);
+        true
+    }
+
+    /// Records that every window before `end` is done with.
+    fn advance(&mut self, state: &ServerState, end: i64) {
+        self.next = end;
+        state
+            .metrics
+            .emitter
+            .last_window_end
+            .store(end, Ordering::Relaxed);
+        if let Err(error) = progress::store(
+            &self.config.state_file,
+            Progress {
+                last_window_end: end,
+            },
+        ) {
+            tracing::error!(%error, "cannot record emitter progress");
+        }
     }
 
     /// Start of the next window to send.
@@ -139,8 +208,16 @@ impl Emitter {
         let shutdown = state.shutdown.clone();
         let mut epochs = state.engine.epochs();
         loop {
+            tokio::task::yield_now().await;
+            if self.pass_over_lost_windows(&state) {
+                continue;
+            }
             let (start, end) = window_after(self.next, self.config.width);
-            let due = end.saturating_add(self.config.emit_after);
+            let mut due = end.saturating_add(self.config.emit_after);
+            if end <= self.started_at {
+                // Its data can only come from replays: wait a whole window for them.
+                due = due.max(self.started_at.saturating_add(self.config.width));
+            }
             loop {
                 let now = state.now();
                 if now >= due && *enabled.borrow_and_update() {
@@ -158,48 +235,37 @@ impl Emitter {
                     _ = tokio::time::sleep(wait) => {}
                 }
             }
+            if self.pass_over_lost_windows(&state) {
+                continue;
+            }
             let emitter = &state.metrics.emitter;
             let floor = state.retention.oldest(state.now());
-            if end <= floor {
-                tracing::warn!(start, end, "emitter window left retention before delivery");
-                emitter.windows_expired.fetch_add(1, Ordering::Relaxed);
-            } else {
-                let Ok(flows) = read_window(&state, start.max(floor), end).await else {
-                    return;
-                };
-                if !flows.is_empty() {
-                    let body = match ndjson(&flows) {
-                        Ok(body) => body,
-                        Err(error) => {
-                            // Progress is not advanced: a restarted emitter retries this window.
-                            tracing::error!(%error, start, end, "emitter cannot write a window as JSON; stopping");
-                            return;
-                        }
-                    };
-                    let delivered = tokio::select! {
-                        _ = shutdown.wait() => false,
-                        () = self.deliver(&state, body, start) => true,
-                    };
-                    if !delivered {
+            let Ok(flows) = read_window(&state, start.max(floor), end).await else {
+                return;
+            };
+            if !flows.is_empty() {
+                let body = match ndjson(&flows) {
+                    Ok(body) => body,
+                    Err(error) => {
+                        // Progress is not advanced: a restarted emitter retries this window.
+                        tracing::error!(%error, start, end, "emitter cannot write a window as JSON; stopping");
                         return;
                     }
-                    emitter
-                        .flows_delivered
-                        .fetch_add(flows.len() as u64, Ordering::Relaxed);
+                };
+                let delivered = tokio::select! {
+                    _ = shutdown.wait() => false,
+                    () = self.deliver(&state, body, start) => true,
+                };
+                if !delivered {
+                    return;
                 }
-                emitter.windows_delivered.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(start, end, flows = flows.len(), "emitter window delivered");
+                emitter
+                    .flows_delivered
+                    .fetch_add(flows.len() as u64, Ordering::Relaxed);
             }
-            self.next = end;
-            emitter.last_window_end.store(end, Ordering::Relaxed);
-            if let Err(error) = progress::store(
-                &self.config.state_file,
-                Progress {
-                    last_window_end: end,
-                },
-            ) {
-                tracing::error!(%error, "cannot record emitter progress");
-            }
+            emitter.windows_delivered.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(start, end, flows = flows.len(), "emitter window delivered");
+            self.advance(&state, end);
         }
     }
 
@@ -294,6 +360,18 @@ mod tests {
             window_after(1_700_000_115, 300),
             (1_700_000_115, 1_700_000_400)
         );
+    }
+
+    #[test]
+    fn windows_until_a_boundary_are_counted_in_one_step() {
+        assert_eq!(windows_until(1_000, 1_100, 300), None);
+        assert_eq!(
+            windows_until(0, 1_699_999_800, 300),
+            Some((5_666_666, 1_699_999_800))
+        );
+        assert_eq!(windows_until(1_000, 1_200, 300), Some((1, 1_200)));
+        assert_eq!(windows_until(1_000, 1_500, 300), Some((2, 1_500)));
+        assert_eq!(windows_until(1_200, 1_200, 300), None);
     }
 
     #[test]

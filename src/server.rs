@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::ServerTlsConfig;
 
+use crate::api::collector::limits::{ConnectCalls, ConnectLimits};
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::flows_wire::FlowsWire;
@@ -31,6 +32,7 @@ use crate::shutdown::Shutdown;
 use crate::state::ServerState;
 use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
+use crate::worker::fault::FaultInjection;
 use crate::worker::{Engine, EngineConfig};
 
 /// Largest request message accepted, in bytes.
@@ -59,6 +61,10 @@ pub struct ServerConfig {
     pub input_limits: InputLimits,
     /// Size bounds of one query request.
     pub request_limits: RequestLimits,
+    /// `Connect` bounds.
+    pub connect: ConnectLimits,
+    /// A fault to inject into the engine (tests of the fault path only).
+    pub fault_injection: Option<FaultInjection>,
 }
 
 impl ServerConfig {
@@ -74,6 +80,8 @@ impl ServerConfig {
             streams: StreamLimits::default(),
             input_limits: InputLimits::default(),
             request_limits: RequestLimits::default(),
+            connect: ConnectLimits::default(),
+            fault_injection: None,
         }
     }
 }
@@ -86,6 +94,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
             workers: config.workers,
             retention: config.retention,
             tick_interval: config.tick_interval,
+            fault_injection: config.fault_injection,
         },
         clock.clone(),
     )?;
@@ -119,6 +128,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock,
         ingest: Arc::new(IngestCounters::default()),
         dedup: Arc::new(Deduplicator::new(config.dedup_scope, config.dedup_capacity)),
+        connect: Arc::new(ConnectCalls::new(config.connect)),
         metrics: Arc::new(Metrics::default()),
         health,
         shutdown,

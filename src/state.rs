@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::api::request_limits::RequestLimits;
+use crate::api::collector::limits::ConnectCalls;
 use crate::catalog::Catalog;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
@@ -30,6 +31,8 @@ pub struct ServerState {
     pub ingest: Arc<IngestCounters>,
     /// Replay de-duplication.
     pub dedup: Arc<Deduplicator>,
+    /// Open `Connect` calls and their bounds.
+    pub connect: Arc<ConnectCalls>,
     /// Live streams.
     pub streams: StreamHub,
     /// Eddy's own measurements (open clients, query latency, emitter progress).

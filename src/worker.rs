@@ -6,10 +6,15 @@
 //!     --Command (crossbeam, bounded, then unpark)--> timely worker i
 //!     --reply (tokio mpsc, one slot per worker)--> the waiting tokio task
 //! ```
+//!
+//! An ingest batch counts as handed over once a worker took it (its `Taken` signal). If a
+//! worker or the controller dies ([`fault`]), every waiting and later call fails with
+//! [`EngineStopped`], so nothing is receipted that no worker holds and no read hangs.
 
 pub mod clock;
 pub mod controller;
 pub mod event_loop;
+pub mod fault;
 pub mod protocol;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,11 +29,12 @@ use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::controller::{Controller, Request};
+use crate::worker::fault::{FaultInjection, Faults, InjectedFault, ThreadSentinel};
 use crate::worker::protocol::{Command, IngestBatch, Reply};
 
 /// How many commands may wait in one worker's channel.
@@ -45,6 +51,8 @@ pub struct EngineConfig {
     pub retention: Retention,
     /// How often the controller closes a tick when nothing else does.
     pub tick_interval: Duration,
+    /// A fault to inject (tests of the fault path only).
+    pub fault_injection: Option<FaultInjection>,
 }
 
 /// Counters the engine keeps about itself.
@@ -72,7 +80,7 @@ impl UsedIdsRead {
     }
 }
 
-/// The engine stopped: its threads are gone.
+/// The engine stopped: its threads are gone, or one of them failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the dataflow engine is not running")]
 pub struct EngineStopped;
@@ -86,6 +94,7 @@ pub struct Engine {
     counters: Arc<EngineCounters>,
     epochs: watch::Receiver<Bucket>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    faults: Faults,
 }
 
 impl Engine {
@@ -103,6 +112,9 @@ impl Engine {
         let receivers = Arc::new(Mutex::new(receivers));
         let (thread_tx, thread_rx) = std::sync::mpsc::channel();
         let worker_counters = counters.clone();
+        let faults = Faults::default();
+        let worker_faults = faults.clone();
+        let injected = Arc::new(InjectedFault::new(config.fault_injection));
         let mut timely_config = timely::Config::process(workers);
         differential_dataflow::configure(
             &mut timely_config.worker,
@@ -110,11 +122,13 @@ impl Engine {
         );
         let guards = timely::execute(timely_config, move |worker| {
             let index = worker.index();
+            let sentinel = ThreadSentinel::new(worker_faults.clone(), format!("worker {index}"));
             let receiver = receivers.lock()[index]
                 .take()
                 .expect("each worker index takes its command channel exactly once");
             let _ = thread_tx.send((index, std::thread::current()));
-            event_loop::run(worker, receiver, &worker_counters);
+            event_loop::run(worker, receiver, &worker_counters, &injected);
+            sentinel.finished();
         })?;
         let mut threads = vec![None; workers];
         for _ in 0..workers {
@@ -134,9 +148,13 @@ impl Engine {
             config.tick_interval,
             epoch_tx,
         );
+        let sentinel = ThreadSentinel::new(faults.clone(), "the controller".into());
         let controller_thread = std::thread::Builder::new()
             .name("eddy-controller".into())
-            .spawn(move || controller.run(inbox))
+            .spawn(move || match controller.run(inbox) {
+                Ok(()) => sentinel.finished(),
+                Err(cause) => sentinel.fail(cause),
+            })
             .map_err(|e| format!("cannot start the controller thread: {e}"))?;
         let timely_thread = std::thread::Builder::new()
             .name("eddy-timely-join".into())
@@ -148,7 +166,18 @@ impl Engine {
             counters,
             epochs,
             threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
+            faults,
         })
+    }
+
+    /// The cause of the engine's first fault, if a worker or the controller died.
+    pub fn fault(&self) -> Option<String> {
+        self.faults.first()
+    }
+
+    /// Waits until a worker or the controller dies and returns the cause.
+    pub async fn failed(&self) -> String {
+        self.faults.occurred().await
     }
 
     /// Number of workers.
@@ -167,15 +196,29 @@ impl Engine {
         &self.counters
     }
 
-    /// Hands a batch to the engine. Once this returns, any later query sees it.
+    /// Hands a batch to the engine and waits until a worker took it. Once this returns, any
+    /// later query sees it; if it fails, no worker holds the batch.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<(), EngineStopped> {
         if batch.records.is_empty()
             && batch.trace_rules.is_empty()
             && batch.retired_rules.is_empty()
         {
-            return Ok(());
+            return self.running();
         }
-        self.send(Request::Ingest(batch)).await
+        let (taken, taken_by_worker) = oneshot::channel();
+        self.send(Request::Ingest(batch, taken)).await?;
+        tokio::select! {
+            taken = taken_by_worker => taken.map_err(|_| EngineStopped),
+            _ = self.failed() => Err(EngineStopped),
+        }
+    }
+
+    /// Whether no worker or controller has died.
+    fn running(&self) -> Result<(), EngineStopped> {
+        match self.faults.first() {
+            None => Ok(()),
+            Some(_) => Err(EngineStopped),
+        }
     }
 
     /// Runs a Statistics on every worker and returns their rows.
@@ -268,16 +311,23 @@ impl Engine {
     }
 
     async fn send(&self, request: Request) -> Result<(), EngineStopped> {
-        self.requests
-            .send_async(request)
-            .await
-            .map_err(|_| EngineStopped)
+        self.running()?;
+        tokio::select! {
+            sent = self.requests.send_async(request) => sent.map_err(|_| EngineStopped),
+            _ = self.failed() => Err(EngineStopped),
+        }
     }
 
+    /// One answer from each worker; fails as soon as the engine has a fault, since a dead
+    /// worker's frontier never advances and the live workers would never answer.
     async fn gather<T>(&self, mut answers: mpsc::Receiver<T>) -> Result<Vec<T>, EngineStopped> {
         let mut parts = Vec::with_capacity(self.workers);
         while parts.len() < self.workers {
-            parts.push(answers.recv().await.ok_or(EngineStopped)?);
+            let answer = tokio::select! {
+                answer = answers.recv() => answer.ok_or(EngineStopped)?,
+                _ = self.failed() => return Err(EngineStopped),
+            };
+            parts.push(answer);
         }
         Ok(parts)
     }

@@ -137,6 +137,7 @@ async fn unused_names_and_label_sets_are_removed_after_two_epochs_and_can_come_b
     assert_eq!(listed.len(), 2, "{listed:?}");
     assert!(listed.contains(&("web-aaa".to_string(), label_set(&["pod-template-hash=aaa"]))));
     assert!(listed.contains(&("web-kept".to_string(), label_set(&["app=kept"]))));
+    common::assert_accounting(&server.state);
 }
 
 /// A flow whose trace is one hit of policy `name` at `policy_index`.

@@ -106,6 +106,7 @@ async fn each_receipt_comes_in_order_after_its_update_is_visible() {
     assert_eq!(server.state.ingest.received_total(), 20);
     assert_eq!(server.state.ingest.stored_total(), 20);
     assert_eq!(all_skipped(&server), vec![0; SkipReason::ALL.len()]);
+    common::assert_accounting(&server.state);
 }
 
 /// Thousands of updates sent without waiting get exactly as many receipts, then the call ends
@@ -164,6 +165,7 @@ async fn pipelined_updates_get_exactly_one_receipt_each_and_are_all_visible() {
     conn.close().await;
     assert_eq!(server.state.ingest.received_total(), UPDATES as u64);
     assert_eq!(server.state.ingest.stored_total(), UPDATES as u64);
+    common::assert_accounting(&server.state);
 }
 
 /// Several concurrent streams, some sharing an HTTP/2 connection and some on their own TCP
@@ -232,6 +234,7 @@ async fn concurrent_streams_each_get_one_receipt_per_update() {
         server.state.ingest.stored_total(),
         (STREAMS * UPDATES) as u64
     );
+    common::assert_accounting(&server.state);
 }
 
 /// Every kind of invalid update is receipted, skipped and counted by reason, interleaved
@@ -385,6 +388,7 @@ async fn invalid_updates_are_receipted_skipped_and_counted_by_reason() {
     server.ingest(vec![valid("after", closed(), 15)]).await;
     assert_eq!(server.list_all().await.len(), 5);
     assert_eq!(server.state.ingest.stored_total(), 6);
+    common::assert_accounting(&server.state);
 }
 
 /// A replay of the same updates on a new connection from the same IP is absorbed: receipted,
@@ -426,6 +430,7 @@ async fn a_replay_after_reconnecting_from_the_same_ip_is_absorbed() {
     server.ingest(vec![again.clone(), again]).await;
     assert_eq!(skipped(&server, SkipReason::Duplicate), 7);
     assert_eq!(server.list_all().await.len(), 4);
+    common::assert_accounting(&server.state);
 }
 
 /// Labels compare as sets and hits in another order are the same canonical key: such an
@@ -581,6 +586,7 @@ async fn duplicates_compare_canonical_keys_times_counters_and_label_sets() {
         replayed[0].flow.as_ref().expect("flow is set").packets_in,
         111
     );
+    common::assert_accounting(&server.state);
 }
 
 /// An update is remembered for six minutes from its first arrival.
@@ -602,6 +608,7 @@ async fn duplicates_are_remembered_for_six_minutes() {
     assert_eq!(flows.len(), 1);
     let flow = flows[0].flow.as_ref().expect("flow is set");
     assert_eq!((flow.packets_in, flow.bytes_in), (8, 80));
+    common::assert_accounting(&server.state);
 }
 
 /// Sends `flows` twice on one call, then once on a new call and once on a new TCP
@@ -645,6 +652,7 @@ async fn connection_scope_counts_replays_on_new_connections() {
             ("two".to_string(), 6, 12, 60, 3),
         ]
     );
+    common::assert_accounting(&server.state);
 }
 
 /// With de-duplication off, every replay is counted.
@@ -669,6 +677,7 @@ async fn dedup_off_counts_every_replay() {
             ("two".to_string(), 8, 16, 80, 4),
         ]
     );
+    common::assert_accounting(&server.state);
 }
 
 /// The default scope over the same replays, for comparison: only the first copy counts.
@@ -685,6 +694,7 @@ async fn peer_ip_scope_absorbs_every_replay() {
             ("two".to_string(), 2, 4, 20, 1),
         ]
     );
+    common::assert_accounting(&server.state);
 }
 
 /// Request bytes that are not a valid message get INTERNAL, as tonic answers (SPEC §10.1),
@@ -801,6 +811,7 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
         )])
         .await;
     assert_eq!(server.list_all().await.len(), 4);
+    common::assert_accounting(&server.state);
 }
 
 /// An update that needs a new entry in a full catalog table is not receipted: the call ends
@@ -884,6 +895,7 @@ async fn an_update_overflowing_a_catalog_table_ends_the_call_unreceipted() {
     seen.sort();
     assert_eq!(seen, vec![("cart".to_string(), 2 + 4 + 1 + 7, vec![])]);
     assert_eq!(server.state.catalog.symbols.lookup("search"), None);
+    common::assert_accounting(&server.state);
 }
 
 /// Catalog bounds in entries (bytes unbounded in effect).
@@ -929,4 +941,5 @@ async fn a_string_over_the_byte_bound_ends_the_call_unreceipted() {
     assert_eq!(catalog.refused_for(CatalogTable::Strings), 1);
     assert_eq!(catalog.bytes_of(CatalogTable::Strings), 19);
     assert_eq!(server.state.ingest.stored_total(), 1);
+    common::assert_accounting(&server.state);
 }

@@ -200,6 +200,7 @@ async fn windows_are_delivered_after_retries_and_a_restart_sends_the_next_window
     assert_eq!(flows[0]["start_time"], WINDOW_START + 30);
     assert_eq!(flows[0]["packets_in"], 11);
     assert_eq!(upstream.bodies.lock().len(), 2, "nothing was sent twice");
+    common::assert_accounting(&server.state);
 }
 
 #[test]
@@ -419,4 +420,80 @@ async fn file_config_holds_windows_while_off_and_sends_them_once_on() {
         2,
         "each window once"
     );
+    common::assert_accounting(&server.state);
+}
+
+#[tokio::test]
+async fn a_state_file_far_in_the_past_is_passed_over_in_one_step() {
+    let server = TestServer::start_with(
+        1,
+        Retention {
+            window: 15,
+            closed_buckets: 240,
+        },
+        START,
+    )
+    .await;
+    let upstream = Upstream::start(0).await;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let state_file = directory.path().join("emitter.json");
+    progress::store(&state_file, progress::Progress { last_window_end: 0 }).expect("writable");
+    let emitter = Emitter::new(config(&upstream, &state_file), START).expect("a state file");
+    tokio::spawn(emitter.run(server.state.clone()));
+    // Windows ending at or before START - 360 (the replay horizon) rounded down to 30 s.
+    let boundary = 1_699_999_740;
+    eventually("the lost windows to be passed over", || async {
+        let progress = progress::load(&state_file).ok()??;
+        (progress.last_window_end == boundary).then_some(())
+    })
+    .await;
+    let metrics = &server.state.metrics.emitter;
+    assert_eq!(
+        metrics.windows_expired.load(Ordering::Relaxed),
+        (boundary / 30) as u64,
+        "every window from 0 to the boundary counted once"
+    );
+    assert_eq!(metrics.windows_delivered.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn after_a_restart_a_window_that_ended_before_the_start_waits_for_the_replays() {
+    let server = TestServer::start_with(
+        1,
+        Retention {
+            window: 15,
+            closed_buckets: 240,
+        },
+        START,
+    )
+    .await;
+    let upstream = Upstream::start(0).await;
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let state_file = directory.path().join("emitter.json");
+    progress::store(
+        &state_file,
+        progress::Progress {
+            last_window_end: WINDOW_START - 30,
+        },
+    )
+    .expect("writable");
+    let emitter = Emitter::new(config(&upstream, &state_file), START).expect("a state file");
+    tokio::spawn(emitter.run(server.state.clone()));
+    // The window [70, 100) ended before the start at 107: its data comes back as a replay.
+    let cart = key(("shop", "frontend"), ("shop", "cart"));
+    server
+        .ingest(vec![flow(cart.clone(), WINDOW_START - 15, 4)])
+        .await;
+    server.advance_clock(30).await;
+    let body = eventually("the replayed window to be accepted", || async {
+        upstream.bodies.lock().first().map(|(_, body)| body.clone())
+    })
+    .await;
+    let flows = lines(&body);
+    assert_eq!(flows.len(), 1, "{body}");
+    assert_eq!(flows[0]["start_time"], WINDOW_START - 15);
+    assert_eq!(flows[0]["packets_in"], 4);
+    let metrics = &server.state.metrics.emitter;
+    assert_eq!(metrics.windows_expired.load(Ordering::Relaxed), 0);
+    common::assert_accounting(&server.state);
 }

@@ -219,6 +219,7 @@ async fn aggregates_shrink_one_bucket_at_a_time() {
         assert_eq!(dest_hints(&server).await, shrinking_hints(floor));
     }
     assert!(rows(&server).await.is_empty());
+    common::assert_accounting(&server.state);
 }
 
 /// Several buckets leaving at one epoch end, with two workers.
@@ -235,6 +236,7 @@ async fn several_buckets_leave_at_once() {
     server.advance_clock(3).await;
     assert_eq!(rows(&server).await, Vec::<Row>::new());
     assert_eq!(dest_hints(&server).await, Vec::<String>::new());
+    common::assert_accounting(&server.state);
 }
 
 /// With the default 15 s window, data stays until the very second its bucket leaves
@@ -321,6 +323,7 @@ async fn data_leaves_exactly_at_the_epoch_end() {
     let listed = rows(&server).await;
     assert_eq!(listed, after_second);
     assert_eq!(dest_hints(&server).await, strings_of(&["c"]));
+    common::assert_accounting(&server.state);
 }
 
 /// Expired data is released, not only hidden by the time range: with the clock set back
@@ -349,6 +352,7 @@ async fn expired_data_is_released_not_only_hidden() {
         .into_inner();
     assert!(explicit.flows.is_empty());
     assert_eq!(explicit.meta.expect("metadata").total_results, 0);
+    common::assert_accounting(&server.state);
 }
 
 /// An update whose bucket is older than the retention floor is skipped as outside retention;
@@ -445,6 +449,7 @@ async fn updates_older_than_the_floor_are_skipped_as_outside_retention() {
         rows(&short).await,
         vec![row("kept", 2, 1, (NOW - 4, NOW - 3), &[], &[])]
     );
+    common::assert_accounting(&server.state);
 }
 
 fn key_name(result: &eddy::proto::FlowResult) -> String {

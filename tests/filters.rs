@@ -361,6 +361,7 @@ async fn an_absent_or_empty_filter_matches_everything() {
         matched_in(&server, Filter::default(), 0, 0).await,
         [1, 2, 3, 4, 5, 6, 7]
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -413,6 +414,7 @@ async fn names_match_exactly_or_fuzzily_with_aliases() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -444,6 +446,7 @@ async fn namespaces_match_with_the_global_alias() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -478,6 +481,7 @@ async fn protocols_ports_actions_and_reporter() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -495,6 +499,7 @@ async fn pending_actions_look_at_pending_hits_only() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,6 +616,7 @@ async fn policy_matches_with_wildcards_and_end_of_tier_triggers() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -710,6 +716,7 @@ async fn fields_combine_with_and() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -753,6 +760,7 @@ async fn filters_apply_together_with_time_and_paging() {
     assert!(first.flows[1].id < second.flows[0].id);
     rest.sort_unstable();
     assert_eq!(rest, vec![1, 5]);
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -783,4 +791,5 @@ async fn values_of_other_fields_and_late_strings_match_correctly() {
         ],
     )
     .await;
+    common::assert_accounting(&server.state);
 }

@@ -198,6 +198,7 @@ async fn name_and_namespace_types_list_distinct_stored_values_in_byte_order() {
     ] {
         assert_eq!(hints(&server, request(kind)).await, all(&[]), "{kind:?}");
     }
+    common::assert_accounting(&server.state);
 }
 
 /// Policy hints walk enforced then pending hits, skip Profile hits, take a trigger's values,
@@ -431,6 +432,7 @@ async fn policy_types_walk_every_hit_skip_profiles_and_use_triggers() {
         hints(&server, filtered(FilterType::DestName, by_profile)).await,
         all(&["cart"])
     );
+    common::assert_accounting(&server.state);
 }
 
 /// An EndOfTier hit without a trigger is the only hit: kind and tier hints, no name or
@@ -460,6 +462,7 @@ async fn end_of_tier_without_trigger_gives_its_kind_and_tier_only() {
         hints(&server, request(FilterType::PolicyNamespace)).await,
         all(&[])
     );
+    common::assert_accounting(&server.state);
 }
 
 /// Flows for the narrowing tests: four keys with different names, protocols, ports,
@@ -675,6 +678,7 @@ async fn filters_narrow_the_flows_the_hints_come_from() {
         hints(&server, filtered(FilterType::PolicyName, nothing_fuzzy)).await,
         all(&[])
     );
+    common::assert_accounting(&server.state);
 }
 
 /// Paging like SPEC §4.4, with totals over distinct values, on the unfiltered and the
@@ -751,6 +755,7 @@ async fn hints_page_like_list_with_totals_over_distinct_values() {
         hints(&server, paged(FilterType::PolicyName, 0, 3)).await,
         hints_of(&[], 0, 0)
     );
+    common::assert_accounting(&server.state);
 }
 
 /// Time ranges select whole buckets by their start (SPEC §2.5, §2.6), on both paths.
@@ -822,6 +827,7 @@ async fn time_ranges_select_whole_buckets() {
         // A range with no data in it.
         assert_eq!(hints(&server, ask(old + WINDOW, recent)).await, all(&[]));
     }
+    common::assert_accounting(&server.state);
 }
 
 /// SPEC §6.1: unspecified or unknown type, bad time range and negative paging are
@@ -930,4 +936,5 @@ async fn invalid_requests_are_rejected_and_the_server_keeps_answering() {
         hints(&server, request(FilterType::SourceNamespace)).await,
         all(&["shop"])
     );
+    common::assert_accounting(&server.state);
 }

@@ -200,6 +200,7 @@ async fn updates_of_one_key_from_two_nodes_sum_counters_and_intersect_labels() {
         );
         assert_eq!(flow.dest_labels, strings(&["Beta", "Zeta", "alpha", "y"]));
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,6 +226,7 @@ async fn an_update_without_labels_empties_the_intersection() {
     // Labels are sets: the duplicate "a" collapses; the second update has no dest labels.
     assert_eq!(flow.source_labels, strings(&["a", "b"]));
     assert!(flow.dest_labels.is_empty());
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,6 +252,7 @@ async fn labels_are_intersected_over_retained_buckets_only() {
     assert_eq!(flow.packets_in, 2);
     assert_eq!((flow.start_time, flow.end_time), (C - 15, C));
     assert_eq!(flow.dest_labels, strings(&["app=checkout", "version=2"]));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,6 +356,7 @@ async fn keys_that_differ_in_any_field_or_in_their_trace_stay_distinct() {
     }
     let ids: BTreeSet<i64> = listed.flows.iter().map(|f| f.id).collect();
     assert_eq!(ids.len(), 15, "every distinct key has its own id");
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -474,6 +478,7 @@ async fn hits_in_a_different_order_are_one_key_returned_in_canonical_order() {
     assert_eq!(flow.packets_in, 12);
     assert_eq!((flow.start_time, flow.end_time), (C - 45, C));
     assert_eq!(key_of(&listed[0]).policies.as_ref(), Some(&canonical));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -494,6 +499,7 @@ async fn an_absent_trace_is_the_empty_trace() {
         "an empty trace is returned, never an absent one (SPEC §1.3)"
     );
     assert!(flow_of(&listed[0]).source_labels.is_empty());
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -544,6 +550,7 @@ async fn start_and_end_times_are_bucket_aligned() {
             ("spread".to_string(), C - 300, C + 15, 9),
         ]
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,6 +608,7 @@ async fn ids_are_positive_and_the_same_for_a_key_across_calls_and_servers() {
     let listed = other.list_all().await;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, checkout);
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -725,6 +733,7 @@ async fn every_sort_option_orders_as_specified() {
     .await;
     assert_eq!(tags(&page), vec![3, 4]);
     assert_eq!(meta(&page), (4, 2));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -734,6 +743,7 @@ async fn sorting_by_name_works_with_one_worker() {
     assert_eq!(tags(&listed), vec![4, 2, 3, 1]);
     let listed = list_ok(&server, sorted(&[SortBy::SourceType])).await;
     assert_eq!(tags(&listed), expected(&[&[1, 4], &[3], &[2]], &ids));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -795,6 +805,7 @@ async fn full_ties_are_broken_by_id_then_start_descending() {
         assert_eq!(pair[0].0, pair[1].0, "both windows of one key are adjacent");
         assert_eq!((pair[0].1, pair[1].1), (C - 15, C - 30));
     }
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -856,6 +867,7 @@ async fn paging_metadata_and_pages() {
         assert!(listed.flows.is_empty());
         assert_eq!(meta(&listed), (0, 0));
     }
+    common::assert_accounting(&server.state);
 }
 
 /// Pages of `size` concatenate to the whole list; page 0 of size 2 is the first two.
@@ -898,6 +910,7 @@ async fn small_pages_of_many_rows_on_one_worker_are_the_true_first_rows() {
     assert_pages_cover_the_list(&server, 60, &[]).await;
     // Source names src-001.. sort the same way as the tags.
     assert_pages_cover_the_list(&server, 60, &[SortBy::SourceName]).await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -905,6 +918,7 @@ async fn small_pages_of_many_rows_on_two_workers_are_the_true_first_rows() {
     let server = TestServer::start(2).await;
     staircase(&server, 100).await;
     assert_pages_cover_the_list(&server, 100, &[SortBy::Time]).await;
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -973,6 +987,7 @@ async fn time_ranges_select_whole_buckets_with_absolute_relative_and_zero_bounds
             }
         }
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1035,6 +1050,7 @@ async fn keys_without_data_in_the_range_are_not_listed() {
     let after = list_ok(&server, request_sorted(0, 0)).await;
     assert_eq!(names(&after), strings(&["old", "recent", "silent"]));
     assert_eq!(meta(&after), (3, 1));
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1142,6 +1158,7 @@ async fn aggregation_intervals_give_one_result_per_key_per_aligned_window() {
         spans(&cut),
         vec![(C, C + 15, 16), (C - 15, C, 8), (C - 45, C - 30, 4)]
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1214,4 +1231,5 @@ async fn per_window_rows_of_several_keys_sort_and_page_deterministically() {
             (C - 75, C - 60, 1)
         ]
     );
+    common::assert_accounting(&server.state);
 }

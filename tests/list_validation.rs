@@ -100,6 +100,7 @@ async fn an_empty_or_inverted_time_range_is_invalid_before_clamping() {
     for (gte, lt) in cases {
         assert_invalid(&server, range(gte, lt), "start_time").await;
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +121,7 @@ async fn time_ranges_outside_retention_are_valid_and_clamped() {
     let listed = list_ok(&server, range(-1_000_000, -50)).await;
     assert_eq!(tags(&listed), vec![6]);
     assert_eq!(meta(&listed), (1, 1));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,6 +139,7 @@ async fn negative_page_or_page_size_is_invalid() {
     assert_invalid(&server, paged(3, -1), "page_size").await;
     assert_invalid(&server, paged(0, i64::MIN), "page_size").await;
     assert_invalid(&server, paged(-1, -1), "page").await;
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,6 +165,7 @@ async fn huge_pages_and_page_sizes_are_answered() {
         assert_eq!(meta(&listed), totals, "page {page} of size {page_size}");
         assert_healthy(&server).await;
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -181,6 +185,7 @@ async fn aggregation_interval_must_be_zero_or_a_positive_multiple_of_the_window(
         assert_eq!(tags(&listed), vec![5, 6], "interval {interval}");
         assert_eq!(meta(&listed), (2, 1), "interval {interval}");
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,6 +213,7 @@ async fn unknown_sort_options_are_invalid() {
     let many: Vec<i32> = (0..1_000).map(|i| i % 7).collect();
     let listed = list_ok(&server, sorts(&many)).await;
     assert_eq!(tags(&listed), vec![5, 6]);
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -239,6 +245,7 @@ async fn unknown_string_match_types_are_invalid_in_every_string_field() {
             assert_invalid(&server, request, field).await;
         }
     }
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,6 +317,7 @@ async fn unknown_numbers_in_matched_values_are_not_errors() {
     .await;
     let k = key_of(&odd.flows[0]);
     assert_eq!((k.action, k.reporter, k.source_type), (9, 5, 42));
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,4 +360,5 @@ async fn many_bad_requests_in_a_row_and_in_parallel_leave_the_server_working() {
         assert_eq!(status.code(), Code::InvalidArgument);
     }
     assert_healthy(&server).await;
+    common::assert_accounting(&server.state);
 }

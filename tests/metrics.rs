@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 31] = [
+const FAMILIES: [(&str, &str); 33] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -22,6 +22,8 @@ const FAMILIES: [(&str, &str); 31] = [
     ("goldmane_collector_num_clients", "gauge"),
     ("goldmane_num_streams", "gauge"),
     ("eddy_catalog_full_refusals_total", "counter"),
+    ("eddy_collector_byte_bound_batches_total", "counter"),
+    ("eddy_collector_refused_calls_total", "counter"),
     ("eddy_dedup_duplicates_total", "counter"),
     ("eddy_dedup_evictions_total", "counter"),
     ("eddy_emitter_expired_windows_total", "counter"),
@@ -145,6 +147,7 @@ async fn the_exposition_parses_back_with_every_family_typed_and_the_process_metr
         .map(|(name, kind)| (name.to_string(), kind.to_string()))
         .collect();
     assert_eq!(types(&text), expected, "families and types in\n{text}");
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,4 +208,5 @@ async fn concurrent_scrapes_share_one_engine_read_per_window() {
         sample(&next_window, "eddy_view_rows{view=\"flows\"}"),
         Some(2.0)
     );
+    common::assert_accounting(&server.state);
 }

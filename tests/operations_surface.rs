@@ -273,4 +273,5 @@ async fn metrics_report_ingest_dedup_views_clients_streams_and_query_latency() {
         (sample(&text, "goldmane_collector_num_clients") == Some(0.0)).then_some(())
     })
     .await;
+    common::assert_accounting(&server.state);
 }

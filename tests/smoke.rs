@@ -29,4 +29,5 @@ async fn a_listed_flow_sums_updates_from_two_nodes() {
         result.key.as_ref().expect("key is set").dest_name,
         "checkout"
     );
+    common::assert_accounting(&server.state);
 }

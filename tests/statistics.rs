@@ -579,6 +579,7 @@ async fn every_type_and_grouping_as_a_time_series_matches_the_hand_computed_arra
                 );
             }
         }
+        common::assert_accounting(&server.state);
     }
 }
 
@@ -640,6 +641,7 @@ async fn every_type_and_grouping_without_time_series_is_one_summed_element_and_n
         &request,
         &[],
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -722,6 +724,7 @@ async fn the_time_axis_is_dense_shared_and_follows_the_selected_buckets() {
         ..request(StatisticType::PacketCount, StatisticsGroupBy::Policy, true)
     };
     assert!(statistics(&server, old).await.is_empty());
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -774,6 +777,7 @@ async fn the_current_bucket_counts_when_its_start_is_before_the_end_and_the_futu
         packets_in(&statistics(&server, future).await),
         vec![(vec![C - 15, C, C + 15], vec![1, 10, 100])]
     );
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -958,6 +962,7 @@ async fn policy_match_wildcards_exact_fields_and_action_at_both_levels() {
         &request,
         &x,
     );
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1087,6 +1092,7 @@ async fn results_are_ordered_by_tier_kind_namespace_name_action_rule_and_directi
             (pass, 1, e),
         ]
     );
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1154,6 +1160,7 @@ async fn unknown_type_or_group_by_and_bad_ranges_are_invalid_and_the_server_keep
         "{}",
         status.message()
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1193,6 +1200,7 @@ async fn extreme_time_bounds_never_break_the_call() {
         .len(),
         4
     );
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1215,6 +1223,7 @@ async fn no_flows_or_no_policies_end_ok_without_messages() {
         )])
         .await;
     assert!(statistics(&server, request).await.is_empty());
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1367,4 +1376,5 @@ async fn statistics_of_expired_buckets_are_retracted() {
     server.advance_clock(45).await;
     assert!(statistics(&server, summed_policy).await.is_empty());
     assert!(statistics(&server, series_rules).await.is_empty());
+    common::assert_accounting(&server.state);
 }

@@ -76,4 +76,5 @@ async fn enforced_allow_and_pending_deny_fill_both_columns() {
     assert_eq!(results[0].policy.as_ref().map(|p| p.rule_index), Some(2));
     assert_eq!(results[0].allowed_in, vec![0, 1000, 0]);
     assert_eq!(results[1].denied_out, vec![0, 1000, 0]);
+    common::assert_accounting(&server.state);
 }

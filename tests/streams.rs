@@ -289,6 +289,7 @@ async fn backfill_sends_each_bucket_oldest_first_with_that_buckets_counters() {
     for result in &results {
         assert_eq!(result.id, ids[&key_of(result).dest_name]);
     }
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -410,6 +411,7 @@ async fn start_time_gte_absolute_relative_zero_clamped_current_and_future() {
     assert_eq!(spans(&got), vec![], "nothing older than B(start)");
     let (got, _) = read_before(&mut future, marker_bucket).await;
     assert_eq!(spans(&got), vec![], "nothing older than B(start)");
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,6 +454,7 @@ async fn a_start_inside_a_bucket_includes_that_whole_bucket() {
         got,
         vec![(current - 4, current - 2, 7), (current - 2, current, 2)]
     );
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,6 +577,7 @@ async fn every_bucket_arrives_exactly_once_whenever_within_a_bucket_a_stream_ope
         }
     }
     producer.abort();
+    common::assert_accounting(&server.state);
 }
 
 /// A client that reads nothing while its backfill is pending and live rows are held back, then
@@ -671,6 +675,7 @@ async fn live_rows_held_during_a_long_backfill_are_handed_over_without_ending_th
             .load(Ordering::SeqCst),
         0
     );
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -883,6 +888,7 @@ async fn filters_apply_to_backfill_and_live_and_ids_are_lists() {
     }
     let (got, _) = read_before(&mut twin, marker_bucket).await;
     assert_eq!(spans(&got), owned(&expected["exact namespace"]));
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -919,6 +925,7 @@ async fn data_arriving_after_its_bucket_was_emitted_is_listed_but_not_resent() {
         .into_inner();
     assert_eq!(listed.flows.len(), 1);
     assert_eq!(flow_of(&listed.flows[0]).packets_in, 7);
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -976,6 +983,7 @@ async fn aggregation_interval_other_than_zero_or_the_window_is_invalid() {
             (t0 - 3, 4)
         );
     }
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1036,6 +1044,7 @@ async fn streams_beyond_the_limit_are_refused_and_a_dropped_stream_frees_its_slo
         assert_eq!(flow_of(&result).start_time, bucket_now);
     }
     drop(kept);
+    common::assert_accounting(&server.state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1131,6 +1140,7 @@ async fn a_slow_consumer_is_ended_while_a_fast_stream_and_ingestion_continue() {
     })
     .await;
     assert_eq!(counters.too_slow.load(Ordering::SeqCst), 1);
+    common::assert_accounting(&server.state);
 }
 
 /// `goldmane_num_streams` as `/metrics` shows it.
@@ -1300,6 +1310,7 @@ async fn cancelled_streams_release_their_slots_subscriptions_groups_and_backfill
     let mut stream = open(&mut client, request(t0 - 3, in_namespace("bulk"))).await;
     let result = next(&mut stream).await;
     assert_eq!(flow_of(&result).start_time, t0 - 3);
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1387,6 +1398,7 @@ async fn hundreds_of_streams_with_different_filters_each_receive_exactly_their_r
         namespaces.sort();
         assert_eq!(received, namespaces, "stream {name}");
     }
+    common::assert_accounting(&server.state);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 //! The `FlowCollector` service: `Connect` (SPEC §9).
 //!
-//! Each connection runs one task that reads whatever updates are already buffered (up to
-//! [`MAX_BATCH`]), prepares them, hands the batch to the engine, and only then sends one
+//! At most `max_calls` calls are open at once ([`limits`]); beyond that a call ends with
+//! `RESOURCE_EXHAUSTED` before any update is read. Each connection runs one task that reads
+//! whatever updates are already buffered (up to [`MAX_BATCH`] updates and `max_batch_bytes`
+//! encoded bytes), prepares them, hands the batch to the engine, and only then sends one
 //! receipt per update, in order. When the engine is behind, `ingest` waits, the task stops
 //! reading, and HTTP/2 flow control slows the sender: nothing receipted is ever dropped.
 //!
@@ -13,14 +15,18 @@
 //! and receipted — then stops reading and ends the call with `UNAVAILABLE`; the client resends
 //! whatever it sent after that, since none of it was receipted.
 
+pub mod limits;
+
 use std::pin::Pin;
 
 use futures::{FutureExt, Stream};
+use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::status::ApiError;
+use crate::api::collector::limits::{CallSlot, ConnectCalls};
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{prepare, Bounds, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
@@ -57,16 +63,27 @@ enum Inbound {
     Failed(Status),
 }
 
-/// Reads the updates already waiting on `inbound`, at most `MAX_BATCH`, after `first`.
-/// Returns the batch and whether the stream ended (or failed) while reading.
+/// Reads the updates already waiting on `inbound` after `first`: at most `MAX_BATCH`, and
+/// none once the batch holds `max_bytes` encoded bytes (counted in `calls`). Returns the
+/// batch and whether the stream ended (or failed) while reading.
 fn drain_ready(
     first: FlowUpdate,
     inbound: &mut Streaming<FlowUpdate>,
+    calls: &ConnectCalls,
 ) -> (Vec<FlowUpdate>, Inbound) {
+    let max_bytes = calls.limits().max_batch_bytes;
+    let mut bytes = first.encoded_len();
     let mut batch = vec![first];
     while batch.len() < MAX_BATCH {
+        if bytes >= max_bytes {
+            calls.batch_at_byte_bound();
+            break;
+        }
         match inbound.message().now_or_never() {
-            Some(Ok(Some(update))) => batch.push(update),
+            Some(Ok(Some(update))) => {
+                bytes += update.encoded_len();
+                batch.push(update);
+            }
             Some(Ok(None)) => return (batch, Inbound::Ended),
             Some(Err(status)) => return (batch, Inbound::Failed(status)),
             None => break,
@@ -84,10 +101,12 @@ async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Stat
 
 async fn serve_connection(
     state: ServerState,
+    slot: CallSlot,
     dedup: ConnectionDedup,
     mut inbound: Streaming<FlowUpdate>,
     receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
 ) {
+    let _slot = slot;
     let _open = state.metrics.collector_client();
     let stopping = state.shutdown.wait();
     tokio::pin!(stopping);
@@ -107,7 +126,7 @@ async fn serve_connection(
             Ok(None) => return,
             Err(status) => return fail(&receipts, status).await,
         };
-        let (batch, inbound_state) = drain_ready(first, &mut inbound);
+        let (batch, inbound_state) = drain_ready(first, &mut inbound, &state.connect);
         // Held until the batch is handed over: the catalog collector must not remove an id
         // this batch interned before the engine holds it.
         let gate = state.catalog.gate.read().await;
@@ -185,11 +204,13 @@ impl FlowCollector for CollectorService {
         &self,
         request: Request<Streaming<FlowUpdate>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
+        let slot = self.state.connect.admit().map_err(Status::from)?;
         let peer = request.remote_addr().map(|addr| addr.ip());
         let dedup = self.state.dedup.for_connection(peer, self.state.now());
         let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER);
         tokio::spawn(serve_connection(
             self.state.clone(),
+            slot,
             dedup,
             request.into_inner(),
             receipts,

@@ -5,6 +5,10 @@
 //! Bound: `capacity` fingerprints per scope; at the bound the older generation is forgotten
 //! early (counted in `evicted`), so a replay older than that is counted again rather than
 //! using unbounded memory. A connection checks a whole batch under one lock.
+//!
+//! Scopes of peers that left are forgotten by a sweep of the peer map, run by a new connection
+//! at most once per horizon; between sweeps a new connection only looks up its own peer, so
+//! the peer map's lock is held for O(1) work per connection, amortised.
 
 mod fingerprints;
 
@@ -112,12 +116,47 @@ impl DedupWindow {
     }
 }
 
+/// The windows of the peers seen, and when they were last swept.
+#[derive(Debug, Default)]
+struct Peers {
+    windows: HashMap<IpAddr, Arc<Mutex<DedupWindow>>>,
+    swept_at: Option<i64>,
+    /// Peer entries looked at by sweeps, to check their cost.
+    #[cfg(test)]
+    examined: usize,
+}
+
+impl Peers {
+    /// Forgets the windows no connection holds and nothing arrived in for two horizons, if
+    /// the last sweep is a horizon old.
+    fn sweep(&mut self, now: i64) {
+        if self
+            .swept_at
+            .is_some_and(|swept| now < swept.saturating_add(HORIZON_SECONDS))
+        {
+            return;
+        }
+        self.swept_at = Some(now);
+        #[cfg(test)]
+        {
+            self.examined += self.windows.len();
+        }
+        self.windows.retain(|_, window| {
+            Arc::strong_count(window) > 1
+                || window
+                    .lock()
+                    .last_arrival()
+                    .is_some_and(|arrived| arrived > now - 2 * HORIZON_SECONDS)
+        });
+    }
+}
+
 /// The de-duplication state of the whole server.
 #[derive(Debug)]
 pub struct Deduplicator {
     scope: DedupScope,
     capacity: usize,
-    by_peer: Mutex<HashMap<IpAddr, Arc<Mutex<DedupWindow>>>>,
+    by_peer: Mutex<Peers>,
     evicted: AtomicU64,
 }
 
@@ -133,7 +172,7 @@ impl Deduplicator {
         Deduplicator {
             scope,
             capacity: capacity.max(1),
-            by_peer: Mutex::new(HashMap::new()),
+            by_peer: Mutex::new(Peers::default()),
             evicted: AtomicU64::new(0),
         }
     }
@@ -144,14 +183,9 @@ impl Deduplicator {
             (DedupScope::Off, _) => None,
             (DedupScope::PeerIp, Some(ip)) => {
                 let mut by_peer = self.by_peer.lock();
-                by_peer.retain(|_, window| {
-                    Arc::strong_count(window) > 1
-                        || window
-                            .lock()
-                            .last_arrival()
-                            .is_some_and(|arrived| arrived > now - 2 * HORIZON_SECONDS)
-                });
+                by_peer.sweep(now);
                 let window = by_peer
+                    .windows
                     .entry(ip)
                     .or_insert_with(|| Arc::new(Mutex::new(DedupWindow::new(self.capacity))));
                 Some(window.clone())
@@ -220,6 +254,31 @@ mod tests {
             window.check(13, 1000, &evicted),
             "13 is in the kept generation"
         );
+    }
+
+    #[test]
+    fn new_connections_sweep_the_peers_once_per_horizon_and_forget_peers_that_left() {
+        let deduplicator = Deduplicator::new(DedupScope::PeerIp, 100);
+        for peer in 0..1000u32 {
+            let ip = IpAddr::from(peer.to_be_bytes());
+            let connection = deduplicator.for_connection(Some(ip), 1000);
+            let mut updates = vec![((), u64::from(peer))];
+            deduplicator.remove_duplicates(&connection, &mut updates, 1000);
+        }
+        {
+            let peers = deduplicator.by_peer.lock();
+            assert_eq!(peers.windows.len(), 1000);
+            assert_eq!(peers.examined, 0, "the first sweep found no peer");
+        }
+        let back = deduplicator.for_connection(Some(IpAddr::from([0, 0, 0, 0])), 1000);
+        let mut replay = vec![((), 0)];
+        assert_eq!(deduplicator.remove_duplicates(&back, &mut replay, 1000), 1);
+        drop(back);
+        let later = 1000 + 2 * HORIZON_SECONDS + 1;
+        let _newcomer = deduplicator.for_connection(Some(IpAddr::from([10, 0, 0, 1])), later);
+        let peers = deduplicator.by_peer.lock();
+        assert_eq!(peers.examined, 1000, "one sweep over the 1,000 peers");
+        assert_eq!(peers.windows.len(), 1, "only the newcomer is left");
     }
 
     #[test]

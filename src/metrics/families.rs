@@ -72,6 +72,7 @@ pub fn register_all(
 ) -> prometheus::Result<()> {
     let table = Table(registry);
     ingest(&table, state)?;
+    connect(&table, state)?;
     engine(&table, state)?;
     views(&table, sizes)?;
     streams(&table, state)?;
@@ -114,6 +115,21 @@ fn ingest(table: &Table, state: &ServerState) -> prometheus::Result<()> {
         "eddy_dedup_evictions_total",
         "De-duplication fingerprints forgotten early because a scope was full.",
         move || dedup.evicted_total(),
+    )
+}
+
+fn connect(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let calls = state.connect.clone();
+    table.counter(
+        "eddy_collector_refused_calls_total",
+        "Connect calls refused with RESOURCE_EXHAUSTED because the most calls were open.",
+        move || calls.refused_total(),
+    )?;
+    let calls = state.connect.clone();
+    table.counter(
+        "eddy_collector_byte_bound_batches_total",
+        "Connect batches handed to the engine early because they reached the byte bound.",
+        move || calls.byte_bound_batches_total(),
     )
 }
 

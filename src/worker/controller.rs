@@ -6,10 +6,15 @@
 //! channels, unparking each worker after a send. A full worker channel blocks this thread,
 //! which fills the request channel, which makes `Connect` stop reading: backpressure (SPEC §9.2).
 //!
-//! Ingest batches are gathered into one batch of at least [`FORWARD_RECORDS`] records (or
-//! whatever arrived before the tick closes) before one worker gets them, so many small
-//! batches (Felix sends one update at a time) cost one worker wake-up, not one each. The
-//! gathered batch is bounded by `FORWARD_RECORDS` plus one incoming batch.
+//! Ingest batches waiting in the request channel are gathered into one batch of up to
+//! [`FORWARD_RECORDS`] records before one worker gets them, so under load many small batches
+//! (Felix sends one update at a time) cost one worker wake-up, not one each; once the channel
+//! is empty the gathered batch goes at once, since its callers wait until a worker takes it
+//! before they receipt (SPEC §12.8). The gathered batch is bounded by `FORWARD_RECORDS` plus
+//! one incoming batch.
+//!
+//! A worker whose channel is closed has died: the controller reports the fault and stops,
+//! which closes the request channel, so no later batch is accepted.
 
 use std::sync::Arc;
 use std::thread::Thread;
@@ -17,11 +22,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use eddy_dataflows::model::{Bucket, Tick};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::protocol::{Command, IngestBatch};
+use crate::worker::protocol::{Command, IngestBatch, Taken};
 
 /// Records gathered before they are forwarded to a worker.
 pub const FORWARD_RECORDS: usize = 4096;
@@ -29,8 +34,9 @@ pub const FORWARD_RECORDS: usize = 4096;
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
-    /// Records to insert, gathered with others and sent to one worker; nothing comes back.
-    Ingest(IngestBatch),
+    /// Records to insert, gathered with others and sent to one worker; the sender is told
+    /// once a worker took them, and dropped unanswered if none will.
+    Ingest(IngestBatch, oneshot::Sender<()>),
     /// A read (List, FilterHints, Statistics, Sync, Sizes) for every worker. The controller
     /// closes the open tick and sets the command's `as_of` to it, so the read sees everything
     /// sent before it; each worker replies once on the command's reply channel.
@@ -48,7 +54,8 @@ pub struct Controller {
     tick: Tick,
     next_worker: usize,
     floor: Bucket,
-    gathered: Option<IngestBatch>,
+    gathered: Option<(IngestBatch, Vec<oneshot::Sender<()>>)>,
+    dead_worker: Option<usize>,
 }
 
 impl Controller {
@@ -72,12 +79,13 @@ impl Controller {
             next_worker: 0,
             floor: Bucket::MIN,
             gathered: None,
+            dead_worker: None,
         }
     }
 
     /// Serves requests until every sender is gone, then returns (dropping the worker channels,
-    /// which stops the workers).
-    pub fn run(mut self, requests: flume::Receiver<Request>) {
+    /// which stops the workers). Returns the cause if a worker died first.
+    pub fn run(mut self, requests: flume::Receiver<Request>) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.tick_interval;
         loop {
             let request = requests.recv_deadline(next_tick);
@@ -87,35 +95,48 @@ impl Controller {
                 Err(flume::RecvTimeoutError::Timeout) => {}
                 Err(flume::RecvTimeoutError::Disconnected) => {
                     self.forward_gathered();
-                    return;
+                    return self.health();
                 }
+            }
+            if requests.is_empty() {
+                self.forward_gathered();
             }
             // Checked after every request too: steady ingest must not hold a tick open.
             if Instant::now() >= next_tick {
                 self.close_tick();
                 next_tick = Instant::now() + self.tick_interval;
             }
+            self.health()?;
+        }
+    }
+
+    /// Whether every worker still takes commands.
+    fn health(&self) -> Result<(), String> {
+        match self.dead_worker {
+            None => Ok(()),
+            Some(worker) => Err(format!("worker {worker} no longer takes commands")),
         }
     }
 
     fn handle(&mut self, request: Request) {
         match request {
-            Request::Ingest(batch) => {
+            Request::Ingest(batch, taken) => {
                 let gathered = match self.gathered.take() {
                     None => {
                         let mut batch = batch;
                         let room = FORWARD_RECORDS.saturating_sub(batch.records.len());
                         batch.records.reserve(room);
-                        batch
+                        (batch, vec![taken])
                     }
-                    Some(mut gathered) => {
+                    Some((mut gathered, mut callers)) => {
                         gathered.records.extend(batch.records);
                         gathered.trace_rules.extend(batch.trace_rules);
                         gathered.retired_rules.extend(batch.retired_rules);
-                        gathered
+                        callers.push(taken);
+                        (gathered, callers)
                     }
                 };
-                let full = gathered.records.len() >= FORWARD_RECORDS;
+                let full = gathered.0.records.len() >= FORWARD_RECORDS;
                 self.gathered = Some(gathered);
                 if full {
                     self.forward_gathered();
@@ -133,10 +154,13 @@ impl Controller {
 
     /// Sends the gathered ingest batch, if any, to the next worker in turn.
     fn forward_gathered(&mut self) {
-        if let Some(batch) = self.gathered.take() {
+        if let Some((batch, callers)) = self.gathered.take() {
             let worker = self.next_worker;
             self.next_worker = (self.next_worker + 1) % self.workers.len();
-            self.send(worker, Command::Ingest(Arc::new(batch)));
+            self.send(
+                worker,
+                Command::Ingest(Arc::new(batch), Taken::new(callers)),
+            );
         }
     }
 
@@ -162,15 +186,20 @@ impl Controller {
         }
     }
 
-    fn broadcast(&self, command: Command) {
+    fn broadcast(&mut self, command: Command) {
         for worker in 0..self.workers.len() {
             self.send(worker, command.clone());
         }
     }
 
-    fn send(&self, worker: usize, command: Command) {
-        // A closed worker channel means the worker thread ended; shutdown handles that.
-        let _ = self.workers[worker].send(command);
+    /// Sends `command` to `worker`; a closed channel means the worker died, which [`run`]
+    /// reports. The unsent command is dropped, so its callers are answered with an error.
+    ///
+    /// [`run`]: Controller::run
+    fn send(&mut self, worker: usize, command: Command) {
+        if self.workers[worker].send(command).is_err() {
+            self.dead_worker.get_or_insert(worker);
+        }
         self.threads[worker].unpark();
     }
 }

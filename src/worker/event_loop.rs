@@ -16,14 +16,21 @@ use eddy_dataflows::views::Views;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
+use crate::worker::fault::InjectedFault;
 use crate::worker::protocol::Command;
 use crate::worker::EngineCounters;
 
 /// How long an idle worker parks before looking at its channel again.
 const IDLE_PARK: Duration = Duration::from_millis(20);
 
-/// Runs one worker until the controller hangs up.
-pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCounters) {
+/// Runs one worker until the controller hangs up. `injected` may make it panic (tests of the
+/// fault path only).
+pub fn run(
+    worker: &mut Worker,
+    commands: Receiver<Command>,
+    counters: &EngineCounters,
+    injected: &InjectedFault,
+) {
     let probe = ProbeHandle::new();
     let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
     let mut waiting: VecDeque<Command> = VecDeque::new();
@@ -35,7 +42,8 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
     loop {
         loop {
             match commands.try_recv() {
-                Ok(Command::Ingest(batch)) => {
+                Ok(Command::Ingest(batch, taken)) => {
+                    injected.before_batch();
                     inputs.insert_rules(&batch.trace_rules);
                     inputs.retract_rules(&batch.retired_rules);
                     let retained = batch.records.iter().filter(|r| r.bucket >= floor);
@@ -46,6 +54,7 @@ pub fn run(worker: &mut Worker, commands: Receiver<Command>, counters: &EngineCo
                             .dropped_below_floor
                             .fetch_add(dropped as u64, std::sync::atomic::Ordering::Relaxed);
                     }
+                    taken.fire();
                 }
                 Ok(Command::Advance(tick)) => inputs.advance_to(tick),
                 Ok(Command::Expire {
@@ -119,6 +128,6 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> boo
             let _ = reply.try_send(sizes::sizes(views));
             false
         }
-        Command::Ingest(_) | Command::Advance(_) => false,
+        Command::Ingest(..) | Command::Advance(_) => false,
     }
 }

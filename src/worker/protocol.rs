@@ -13,7 +13,8 @@ use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
 
 /// Where a worker sends its part of an answer. Sized to hold one message per worker.
 pub type Reply<T> = mpsc::Sender<T>;
@@ -29,12 +30,33 @@ pub struct IngestBatch {
     pub retired_rules: Vec<(TraceId, PolicyRule)>,
 }
 
+/// Tells the callers whose batches a gathered ingest batch holds that a worker took it.
+/// Dropped without [`Taken::fire`] (the worker died first), each caller sees its sender
+/// dropped, and no update of the batch is receipted (SPEC §12.8).
+#[derive(Clone, Debug, Default)]
+pub struct Taken(Arc<Mutex<Vec<oneshot::Sender<()>>>>);
+
+impl Taken {
+    /// A signal for these callers.
+    pub fn new(callers: Vec<oneshot::Sender<()>>) -> Self {
+        Taken(Arc::new(Mutex::new(callers)))
+    }
+
+    /// The worker holds the batch: tells every caller.
+    pub fn fire(&self) {
+        for caller in self.0.lock().drain(..) {
+            // A caller that left no longer waits for the answer.
+            let _ = caller.send(());
+        }
+    }
+}
+
 /// A command from the controller to a worker.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Insert these records at the worker's current tick. Sent to one worker. Nothing comes
-    /// back; records for buckets below the worker's retention floor are dropped.
-    Ingest(Arc<IngestBatch>),
+    /// Insert these records at the worker's current tick, then fire the [`Taken`] signal.
+    /// Sent to one worker; records for buckets below the worker's retention floor are dropped.
+    Ingest(Arc<IngestBatch>, Taken),
     /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
     /// increasing order. Nothing comes back.
     Advance(Tick),
@@ -117,7 +139,7 @@ impl Command {
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }
             | Command::UsedIds { as_of, .. } => Some(*as_of),
-            Command::Ingest(_) | Command::Advance(_) => None,
+            Command::Ingest(..) | Command::Advance(_) => None,
         }
     }
 
@@ -131,7 +153,7 @@ impl Command {
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }
             | Command::UsedIds { as_of, .. } => Some(as_of),
-            Command::Ingest(_) | Command::Advance(_) => None,
+            Command::Ingest(..) | Command::Advance(_) => None,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use eddy::ingest::SkipReason;
 use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::statistics_client::StatisticsClient;
@@ -562,4 +563,25 @@ impl Drop for RealtimeServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Checks the accounting identity (SPEC §12.9) on the server's counters, as exported in its
+/// metrics: every update received was stored, de-duplicated or skipped for one reason. Call it
+/// once every sent update is receipted (the engine is then idle for ingest). Returns how many
+/// updates were received.
+pub fn assert_accounting(state: &ServerState) -> u64 {
+    let ingest = &state.ingest;
+    let received = ingest.received_total();
+    let skipped: u64 = SkipReason::ALL
+        .iter()
+        .map(|reason| ingest.skipped_total(*reason))
+        .sum();
+    assert_eq!(
+        received,
+        ingest.stored_total() + skipped,
+        "received = stored + de-duplicated + skipped by reason: stored {}, skipped {:?}",
+        ingest.stored_total(),
+        SkipReason::ALL.map(|reason| (reason.label(), ingest.skipped_total(reason)))
+    );
+    received
 }

@@ -1,0 +1,305 @@
+//! Chaos against the real `eddy serve` binary on loopback (SPEC §12.8, §12.9): an injected
+//! worker panic, connections cut mid-batch, half-open connections, clients that never read
+//! their receipts and replay storms after mass reconnects, each followed by SIGTERM. Every
+//! test is bounded in count; waits for the process are bounded by [`PROCESS_BOUND`].
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
+use eddy::proto::{Flow, FlowUpdate};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+
+/// The longest any wait for the process (a log line, its exit) may take before the test fails.
+const PROCESS_BOUND: Duration = Duration::from_secs(60);
+
+/// A running `eddy serve`, its JSON log lines as they arrive, and its gRPC address.
+struct Eddy {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+    address: SocketAddr,
+}
+
+impl Eddy {
+    /// Starts the binary with two workers and `env` set.
+    fn start(env: &[(&str, &str)]) -> Eddy {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--health-address",
+                "127.0.0.1",
+                "--health-port",
+                "0",
+                "--workers",
+                "2",
+                "--log-format",
+                "json",
+            ])
+            .env_remove("PORT")
+            .env_remove("PUSH_URL")
+            .env_remove("PROMETHEUS_PORT")
+            .env_remove("EDDY_FAULT_INJECT")
+            .env("LOG_LEVEL", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().expect("the eddy binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    if sender.send(value).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut eddy = Eddy {
+            child,
+            lines,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        let serving = eddy.line("eddy is serving the Goldmane API");
+        eddy.address = serving["address"]
+            .as_str()
+            .expect("the address is logged")
+            .parse()
+            .expect("a socket address");
+        eddy
+    }
+
+    /// The next log line whose message is `message`.
+    fn line(&self, message: &str) -> Value {
+        loop {
+            let line = self
+                .lines
+                .recv_timeout(PROCESS_BOUND)
+                .unwrap_or_else(|_| panic!("no `{message}` log line"));
+            if line["message"] == message {
+                return line;
+            }
+        }
+    }
+
+    /// Sends SIGTERM, then returns the `eddy stopped` line and the exit status.
+    fn terminate(mut self) -> (Value, ExitStatus) {
+        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is delivered");
+        let stopped = self.line("eddy stopped");
+        let status = self.exit();
+        (stopped, status)
+    }
+
+    /// Waits for the process to exit: its standard output closes when it does.
+    fn exit(&mut self) -> ExitStatus {
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .expect("the process can be waited for")
+            {
+                return status;
+            }
+            match self.lines.recv_timeout(PROCESS_BOUND) {
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return self.child.wait().expect("the process exits")
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => panic!("the process did not exit"),
+            }
+        }
+    }
+}
+
+impl Drop for Eddy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The current Unix time in seconds.
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs() as i64
+}
+
+/// A distinct flow for node `node`, update `n`.
+fn update(node: usize, n: usize, start: i64) -> Flow {
+    flow(
+        key(
+            ("shop", &format!("frontend-{node}")),
+            ("shop", &format!("backend-{n}")),
+        ),
+        start,
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_worker_panic_exits_non_zero_and_receipts_only_batches_a_worker_took() {
+    let mut eddy = Eddy::start(&[("EDDY_FAULT_INJECT", "worker-panic-after-batches:5")]);
+    let channel = connect_channel(eddy.address).await;
+    let mut conn = CollectorConn::open(&channel).await;
+    let updates = conn.clone_sender();
+    let start = now();
+    let mut receipted = 0;
+    let mut ended = None;
+    for n in 0..20 {
+        let sent = updates
+            .send(FlowUpdate {
+                flow: Some(update(0, n, start)),
+            })
+            .await;
+        if sent.is_err() {
+            break;
+        }
+        match conn.next().await {
+            Ok(Some(_)) => receipted += 1,
+            Ok(None) => break,
+            Err(status) => {
+                ended = Some(status);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        receipted, 5,
+        "one update per batch: the five batches the workers took, and no more"
+    );
+    if let Some(status) = ended {
+        assert_ne!(status.code(), tonic::Code::Ok, "{status}");
+    }
+    let failed = eddy.line("the dataflow engine failed");
+    assert_eq!(failed["level"], "ERROR");
+    let cause = failed["cause"].as_str().expect("the cause is logged");
+    assert!(cause.starts_with("worker "), "{cause}");
+    assert!(cause.ends_with(" panicked"), "{cause}");
+    let status = eddy.exit();
+    assert_eq!(status.code(), Some(1), "a non-zero exit: {status:?}");
+}
+
+/// Checks the `eddy stopped` line: the accounting identity holds and every stored update
+/// reached the views. Returns how many were stored.
+fn assert_clean_stop(stopped: &Value, status: ExitStatus) -> i64 {
+    assert_eq!(status.code(), Some(0), "a clean exit: {status:?}");
+    let received = stopped["received"].as_i64().expect("received is logged");
+    let stored = stopped["stored"].as_i64().expect("stored is logged");
+    let skipped = stopped["skipped"].as_i64().expect("skipped is logged");
+    assert_eq!(received, stored + skipped, "{stopped}");
+    assert_eq!(stopped["records_in_views"], stored, "{stopped}");
+    stored
+}
+
+#[tokio::test]
+async fn half_open_and_cut_connections_leave_the_server_answering_and_stopping_cleanly() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    // A TCP connection that sends nothing, and one that stops inside the HTTP/2 preface.
+    let _silent = tokio::net::TcpStream::connect(eddy.address)
+        .await
+        .expect("the port accepts connections");
+    let mut stalled = tokio::net::TcpStream::connect(eddy.address)
+        .await
+        .expect("the port accepts connections");
+    stalled
+        .write_all(b"PRI * HTTP/2.0\r\n")
+        .await
+        .expect("part of the preface is sent");
+    // A connection cut mid-batch: 50 updates sent, 10 receipts read, then the TCP connection
+    // is dropped.
+    let cut_channel = connect_channel(eddy.address).await;
+    let mut cut = CollectorConn::open(&cut_channel).await;
+    for n in 0..50 {
+        cut.send_flow(update(1, n, start)).await;
+    }
+    cut.receipts(10).await;
+    drop(cut);
+    drop(cut_channel);
+    // The server keeps answering other clients.
+    let channel = connect_channel(eddy.address).await;
+    let flows: Vec<_> = (0..20).map(|n| update(2, n, start)).collect();
+    assert_eq!(send_on_new_connection(&channel, flows).await, 20);
+
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    assert!(
+        (30..=70).contains(&stored),
+        "the 20 updates, the 10 receipted before the cut and at most 40 more: {stopped}"
+    );
+}
+
+#[tokio::test]
+async fn a_replay_storm_after_mass_reconnects_is_de_duplicated_and_totals_are_exact() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    let channel = connect_channel(eddy.address).await;
+    let nodes = 8;
+    let per_node = 25;
+    for node in 0..nodes {
+        let flows: Vec<_> = (0..per_node).map(|n| update(node, n, start)).collect();
+        assert_eq!(send_on_new_connection(&channel, flows).await, per_node);
+    }
+    // Every node reconnects at once and replays everything it sent.
+    let mut replays = Vec::new();
+    for node in 0..nodes {
+        let channel = channel.clone();
+        replays.push(tokio::spawn(async move {
+            let flows: Vec<_> = (0..per_node).map(|n| update(node, n, start)).collect();
+            send_on_new_connection(&channel, flows).await
+        }));
+    }
+    for replay in replays {
+        assert_eq!(replay.await.expect("the replay task ends"), per_node);
+    }
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    let total = (nodes * per_node) as i64;
+    assert_eq!(stopped["received"], 2 * total, "{stopped}");
+    assert_eq!(stored, total, "every replay was de-duplicated: {stopped}");
+    assert_eq!(stopped["skipped"], total, "{stopped}");
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_its_receipts_does_not_hold_up_others() {
+    let eddy = Eddy::start(&[]);
+    let start = now();
+    let idle_channel = connect_channel(eddy.address).await;
+    let idle = CollectorConn::open(&idle_channel).await;
+    let updates = idle.clone_sender();
+    // Sends more updates than the server keeps receipts for, without reading one receipt:
+    // the server stops reading that call, and the sending task stays blocked.
+    let flooding = tokio::spawn(async move {
+        for n in 0..10_000 {
+            let update = FlowUpdate {
+                flow: Some(update(3, n, start)),
+            };
+            if updates.send(update).await.is_err() {
+                return;
+            }
+        }
+    });
+    let channel = connect_channel(eddy.address).await;
+    let flows: Vec<_> = (0..20).map(|n| update(4, n, start)).collect();
+    assert_eq!(send_on_new_connection(&channel, flows).await, 20);
+    let (stopped, status) = eddy.terminate();
+    let stored = assert_clean_stop(&stopped, status);
+    assert!(stored >= 20, "{stopped}");
+    flooding.abort();
+    drop(idle);
+}
