@@ -15,8 +15,8 @@ use crate::server::ServerConfig;
 
 pub mod catalog;
 pub mod checks;
-pub mod limits;
 pub mod connect_limits;
+pub mod limits;
 pub mod operations;
 pub mod streams;
 

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use crate::api::request_limits::RequestLimits;
 use crate::api::collector::limits::ConnectCalls;
+use crate::api::request_limits::RequestLimits;
 use crate::catalog::Catalog;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;

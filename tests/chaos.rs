@@ -1,30 +1,24 @@
 //! Chaos against the real `eddy serve` binary on loopback (SPEC §12.8, §12.9): an injected
 //! worker panic, connections cut mid-batch, half-open connections, clients that never read
 //! their receipts and replay storms after mass reconnects, each followed by SIGTERM. Every
-//! test is bounded in count; waits for the process are bounded by [`PROCESS_BOUND`].
+//! test is bounded in count; waits for the process are bounded by `process::PROCESS_BOUND`.
 
 mod common;
+mod process;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::process::{Command, ExitStatus};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::{Flow, FlowUpdate};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use process::EddyProcess;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-/// The longest any wait for the process (a log line, its exit) may take before the test fails.
-const PROCESS_BOUND: Duration = Duration::from_secs(60);
-
-/// A running `eddy serve`, its JSON log lines as they arrive, and its gRPC address.
+/// A running `eddy serve` and its gRPC address.
 struct Eddy {
-    child: Child,
-    lines: mpsc::Receiver<Value>,
+    process: EddyProcess,
     address: SocketAddr,
 }
 
@@ -50,84 +44,28 @@ impl Eddy {
             .env_remove("PUSH_URL")
             .env_remove("PROMETHEUS_PORT")
             .env_remove("EDDY_FAULT_INJECT")
-            .env("LOG_LEVEL", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .env("LOG_LEVEL", "info");
         for (name, value) in env {
             command.env(name, value);
         }
-        let mut child = command.spawn().expect("the eddy binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    if sender.send(value).is_err() {
-                        return;
-                    }
-                }
-            }
-        });
-        let mut eddy = Eddy {
-            child,
-            lines,
-            address: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let serving = eddy.line("eddy is serving the Goldmane API");
-        eddy.address = serving["address"]
-            .as_str()
-            .expect("the address is logged")
-            .parse()
-            .expect("a socket address");
-        eddy
+        let process = EddyProcess::start(command);
+        let address = process.serving_address();
+        Eddy { process, address }
     }
 
     /// The next log line whose message is `message`.
     fn line(&self, message: &str) -> Value {
-        loop {
-            let line = self
-                .lines
-                .recv_timeout(PROCESS_BOUND)
-                .unwrap_or_else(|_| panic!("no `{message}` log line"));
-            if line["message"] == message {
-                return line;
-            }
-        }
+        self.process.line(message)
     }
 
     /// Sends SIGTERM, then returns the `eddy stopped` line and the exit status.
     fn terminate(mut self) -> (Value, ExitStatus) {
-        kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).expect("SIGTERM is delivered");
-        let stopped = self.line("eddy stopped");
-        let status = self.exit();
-        (stopped, status)
+        self.process.stop()
     }
 
-    /// Waits for the process to exit: its standard output closes when it does.
+    /// Waits for the process to exit.
     fn exit(&mut self) -> ExitStatus {
-        loop {
-            if let Some(status) = self
-                .child
-                .try_wait()
-                .expect("the process can be waited for")
-            {
-                return status;
-            }
-            match self.lines.recv_timeout(PROCESS_BOUND) {
-                Ok(_) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return self.child.wait().expect("the process exits")
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => panic!("the process did not exit"),
-            }
-        }
-    }
-}
-
-impl Drop for Eddy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.exit()
     }
 }
 

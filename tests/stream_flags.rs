@@ -2,14 +2,13 @@
 //! variables: a stream limit set by `EDDY_MAX_STREAMS` refuses the stream beyond it, and a
 //! bound out of range stops the process with a usage error naming the flag.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod process;
+
+use std::process::Command;
 
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::FlowStreamRequest;
-use serde_json::Value;
+use process::EddyProcess;
 use tonic::Code;
 
 /// `eddy serve` with JSON logs on free loopback ports, one worker, and only `env`.
@@ -24,53 +23,11 @@ fn serve(env: &[(&str, &str)], directory: &std::path::Path) -> Command {
     command
 }
 
-/// A running server, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts `command` and returns it with the gRPC address its serving line announces.
-fn start(mut command: Command) -> (Running, String) {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the eddy binary starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let (sender, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                if sender.send(value).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let running = Running(child);
-    loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the serving line");
-        if line["message"] == "eddy is serving the Goldmane API" {
-            let address = line["address"]
-                .as_str()
-                .expect("the serving line names its address")
-                .to_string();
-            return (running, address);
-        }
-    }
-}
-
 #[tokio::test]
 async fn the_stream_limit_comes_from_its_variable() {
     let directory = tempfile::tempdir().expect("a temporary directory");
-    let (_server, address) = start(serve(&[("EDDY_MAX_STREAMS", "1")], directory.path()));
+    let server = EddyProcess::start(serve(&[("EDDY_MAX_STREAMS", "1")], directory.path()));
+    let address = server.serving_address().to_string();
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .expect("a valid URI")
         .connect()

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::status::ApiError;
 use crate::api::collector::limits::{CallSlot, ConnectCalls};
+use crate::api::status::ApiError;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{prepare, Bounds, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
