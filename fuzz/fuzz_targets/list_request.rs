@@ -1,0 +1,8 @@
+//! Fuzz target: `Flows.List` request bytes through the real service.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::list_request(data));

@@ -1,0 +1,8 @@
+//! Fuzz target: `Statistics.List` request bytes through the real service.
+#![no_main]
+
+#[allow(dead_code)]
+#[path = "../harness.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::statistics_request(data));
