@@ -5,6 +5,7 @@ pub mod convert;
 pub mod filter;
 pub mod flows;
 pub mod flows_wire;
+pub mod framing;
 pub mod oversize;
 pub mod request_limits;
 pub mod statistics;

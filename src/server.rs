@@ -16,6 +16,7 @@ use crate::api::collector::limits::{ConnectCalls, ConnectLimits};
 use crate::api::collector::CollectorService;
 use crate::api::flows::FlowsService;
 use crate::api::flows_wire::FlowsWire;
+use crate::api::framing::WholeFramesLayer;
 use crate::api::oversize::OversizeStatusLayer;
 use crate::api::request_limits::RequestLimits;
 use crate::api::statistics::StatisticsService;
@@ -176,6 +177,7 @@ pub async fn serve_with(
     let served = builder
         .layer(QueryTimerLayer::new(state.metrics.clone()))
         .layer(OversizeStatusLayer)
+        .layer(WholeFramesLayer)
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
