@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::durability::DurabilityArgs;
 use crate::config::operations::OperationsArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
 use crate::server::ServerConfig;
 
 pub mod checks;
+pub mod durability;
 pub mod operations;
 
 /// The `eddy` command line.
@@ -75,6 +77,9 @@ pub struct ServeArgs {
     /// TLS, health, metrics, emitter and log format.
     #[command(flatten)]
     pub operations: OperationsArgs,
+    /// Data directory, sync mode and disk bound.
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
 }
 
 impl ServeArgs {

@@ -114,6 +114,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         metrics: Arc::new(Metrics::default()),
         health,
         shutdown,
+        durability: None,
     })
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::catalog::Catalog;
+use crate::durability::Durability;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
 use crate::ingest::IngestCounters;
@@ -37,6 +38,8 @@ pub struct ServerState {
     pub health: Health,
     /// Set when the server begins to stop.
     pub shutdown: Shutdown,
+    /// The data directory, when one is set (SPEC §13).
+    pub durability: Option<Arc<Durability>>,
 }
 
 impl ServerState {

@@ -9,13 +9,18 @@
 //! and receipted — then stops reading and ends the call with `UNAVAILABLE`; the client resends
 //! whatever it sent after that, since none of it was receipted.
 
+use std::net::IpAddr;
 use std::pin::Pin;
+
+use eddy_dataflows::model::FlowRecord;
 
 use futures::{FutureExt, Stream};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::status::ApiError;
+use crate::durability::disk::DiskError;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{policy_rules, prepare, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
@@ -77,8 +82,42 @@ async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Stat
     let _ = receipts.send(Err(status)).await;
 }
 
+/// Writes the updates of `batch` that `prepared` stores to the data directory, if one is set,
+/// moving them out of `batch`. Returns the log position to flush before the receipts.
+fn log_stored(
+    state: &ServerState,
+    peer: Option<IpAddr>,
+    now: i64,
+    batch: &mut [FlowUpdate],
+    prepared: &[((FlowRecord, usize), u64)],
+) -> Result<Option<u64>, DiskError> {
+    let Some(durability) = &state.durability else {
+        return Ok(None);
+    };
+    if prepared.is_empty() {
+        return Ok(None);
+    }
+    let newest = prepared.iter().map(|((record, _), _)| record.bucket).max();
+    let updates = prepared
+        .iter()
+        .map(|((_, index), _)| std::mem::take(&mut batch[*index]))
+        .collect();
+    durability
+        .log(peer, now, updates, newest.unwrap_or(i64::MIN))
+        .map(Some)
+}
+
+/// Ends the call because the data directory cannot take the batch: nothing of it was
+/// receipted, so the client resends it (SPEC §13.1).
+async fn refuse(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, error: DiskError) {
+    tracing::error!(%error, "a Connect call ends: its batch cannot be written to the data directory");
+    // A closed receipt channel means the client is gone; nothing is left to tell.
+    let _ = receipts.send(Err(ApiError::from(error).into())).await;
+}
+
 async fn serve_connection(
     state: ServerState,
+    peer: Option<IpAddr>,
     dedup: ConnectionDedup,
     mut inbound: Streaming<FlowUpdate>,
     receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
@@ -102,20 +141,25 @@ async fn serve_connection(
             Ok(None) => return,
             Err(status) => return fail(&receipts, status).await,
         };
-        let (batch, inbound_state) = drain_ready(first, &mut inbound);
+        let (mut batch, inbound_state) = drain_ready(first, &mut inbound);
+        if let Some(durability) = &state.durability {
+            if let Err(error) = durability.writable() {
+                return refuse(&receipts, error).await;
+            }
+        }
         // Held until the batch is handed over: the catalog collector must not remove an id
         // this batch interned before the engine holds it.
         let gate = state.catalog.gate.read().await;
         let now = state.now();
         state.ingest.received(batch.len() as u64);
         let mut prepared = Vec::with_capacity(batch.len());
-        for update in &batch {
+        for (index, update) in batch.iter().enumerate() {
             match prepare(update, &state.catalog, &state.retention, now) {
                 Ok(record) => {
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));
                     let fingerprint = fingerprint(&record, start, end);
-                    prepared.push((record, fingerprint));
+                    prepared.push(((record, index), fingerprint));
                 }
                 Err(reason) => state.ingest.skipped(reason, now),
             }
@@ -123,11 +167,23 @@ async fn serve_connection(
         for _ in 0..state.dedup.remove_duplicates(&dedup, &mut prepared, now) {
             state.ingest.skipped(SkipReason::Duplicate, now);
         }
-        let records: Vec<_> = prepared.into_iter().map(|(record, _)| record).collect();
-        state.ingest.stored(records.len() as u64);
         // Another connection may have taken the traces these records use; holding the lock
-        // until this batch is handed over keeps it behind the batch carrying their rules.
+        // until this batch is handed over keeps it behind the batch carrying their rules. The
+        // log is written under it too, so it holds batches in the order the engine gets them.
         let handover = state.catalog.handover.lock().await;
+        let logged = match log_stored(&state, peer, now, &mut batch, &prepared) {
+            Ok(position) => position,
+            Err(error) => {
+                let stored = prepared.iter().map(|(_, fingerprint)| *fingerprint);
+                state.dedup.forget(&dedup, stored);
+                return refuse(&receipts, error).await;
+            }
+        };
+        let records: Vec<_> = prepared
+            .into_iter()
+            .map(|((record, _), _)| record)
+            .collect();
+        state.ingest.stored(records.len() as u64);
         let trace_rules =
             policy_rules::trace_rules(&state.catalog.take_new_traces(), &state.catalog);
         let handed = IngestBatch {
@@ -142,6 +198,11 @@ async fn serve_connection(
                 .send(Err(Status::unavailable(stopped.to_string())))
                 .await;
             return;
+        }
+        if let (Some(durability), Some(position)) = (&state.durability, logged) {
+            if let Err(error) = durability.flush_through(position).await {
+                return refuse(&receipts, error).await;
+            }
         }
         for _ in 0..batch.len() {
             if receipts.send(Ok(FlowReceipt {})).await.is_err() {
@@ -169,6 +230,7 @@ impl FlowCollector for CollectorService {
         let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER);
         tokio::spawn(serve_connection(
             self.state.clone(),
+            peer,
             dedup,
             request.into_inner(),
             receipts,

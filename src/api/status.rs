@@ -2,6 +2,7 @@
 
 use tonic::{Code, Status};
 
+use crate::durability::disk::DiskError;
 use crate::worker::EngineStopped;
 
 /// Everything a call can fail with.
@@ -31,6 +32,15 @@ impl ApiError {
 impl From<EngineStopped> for ApiError {
     fn from(stopped: EngineStopped) -> Self {
         ApiError::Unavailable(stopped.to_string())
+    }
+}
+
+impl From<DiskError> for ApiError {
+    fn from(error: DiskError) -> Self {
+        match error {
+            DiskError::Full(_) => ApiError::ResourceExhausted(error.to_string()),
+            DiskError::Failed | DiskError::Io(_) => ApiError::Unavailable(error.to_string()),
+        }
     }
 }
 

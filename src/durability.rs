@@ -1,0 +1,120 @@
+//! Durable history (SPEC §13): with a data directory, every stored update is written to a
+//! write-ahead log before its receipt, and recovered at start-up.
+//!
+//! The directory holds `wal/` (the log's segments) and `damaged/` (files set aside because
+//! they failed their checksum). Parts: the log's file format (`segment`), what a record holds
+//! (`batch`), the log itself with group commit (`wal`), the directory's bytes and bound
+//! (`disk`), start-up recovery (`recovery`).
+
+pub mod batch;
+pub mod disk;
+pub mod recovery;
+pub mod segment;
+pub mod wal;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use eddy_dataflows::model::Bucket;
+use prost::Message;
+
+use crate::durability::batch::LoggedBatch;
+use crate::durability::disk::{DiskError, DiskUsage};
+use crate::durability::wal::Wal;
+use crate::proto::FlowUpdate;
+
+/// The write-ahead log's folder inside the data directory.
+pub const WAL_DIRECTORY: &str = "wal";
+/// Where files failing their checksum are moved, inside the data directory.
+pub const DAMAGED_DIRECTORY: &str = "damaged";
+
+/// What recovery and the log count, for metrics.
+#[derive(Debug, Default)]
+pub struct DurabilityCounters {
+    /// Files moved to `damaged/` because they failed their checksum.
+    pub damaged_files: AtomicU64,
+    /// Torn tails cut off at recovery.
+    pub torn_tails: AtomicU64,
+    /// Updates recovered from the log at start-up.
+    pub recovered_updates: AtomicU64,
+    /// Recovered updates not stored again because they had left retention.
+    pub recovered_expired: AtomicU64,
+    /// How long recovery took, in microseconds.
+    pub recovery_micros: AtomicU64,
+}
+
+/// The data directory of a running server.
+pub struct Durability {
+    directory: PathBuf,
+    wal: Wal,
+    disk: Arc<DiskUsage>,
+    counters: Arc<DurabilityCounters>,
+}
+
+impl Durability {
+    /// The data directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Writes the updates one batch stored (from `peer`, arrived at `arrival`, the newest in
+    /// `newest_bucket`). Returns the position to wait on with [`Durability::flush_through`].
+    /// Nothing is written when it fails.
+    pub fn log(
+        &self,
+        peer: Option<IpAddr>,
+        arrival: i64,
+        updates: Vec<FlowUpdate>,
+        newest_bucket: Bucket,
+    ) -> Result<u64, DiskError> {
+        let payload = LoggedBatch::new(arrival, peer, updates).encode_to_vec();
+        self.wal.append(&payload, newest_bucket, arrival)
+    }
+
+    /// Whether the log takes writes: not after a failed flush, until a restart recovers it.
+    pub fn writable(&self) -> Result<(), DiskError> {
+        self.wal.writable()
+    }
+
+    /// Returns once everything logged up to `position` is durable under the sync mode.
+    pub async fn flush_through(&self, position: u64) -> Result<(), DiskError> {
+        self.wal.flush_through(position).await
+    }
+
+    /// Deletes what retention no longer needs: log segments whose updates all fell below
+    /// `floor` and whose batches arrived before `arrived_before` (so replays of them can no
+    /// longer arrive within the de-duplication horizon).
+    pub fn remove_expired(&self, floor: Bucket, arrived_before: i64) {
+        let removed = self.wal.remove_segments(floor, arrived_before);
+        if removed > 0 {
+            tracing::debug!(removed, "deleted write-ahead log segments past retention");
+        }
+    }
+
+    /// Bytes the data directory holds.
+    pub fn bytes_used(&self) -> u64 {
+        self.disk.used()
+    }
+
+    /// Writes refused for lack of room.
+    pub fn refused_writes(&self) -> u64 {
+        self.disk.refused()
+    }
+
+    /// Segments the log holds.
+    pub fn segments(&self) -> usize {
+        self.wal.segments()
+    }
+
+    /// Recovery's and the log's counters.
+    pub fn counters(&self) -> &DurabilityCounters {
+        &self.counters
+    }
+
+    /// How long recovery took, in seconds.
+    pub fn recovery_seconds(&self) -> f64 {
+        self.counters.recovery_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
