@@ -1,12 +1,15 @@
 //! Durable history (SPEC §13): with a data directory, every stored update is written to a
 //! write-ahead log before its receipt, and recovered at start-up.
 //!
-//! The directory holds `wal/` (the log's segments) and `damaged/` (files set aside because
-//! they failed their checksum). Parts: the log's file format (`segment`), what a record holds
-//! (`batch`), the log itself with group commit (`wal`), the directory's bytes and bound
-//! (`disk`), start-up recovery (`recovery`).
+//! The directory holds `wal/` (the log's segments), `buckets/` (closed buckets as Parquet
+//! files, for other tools) and `damaged/` (files set aside because they failed their
+//! checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the log
+//! itself with group commit (`wal`), the bucket files (`checkpoint` writes one, `buckets`
+//! decides which), the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
 
 pub mod batch;
+pub mod buckets;
+pub mod checkpoint;
 pub mod disk;
 pub mod recovery;
 pub mod segment;
@@ -21,6 +24,7 @@ use eddy_dataflows::model::Bucket;
 use prost::Message;
 
 use crate::durability::batch::LoggedBatch;
+use crate::durability::buckets::BucketFiles;
 use crate::durability::disk::{DiskError, DiskUsage};
 use crate::durability::wal::Wal;
 use crate::proto::FlowUpdate;
@@ -49,6 +53,7 @@ pub struct DurabilityCounters {
 pub struct Durability {
     directory: PathBuf,
     wal: Wal,
+    buckets: BucketFiles,
     disk: Arc<DiskUsage>,
     counters: Arc<DurabilityCounters>,
 }
@@ -59,18 +64,21 @@ impl Durability {
         &self.directory
     }
 
-    /// Writes the updates one batch stored (from `peer`, arrived at `arrival`, the newest in
-    /// `newest_bucket`). Returns the position to wait on with [`Durability::flush_through`].
-    /// Nothing is written when it fails.
+    /// Writes the updates one batch stored (from `peer`, arrived at `arrival`, falling in the
+    /// ascending `buckets`). Returns the position to wait on with
+    /// [`Durability::flush_through`]. Nothing is written when it fails.
     pub fn log(
         &self,
         peer: Option<IpAddr>,
         arrival: i64,
         updates: Vec<FlowUpdate>,
-        newest_bucket: Bucket,
+        buckets: &[Bucket],
     ) -> Result<u64, DiskError> {
         let payload = LoggedBatch::new(arrival, peer, updates).encode_to_vec();
-        self.wal.append(&payload, newest_bucket, arrival)
+        let newest = buckets.last().copied().unwrap_or(Bucket::MIN);
+        let position = self.wal.append(&payload, newest, arrival)?;
+        self.buckets.touch(buckets.iter().copied());
+        Ok(position)
     }
 
     /// Whether the log takes writes: not after a failed flush, until a restart recovers it.
@@ -101,6 +109,11 @@ impl Durability {
     /// Writes refused for lack of room.
     pub fn refused_writes(&self) -> u64 {
         self.disk.refused()
+    }
+
+    /// The bucket files.
+    pub fn buckets(&self) -> &BucketFiles {
+        &self.buckets
     }
 
     /// Segments the log holds.

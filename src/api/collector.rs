@@ -97,14 +97,17 @@ fn log_stored(
     if prepared.is_empty() {
         return Ok(None);
     }
-    let newest = prepared.iter().map(|((record, _), _)| record.bucket).max();
+    let mut buckets: Vec<_> = prepared
+        .iter()
+        .map(|((record, _), _)| record.bucket)
+        .collect();
+    buckets.sort_unstable();
+    buckets.dedup();
     let updates = prepared
         .iter()
         .map(|((_, index), _)| std::mem::take(&mut batch[*index]))
         .collect();
-    durability
-        .log(peer, now, updates, newest.unwrap_or(i64::MIN))
-        .map(Some)
+    durability.log(peer, now, updates, &buckets).map(Some)
 }
 
 /// Ends the call because the data directory cannot take the batch: nothing of it was

@@ -78,6 +78,12 @@ impl DiskUsage {
             });
     }
 
+    /// Counts `bytes` more as held, whatever the bound (files retention bounds, such as the
+    /// bucket files).
+    pub fn add(&self, bytes: u64) {
+        self.used.fetch_add(bytes, Ordering::AcqRel);
+    }
+
     /// Counts a write refused because the disk itself was full.
     pub fn refused_by_disk(&self) {
         self.refused.fetch_add(1, Ordering::Relaxed);

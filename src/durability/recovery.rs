@@ -4,6 +4,7 @@
 //! de-duplication windows, so a client replaying them after the restart is not counted twice.
 //! The server answers no call until this is done.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -11,19 +12,18 @@ use std::time::Instant;
 
 use eddy_dataflows::model::Bucket;
 use prost::Message;
-use tokio::sync::watch;
 
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::LoggedBatch;
+use crate::durability::buckets::BucketFiles;
+use crate::durability::checkpoint::BUCKET_DIRECTORY;
 use crate::durability::disk::DiskUsage;
 use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
 use crate::ingest::{policy_rules, prepare};
-use crate::retention::Retention;
 use crate::state::ServerState;
-use crate::worker::clock::Clock;
 use crate::worker::protocol::IngestBatch;
 
 /// Opens the data directory named by `args`, recovers its log into `state`'s engine and
@@ -53,17 +53,25 @@ pub async fn recover(
     let counters = Arc::new(DurabilityCounters::default());
     let now = state.now();
     let mut kept = Vec::new();
+    let mut replayed = BTreeSet::new();
     let paths = segment_paths(&wal_directory)?;
     let count = paths.len();
     for (index, path) in paths.into_iter().enumerate() {
         let last = index + 1 == count;
-        if let Some(info) = recover_segment(&directory, path, last, state, now, &counters).await? {
+        let recovered =
+            recover_segment(&directory, path, last, state, now, &counters, &mut replayed).await?;
+        if let Some(info) = recovered {
             kept.push(info);
         }
     }
     let next = kept.last().map_or(0, |info: &SegmentInfo| info.end);
     let used = kept.iter().map(SegmentInfo::bytes).sum();
     let disk = Arc::new(DiskUsage::new(used, args.max_disk_bytes));
+    let buckets = BucketFiles::open(directory.join(BUCKET_DIRECTORY), &disk).map_err(|error| {
+        format!("--data-dir (EDDY_DATA_DIR): cannot open the bucket files: {error}")
+    })?;
+    // The files may predate updates the log holds: every recovered bucket is written again.
+    buckets.touch(replayed.iter().copied());
     let wal = Wal::create(wal_directory, next, kept, args.sync, disk.clone(), now)
         .map_err(|error| format!("--data-dir (EDDY_DATA_DIR): {error}"))?;
     state
@@ -88,15 +96,11 @@ pub async fn recover(
     let durability = Arc::new(Durability {
         directory,
         wal,
+        buckets,
         disk,
         counters,
     });
-    tokio::spawn(remove_expired(
-        state.engine.epochs(),
-        state.clock.clone(),
-        state.retention,
-        durability.clone(),
-    ));
+    tokio::spawn(at_every_epoch(state.clone(), durability.clone()));
     Ok(Some(durability))
 }
 
@@ -126,6 +130,7 @@ async fn recover_segment(
     state: &ServerState,
     now: i64,
     counters: &DurabilityCounters,
+    replayed: &mut BTreeSet<Bucket>,
 ) -> Result<Option<SegmentInfo>, String> {
     let bytes = std::fs::read(&path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
@@ -163,13 +168,16 @@ async fn recover_segment(
     let mut info = SegmentInfo::empty(path, read.first);
     info.end = read.first + read.valid_bytes as u64;
     for batch in batches {
-        let newest = batch
+        let buckets = batch
             .updates
             .iter()
             .filter_map(|update| update.flow.as_ref())
-            .map(|flow| state.retention.bucket_of(flow.start_time))
-            .max()
-            .unwrap_or(i64::MIN);
+            .map(|flow| state.retention.bucket_of(flow.start_time));
+        let mut newest = Bucket::MIN;
+        for bucket in buckets {
+            newest = newest.max(bucket);
+            replayed.insert(bucket);
+        }
         info.note(newest, batch.arrival);
         replay(state, batch, now, counters).await?;
     }
@@ -262,15 +270,33 @@ async fn replay(
     handed.map_err(|stopped| stopped.to_string())
 }
 
-/// At every epoch, deletes the log segments retention no longer needs.
-async fn remove_expired(
-    mut epochs: watch::Receiver<Bucket>,
-    clock: Arc<dyn Clock>,
-    retention: Retention,
-    durability: Arc<Durability>,
-) {
+/// At every epoch: deletes the log segments and bucket files retention no longer needs, and
+/// writes the files of closed buckets that changed. Holds no part of the state but the
+/// engine, the catalog and the clock.
+async fn at_every_epoch(state: ServerState, durability: Arc<Durability>) {
+    let (engine, catalog, clock, retention) = (
+        state.engine.clone(),
+        state.catalog.clone(),
+        state.clock.clone(),
+        state.retention,
+    );
+    drop(state);
+    let mut epochs = engine.epochs();
     while epochs.changed().await.is_ok() {
         let now = clock.now();
-        durability.remove_expired(retention.oldest(now), now - HORIZON_SECONDS);
+        let floor = retention.oldest(now);
+        durability.remove_expired(floor, now - HORIZON_SECONDS);
+        let current = retention.bucket_of(now);
+        durability
+            .buckets
+            .at_epoch(
+                &engine,
+                &catalog,
+                retention,
+                floor,
+                current,
+                &durability.disk,
+            )
+            .await;
     }
 }

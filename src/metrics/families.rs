@@ -267,7 +267,7 @@ fn durability(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     let data = durability.clone();
     table.gauge(
         "eddy_data_dir_bytes",
-        "Bytes held in the data directory (write-ahead log segments).",
+        "Bytes held in the data directory (write-ahead log segments and bucket files).",
         move || data.bytes_used() as f64,
     )?;
     let data = durability.clone();
