@@ -1,6 +1,7 @@
 //! Damage to the data directory (SPEC §13.4), against the real binary: a torn tail is cut off
 //! and everything before it recovered; a segment failing its checksum is moved to `damaged/`
-//! with an error log and a metric, and the server starts with the rest.
+//! with an error log and a metric, and the server starts with the rest. A full directory ends
+//! `Connect` with `RESOURCE_EXHAUSTED` and receipts nothing it did not write.
 
 mod common;
 mod durability_support;
@@ -161,4 +162,58 @@ async fn a_segment_failing_its_checksum_is_set_aside_and_start_up_goes_on() {
         Some(1.0)
     );
     assert_eq!(sample(&metrics, "eddy_recovered_updates_total"), Some(40.0));
+}
+
+#[tokio::test]
+async fn a_full_data_directory_ends_connect_with_resource_exhausted_and_receipts_only_what_it_wrote(
+) {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let port = free_port();
+    let eddy = Eddy::start(
+        data.path(),
+        &[
+            "--max-disk-bytes",
+            "4000",
+            "--health-port",
+            &port,
+            "--prometheus-port",
+            &port,
+        ],
+    );
+    let channel = connect_channel(eddy.address).await;
+    let mut call = common::CollectorConn::open(&channel).await;
+    let mut receipted = 0;
+    let status = loop {
+        let update = updates(100 + receipted, 1).remove(0);
+        call.send_flow(update).await;
+        match call.next().await {
+            Ok(Some(_)) => receipted += 1,
+            Ok(None) => panic!("the call ends with a status"),
+            Err(status) => break status,
+        }
+        assert!(receipted < 1_000, "4000 bytes hold far fewer updates");
+    };
+    assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status}");
+    assert!(receipted > 0, "the first updates fit");
+    assert_eq!(
+        list_totals(&channel).await,
+        totals_of(100, receipted),
+        "the refused update is not stored"
+    );
+    let (code, metrics) = http_get(eddy.admin, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(sample(&metrics, "eddy_data_dir_bytes").is_some_and(|bytes| bytes <= 4000.0));
+    assert_eq!(
+        sample(&metrics, "eddy_data_dir_refused_writes_total"),
+        Some(1.0)
+    );
+    eddy.kill();
+
+    let eddy = Eddy::start(data.path(), &[]);
+    let channel = connect_channel(eddy.address).await;
+    assert_eq!(
+        list_totals(&channel).await,
+        totals_of(100, receipted),
+        "every receipted update is recovered"
+    );
 }
