@@ -49,6 +49,34 @@ pub struct DurabilityCounters {
     pub recovery_micros: AtomicU64,
 }
 
+/// The updates one batch stored, encoded for the log (outside any lock), with the buckets
+/// they fall in.
+pub struct EncodedBatch {
+    payload: Vec<u8>,
+    arrival: i64,
+    buckets: Vec<Bucket>,
+}
+
+impl EncodedBatch {
+    /// The stored `updates` of a batch from `peer` that arrived at `arrival`, falling in
+    /// `buckets`.
+    pub fn new(
+        peer: Option<IpAddr>,
+        arrival: i64,
+        updates: Vec<FlowUpdate>,
+        buckets: impl IntoIterator<Item = Bucket>,
+    ) -> Self {
+        let mut buckets: Vec<Bucket> = buckets.into_iter().collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        EncodedBatch {
+            payload: LoggedBatch::new(arrival, peer, updates).encode_to_vec(),
+            arrival,
+            buckets,
+        }
+    }
+}
+
 /// The data directory of a running server.
 pub struct Durability {
     directory: PathBuf,
@@ -64,20 +92,12 @@ impl Durability {
         &self.directory
     }
 
-    /// Writes the updates one batch stored (from `peer`, arrived at `arrival`, falling in the
-    /// ascending `buckets`). Returns the position to wait on with
+    /// Writes one encoded batch. Returns the position to wait on with
     /// [`Durability::flush_through`]. Nothing is written when it fails.
-    pub fn log(
-        &self,
-        peer: Option<IpAddr>,
-        arrival: i64,
-        updates: Vec<FlowUpdate>,
-        buckets: &[Bucket],
-    ) -> Result<u64, DiskError> {
-        let payload = LoggedBatch::new(arrival, peer, updates).encode_to_vec();
-        let newest = buckets.last().copied().unwrap_or(Bucket::MIN);
-        let position = self.wal.append(&payload, newest, arrival)?;
-        self.buckets.touch(buckets.iter().copied());
+    pub fn append(&self, batch: &EncodedBatch) -> Result<u64, DiskError> {
+        let newest = batch.buckets.last().copied().unwrap_or(Bucket::MIN);
+        let position = self.wal.append(&batch.payload, newest, batch.arrival)?;
+        self.buckets.touch(batch.buckets.iter().copied());
         Ok(position)
     }
 

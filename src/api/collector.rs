@@ -21,6 +21,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::status::ApiError;
 use crate::durability::disk::DiskError;
+use crate::durability::EncodedBatch;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{policy_rules, prepare, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
@@ -82,32 +83,23 @@ async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Stat
     let _ = receipts.send(Err(status)).await;
 }
 
-/// Writes the updates of `batch` that `prepared` stores to the data directory, if one is set,
-/// moving them out of `batch`. Returns the log position to flush before the receipts.
-fn log_stored(
+/// The updates of `batch` that `prepared` stores, encoded for the data directory if one is
+/// set (moved out of `batch`), with the buckets they fall in.
+fn encode_stored(
     state: &ServerState,
     peer: Option<IpAddr>,
     now: i64,
     batch: &mut [FlowUpdate],
     prepared: &[((FlowRecord, usize), u64)],
-) -> Result<Option<u64>, DiskError> {
-    let Some(durability) = &state.durability else {
-        return Ok(None);
-    };
-    if prepared.is_empty() {
-        return Ok(None);
+) -> Option<EncodedBatch> {
+    if state.durability.is_none() || prepared.is_empty() {
+        return None;
     }
-    let mut buckets: Vec<_> = prepared
-        .iter()
-        .map(|((record, _), _)| record.bucket)
-        .collect();
-    buckets.sort_unstable();
-    buckets.dedup();
+    let buckets = prepared.iter().map(|((record, _), _)| record.bucket);
     let updates = prepared
         .iter()
-        .map(|((_, index), _)| std::mem::take(&mut batch[*index]))
-        .collect();
-    durability.log(peer, now, updates, &buckets).map(Some)
+        .map(|((_, index), _)| std::mem::take(&mut batch[*index]));
+    Some(EncodedBatch::new(peer, now, updates.collect(), buckets))
 }
 
 /// Ends the call because the data directory cannot take the batch: nothing of it was
@@ -173,8 +165,13 @@ async fn serve_connection(
         // Another connection may have taken the traces these records use; holding the lock
         // until this batch is handed over keeps it behind the batch carrying their rules. The
         // log is written under it too, so it holds batches in the order the engine gets them.
+        let encoded = encode_stored(&state, peer, now, &mut batch, &prepared);
         let handover = state.catalog.handover.lock().await;
-        let logged = match log_stored(&state, peer, now, &mut batch, &prepared) {
+        let written = match (&state.durability, encoded) {
+            (Some(durability), Some(encoded)) => durability.append(&encoded).map(Some),
+            _ => Ok(None),
+        };
+        let logged = match written {
             Ok(position) => position,
             Err(error) => {
                 let stored = prepared.iter().map(|(_, fingerprint)| *fingerprint);
