@@ -99,11 +99,8 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
     let mut emitter_config = operations
         .emitter(&config.retention)
         .map_err(DaemonError::Config)?;
-    if let (Some(emitter), Some(directory)) = (&mut emitter_config, &args.durability.data_dir) {
-        // SPEC §13.5: with a data directory, a relative state file lives inside it.
-        if emitter.state_file.is_relative() {
-            emitter.state_file = directory.join(&emitter.state_file);
-        }
+    if let Some(emitter) = &mut emitter_config {
+        emitter.state_file = args.durability.state_file(&emitter.state_file);
     }
     if operations.ca_for_emitter_only() {
         tracing::warn!(

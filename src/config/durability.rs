@@ -1,7 +1,7 @@
 //! The durability flags of `eddy serve` (SPEC §13): the data directory, when a batch counts as
 //! written, and the bound on the bytes the directory may hold.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -29,4 +29,38 @@ pub struct DurabilityArgs {
     /// `RESOURCE_EXHAUSTED` (default: no bound but the disk's).
     #[arg(long, env = "EDDY_MAX_DISK_BYTES")]
     pub max_disk_bytes: Option<u64>,
+}
+
+impl DurabilityArgs {
+    /// Where a state file named `path` lives: a relative path inside the data directory when
+    /// one is set (SPEC §13.5), as given otherwise.
+    pub fn state_file(&self, path: &Path) -> PathBuf {
+        match &self.data_dir {
+            Some(directory) if path.is_relative() => directory.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relative_state_file_lives_in_the_data_directory() {
+        let mut args = DurabilityArgs {
+            data_dir: None,
+            sync: SyncMode::Batch,
+            max_disk_bytes: None,
+        };
+        let relative = Path::new("eddy-emitter-state.json");
+        assert_eq!(args.state_file(relative), relative);
+        args.data_dir = Some(PathBuf::from("/var/lib/eddy"));
+        assert_eq!(
+            args.state_file(relative),
+            Path::new("/var/lib/eddy/eddy-emitter-state.json")
+        );
+        let absolute = Path::new("/etc/eddy/state.json");
+        assert_eq!(args.state_file(absolute), absolute);
+    }
 }
