@@ -63,7 +63,9 @@ fn update(node: u64, sequence: u64) -> Flow {
         )],
         pending_policies: vec![],
     });
-    let start = unix_now();
+    // A second back: List's default range ends at `now`, so a flow starting in the current
+    // second at a bucket's start would not be in it yet.
+    let start = unix_now() - 1;
     Flow {
         key: Some(flow_key),
         start_time: start,

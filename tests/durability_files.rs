@@ -24,7 +24,9 @@ fn unix_now() -> i64 {
 
 /// `count` distinct updates of one packet each, the `n`th carrying `first + n` bytes.
 fn updates(first: i64, count: i64) -> Vec<Flow> {
-    let now = unix_now();
+    // A second back: List's default range ends at `now`, so a flow starting in the current
+    // second at a bucket's start would not be in it yet.
+    let now = unix_now() - 1;
     (0..count)
         .map(|n| {
             let mut flow_key = key(("shop", "frontend"), ("shop", &format!("svc-{}", n % 7)));
