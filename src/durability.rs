@@ -39,6 +39,8 @@ pub const DAMAGED_DIRECTORY: &str = "damaged";
 pub struct DurabilityCounters {
     /// Files moved to `damaged/` because they failed their checksum.
     pub damaged_files: AtomicU64,
+    /// Stored updates refused because the directory could not take their batch.
+    pub refused_updates: AtomicU64,
     /// Torn tails cut off at recovery.
     pub torn_tails: AtomicU64,
     /// Updates recovered from the log at start-up.
@@ -126,9 +128,12 @@ impl Durability {
         self.disk.used()
     }
 
-    /// Writes refused for lack of room.
-    pub fn refused_writes(&self) -> u64 {
-        self.disk.refused()
+    /// Counts `count` stored updates whose batch the directory refused: received, neither
+    /// stored nor receipted (the node sends them again).
+    pub fn refused(&self, count: usize) {
+        self.counters
+            .refused_updates
+            .fetch_add(count as u64, Ordering::Relaxed);
     }
 
     /// The bucket files.

@@ -206,7 +206,7 @@ async fn a_full_data_directory_ends_connect_with_resource_exhausted_and_receipts
     assert_eq!(code, 200);
     assert!(sample(&metrics, "eddy_data_dir_bytes").is_some_and(|bytes| bytes <= 4000.0));
     assert_eq!(
-        sample(&metrics, "eddy_data_dir_refused_writes_total"),
+        sample(&metrics, "eddy_data_dir_refused_updates_total"),
         Some(1.0)
     );
     eddy.kill();

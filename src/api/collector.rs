@@ -176,6 +176,9 @@ async fn serve_connection(
             Err(error) => {
                 let stored = prepared.iter().map(|(_, fingerprint)| *fingerprint);
                 state.dedup.forget(&dedup, stored);
+                if let Some(durability) = &state.durability {
+                    durability.refused(prepared.len());
+                }
                 return refuse(&receipts, error).await;
             }
         };

@@ -34,7 +34,6 @@ impl DiskError {
 pub struct DiskUsage {
     used: AtomicU64,
     limit: Option<u64>,
-    refused: AtomicU64,
 }
 
 impl DiskUsage {
@@ -43,11 +42,10 @@ impl DiskUsage {
         DiskUsage {
             used: AtomicU64::new(used),
             limit,
-            refused: AtomicU64::new(0),
         }
     }
 
-    /// Counts `bytes` more as held, unless that passes the bound (then counts a refusal).
+    /// Counts `bytes` more as held, unless that passes the bound.
     pub fn reserve(&self, bytes: u64) -> Result<(), DiskError> {
         let reserved = self
             .used
@@ -60,12 +58,9 @@ impl DiskUsage {
             });
         match reserved {
             Ok(_) => Ok(()),
-            Err(used) => {
-                self.refused.fetch_add(1, Ordering::Relaxed);
-                Err(DiskError::Full(format!(
-                    "{used} bytes held, {bytes} more would pass --max-disk-bytes"
-                )))
-            }
+            Err(used) => Err(DiskError::Full(format!(
+                "{used} bytes held, {bytes} more would pass --max-disk-bytes"
+            ))),
         }
     }
 
@@ -84,19 +79,9 @@ impl DiskUsage {
         self.used.fetch_add(bytes, Ordering::AcqRel);
     }
 
-    /// Counts a write refused because the disk itself was full.
-    pub fn refused_by_disk(&self) {
-        self.refused.fetch_add(1, Ordering::Relaxed);
-    }
-
     /// Bytes held now.
     pub fn used(&self) -> u64 {
         self.used.load(Ordering::Acquire)
-    }
-
-    /// Writes refused for lack of room, by the bound or by the disk.
-    pub fn refused(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -110,12 +95,11 @@ mod tests {
         assert!(usage.reserve(50).is_ok());
         assert_eq!(usage.used(), 150);
         assert!(matches!(usage.reserve(1), Err(DiskError::Full(_))));
-        assert_eq!(usage.refused(), 1);
+        assert_eq!(usage.used(), 150, "a refused reservation holds nothing");
         usage.release(60);
         assert_eq!(usage.used(), 90);
         assert!(usage.reserve(60).is_ok());
         let unbounded = DiskUsage::new(0, None);
         assert!(unbounded.reserve(u64::MAX / 2).is_ok());
-        assert_eq!(unbounded.refused(), 0);
     }
 }

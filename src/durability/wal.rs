@@ -186,11 +186,7 @@ impl Wal {
             if active.file.set_len(offset).is_err() {
                 self.failed.store(true, Ordering::Release);
             }
-            let error = DiskError::from_io(error);
-            if matches!(error, DiskError::Full(_)) {
-                self.disk.refused_by_disk();
-            }
-            return Err(error);
+            return Err(DiskError::from_io(error));
         }
         active.info.end += length;
         active.info.note(newest_bucket, arrival);

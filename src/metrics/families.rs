@@ -278,9 +278,9 @@ fn durability(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     )?;
     let data = durability.clone();
     table.counter(
-        "eddy_data_dir_refused_writes_total",
-        "Batches refused because the data directory or its bound was full (the call ended with RESOURCE_EXHAUSTED).",
-        move || data.refused_writes(),
+        "eddy_data_dir_refused_updates_total",
+        "Valid, new updates not stored because the data directory could not take their batch (the call ended; the node resends them).",
+        move || data.counters().refused_updates.load(Ordering::Relaxed),
     )?;
     let data = durability.clone();
     table.counter(
