@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::catalog::CatalogArgs;
 use crate::config::limits::LimitsArgs;
+use crate::config::durability::DurabilityArgs;
 use crate::config::operations::OperationsArgs;
 use crate::config::streams::StreamArgs;
 use crate::duration;
@@ -17,6 +18,7 @@ pub mod catalog;
 pub mod checks;
 pub mod connect_limits;
 pub mod limits;
+pub mod durability;
 pub mod operations;
 pub mod streams;
 
@@ -94,6 +96,9 @@ pub struct ServeArgs {
     /// Size limits of updates and query requests.
     #[command(flatten)]
     pub limits: LimitsArgs,
+    /// Data directory, sync mode and disk bound.
+    #[command(flatten)]
+    pub durability: DurabilityArgs,
 }
 
 impl ServeArgs {

@@ -106,9 +106,12 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
     config.fault_injection = FaultInjection::from_env().map_err(DaemonError::Config)?;
     let operations = &args.operations;
     let tls = operations.server_tls()?.map(|tls| tls.load()).transpose()?;
-    let emitter_config = operations
+    let mut emitter_config = operations
         .emitter(&config.retention)
         .map_err(DaemonError::Config)?;
+    if let Some(emitter) = &mut emitter_config {
+        emitter.state_file = args.durability.state_file(&emitter.state_file);
+    }
     if operations.ca_for_emitter_only() {
         tracing::warn!(
             "CA_CERT_PATH verifies the PUSH_URL server only: without SERVER_CERT_PATH and \
@@ -121,8 +124,16 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
         .transpose()?;
     let runtime = tokio::runtime::Runtime::new()
         .map_err(|error| DaemonError::Start(format!("cannot start the tokio runtime: {error}")))?;
-    let state = runtime
+    let mut state = runtime
         .block_on(async { crate::server::build_state(config, clock.clone()) })
+        .map_err(DaemonError::Start)?;
+    // Recovery comes before any port is bound: no call is answered, and readiness cannot
+    // turn true, before every receipted update is back in the engine (SPEC §13.2).
+    state.durability = runtime
+        .block_on(crate::durability::recovery::recover(
+            &args.durability,
+            &state,
+        ))
         .map_err(DaemonError::Start)?;
     let engine = state.engine.clone();
     let served = runtime.block_on(async {
@@ -138,6 +149,7 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
             health = ?health_address.0,
             metrics = ?health_address.1,
             emitter = emitter.is_some(),
+            data_dir = ?args.durability.data_dir,
             workers = config.workers,
             window_seconds = config.retention.window,
             retained_buckets = config.retention.closed_buckets,

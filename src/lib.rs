@@ -12,6 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod durability;
 pub mod duration;
 pub mod emitter;
 pub mod health;

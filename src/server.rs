@@ -135,6 +135,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         shutdown,
         input_limits: config.input_limits,
         request_limits: config.request_limits,
+        durability: None,
     })
 }
 

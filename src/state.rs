@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::api::collector::limits::ConnectCalls;
 use crate::api::request_limits::RequestLimits;
 use crate::catalog::Catalog;
+use crate::durability::Durability;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
 use crate::ingest::{IngestCounters, InputLimits};
@@ -45,6 +46,8 @@ pub struct ServerState {
     pub input_limits: InputLimits,
     /// Size bounds of one query request.
     pub request_limits: RequestLimits,
+    /// The data directory, when one is set (SPEC §13).
+    pub durability: Option<Arc<Durability>>,
 }
 
 impl ServerState {

@@ -17,7 +17,10 @@
 
 pub mod limits;
 
+use std::net::IpAddr;
 use std::pin::Pin;
+
+use eddy_dataflows::model::FlowRecord;
 
 use futures::{FutureExt, Stream};
 use prost::Message;
@@ -27,6 +30,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::collector::limits::{CallSlot, ConnectCalls};
 use crate::api::status::ApiError;
+use crate::durability::disk::DiskError;
+use crate::durability::EncodedBatch;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{prepare, Bounds, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
@@ -99,9 +104,37 @@ async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Stat
     let _ = receipts.send(Err(status)).await;
 }
 
+/// The updates of `batch` that `prepared` stores, encoded for the data directory if one is
+/// set (moved out of `batch`), with the buckets they fall in.
+fn encode_stored(
+    state: &ServerState,
+    peer: Option<IpAddr>,
+    now: i64,
+    batch: &mut [FlowUpdate],
+    prepared: &[((FlowRecord, usize), u64)],
+) -> Option<EncodedBatch> {
+    if state.durability.is_none() || prepared.is_empty() {
+        return None;
+    }
+    let buckets = prepared.iter().map(|((record, _), _)| record.bucket);
+    let updates = prepared
+        .iter()
+        .map(|((_, index), _)| std::mem::take(&mut batch[*index]));
+    Some(EncodedBatch::new(peer, now, updates.collect(), buckets))
+}
+
+/// Ends the call because the data directory cannot take the batch: nothing of it was
+/// receipted, so the client resends it (SPEC §13.1).
+async fn refuse(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, error: DiskError) {
+    tracing::error!(%error, "a Connect call ends: its batch cannot be written to the data directory");
+    // A closed receipt channel means the client is gone; nothing is left to tell.
+    let _ = receipts.send(Err(ApiError::from(error).into())).await;
+}
+
 async fn serve_connection(
     state: ServerState,
     slot: CallSlot,
+    peer: Option<IpAddr>,
     dedup: ConnectionDedup,
     mut inbound: Streaming<FlowUpdate>,
     receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
@@ -126,7 +159,12 @@ async fn serve_connection(
             Ok(None) => return,
             Err(status) => return fail(&receipts, status).await,
         };
-        let (batch, inbound_state) = drain_ready(first, &mut inbound, &state.connect);
+        let (mut batch, inbound_state) = drain_ready(first, &mut inbound, &state.connect);
+        if let Some(durability) = &state.durability {
+            if let Err(error) = durability.writable() {
+                return refuse(&receipts, error).await;
+            }
+        }
         // Held until the batch is handed over: the catalog collector must not remove an id
         // this batch interned before the engine holds it.
         let gate = state.catalog.gate.read().await;
@@ -134,7 +172,7 @@ async fn serve_connection(
         let mut prepared = Vec::with_capacity(batch.len());
         let mut full = None;
         let mut received = 0;
-        for update in &batch {
+        for (index, update) in batch.iter().enumerate() {
             let bounds = Bounds {
                 retention: &state.retention,
                 limits: &state.input_limits,
@@ -145,7 +183,7 @@ async fn serve_connection(
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));
                     let fingerprint = fingerprint(&record, start, end);
-                    prepared.push((record, fingerprint));
+                    prepared.push(((record, index), fingerprint));
                 }
                 Err(NotPrepared::Skipped(reason)) => state.ingest.skipped(reason, now),
                 Err(NotPrepared::Full(table_full)) => {
@@ -159,11 +197,31 @@ async fn serve_connection(
         for _ in 0..state.dedup.remove_duplicates(&dedup, &mut prepared, now) {
             state.ingest.skipped(SkipReason::Duplicate, now);
         }
-        let records: Vec<_> = prepared.into_iter().map(|(record, _)| record).collect();
-        state.ingest.stored(records.len() as u64);
         // Another connection may have taken the traces these records use; holding the lock
-        // until this batch is handed over keeps it behind the batch carrying their rules.
+        // until this batch is handed over keeps it behind the batch carrying their rules. The
+        // log is written under it too, so it holds batches in the order the engine gets them.
+        let encoded = encode_stored(&state, peer, now, &mut batch, &prepared);
         let handover = state.catalog.handover.lock().await;
+        let written = match (&state.durability, encoded) {
+            (Some(durability), Some(encoded)) => durability.append(&encoded).map(Some),
+            _ => Ok(None),
+        };
+        let logged = match written {
+            Ok(position) => position,
+            Err(error) => {
+                let stored = prepared.iter().map(|(_, fingerprint)| *fingerprint);
+                state.dedup.forget(&dedup, stored);
+                if let Some(durability) = &state.durability {
+                    durability.refused(prepared.len());
+                }
+                return refuse(&receipts, error).await;
+            }
+        };
+        let records: Vec<_> = prepared
+            .into_iter()
+            .map(|((record, _), _)| record)
+            .collect();
+        state.ingest.stored(records.len() as u64);
         let handed = IngestBatch {
             records,
             trace_rules: state.catalog.take_new_rules(),
@@ -177,6 +235,11 @@ async fn serve_connection(
                 .send(Err(Status::unavailable(stopped.to_string())))
                 .await;
             return;
+        }
+        if let (Some(durability), Some(position)) = (&state.durability, logged) {
+            if let Err(error) = durability.flush_through(position).await {
+                return refuse(&receipts, error).await;
+            }
         }
         for _ in 0..received {
             if receipts.send(Ok(FlowReceipt {})).await.is_err() {
@@ -211,6 +274,7 @@ impl FlowCollector for CollectorService {
         tokio::spawn(serve_connection(
             self.state.clone(),
             slot,
+            peer,
             dedup,
             request.into_inner(),
             receipts,

@@ -3,6 +3,7 @@
 use tonic::{Code, Status};
 
 use crate::intern::InternerFull;
+use crate::durability::disk::DiskError;
 use crate::worker::EngineStopped;
 
 /// Everything a call can fail with.
@@ -40,6 +41,15 @@ impl From<InternerFull> for ApiError {
         ApiError::ResourceExhausted(format!(
             "{full}; updates from this one on were not receipted: resend them later"
         ))
+    }
+}
+
+impl From<DiskError> for ApiError {
+    fn from(error: DiskError) -> Self {
+        match error {
+            DiskError::Full(_) => ApiError::ResourceExhausted(error.to_string()),
+            DiskError::Failed | DiskError::Io(_) => ApiError::Unavailable(error.to_string()),
+        }
     }
 }
 

@@ -75,7 +75,8 @@ pub struct OperationsArgs {
     /// Emitter: PEM private key of the client certificate.
     #[arg(long, env = "CLIENT_KEY_PATH")]
     pub client_key_path: Option<PathBuf>,
-    /// Emitter: file that remembers the last window delivered.
+    /// Emitter: file that remembers the last window delivered (a relative path is inside
+    /// --data-dir when one is set).
     #[arg(
         long,
         env = "EDDY_EMITTER_STATE",

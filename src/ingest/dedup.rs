@@ -215,6 +215,23 @@ impl Deduplicator {
         before - updates.len()
     }
 
+    /// Forgets `fingerprints` in the connection's scope: updates that were taken as new but
+    /// could not be stored (the data directory refused them), so a resend is not absorbed.
+    pub fn forget(
+        &self,
+        connection: &ConnectionDedup,
+        fingerprints: impl IntoIterator<Item = u64>,
+    ) {
+        let Some(window) = connection.window.as_ref() else {
+            return;
+        };
+        let mut window = window.lock();
+        for fingerprint in fingerprints {
+            window.current.forget(fingerprint);
+            window.previous.forget(fingerprint);
+        }
+    }
+
     /// Fingerprints forgotten before the horizon because a scope was full.
     pub fn evicted_total(&self) -> u64 {
         self.evicted.load(Ordering::Relaxed)
@@ -297,6 +314,13 @@ mod tests {
             1
         );
         assert_eq!(replay, vec![("c", 3)]);
+        deduplicator.forget(&connection, [3]);
+        let mut resent = vec![("c", 3), ("b", 2)];
+        assert_eq!(
+            deduplicator.remove_duplicates(&connection, &mut resent, 1020),
+            1
+        );
+        assert_eq!(resent, vec![("c", 3)], "a forgotten update is new again");
         let off = Deduplicator::new(DedupScope::Off, 100);
         let mut all = vec![("a", 1), ("a", 1)];
         assert_eq!(

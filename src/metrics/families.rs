@@ -78,6 +78,7 @@ pub fn register_all(
     streams(&table, state)?;
     catalog(&table, state)?;
     emitter(&table, state)?;
+    durability(&table, state)?;
     state.metrics.register(registry)
 }
 
@@ -310,5 +311,54 @@ fn emitter(table: &Table, state: &ServerState) -> prometheus::Result<()> {
         "eddy_emitter_last_window_end_seconds",
         "End (Unix seconds) of the last window delivered; 0 before the first.",
         move || metrics.emitter.last_window_end.load(Ordering::Relaxed) as f64,
+    )
+}
+
+/// The data directory's families, registered only when one is set.
+fn durability(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let Some(durability) = state.durability.clone() else {
+        return Ok(());
+    };
+    let data = durability.clone();
+    table.gauge(
+        "eddy_data_dir_bytes",
+        "Bytes held in the data directory (write-ahead log segments and bucket files).",
+        move || data.bytes_used() as f64,
+    )?;
+    let data = durability.clone();
+    table.gauge(
+        "eddy_wal_segments",
+        "Write-ahead log segments held, the one being written included.",
+        move || data.segments() as f64,
+    )?;
+    let data = durability.clone();
+    table.counter(
+        "eddy_data_dir_refused_updates_total",
+        "Valid, new updates not stored because the data directory could not take their batch (the call ended; the node resends them).",
+        move || data.counters().refused_updates.load(Ordering::Relaxed),
+    )?;
+    let data = durability.clone();
+    table.counter(
+        "eddy_data_dir_damaged_files_total",
+        "Files set aside in damaged/ at start-up because they failed their checksum.",
+        move || data.counters().damaged_files.load(Ordering::Relaxed),
+    )?;
+    let data = durability.clone();
+    table.counter(
+        "eddy_wal_torn_tails_total",
+        "Torn write-ahead log tails cut off at start-up.",
+        move || data.counters().torn_tails.load(Ordering::Relaxed),
+    )?;
+    let data = durability.clone();
+    table.counter(
+        "eddy_recovered_updates_total",
+        "Flow updates recovered from the data directory at start-up.",
+        move || data.counters().recovered_updates.load(Ordering::Relaxed),
+    )?;
+    let data = durability;
+    table.gauge(
+        "eddy_recovery_seconds",
+        "How long start-up recovery of the data directory took.",
+        move || data.recovery_seconds(),
     )
 }

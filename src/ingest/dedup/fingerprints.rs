@@ -95,6 +95,16 @@ impl FingerprintTable {
         true
     }
 
+    /// Makes `fingerprint`, if held, look as if it arrived at the beginning of time, so it no
+    /// longer matches within any horizon. Its slot stays taken until the table is cleared.
+    pub fn forget(&mut self, fingerprint: u64) {
+        let fingerprint = stored(fingerprint);
+        let slot = self.slot_of(fingerprint);
+        if self.slots[slot].0 == fingerprint {
+            self.slots[slot].1 = i64::MIN;
+        }
+    }
+
     /// How many fingerprints the table holds.
     pub fn len(&self) -> usize {
         self.len

@@ -1,0 +1,158 @@
+//! Durable history (SPEC §13): with a data directory, every stored update is written to a
+//! write-ahead log before its receipt, and recovered at start-up.
+//!
+//! The directory holds `wal/` (the log's segments), `buckets/` (closed buckets as Parquet
+//! files, for other tools) and `damaged/` (files set aside because they failed their
+//! checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the log
+//! itself with group commit (`wal`), the bucket files (`checkpoint` writes one, `buckets`
+//! decides which), the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
+
+pub mod batch;
+pub mod buckets;
+pub mod checkpoint;
+pub mod disk;
+pub mod recovery;
+pub mod segment;
+pub mod wal;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use eddy_dataflows::model::Bucket;
+use prost::Message;
+
+use crate::durability::batch::LoggedBatch;
+use crate::durability::buckets::BucketFiles;
+use crate::durability::disk::{DiskError, DiskUsage};
+use crate::durability::wal::Wal;
+use crate::proto::FlowUpdate;
+
+/// The write-ahead log's folder inside the data directory.
+pub const WAL_DIRECTORY: &str = "wal";
+/// Where files failing their checksum are moved, inside the data directory.
+pub const DAMAGED_DIRECTORY: &str = "damaged";
+
+/// What recovery and the log count, for metrics.
+#[derive(Debug, Default)]
+pub struct DurabilityCounters {
+    /// Files moved to `damaged/` because they failed their checksum.
+    pub damaged_files: AtomicU64,
+    /// Stored updates refused because the directory could not take their batch.
+    pub refused_updates: AtomicU64,
+    /// Torn tails cut off at recovery.
+    pub torn_tails: AtomicU64,
+    /// Updates recovered from the log at start-up.
+    pub recovered_updates: AtomicU64,
+    /// Recovered updates not stored again because they had left retention.
+    pub recovered_expired: AtomicU64,
+    /// How long recovery took, in microseconds.
+    pub recovery_micros: AtomicU64,
+}
+
+/// The updates one batch stored, encoded for the log (outside any lock), with the buckets
+/// they fall in.
+pub struct EncodedBatch {
+    payload: Vec<u8>,
+    arrival: i64,
+    buckets: Vec<Bucket>,
+}
+
+impl EncodedBatch {
+    /// The stored `updates` of a batch from `peer` that arrived at `arrival`, falling in
+    /// `buckets`.
+    pub fn new(
+        peer: Option<IpAddr>,
+        arrival: i64,
+        updates: Vec<FlowUpdate>,
+        buckets: impl IntoIterator<Item = Bucket>,
+    ) -> Self {
+        let mut buckets: Vec<Bucket> = buckets.into_iter().collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        EncodedBatch {
+            payload: LoggedBatch::new(arrival, peer, updates).encode_to_vec(),
+            arrival,
+            buckets,
+        }
+    }
+}
+
+/// The data directory of a running server.
+pub struct Durability {
+    directory: PathBuf,
+    wal: Wal,
+    buckets: BucketFiles,
+    disk: Arc<DiskUsage>,
+    counters: Arc<DurabilityCounters>,
+}
+
+impl Durability {
+    /// The data directory.
+    pub fn directory(&self) -> &Path {
+        &self.directory
+    }
+
+    /// Writes one encoded batch. Returns the position to wait on with
+    /// [`Durability::flush_through`]. Nothing is written when it fails.
+    pub fn append(&self, batch: &EncodedBatch) -> Result<u64, DiskError> {
+        let newest = batch.buckets.last().copied().unwrap_or(Bucket::MIN);
+        let position = self.wal.append(&batch.payload, newest, batch.arrival)?;
+        self.buckets.touch(batch.buckets.iter().copied());
+        Ok(position)
+    }
+
+    /// Whether the log takes writes: not after a failed flush, until a restart recovers it.
+    pub fn writable(&self) -> Result<(), DiskError> {
+        self.wal.writable()
+    }
+
+    /// Returns once everything logged up to `position` is durable under the sync mode.
+    pub async fn flush_through(&self, position: u64) -> Result<(), DiskError> {
+        self.wal.flush_through(position).await
+    }
+
+    /// Deletes what retention no longer needs: log segments whose updates all fell below
+    /// `floor` and whose batches arrived before `arrived_before` (so replays of them can no
+    /// longer arrive within the de-duplication horizon).
+    pub fn remove_expired(&self, floor: Bucket, arrived_before: i64) {
+        let removed = self.wal.remove_segments(floor, arrived_before);
+        if removed > 0 {
+            tracing::debug!(removed, "deleted write-ahead log segments past retention");
+        }
+    }
+
+    /// Bytes the data directory holds.
+    pub fn bytes_used(&self) -> u64 {
+        self.disk.used()
+    }
+
+    /// Counts `count` stored updates whose batch the directory refused: received, neither
+    /// stored nor receipted (the node sends them again).
+    pub fn refused(&self, count: usize) {
+        self.counters
+            .refused_updates
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// The bucket files.
+    pub fn buckets(&self) -> &BucketFiles {
+        &self.buckets
+    }
+
+    /// Segments the log holds.
+    pub fn segments(&self) -> usize {
+        self.wal.segments()
+    }
+
+    /// Recovery's and the log's counters.
+    pub fn counters(&self) -> &DurabilityCounters {
+        &self.counters
+    }
+
+    /// How long recovery took, in seconds.
+    pub fn recovery_seconds(&self) -> f64 {
+        self.counters.recovery_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}

@@ -1,0 +1,358 @@
+//! Closed buckets as Parquet files (SPEC §13.3): one file per bucket, `buckets/bucket-<start>.parquet`,
+//! one row per flow key with data in the bucket. A file is replaced whole — written beside
+//! it, flushed, renamed over it, the directory flushed — so a reader or a crash sees the old
+//! file or the new one, never a mix. The schema is documented in `docs/durability.md`.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock};
+
+use eddy_dataflows::model::Bucket;
+use parquet::basic::Compression;
+use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
+use parquet::errors::ParquetError;
+use parquet::file::properties::WriterProperties;
+use parquet::file::writer::SerializedFileWriter;
+use parquet::schema::parser::parse_message_type;
+
+use crate::durability::wal::sync_directory;
+use crate::proto::{Action, EndpointType, Flow, FlowKey, Reporter};
+use crate::proto_json::{json, Spelling};
+
+/// The folder of the bucket files inside the data directory.
+pub const BUCKET_DIRECTORY: &str = "buckets";
+
+/// The Parquet schema of a bucket file, in column order.
+pub const SCHEMA: &str = "
+message eddy_flow {
+  REQUIRED INT64 bucket_start;
+  REQUIRED INT64 bucket_end;
+  REQUIRED INT64 id;
+  REQUIRED BYTE_ARRAY source_name (UTF8);
+  REQUIRED BYTE_ARRAY source_namespace (UTF8);
+  REQUIRED BYTE_ARRAY source_type (UTF8);
+  REQUIRED BYTE_ARRAY dest_name (UTF8);
+  REQUIRED BYTE_ARRAY dest_namespace (UTF8);
+  REQUIRED BYTE_ARRAY dest_type (UTF8);
+  REQUIRED INT64 dest_port;
+  REQUIRED BYTE_ARRAY dest_service_name (UTF8);
+  REQUIRED BYTE_ARRAY dest_service_namespace (UTF8);
+  REQUIRED BYTE_ARRAY dest_service_port_name (UTF8);
+  REQUIRED INT64 dest_service_port;
+  REQUIRED BYTE_ARRAY proto (UTF8);
+  REQUIRED BYTE_ARRAY reporter (UTF8);
+  REQUIRED BYTE_ARRAY action (UTF8);
+  REQUIRED BYTE_ARRAY policies (UTF8);
+  REQUIRED GROUP source_labels (LIST) {
+    REPEATED GROUP list {
+      REQUIRED BYTE_ARRAY element (UTF8);
+    }
+  }
+  REQUIRED GROUP dest_labels (LIST) {
+    REPEATED GROUP list {
+      REQUIRED BYTE_ARRAY element (UTF8);
+    }
+  }
+  REQUIRED INT64 packets_in;
+  REQUIRED INT64 packets_out;
+  REQUIRED INT64 bytes_in;
+  REQUIRED INT64 bytes_out;
+  REQUIRED INT64 num_connections_started;
+  REQUIRED INT64 num_connections_completed;
+  REQUIRED INT64 num_connections_live;
+  REQUIRED INT64 updates;
+}
+";
+
+/// One row of a bucket file: a flow's totals in the bucket, its id and how many updates
+/// made it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BucketRow {
+    /// The flow's id (`FlowResult.id`).
+    pub id: i64,
+    /// The flow, its times the bucket's bounds.
+    pub flow: Flow,
+    /// Updates summed into it.
+    pub updates: i64,
+}
+
+/// A column's values and, for lists, its levels.
+enum Column {
+    Int(Vec<i64>),
+    Text(Vec<ByteArray>),
+    List {
+        values: Vec<ByteArray>,
+        definition: Vec<i16>,
+        repetition: Vec<i16>,
+    },
+}
+
+fn text(value: &str) -> ByteArray {
+    ByteArray::from(value.as_bytes().to_vec())
+}
+
+fn list(rows: &[BucketRow], labels: impl Fn(&Flow) -> &[String]) -> Column {
+    let (mut values, mut definition, mut repetition) = (Vec::new(), Vec::new(), Vec::new());
+    for row in rows {
+        let labels = labels(&row.flow);
+        if labels.is_empty() {
+            definition.push(0);
+            repetition.push(0);
+        }
+        for (index, label) in labels.iter().enumerate() {
+            values.push(text(label));
+            definition.push(1);
+            repetition.push(i16::from(index > 0));
+        }
+    }
+    Column::List {
+        values,
+        definition,
+        repetition,
+    }
+}
+
+/// The key written for a flow without one (the engine never returns such a flow).
+static NO_KEY: LazyLock<FlowKey> = LazyLock::new(FlowKey::default);
+
+/// The key of `row`'s flow.
+fn key_of(row: &BucketRow) -> &FlowKey {
+    row.flow.key.as_ref().unwrap_or(&NO_KEY)
+}
+
+/// The columns of `rows`, in schema order.
+fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
+    let key = key_of;
+    let ints = |read: &dyn Fn(&BucketRow) -> i64| Column::Int(rows.iter().map(read).collect());
+    let texts = |read: &dyn Fn(&BucketRow) -> String| {
+        Column::Text(rows.iter().map(|row| text(&read(row))).collect())
+    };
+    let endpoint = |value: i32| {
+        EndpointType::try_from(value).map_or_else(|_| value.to_string(), |v| v.as_str_name().into())
+    };
+    let mut policies = Vec::with_capacity(rows.len());
+    for row in rows {
+        let trace = key(row).policies.clone().unwrap_or_default();
+        policies.push(text(&serde_json::to_string(&json(
+            &trace,
+            Spelling::Canonical,
+        ))?));
+    }
+    Ok(vec![
+        ints(&|row| row.flow.start_time),
+        ints(&|row| row.flow.end_time),
+        ints(&|row| row.id),
+        texts(&|row| key(row).source_name.clone()),
+        texts(&|row| key(row).source_namespace.clone()),
+        texts(&|row| endpoint(key(row).source_type)),
+        texts(&|row| key(row).dest_name.clone()),
+        texts(&|row| key(row).dest_namespace.clone()),
+        texts(&|row| endpoint(key(row).dest_type)),
+        ints(&|row| key(row).dest_port),
+        texts(&|row| key(row).dest_service_name.clone()),
+        texts(&|row| key(row).dest_service_namespace.clone()),
+        texts(&|row| key(row).dest_service_port_name.clone()),
+        ints(&|row| key(row).dest_service_port),
+        texts(&|row| key(row).proto.clone()),
+        texts(&|row| {
+            let value = key(row).reporter;
+            Reporter::try_from(value).map_or_else(|_| value.to_string(), |v| v.as_str_name().into())
+        }),
+        texts(&|row| {
+            let value = key(row).action;
+            Action::try_from(value).map_or_else(|_| value.to_string(), |v| v.as_str_name().into())
+        }),
+        Column::Text(policies),
+        list(rows, |flow| &flow.source_labels),
+        list(rows, |flow| &flow.dest_labels),
+        ints(&|row| row.flow.packets_in),
+        ints(&|row| row.flow.packets_out),
+        ints(&|row| row.flow.bytes_in),
+        ints(&|row| row.flow.bytes_out),
+        ints(&|row| row.flow.num_connections_started),
+        ints(&|row| row.flow.num_connections_completed),
+        ints(&|row| row.flow.num_connections_live),
+        ints(&|row| row.updates),
+    ])
+}
+
+/// The file of the bucket starting at `bucket`.
+pub fn path_of(directory: &Path, bucket: Bucket) -> PathBuf {
+    directory.join(format!("bucket-{bucket}.parquet"))
+}
+
+/// The bucket a file name belongs to, if it is a bucket file's name.
+pub fn bucket_of(path: &Path) -> Option<Bucket> {
+    let name = path.file_name()?.to_str()?;
+    name.strip_prefix("bucket-")?
+        .strip_suffix(".parquet")?
+        .parse()
+        .ok()
+}
+
+fn io_error(error: ParquetError) -> io::Error {
+    io::Error::other(error)
+}
+
+/// Writes `rows` as the file of `bucket` in `directory`, replacing it whole. Returns the
+/// file's size in bytes.
+pub fn write_bucket(directory: &Path, bucket: Bucket, rows: &[BucketRow]) -> io::Result<u64> {
+    let path = path_of(directory, bucket);
+    // A leading dot: readers of the folder (pyarrow, Spark) skip the file being written.
+    let temporary = directory.join(format!(".bucket-{bucket}.parquet.tmp"));
+    let schema = Arc::new(parse_message_type(SCHEMA).map_err(io_error)?);
+    let properties = Arc::new(
+        WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_created_by("eddy".into())
+            .build(),
+    );
+    let columns = columns(rows).map_err(io::Error::other)?;
+    let file = File::create(&temporary)?;
+    let mut writer = SerializedFileWriter::new(file, schema, properties).map_err(io_error)?;
+    let mut group = writer.next_row_group().map_err(io_error)?;
+    let mut columns = columns.into_iter();
+    while let Some(mut column) = group.next_column().map_err(io_error)? {
+        match columns.next() {
+            Some(Column::Int(values)) => {
+                column
+                    .typed::<Int64Type>()
+                    .write_batch(&values, None, None)
+                    .map_err(io_error)?;
+            }
+            Some(Column::Text(values)) => {
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&values, None, None)
+                    .map_err(io_error)?;
+            }
+            Some(Column::List {
+                values,
+                definition,
+                repetition,
+            }) => {
+                column
+                    .typed::<ByteArrayType>()
+                    .write_batch(&values, Some(&definition), Some(&repetition))
+                    .map_err(io_error)?;
+            }
+            None => {
+                return Err(io::Error::other(
+                    "the bucket schema has more columns than rows carry",
+                ))
+            }
+        }
+        column.close().map_err(io_error)?;
+    }
+    group.close().map_err(io_error)?;
+    let file = writer.into_inner().map_err(io_error)?;
+    file.sync_all()?;
+    let bytes = file.metadata()?.len();
+    drop(file);
+    std::fs::rename(&temporary, &path)?;
+    sync_directory(directory)?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::{Field, Row};
+
+    use super::*;
+    use crate::proto::{PolicyHit, PolicyKind, PolicyTrace};
+
+    fn row(id: i64, source_labels: &[&str], packets: i64) -> BucketRow {
+        BucketRow {
+            id,
+            flow: Flow {
+                key: Some(FlowKey {
+                    source_name: format!("client-{id}"),
+                    source_namespace: "shop".into(),
+                    source_type: EndpointType::WorkloadEndpoint as i32,
+                    dest_name: "api".into(),
+                    dest_namespace: "shop".into(),
+                    dest_type: EndpointType::Network as i32,
+                    dest_port: 443,
+                    proto: "TCP".into(),
+                    reporter: Reporter::Dst as i32,
+                    action: Action::Deny as i32,
+                    policies: Some(PolicyTrace {
+                        enforced_policies: vec![PolicyHit {
+                            kind: PolicyKind::CalicoNetworkPolicy as i32,
+                            name: "deny-all".into(),
+                            ..PolicyHit::default()
+                        }],
+                        pending_policies: vec![],
+                    }),
+                    ..FlowKey::default()
+                }),
+                start_time: 1_700_000_100,
+                end_time: 1_700_000_115,
+                source_labels: source_labels.iter().map(|l| l.to_string()).collect(),
+                dest_labels: vec!["app=api".into()],
+                packets_in: packets,
+                packets_out: 2,
+                bytes_in: 300,
+                bytes_out: 400,
+                num_connections_started: 1,
+                num_connections_completed: 0,
+                num_connections_live: 1,
+            },
+            updates: 3,
+        }
+    }
+
+    fn field<'a>(row: &'a Row, name: &str) -> &'a Field {
+        row.get_column_iter()
+            .find(|(column, _)| column.as_str() == name)
+            .map(|(_, value)| value)
+            .unwrap_or_else(|| panic!("the file has a column `{name}`"))
+    }
+
+    #[test]
+    fn a_bucket_file_reads_back_as_its_rows_and_replaces_the_old_one() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let bucket = 1_700_000_100;
+        write_bucket(directory.path(), bucket, &[row(1, &[], 5)]).expect("the first file");
+        let bytes = write_bucket(
+            directory.path(),
+            bucket,
+            &[row(7, &["a=1", "b,c=2"], 10), row(9, &[], 20)],
+        )
+        .expect("the file is replaced");
+        let path = path_of(directory.path(), bucket);
+        assert_eq!(bucket_of(&path), Some(bucket));
+        assert_eq!(std::fs::metadata(&path).expect("the file").len(), bytes);
+        let reader = SerializedFileReader::new(File::open(&path).expect("the file opens"))
+            .expect("a Parquet file");
+        assert_eq!(reader.metadata().file_metadata().num_rows(), 2);
+        let rows: Vec<Row> = reader
+            .get_row_iter(None)
+            .expect("rows")
+            .map(|row| row.expect("a row"))
+            .collect();
+        assert_eq!(field(&rows[0], "id"), &Field::Long(7));
+        assert_eq!(field(&rows[0], "packets_in"), &Field::Long(10));
+        assert_eq!(field(&rows[1], "packets_in"), &Field::Long(20));
+        assert_eq!(field(&rows[0], "bucket_start"), &Field::Long(bucket));
+        assert_eq!(field(&rows[0], "updates"), &Field::Long(3));
+        assert_eq!(field(&rows[0], "dest_type"), &Field::Str("Network".into()));
+        assert_eq!(field(&rows[0], "action"), &Field::Str("Deny".into()));
+        let Field::Str(policies) = field(&rows[0], "policies") else {
+            panic!("policies are text");
+        };
+        assert!(policies.contains("\"deny-all\""), "{policies}");
+        assert_eq!(
+            format!("{}", field(&rows[0], "source_labels")),
+            r#"["a=1", "b,c=2"]"#
+        );
+        assert_eq!(format!("{}", field(&rows[1], "source_labels")), "[]");
+        let names: Vec<_> = std::fs::read_dir(directory.path())
+            .expect("the folder")
+            .map(|entry| entry.expect("an entry").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no temporary file is left: {names:?}");
+    }
+}
