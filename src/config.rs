@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::catalog::CatalogArgs;
-use crate::config::limits::LimitsArgs;
 use crate::config::durability::DurabilityArgs;
+use crate::config::limits::LimitsArgs;
 use crate::config::operations::OperationsArgs;
 use crate::config::streams::StreamArgs;
 use crate::duration;
@@ -17,8 +17,8 @@ use crate::server::ServerConfig;
 pub mod catalog;
 pub mod checks;
 pub mod connect_limits;
-pub mod limits;
 pub mod durability;
+pub mod limits;
 pub mod operations;
 pub mod streams;
 

@@ -2,8 +2,8 @@
 
 use tonic::{Code, Status};
 
-use crate::intern::InternerFull;
 use crate::durability::disk::DiskError;
+use crate::intern::InternerFull;
 use crate::worker::EngineStopped;
 
 /// Everything a call can fail with.

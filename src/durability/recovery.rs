@@ -22,7 +22,7 @@ use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
-use crate::ingest::{policy_rules, prepare};
+use crate::ingest::{prepare, Bounds, NotPrepared};
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
@@ -232,7 +232,12 @@ async fn replay(
     let mut fingerprints = Vec::with_capacity(batch.updates.len());
     let mut expired = 0;
     for update in &batch.updates {
-        match prepare(update, &state.catalog, &state.retention, now) {
+        let bounds = Bounds {
+            retention: &state.retention,
+            limits: &state.input_limits,
+            now,
+        };
+        match prepare(update, &state.catalog, bounds) {
             Ok(record) => {
                 let (start, end) = update
                     .flow
@@ -241,7 +246,12 @@ async fn replay(
                 fingerprints.push(((), fingerprint(&record, start, end)));
                 records.push(record);
             }
-            Err(_) => expired += 1,
+            Err(NotPrepared::Skipped(_)) => expired += 1,
+            Err(NotPrepared::Full(full)) => {
+                return Err(format!(
+                    "cannot recover a logged update: {full}; raise the catalog bounds"
+                ))
+            }
         }
     }
     if batch.arrival > now - HORIZON_SECONDS {
@@ -257,12 +267,12 @@ async fn replay(
         .recovered_expired
         .fetch_add(expired, Ordering::Relaxed);
     let handover = state.catalog.handover.lock().await;
-    let trace_rules = policy_rules::trace_rules(&state.catalog.take_new_traces(), &state.catalog);
     let handed = state
         .engine
         .ingest(IngestBatch {
             records,
-            trace_rules,
+            trace_rules: state.catalog.take_new_rules(),
+            retired_rules: Vec::new(),
         })
         .await;
     drop(handover);
