@@ -452,6 +452,11 @@ fn check_consistency(built: &Built, name: &str) {
         !read_only && state.empty_dir.is_some(),
         "the emitter's state is writable"
     );
+    let (data, read_only) = volume_holding(pod, container, variables["EDDY_DATA_DIR"]);
+    assert!(
+        !read_only && data.empty_dir.is_some(),
+        "the data directory is writable"
+    );
     for volume in pod.volumes.iter().flatten() {
         assert!(
             container

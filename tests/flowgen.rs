@@ -410,7 +410,9 @@ async fn flowgen_stops_on_ctrl_c_and_still_prints_its_summary() {
     );
     let summary: Value = serde_json::from_slice(&output.stdout).expect("the summary is JSON");
     assert_eq!(summary["interrupted"], true);
-    assert!(number(&summary, "receipted") >= 1, "{summary}");
+    // The server showed flows, so updates were sent; their receipts may still have been on the
+    // way when the interrupt came (a receipt follows the worker taking the batch).
+    assert!(number(&summary, "sent") >= 1, "{summary}");
     assert!(
         number(&summary, "receipted") <= number(&summary, "sent"),
         "{summary}"
