@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::durability::Durability;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
+use crate::ingest::Bounds;
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::Metrics;
 use crate::retention::Retention;
@@ -54,5 +55,14 @@ impl ServerState {
     /// The current time in whole Unix seconds.
     pub fn now(&self) -> i64 {
         self.clock.now()
+    }
+
+    /// What an update is checked against at `now`: retention and the size limits.
+    pub fn bounds(&self, now: i64) -> Bounds<'_> {
+        Bounds {
+            retention: &self.retention,
+            limits: &self.input_limits,
+            now,
+        }
     }
 }

@@ -7,12 +7,12 @@ mod common;
 mod process;
 
 use std::net::SocketAddr;
-use std::process::{Command, ExitStatus};
+use std::process::ExitStatus;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::{Flow, FlowUpdate};
-use process::EddyProcess;
+use process::{serve_command, EddyProcess};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
@@ -25,26 +25,7 @@ struct Eddy {
 impl Eddy {
     /// Starts the binary with two workers and `env` set.
     fn start(env: &[(&str, &str)]) -> Eddy {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--health-address",
-                "127.0.0.1",
-                "--health-port",
-                "0",
-                "--workers",
-                "2",
-                "--log-format",
-                "json",
-            ])
-            .env_remove("PORT")
-            .env_remove("PUSH_URL")
-            .env_remove("PROMETHEUS_PORT")
-            .env_remove("EDDY_FAULT_INJECT")
-            .env("LOG_LEVEL", "info");
+        let mut command = serve_command(2);
         for (name, value) in env {
             command.env(name, value);
         }

@@ -5,41 +5,16 @@
 mod common;
 mod process;
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::FlowStreamRequest;
-use process::{EddyProcess, SERVING, STOPPED};
-
-/// `eddy serve` on free loopback ports with two workers and JSON logs.
-fn serve() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
-    command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--health-address",
-            "127.0.0.1",
-            "--health-port",
-            "0",
-            "--workers",
-            "2",
-            "--log-format",
-            "json",
-        ])
-        .env_remove("PORT")
-        .env_remove("PUSH_URL")
-        .env_remove("PROMETHEUS_PORT")
-        .env("LOG_LEVEL", "info");
-    command
-}
+use process::{serve_command, EddyProcess, SERVING, STOPPED};
 
 #[tokio::test]
 async fn sigterm_ends_calls_with_unavailable_processes_every_receipt_and_exits_zero() {
-    let mut eddy = EddyProcess::start(serve());
+    let mut eddy = EddyProcess::start(serve_command(2));
     let serving = eddy.line(SERVING);
     let address: std::net::SocketAddr = serving["address"]
         .as_str()

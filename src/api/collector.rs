@@ -33,7 +33,7 @@ use crate::api::status::ApiError;
 use crate::durability::disk::DiskError;
 use crate::durability::EncodedBatch;
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{prepare, Bounds, NotPrepared, SkipReason};
+use crate::ingest::{prepare, NotPrepared, SkipReason};
 use crate::proto::flow_collector_server::FlowCollector;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
@@ -173,12 +173,7 @@ async fn serve_connection(
         let mut full = None;
         let mut received = 0;
         for (index, update) in batch.iter().enumerate() {
-            let bounds = Bounds {
-                retention: &state.retention,
-                limits: &state.input_limits,
-                now,
-            };
-            match prepare(update, &state.catalog, bounds) {
+            match prepare(update, &state.catalog, state.bounds(now)) {
                 Ok(record) => {
                     let flow = update.flow.as_ref();
                     let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));

@@ -22,7 +22,7 @@ use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
-use crate::ingest::{prepare, Bounds, NotPrepared};
+use crate::ingest::{prepare, NotPrepared};
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
@@ -232,12 +232,7 @@ async fn replay(
     let mut fingerprints = Vec::with_capacity(batch.updates.len());
     let mut expired = 0;
     for update in &batch.updates {
-        let bounds = Bounds {
-            retention: &state.retention,
-            limits: &state.input_limits,
-            now,
-        };
-        match prepare(update, &state.catalog, bounds) {
+        match prepare(update, &state.catalog, state.bounds(now)) {
             Ok(record) => {
                 let (start, end) = update
                     .flow

@@ -20,6 +20,22 @@ pub const SERVING: &str = "eddy is serving the Goldmane API";
 /// The last log line of a clean shutdown.
 pub const STOPPED: &str = "eddy stopped";
 
+/// `eddy serve` on free loopback ports (gRPC and health) with `workers` workers and JSON logs
+/// at `info`, without the variables of the caller's environment that would change that.
+pub fn serve_command(workers: usize) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_eddy"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["--health-address", "127.0.0.1", "--health-port", "0"])
+        .args(["--workers", &workers.to_string(), "--log-format", "json"])
+        .env_remove("PORT")
+        .env_remove("PUSH_URL")
+        .env_remove("PROMETHEUS_PORT")
+        .env_remove("EDDY_FAULT_INJECT")
+        .env("LOG_LEVEL", "info");
+    command
+}
+
 /// A running `eddy serve` and its JSON log lines.
 pub struct EddyProcess {
     /// The process.
