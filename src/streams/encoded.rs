@@ -10,8 +10,7 @@ use tonic::codegen::Bytes;
 use tonic::Status;
 use tonic_prost::ProstDecoder;
 
-use crate::api::convert::{flow_result, RowConverter};
-use crate::catalog::Catalog;
+use crate::api::convert::RowConverter;
 use crate::proto::{FlowResult, FlowStreamRequest};
 use eddy_dataflows::queries::list::ListRow;
 
@@ -23,11 +22,6 @@ impl EncodedResult {
     /// Encodes `result`.
     pub fn of(result: &FlowResult) -> Self {
         EncodedResult(Bytes::from(result.encode_to_vec()))
-    }
-
-    /// Encodes the result of one aggregated row.
-    pub fn of_row(row: &ListRow, catalog: &Catalog) -> Self {
-        EncodedResult::of(&flow_result(row, catalog))
     }
 
     /// Encodes the result of one of many rows converted by `converter`.

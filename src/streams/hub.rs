@@ -33,6 +33,7 @@ use prost::Message;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tonic::Status;
 
+use crate::api::convert::RowConverter;
 use crate::api::filter::{FilterMatcher, Resolved};
 use crate::api::status::ApiError;
 use crate::catalog::Catalog;
@@ -472,8 +473,11 @@ impl Hub {
             self.counters.epochs_emitted.fetch_add(1, Ordering::Relaxed);
             let mut candidates = Vec::new();
             let mut recipients = Vec::new();
+            // One converter for the bucket: a trace shared by many rows is decoded once.
+            let catalog = self.catalog.clone();
+            let mut converter = RowConverter::new(&catalog);
             for row in partials.into_iter().flat_map(|partial| partial.rows) {
-                self.route(&row, &mut candidates, &mut recipients);
+                self.route(&row, &mut converter, &mut candidates, &mut recipients);
             }
         }
     }
@@ -505,7 +509,13 @@ impl Hub {
         }
     }
 
-    fn route(&mut self, row: &ListRow, candidates: &mut Vec<GroupId>, recipients: &mut Vec<u64>) {
+    fn route(
+        &mut self,
+        row: &ListRow,
+        converter: &mut RowConverter<'_>,
+        candidates: &mut Vec<GroupId>,
+        recipients: &mut Vec<u64>,
+    ) {
         candidates.clear();
         recipients.clear();
         self.index.candidates(&row.key, candidates);
@@ -523,7 +533,7 @@ impl Hub {
         if recipients.is_empty() {
             return;
         }
-        let result = EncodedResult::of_row(row, &self.catalog);
+        let result = EncodedResult::of_row_with(row, converter);
         for member in recipients.iter() {
             self.deliver(*member, result.clone());
         }
