@@ -10,7 +10,7 @@ mod durability_support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, hit, key};
 use durability_support::{list_totals, statistics_totals, Eddy, Totals};
@@ -90,7 +90,7 @@ async fn session(
     address: SocketAddr,
     index: u64,
     node: Arc<Mutex<Node>>,
-    streaming: Option<mpsc::Sender<()>>,
+    streaming: Option<mpsc::Sender<u64>>,
 ) {
     let stream_new = streaming.is_some();
     let Ok(channel) = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
@@ -159,10 +159,11 @@ async fn session(
         if !stream_new && count == to_receipt {
             break;
         }
-        if count == to_receipt + 1 {
+        if count > to_receipt {
             if let Some(streaming) = &streaming {
-                // The test may be gone already; nothing is left to tell.
-                let _ = streaming.try_send(());
+                // The test may be gone, or not reading yet: a receipt it does not hear of
+                // changes only which later receipt the kill follows.
+                let _ = streaming.try_send(index);
             }
         }
     }
@@ -225,7 +226,7 @@ async fn sigkill_during_ingest_loses_no_receipted_update_and_counts_none_twice()
         if round == KILLS {
             break;
         }
-        let (started, mut first_receipts) = mpsc::channel(NODES as usize);
+        let (started, mut receipts_of_new) = mpsc::channel(4096);
         let streaming: Vec<_> = nodes
             .iter()
             .enumerate()
@@ -234,14 +235,22 @@ async fn sigkill_during_ingest_loses_no_receipted_update_and_counts_none_twice()
                 tokio::spawn(session(eddy.address, index as u64, node.clone(), started))
             })
             .collect();
-        for _ in 0..NODES {
-            first_receipts
+        // The kill lands at a random moment of the ingest: after every node has had a receipt
+        // for new data, and then a random number of further receipts.
+        let mut heard = vec![false; NODES as usize];
+        while heard.contains(&false) {
+            let node = receipts_of_new
                 .recv()
                 .await
                 .expect("every node gets a receipt for a new update");
+            heard[node as usize] = true;
         }
-        // Not a wait for the server: the kill lands at a random moment of the ingest.
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        for _ in 0..rng.random_range(0..1500) {
+            receipts_of_new
+                .recv()
+                .await
+                .expect("the nodes go on receiving receipts until the kill");
+        }
         eddy.kill();
         for session in streaming {
             session.await.expect("a session task ends");
