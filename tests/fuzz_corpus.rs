@@ -1,6 +1,6 @@
 //! Replays the committed fuzz corpora (fuzz/corpus/<target>/) on the stable toolchain through
 //! the same harness functions the `cargo fuzz` targets run (fuzz/harness.rs), so every input
-//! the fuzzer kept, crash reproducers included, is checked in the normal test run.
+//! the fuzzer kept, crash reproducers included, is checked in the normal test run (SPEC §10).
 
 #[path = "../fuzz/harness.rs"]
 mod harness;

@@ -1,6 +1,6 @@
-//! The live stream bounds reach the real `eddy serve` binary from their environment
-//! variables: a stream limit set by `EDDY_MAX_STREAMS` refuses the stream beyond it, and a
-//! bound out of range stops the process with a usage error naming the flag.
+//! The live stream bounds (SPEC §7.5, §12.5) reach the real `eddy serve` binary from their
+//! environment variables: a stream limit set by `EDDY_MAX_STREAMS` refuses the stream beyond it,
+//! and a bound out of range stops the process with a usage error naming the flag.
 
 mod process;
 
