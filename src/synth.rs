@@ -9,6 +9,7 @@
 //! a node; the same key may come from several nodes, as with replicas behind one service.
 
 pub mod keys;
+pub mod realistic;
 pub mod traces;
 pub mod workloads;
 
