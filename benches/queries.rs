@@ -1,492 +1,326 @@
-//! Query latency under steady ingest: N retained (key, bucket) rows loaded through `Connect`
-//! into a real server on a socket, then `Flows.List` (first page, and filtered to one
-//! destination namespace), `Flows.FilterHints` and `Statistics.List` timed through real clients
-//! while two `Connect` streams keep ingesting into the newest bucket. Load time runs from the
-//! first update until a List shows every row.
+//! Query latency on the realistic workload (WORKLOAD.md): KEYS keys (250,000 by default) in
+//! each of the 4 closed buckets before now, 1,000,000 retained (key, bucket) rows, loaded over
+//! Connect into Eddy's real `eddy serve` binary in a child process. Then each query runs in a
+//! closed loop for SECONDS (8 by default), idle and while 8 pipelined Connect streams ingest
+//! at full speed beside it (updates of 20,000 of the keys, into their existing rows):
 //!
-//! `cargo bench --bench queries` runs every configuration, each in a fresh child process so
-//! resident memory is measured per configuration. `cargo bench --bench queries -- ROWS WORKERS
-//! [RATE]` runs one (RATE: background updates per second, default 20,000; 0 sends as fast as
-//! receipts return). Figures are printed as a Markdown table row for BENCHMARKS.md. Client and
-//! server share the process and the allocator of the `eddy` binary.
+//! - `Flows.List`, page size 100, over the whole retained range;
+//! - `Flows.List` filtered to one `dest_namespaces` value (Exact);
+//! - `Flows.FilterHints`, `DestNamespace`, page size 20;
+//! - `Statistics.List`, `PacketCount` by `Policy` with `time_series`, the whole response read;
+//!
+//! and last, 64 concurrent List callers (first page, idle). Each row gives answers, p50 / p99,
+//! the server's process CPU (from `/proc/PID/stat`) per answer and the ingest rate beside it.
+//! Every answer is checked: List's total is the number of keys, the filtered List's the keys
+//! with that destination namespace.
+//!
+//! `cargo bench --bench queries [-- KEYS [SECONDS]]`
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod support;
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use eddy::cli::flowgen::realistic::{key_updates, WINDOW};
 use eddy::proto::flows_client::FlowsClient;
 use eddy::proto::statistics_client::StatisticsClient;
 use eddy::proto::{
-    Action, FilterHintsRequest, FilterType, FlowListRequest, FlowUpdate, PolicyTrace, Reporter,
-    StatisticType, StatisticsGroupBy, StatisticsRequest, StringMatch,
+    FilterHintsRequest, FilterType, FlowListRequest, StatisticType, StatisticsGroupBy,
+    StatisticsRequest, StringMatch,
 };
-use eddy::retention::Retention;
-use eddy::server::ServerConfig;
-use eddy::worker::clock::ManualClock;
-use support::cluster::{
-    app, namespace_names, reporter, Pod, PolicyChoices, TcpFlow, DESTS, NAMESPACES, TRACES,
-};
+use eddy::synth::realistic::{update, BucketChoice, NAMESPACES};
+use support::children::ServerChild;
 use support::ingest::send_spread;
-use support::measure::{percentile_ms, resident_bytes, timed_statistics};
-use support::process::{arguments, run_in_child};
-use support::server::{connect, start_server};
-use tokio::sync::Notify;
-use tokio::task::JoinHandle;
+use support::latency::Latencies;
+use support::process::numeric_arguments;
+use support::pump::Pump;
+use support::server::connect;
 use tonic::transport::Channel;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const WINDOW: i64 = 15;
-const NOW: i64 = 1_700_000_107;
-const CLOSED_BUCKETS: i64 = 240;
-/// Buckets the rows are spread over; the newest is the current bucket.
+const DEFAULT_KEYS: u64 = 250_000;
+const DEFAULT_SECONDS: u64 = 8;
+/// Closed buckets every key is loaded in.
 const BUCKETS: u64 = 4;
-const SOURCES: u64 = 3_000;
-const PORTS: [i64; 6] = [80, 443, 5432, 6379, 8080, 9090];
-/// Flows per List page.
-const PAGE_SIZE: i64 = 50;
-/// The destination namespace of the filtered List.
-const FILTERED_NAMESPACE: u64 = 7;
 /// Connect calls (one connection each) that load the rows.
 const LOAD_STREAMS: usize = 4;
-/// Connect calls (one connection each) that ingest during the query phase.
-const BACKGROUND_STREAMS: usize = 2;
-/// Updates a Connect call may have sent without a receipt.
-const IN_FLIGHT: usize = 2048;
-const DEFAULT_RATE: u64 = 20_000;
-/// Background updates receipted before the queries start.
-const WARM_UP: u64 = 5_000;
-/// Rounds of the query phase; each round runs every query once, in turn.
-const ROUNDS: usize = 30;
+/// Updates a loading or ingesting stream may have without a receipt.
+const OUTSTANDING: usize = 1_000;
+/// Keys the background ingest cycles through.
+const INGEST_KEYS: u64 = 20_000;
+/// Connect streams of the background ingest, on one connection.
+const INGEST_STREAMS: usize = 8;
+const LIST_PAGE: i64 = 100;
+const HINTS_PAGE: i64 = 20;
+/// The destination namespace of the filtered List.
+const FILTERED: &str = NAMESPACES[0];
+/// Concurrent List callers, and the connections they share.
+const CALLERS: usize = 64;
+const CALLER_CONNECTIONS: usize = 4;
 
-/// The fields a key index stands for. Keys are distinct: (source, dest) pairs are distinct
-/// because `pair / SOURCES` stays below `DESTS`, and port and reporter vary within a pair.
+/// The start of bucket `b` (1 to 4) before the bucket boundary `boundary`.
+fn bucket(boundary: i64, b: u64) -> BucketChoice {
+    BucketChoice::Exactly(boundary - b as i64 * WINDOW)
+}
+
+/// What the answers must say.
 #[derive(Clone, Copy)]
-struct Layout {
-    source: u64,
-    dest: u64,
-    port: usize,
-    reporter: Reporter,
-    trace: u64,
+struct Expected {
+    keys: u64,
+    filtered: u64,
 }
 
-fn layout(key: u64) -> Layout {
-    let port = ((key / 2) % PORTS.len() as u64) as usize;
-    let pair = key / (2 * PORTS.len() as u64);
-    let source = pair % SOURCES;
-    let dest = (pair / SOURCES + source * 7) % DESTS;
-    Layout {
-        source,
-        dest,
-        port,
-        reporter: reporter(key),
-        trace: (dest + port as u64) % TRACES,
-    }
+#[derive(Clone, Copy, Debug)]
+enum Query {
+    List,
+    FilteredList,
+    Hints,
+    Statistics,
 }
 
-/// Trace `trace`: its enforced policy is named after an app and sits in the platform tier
-/// for every fourth trace; its staged policy denies every third trace.
-fn policy_trace(trace: u64) -> (PolicyTrace, Action) {
-    support::cluster::policy_trace(
-        trace,
-        PolicyChoices {
-            enforced_name: format!("allow-{}-{trace}", app(trace)),
-            enforced_tier: if trace.is_multiple_of(4) {
-                "platform"
-            } else {
-                "default"
-            },
-            pending_action: if trace.is_multiple_of(3) {
-                Action::Deny
-            } else {
-                Action::Allow
-            },
-            pending_rule_index: 0,
-        },
-    )
-}
-
-/// Every string a key is made of, built once so updates are cheap to make.
-struct Cluster {
-    sources: Vec<String>,
-    dests: Vec<String>,
-    namespaces: Vec<String>,
-    source_labels: Vec<Vec<String>>,
-    dest_labels: Vec<Vec<String>>,
-    traces: Vec<(PolicyTrace, Action)>,
-}
-
-impl Cluster {
-    fn new() -> Self {
-        let pod = |index: u64, salt: u64| {
-            // An odd multiplier is a bijection modulo 2^20, so names do not repeat.
-            format!("{}-{:05x}", app(index), (index * 7919 + salt) % 0x10_0000)
-        };
-        let labels = |index: u64| {
-            vec![
-                format!("app={}", app(index)),
-                format!("version=v{}", index % 3),
-            ]
-        };
-        Cluster {
-            sources: (0..SOURCES).map(|i| pod(i, 0)).collect(),
-            dests: (0..DESTS).map(|i| pod(i, 0x8_0000)).collect(),
-            namespaces: namespace_names(),
-            source_labels: (0..SOURCES).map(labels).collect(),
-            dest_labels: (0..DESTS).map(labels).collect(),
-            traces: (0..TRACES).map(policy_trace).collect(),
-        }
-    }
-
-    /// One update of `key` in the bucket starting at `bucket`. `round` > 0 marks a background
-    /// update: its counters differ from the load's and from every earlier round's, so the
-    /// server's replay de-duplication never skips it.
-    fn update(&self, key: u64, bucket: i64, round: u64) -> FlowUpdate {
-        let at = layout(key);
-        let (packets_in, packets_out) = if round == 0 {
-            (10, 12)
-        } else {
-            (round as i64, 1)
-        };
-        TcpFlow {
-            source: Pod {
-                name: self.sources[at.source as usize].clone(),
-                namespace: self.namespaces[(at.source % NAMESPACES) as usize].clone(),
-                labels: self.source_labels[at.source as usize].clone(),
-            },
-            dest: Pod {
-                name: self.dests[at.dest as usize].clone(),
-                namespace: self.namespaces[(at.dest % NAMESPACES) as usize].clone(),
-                labels: self.dest_labels[at.dest as usize].clone(),
-            },
-            port: PORTS[at.port],
-            reporter: at.reporter,
-            trace: &self.traces[at.trace as usize],
-            packets_in,
-            packets_out,
-        }
-        .update(bucket)
-    }
-}
-
-/// Connect calls updating existing keys in the newest bucket until stopped.
-struct Background {
-    stop: Arc<AtomicBool>,
-    receipted: Arc<AtomicU64>,
-    /// Signalled once [`WARM_UP`] updates are receipted: the ingest is under way.
-    warmed_up: Arc<Notify>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
-impl Background {
-    /// `rate` updates per second over all streams (0: as fast as receipts return).
-    fn start(channels: &[Channel], cluster: Arc<Cluster>, keys: u64, rate: u64) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let receipted = Arc::new(AtomicU64::new(0));
-        let warmed_up = Arc::new(Notify::new());
-        let streams = channels.len() as u64;
-        let newest = Retention {
-            window: WINDOW,
-            closed_buckets: CLOSED_BUCKETS,
-        }
-        .bucket_of(NOW);
-        // Paced in 10 ms ticks.
-        let per_tick = (rate / streams / 100).max(1);
-        let mut tasks = Vec::new();
-        for (stream, channel) in channels.iter().enumerate() {
-            let (channel, cluster) = (channel.clone(), cluster.clone());
-            let (stop, receipted) = (stop.clone(), receipted.clone());
-            let warmed_up = warmed_up.clone();
-            tasks.push(tokio::spawn(async move {
-                let (sink, mut receipts) = support::ingest::open(channel, IN_FLIGHT).await;
-                let reader = tokio::spawn(async move {
-                    while let Some(_receipt) = receipts.next().await {
-                        if receipted.fetch_add(1, Ordering::Relaxed) + 1 == WARM_UP {
-                            warmed_up.notify_one();
-                        }
-                    }
-                });
-                let mut ticks = tokio::time::interval(Duration::from_millis(10));
-                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                let mut sent = 0u64;
-                'sending: while !stop.load(Ordering::Relaxed) {
-                    if rate > 0 {
-                        ticks.tick().await;
-                    }
-                    for _ in 0..if rate > 0 { per_tick } else { 256 } {
-                        let index = sent * streams + stream as u64;
-                        sent += 1;
-                        let update = cluster.update(index % keys, newest, 1 + index / keys);
-                        if !sink.send(update).await {
-                            break 'sending;
-                        }
-                    }
-                }
-                drop(sink);
-                reader.await.expect("every receipt arrives");
-            }));
-        }
-        Background {
-            stop,
-            receipted,
-            warmed_up,
-            tasks,
-        }
-    }
-
-    /// Waits until the background ingest has had [`WARM_UP`] updates receipted.
-    async fn warmed_up(&self) {
-        self.warmed_up.notified().await;
-    }
-
-    fn receipted(&self) -> u64 {
-        self.receipted.load(Ordering::Relaxed)
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            task.await.expect("a background stream ends cleanly");
+impl Query {
+    fn name(self) -> &'static str {
+        match self {
+            Query::List => "List, page size 100",
+            Query::FilteredList => "List filtered to one dest namespace",
+            Query::Hints => "FilterHints DestNamespace, page size 20",
+            Query::Statistics => "Statistics PacketCount by Policy, time series",
         }
     }
 }
 
-fn list_request(filter: Option<eddy::proto::Filter>) -> FlowListRequest {
+/// Clients of one connection.
+#[derive(Clone)]
+struct Clients {
+    flows: FlowsClient<Channel>,
+    statistics: StatisticsClient<Channel>,
+}
+
+impl Clients {
+    fn new(channel: Channel) -> Clients {
+        Clients {
+            flows: FlowsClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
+            statistics: StatisticsClient::new(channel).max_decoding_message_size(usize::MAX),
+        }
+    }
+}
+
+fn list_request(filtered: bool) -> FlowListRequest {
+    let filter = filtered.then(|| eddy::proto::Filter {
+        dest_namespaces: vec![StringMatch {
+            value: FILTERED.into(),
+            r#type: 0,
+        }],
+        ..Default::default()
+    });
     FlowListRequest {
-        page_size: PAGE_SIZE,
+        page_size: LIST_PAGE,
         filter,
         ..Default::default()
     }
 }
 
-fn filtered(cluster: &Cluster) -> eddy::proto::Filter {
-    eddy::proto::Filter {
-        dest_namespaces: vec![StringMatch {
-            value: cluster.namespaces[FILTERED_NAMESPACE as usize].clone(),
-            r#type: 0,
-        }],
-        ..Default::default()
-    }
-}
-
-/// What the queries must answer, worked out from the key layout. A List without
-/// `aggregation_interval` answers one flow per key over the whole range.
-struct Expected {
-    filtered_keys: u64,
-    dest_namespaces: u64,
-    source_names: u64,
-    policies: u64,
-}
-
-fn expected(keys: u64) -> Expected {
-    let (mut filtered_keys, mut namespaces, mut sources, mut traces) =
-        (0, HashSet::new(), HashSet::new(), HashSet::new());
-    for key in 0..keys {
-        let at = layout(key);
-        if at.dest % NAMESPACES == FILTERED_NAMESPACE {
-            filtered_keys += 1;
+/// Runs `query` once and checks its answer.
+async fn ask(clients: &mut Clients, query: Query, expected: Expected) {
+    match query {
+        Query::List | Query::FilteredList => {
+            let filtered = matches!(query, Query::FilteredList);
+            let page = clients
+                .flows
+                .list(list_request(filtered))
+                .await
+                .expect("List succeeds")
+                .into_inner();
+            let total = page.meta.expect("a page has metadata").total_results as u64;
+            let want = if filtered {
+                expected.filtered
+            } else {
+                expected.keys
+            };
+            assert_eq!(total, want, "{query:?} counts every matching key");
+            assert_eq!(page.flows.len() as u64, want.min(LIST_PAGE as u64));
         }
-        namespaces.insert(at.dest % NAMESPACES);
-        sources.insert(at.source);
-        traces.insert(at.trace);
-    }
-    Expected {
-        filtered_keys,
-        dest_namespaces: namespaces.len() as u64,
-        source_names: sources.len() as u64,
-        // Each trace names one enforced and one staged policy of its own.
-        policies: 2 * traces.len() as u64,
+        Query::Hints => {
+            let hints = clients
+                .flows
+                .filter_hints(FilterHintsRequest {
+                    r#type: FilterType::DestNamespace as i32,
+                    page_size: HINTS_PAGE,
+                    ..Default::default()
+                })
+                .await
+                .expect("FilterHints succeeds")
+                .into_inner();
+            assert!(!hints.hints.is_empty(), "destination namespaces are hinted");
+        }
+        Query::Statistics => {
+            let mut results = clients
+                .statistics
+                .list(StatisticsRequest {
+                    r#type: StatisticType::PacketCount as i32,
+                    group_by: StatisticsGroupBy::Policy as i32,
+                    time_series: true,
+                    ..Default::default()
+                })
+                .await
+                .expect("Statistics succeeds")
+                .into_inner();
+            let mut count = 0;
+            while let Some(_result) = results.message().await.expect("results arrive") {
+                count += 1;
+            }
+            assert!(count > 0, "policies have statistics");
+        }
     }
 }
 
-async fn statistics(
-    client: &mut StatisticsClient<Channel>,
-    time_series: bool,
-    expected: u64,
-) -> Duration {
-    let request = StatisticsRequest {
-        r#type: StatisticType::PacketCount as i32,
-        group_by: StatisticsGroupBy::Policy as i32,
-        time_series,
-        ..Default::default()
-    };
-    let (elapsed, results) = timed_statistics(client, request).await;
-    assert_eq!(
-        results as u64, expected,
-        "one result per policy in the traces"
-    );
-    elapsed
+/// What a closed loop of one or more callers measured.
+struct Loop {
+    answers: u64,
+    elapsed: f64,
+    latencies: Latencies,
+    cpu_ms_per_answer: f64,
+    ingest_rate: Option<f64>,
 }
 
-async fn hints(client: &mut FlowsClient<Channel>, kind: FilterType, expected: u64) -> Duration {
+/// Runs `query` in a closed loop on each of `callers` for `seconds`.
+async fn closed_loop(
+    eddy: &ServerChild,
+    callers: Vec<Clients>,
+    query: Query,
+    expected: Expected,
+    seconds: u64,
+    ingest: Option<&Pump>,
+) -> Loop {
+    let cpu = eddy.cpu_seconds();
+    let receipts = ingest.map(Pump::receipts);
     let started = Instant::now();
-    let answer = client
-        .filter_hints(FilterHintsRequest {
-            r#type: kind as i32,
-            ..Default::default()
-        })
-        .await
-        .expect("FilterHints succeeds")
-        .into_inner();
-    let elapsed = started.elapsed();
-    let total = answer.meta.expect("hints carry metadata").total_results;
-    assert_eq!(total as u64, expected, "one hint per distinct value");
-    elapsed
-}
-
-async fn list(
-    client: &mut FlowsClient<Channel>,
-    request: FlowListRequest,
-    expected_total: u64,
-) -> Duration {
-    let started = Instant::now();
-    let page = client
-        .list(request)
-        .await
-        .expect("List succeeds")
-        .into_inner();
-    let elapsed = started.elapsed();
-    let total = page.meta.expect("a page carries metadata").total_results;
-    assert_eq!(
-        total as u64, expected_total,
-        "every matching flow is counted"
-    );
-    assert_eq!(
-        page.flows.len() as u64,
-        expected_total.min(PAGE_SIZE as u64),
-        "a full page"
-    );
-    elapsed
-}
-
-fn run_one(rows: u64, workers: usize, rate: u64) {
-    let keys = rows / BUCKETS;
-    let rows = keys * BUCKETS;
-    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    runtime.block_on(async move {
-        let retention = Retention {
-            window: WINDOW,
-            closed_buckets: CLOSED_BUCKETS,
-        };
-        let (state, address) = start_server(
-            ServerConfig::new(workers, retention),
-            Arc::new(ManualClock::new(NOW)),
-        )
-        .await;
-        let cluster = Arc::new(Cluster::new());
-        let expected = expected(keys);
-        let mut load_channels = Vec::new();
-        for _ in 0..LOAD_STREAMS {
-            load_channels.push(connect(address).await);
-        }
-        let mut background_channels = Vec::new();
-        for _ in 0..BACKGROUND_STREAMS {
-            background_channels.push(connect(address).await);
-        }
-        let query_channel = connect(address).await;
-        let mut flows = FlowsClient::new(query_channel.clone());
-        let mut stats = StatisticsClient::new(query_channel);
-        state.engine.sync().await.expect("the engine runs");
-        let before = resident_bytes();
-
-        let oldest = retention.bucket_of(NOW) - (BUCKETS as i64 - 1) * WINDOW;
-        let loader = cluster.clone();
-        let started = Instant::now();
-        send_spread(&load_channels, rows, IN_FLIGHT, move |index| {
-            let bucket = oldest + (index / keys) as i64 * WINDOW;
-            loader.update(index % keys, bucket, 0)
-        })
-        .await;
-        // One row per (key, bucket) proves every update is in.
-        let per_bucket = FlowListRequest {
-            aggregation_interval: WINDOW,
-            ..list_request(None)
-        };
-        list(&mut flows, per_bucket, rows).await;
-        let load = started.elapsed();
-        drop(load_channels);
-        let per_row = resident_bytes().saturating_sub(before) as f64 / rows as f64;
-
-        let background = Background::start(&background_channels, cluster.clone(), keys, rate);
-        background.warmed_up().await;
-        let receipted_before = background.receipted();
-        let queries_started = Instant::now();
-        let mut times: [Vec<Duration>; 6] = Default::default();
-        for _ in 0..ROUNDS {
-            times[0].push(list(&mut flows, list_request(None), keys).await);
-            times[1].push(
-                list(
-                    &mut flows,
-                    list_request(Some(filtered(&cluster))),
-                    expected.filtered_keys,
-                )
-                .await,
-            );
-            times[2].push(
-                hints(
-                    &mut flows,
-                    FilterType::DestNamespace,
-                    expected.dest_namespaces,
-                )
-                .await,
-            );
-            times[3].push(hints(&mut flows, FilterType::SourceName, expected.source_names).await);
-            times[4].push(statistics(&mut stats, true, expected.policies).await);
-            times[5].push(statistics(&mut stats, false, expected.policies).await);
-        }
-        let ingest_rate = (background.receipted() - receipted_before) as f64
-            / queries_started.elapsed().as_secs_f64();
-        background.stop().await;
-        let cells: Vec<String> = times
-            .iter_mut()
-            .map(|times| {
-                times.sort();
-                format!(
-                    "{:.1} / {:.1} ms",
-                    percentile_ms(times, 0.5),
-                    percentile_ms(times, 0.99)
-                )
+    let until = started + Duration::from_secs(seconds);
+    let tasks: Vec<_> = callers
+        .into_iter()
+        .map(|mut clients| {
+            tokio::spawn(async move {
+                let mut latencies = Latencies::default();
+                while Instant::now() < until {
+                    let asked = Instant::now();
+                    ask(&mut clients, query, expected).await;
+                    latencies.record(asked.elapsed());
+                }
+                latencies
             })
-            .collect();
-        println!(
-            "| {rows} | {workers} | {:.1} s, {:.0} k/s | {:.1} k/s | {} | {:.0} |",
-            load.as_secs_f64(),
-            rows as f64 / load.as_secs_f64() / 1e3,
-            ingest_rate / 1e3,
-            cells.join(" | "),
-            per_row,
-        );
-    });
+        })
+        .collect();
+    let mut latencies = Latencies::default();
+    for task in tasks {
+        latencies.merge(&task.await.expect("a caller finishes"));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = eddy.cpu_seconds() - cpu;
+    let answers = latencies.count();
+    Loop {
+        answers,
+        elapsed,
+        cpu_ms_per_answer: cpu * 1e3 / answers.max(1) as f64,
+        ingest_rate: ingest
+            .zip(receipts)
+            .map(|(pump, before)| (pump.receipts() - before) as f64 / elapsed),
+        latencies,
+    }
+}
+
+fn row(query: &str, load: &str, measured: &Loop) {
+    println!(
+        "| {query} | {load} | {} | {:.0}/s | {} | {:.2} ms | {} |",
+        measured.answers,
+        measured.answers as f64 / measured.elapsed,
+        measured.latencies.p50_p99(),
+        measured.cpu_ms_per_answer,
+        measured
+            .ingest_rate
+            .map_or("—".into(), |rate| format!("{:.0} k/s", rate / 1e3)),
+    );
+}
+
+/// Keys whose destination namespace is the filtered one.
+fn filtered_keys(keys: u64, boundary: i64) -> u64 {
+    (0..keys)
+        .filter(|&key| {
+            let update = update(key, 0, 0, WINDOW, bucket(boundary, 1));
+            update
+                .flow
+                .and_then(|flow| flow.key)
+                .is_some_and(|key| key.dest_namespace == FILTERED)
+        })
+        .count() as u64
 }
 
 fn main() {
-    let args = arguments();
-    if let [rows, workers, rest @ ..] = &args[..] {
-        run_one(
-            rows.parse().expect("ROWS is a number"),
-            workers.parse().expect("WORKERS is a number"),
-            rest.first()
-                .map_or(DEFAULT_RATE, |rate| rate.parse().expect("RATE is a number")),
+    let args = numeric_arguments("[KEYS [SECONDS]]");
+    let keys = args.first().copied().unwrap_or(DEFAULT_KEYS);
+    let seconds = args.get(1).copied().unwrap_or(DEFAULT_SECONDS);
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async move {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("the clock is after 1970")
+            .as_secs() as i64;
+        let boundary = now - now % WINDOW;
+        let expected = Expected {
+            keys,
+            filtered: filtered_keys(keys, boundary),
+        };
+        let eddy = ServerChild::eddy(&[]);
+        let mut loaders = Vec::new();
+        for _ in 0..LOAD_STREAMS {
+            loaders.push(connect(eddy.address).await);
+        }
+        let started = Instant::now();
+        send_spread(&loaders, keys * BUCKETS, OUTSTANDING, move |index| {
+            update(
+                index % keys,
+                0,
+                0,
+                WINDOW,
+                bucket(boundary, 1 + index / keys),
+            )
+        })
+        .await;
+        let load = started.elapsed().as_secs_f64();
+        let rows = keys * BUCKETS;
+        println!(
+            "{keys} keys x {BUCKETS} buckets = {rows} rows loaded in {load:.1} s ({:.0} k/s); \
+             server resident {:.0} MB ({:.0} bytes per row); {seconds} s per query loop.",
+            rows as f64 / load / 1e3,
+            eddy.resident_bytes() as f64 / 1e6,
+            eddy.resident_bytes() as f64 / rows as f64,
         );
-        return;
-    }
-    println!("| rows | workers | load (time, rate) | background ingest | List first page p50 / p99 | filtered List p50 / p99 | FilterHints dest namespace p50 / p99 | FilterHints source name p50 / p99 | Statistics per policy, time series p50 / p99 | Statistics per policy, totals p50 / p99 | resident bytes per row |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
-    for (rows, workers) in [
-        (10_000u64, 2usize),
-        (100_000, 2),
-        (1_000_000, 2),
-        (1_000_000, 1),
-    ] {
-        run_in_child(
-            &[rows.to_string(), workers.to_string()],
-            &format!("configuration {rows} rows x {workers} workers"),
-        );
-    }
+        println!();
+        println!("| query | beside | answers | answers/s | p50 / p99 | server CPU per answer | ingest beside |");
+        println!("|---|---|---|---|---|---|---|");
+        let clients = Clients::new(connect(eddy.address).await);
+        let queries = [Query::List, Query::FilteredList, Query::Hints, Query::Statistics];
+        for query in queries {
+            let measured = closed_loop(&eddy, vec![clients.clone()], query, expected, seconds, None).await;
+            row(query.name(), "idle", &measured);
+        }
+        let ingest_keys = key_updates(INGEST_KEYS.min(keys), |key| bucket(boundary, 1 + key % BUCKETS));
+        let ingest_channel = connect(eddy.address).await;
+        let pump = Pump::start(&ingest_channel, INGEST_STREAMS, OUTSTANDING, &ingest_keys);
+        for query in queries {
+            let measured =
+                closed_loop(&eddy, vec![clients.clone()], query, expected, seconds, Some(&pump)).await;
+            row(query.name(), "ingest at full speed", &measured);
+        }
+        pump.stop().await;
+        let mut callers = Vec::new();
+        for _ in 0..CALLER_CONNECTIONS {
+            let shared = Clients::new(connect(eddy.address).await);
+            callers.extend(std::iter::repeat_n(shared, CALLERS / CALLER_CONNECTIONS));
+        }
+        let measured = closed_loop(&eddy, callers, Query::List, expected, seconds, None).await;
+        row(&format!("{CALLERS} concurrent List callers"), "idle", &measured);
+    });
 }

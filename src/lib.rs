@@ -6,6 +6,8 @@
 //! tokio and the timely workers. The views themselves live in `eddy-dataflows`.
 
 pub mod admin;
+#[cfg(feature = "count-allocations")]
+pub mod alloc_count;
 pub mod api;
 pub mod catalog;
 pub mod cli;

@@ -7,8 +7,14 @@ use eddy::config::{Cli, Command, ServeArgs};
 
 /// mimalloc: the server allocates and frees many small strings per update (protobuf decode),
 /// where it measured faster than the system allocator (BENCHMARKS.md).
+#[cfg(not(feature = "count-allocations"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The same allocator with a count of allocations on `/metrics`, for the benches.
+#[cfg(feature = "count-allocations")]
+#[global_allocator]
+static ALLOCATOR: eddy::alloc_count::CountingMiMalloc = eddy::alloc_count::CountingMiMalloc;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

@@ -185,6 +185,59 @@ async fn flowgen_totals_match_what_list_reports() {
     assert_eq!(bytes_out, number(&summary, "bytes_out"));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_realistic_profile_sends_every_key_each_cycle_and_list_agrees() {
+    let served = Served::start();
+    let summary = flowgen(
+        served.address,
+        &[
+            "--profile",
+            "realistic",
+            "--keys",
+            "300",
+            "--cycles",
+            "2",
+            "--nodes",
+            "4",
+            "--window",
+            "50",
+        ],
+    )
+    .await;
+    assert_eq!(summary["profile"], "realistic");
+    assert_eq!(number(&summary, "keys"), 300);
+    assert_eq!(number(&summary, "generated"), 600);
+    assert_eq!(number(&summary, "sent"), 600);
+    assert_eq!(number(&summary, "receipted"), 600);
+    assert_eq!(summary["latency_ms"]["samples"], 600);
+    assert_eq!(summary["last_error"], Value::Null);
+    // Every key's source pod is its own, so each key is one flow over the retained buckets;
+    // the second cycle changes bytes_out only, and the server aggregates both sends.
+    let (results, packets_in, bytes_out) = listed(served.address).await;
+    assert_eq!(results, 300);
+    assert_eq!(packets_in, number(&summary, "packets_in"));
+    assert_eq!(bytes_out, number(&summary, "bytes_out"));
+    let one_cycle = flowgen(
+        served.address,
+        &[
+            "--profile",
+            "realistic",
+            "--keys",
+            "300",
+            "--cycles",
+            "1",
+            "--stop-and-wait",
+        ],
+    )
+    .await;
+    assert_eq!(number(&one_cycle, "receipted"), 300);
+    assert_eq!(
+        number(&one_cycle, "packets_in") * 2,
+        number(&summary, "packets_in")
+    );
+    assert_eq!(listed(served.address).await.0, 300);
+}
+
 /// A TCP proxy that cuts each of the first `cuts` connections once it has forwarded
 /// `cut_after` bytes from the client; returns its address and the number of cuts so far.
 async fn cutting_proxy(

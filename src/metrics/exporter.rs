@@ -36,6 +36,8 @@ impl Exporter {
         registry.register(Box::new(reads.clone()))?;
         let sizes = Arc::new(ViewSizesCache::new(state.retention.window, reads));
         register_all(&registry, state, &sizes)?;
+        #[cfg(feature = "count-allocations")]
+        registry.register(Box::new(crate::alloc_count::AllocationsCollector::new()?))?;
         #[cfg(target_os = "linux")]
         registry.register(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),

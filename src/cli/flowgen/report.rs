@@ -7,6 +7,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use serde_json::json;
 
+use crate::cli::flowgen::Profile;
+
 /// Counters shared by every node; relaxed atomics, read only for display.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -156,6 +158,8 @@ pub struct Summary {
     pub interrupted: bool,
     /// How updates were paced, e.g. `every 15s, window 256` or `back to back, stop-and-wait`.
     pub pacing: String,
+    /// The traffic sent.
+    pub profile: Profile,
 }
 
 /// The summary as one JSON document.
@@ -168,6 +172,10 @@ pub fn summary_json(
     let receipted = get(&counters.receipted);
     let millis = |d: Duration| (d.as_secs_f64() * 1e6).round() / 1e3;
     json!({
+        "profile": match summary.profile {
+            Profile::Cluster => "cluster",
+            Profile::Realistic => "realistic",
+        },
         "nodes": summary.setup.0,
         "flows_per_node": summary.setup.1,
         "interval_seconds": summary.setup.2,
@@ -211,15 +219,21 @@ pub fn milliseconds(latency: Duration) -> String {
 pub fn summary_text(summary: &Summary, counters: &Counters, latency: &Histogram) -> String {
     let value = summary_json(summary, counters, latency);
     let (nodes, flows, _, seed) = summary.setup;
-    let mut text = format!(
-        "flowgen: {nodes} nodes x {flows} flows, {} (seed {seed}){}\n",
-        summary.pacing,
-        if summary.interrupted {
-            ", interrupted"
-        } else {
-            ""
-        }
-    );
+    let interrupted = if summary.interrupted {
+        ", interrupted"
+    } else {
+        ""
+    };
+    let mut text = match summary.profile {
+        Profile::Cluster => format!(
+            "flowgen: {nodes} nodes x {flows} flows, {} (seed {seed}){interrupted}\n",
+            summary.pacing
+        ),
+        Profile::Realistic => format!(
+            "flowgen: realistic workload, {} keys cycled on {nodes} streams, {}{interrupted}\n",
+            summary.keys, summary.pacing
+        ),
+    };
     text.push_str(&format!(
         "  updates   {} generated in {} flushes, {} sent, {} receipted ({} replayed, {} reconnects)\n",
         value["generated"], value["flushes"], value["sent"], value["receipted"], value["replayed"], value["reconnects"]
@@ -280,6 +294,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             interrupted: false,
             pacing: "every 15s, window 256".into(),
+            profile: Profile::Cluster,
         };
         let text = summary_text(&summary, &counters, &latency);
         assert!(
