@@ -8,6 +8,7 @@
 //! decides which), the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
 
 pub mod batch;
+pub mod bucket_read;
 pub mod buckets;
 pub mod checkpoint;
 pub mod disk;
@@ -94,12 +95,14 @@ impl Durability {
         &self.directory
     }
 
-    /// Writes one encoded batch. Returns the position to wait on with
+    /// Writes one encoded batch; called under the catalog's handover lock, which is held
+    /// until the engine took the batch. Returns the position to wait on with
     /// [`Durability::flush_through`]. Nothing is written when it fails.
     pub fn append(&self, batch: &EncodedBatch) -> Result<u64, DiskError> {
-        let newest = batch.buckets.last().copied().unwrap_or(Bucket::MIN);
-        let position = self.wal.append(&batch.payload, newest, batch.arrival)?;
-        self.buckets.touch(batch.buckets.iter().copied());
+        let position = self
+            .wal
+            .append(&batch.payload, &batch.buckets, batch.arrival)?;
+        self.buckets.touch(&batch.buckets, position);
         Ok(position)
     }
 
@@ -113,13 +116,25 @@ impl Durability {
         self.wal.flush_through(position).await
     }
 
-    /// Deletes what retention no longer needs: log segments whose updates all fell below
-    /// `floor` and whose batches arrived before `arrived_before` (so replays of them can no
-    /// longer arrive within the de-duplication horizon).
+    /// Deletes the log segments recovery no longer needs (SPEC §13.2): closed segments
+    /// whose batches all arrived before `arrived_before` (so replays of them can no longer
+    /// arrive within the de-duplication horizon) and whose every update either fell below
+    /// `floor` or is held by its bucket's file (the file covers the segment's last record of
+    /// that bucket).
     pub fn remove_expired(&self, floor: Bucket, arrived_before: i64) {
-        let removed = self.wal.remove_segments(floor, arrived_before);
+        let covered = self.buckets.covered();
+        let (removed, bytes) = self.wal.remove_segments(|segment| {
+            segment.last_arrival < arrived_before
+                && segment.buckets.iter().all(|(bucket, last)| {
+                    *bucket < floor || covered.get(bucket).is_some_and(|at| at >= last)
+                })
+        });
         if removed > 0 {
-            tracing::debug!(removed, "deleted write-ahead log segments past retention");
+            tracing::debug!(
+                removed,
+                bytes,
+                "deleted write-ahead log segments the bucket files and retention no longer need"
+            );
         }
     }
 

@@ -72,6 +72,18 @@ pub fn to_value<M: prost::Name>(
     serde_json::to_value(json(message, spelling))
 }
 
+/// Reads a message of type `M` from its JSON in either spelling (the parser takes both).
+pub fn from_json<M: prost::Name + Default>(text: &[u8]) -> Result<M, String> {
+    let name = M::full_name();
+    let descriptor = POOL
+        .get_message_by_name(&name)
+        .ok_or_else(|| format!("no descriptor for {name}"))?;
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let dynamic = DynamicMessage::deserialize(descriptor, &mut deserializer)
+        .map_err(|error| error.to_string())?;
+    dynamic.transcode_to().map_err(|error| error.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! file or the new one, never a mix. The schema is documented in `docs/durability.md`.
 
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 
@@ -12,6 +12,7 @@ use eddy_dataflows::model::Bucket;
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
 use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
@@ -195,12 +196,18 @@ fn io_error(error: ParquetError) -> io::Error {
     io::Error::other(error)
 }
 
-/// Writes `rows` as the file of `bucket` in `directory`, replacing it whole. Returns the
-/// file's size in bytes.
-pub fn write_bucket(directory: &Path, bucket: Bucket, rows: &[BucketRow]) -> io::Result<u64> {
-    let path = path_of(directory, bucket);
-    // A leading dot: readers of the folder (pyarrow, Spark) skip the file being written.
-    let temporary = directory.join(format!(".bucket-{bucket}.parquet.tmp"));
+/// Key-value metadata naming the log position a file covers: it holds exactly the updates of
+/// its bucket logged in records ending at or before it (SPEC §13.2).
+pub const COVERED_KEY: &str = "eddy.covered_log_position";
+/// Key-value metadata giving how many bytes the checksum covers: the file from its first
+/// byte to the end of its last row group.
+pub const DATA_BYTES_KEY: &str = "eddy.data_bytes";
+/// Key-value metadata holding the CRC32C of those bytes.
+pub const CRC_KEY: &str = "eddy.data_crc32c";
+
+/// The bytes of the Parquet file holding `rows` of `bucket`, covering log position
+/// `covered`, with the checksum of its data in its metadata.
+pub fn encode_bucket(rows: &[BucketRow], covered: u64) -> io::Result<Vec<u8>> {
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(io_error)?);
     let properties = Arc::new(
         WriterProperties::builder()
@@ -209,8 +216,8 @@ pub fn write_bucket(directory: &Path, bucket: Bucket, rows: &[BucketRow]) -> io:
             .build(),
     );
     let columns = columns(rows).map_err(io::Error::other)?;
-    let file = File::create(&temporary)?;
-    let mut writer = SerializedFileWriter::new(file, schema, properties).map_err(io_error)?;
+    let buffer = Vec::with_capacity(64 * 1024 + rows.len() * 64);
+    let mut writer = SerializedFileWriter::new(buffer, schema, properties).map_err(io_error)?;
     let mut group = writer.next_row_group().map_err(io_error)?;
     let mut columns = columns.into_iter();
     while let Some(mut column) = group.next_column().map_err(io_error)? {
@@ -246,13 +253,38 @@ pub fn write_bucket(directory: &Path, bucket: Bucket, rows: &[BucketRow]) -> io:
         column.close().map_err(io_error)?;
     }
     group.close().map_err(io_error)?;
-    let file = writer.into_inner().map_err(io_error)?;
+    writer.flush()?;
+    let data = writer.inner();
+    let (data_bytes, crc) = (data.len(), crc32c::crc32c(data));
+    for (key, value) in [
+        (COVERED_KEY, covered.to_string()),
+        (DATA_BYTES_KEY, data_bytes.to_string()),
+        (CRC_KEY, crc.to_string()),
+    ] {
+        writer.append_key_value_metadata(KeyValue::new(key.into(), value));
+    }
+    writer.into_inner().map_err(io_error)
+}
+
+/// Writes `rows` as the file of `bucket` in `directory`, covering log position `covered`,
+/// replacing it whole. Returns the file's size in bytes.
+pub fn write_bucket(
+    directory: &Path,
+    bucket: Bucket,
+    rows: &[BucketRow],
+    covered: u64,
+) -> io::Result<u64> {
+    let path = path_of(directory, bucket);
+    // A leading dot: readers of the folder (pyarrow, Spark) skip the file being written.
+    let temporary = directory.join(format!(".bucket-{bucket}.parquet.tmp"));
+    let bytes = encode_bucket(rows, covered)?;
+    let mut file = File::create(&temporary)?;
+    file.write_all(&bytes)?;
     file.sync_all()?;
-    let bytes = file.metadata()?.len();
     drop(file);
     std::fs::rename(&temporary, &path)?;
     sync_directory(directory)?;
-    Ok(bytes)
+    Ok(bytes.len() as u64)
 }
 
 #[cfg(test)]
@@ -315,11 +347,12 @@ mod tests {
     fn a_bucket_file_reads_back_as_its_rows_and_replaces_the_old_one() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let bucket = 1_700_000_100;
-        write_bucket(directory.path(), bucket, &[row(1, &[], 5)]).expect("the first file");
+        write_bucket(directory.path(), bucket, &[row(1, &[], 5)], 10).expect("the first file");
         let bytes = write_bucket(
             directory.path(),
             bucket,
             &[row(7, &["a=1", "b,c=2"], 10), row(9, &[], 20)],
+            20,
         )
         .expect("the file is replaced");
         let path = path_of(directory.path(), bucket);

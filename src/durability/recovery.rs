@@ -1,34 +1,58 @@
-//! Start-up recovery (SPEC §13.2, §13.4): reads the log's segments in order, cuts off a torn
-//! tail, sets damaged files aside, and hands every logged update still inside retention to
-//! the engine; batches that arrived within the de-duplication horizon also refill the
-//! de-duplication windows, so a client replaying them after the restart is not counted twice.
-//! The server answers no call until this is done.
+//! Start-up recovery (SPEC §13.2, §13.4): loads the retained buckets from their files, then
+//! reads the log's segments in order, cuts off a torn tail, sets damaged files aside, and
+//! hands the engine every logged update inside retention that no file holds. Batches that
+//! arrived within the de-duplication horizon also refill the de-duplication windows, so a
+//! client replaying them after the restart is not counted twice. The server answers no call
+//! until this is done.
+//!
+//! Exactly once: a bucket file records the log position it covers (it holds exactly its
+//! bucket's updates logged in records ending at or before it; see `buckets`). A logged update
+//! is replayed unless its bucket's file was loaded and covers the record holding it. A file
+//! failing its checksum is set aside and its bucket recovered from the log alone.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
-use eddy_dataflows::model::Bucket;
+use eddy_dataflows::model::{Bucket, FlowRecord};
 use prost::Message;
 
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::LoggedBatch;
-use crate::durability::buckets::BucketFiles;
-use crate::durability::checkpoint::BUCKET_DIRECTORY;
+use crate::durability::bucket_read::{read_bucket, BucketRead};
+use crate::durability::buckets::{BucketFiles, WrittenFile};
+use crate::durability::checkpoint::{BucketRow, BUCKET_DIRECTORY};
 use crate::durability::disk::DiskUsage;
 use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
 use crate::ingest::{prepare, NotPrepared};
+use crate::proto::FlowUpdate;
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
-/// Opens the data directory named by `args`, recovers its log into `state`'s engine and
-/// de-duplication windows, and returns the directory ready for writing. Errors name the
-/// setting or the file.
+/// Records handed to the engine at once when loading a bucket file.
+const LOAD_CHUNK: usize = 16 * 1024;
+
+/// What recovery found, for the log line.
+#[derive(Default)]
+struct Found {
+    /// Bucket files loaded.
+    files: usize,
+    /// Rows loaded from them.
+    rows: u64,
+    /// Updates replayed from the log.
+    logged: u64,
+    /// Buckets that got updates from the log that their files do not hold.
+    replayed: BTreeSet<Bucket>,
+}
+
+/// Opens the data directory named by `args`, recovers its bucket files and log into `state`'s
+/// engine and de-duplication windows, and returns the directory ready for writing. Errors
+/// name the setting or the file.
 pub async fn recover(
     args: &DurabilityArgs,
     state: &ServerState,
@@ -38,9 +62,11 @@ pub async fn recover(
     };
     let started = Instant::now();
     let wal_directory = directory.join(WAL_DIRECTORY);
+    let bucket_directory = directory.join(BUCKET_DIRECTORY);
     for folder in [
         &directory,
         &wal_directory,
+        &bucket_directory,
         &directory.join(DAMAGED_DIRECTORY),
     ] {
         std::fs::create_dir_all(folder).map_err(|error| {
@@ -52,26 +78,44 @@ pub async fn recover(
     }
     let counters = Arc::new(DurabilityCounters::default());
     let now = state.now();
+    let mut found = Found::default();
+    let written = load_bucket_files(
+        &directory,
+        &bucket_directory,
+        state,
+        now,
+        &counters,
+        &mut found,
+    )
+    .await?;
+    let covered: BTreeMap<Bucket, u64> = written
+        .iter()
+        .filter_map(|(bucket, file)| file.covered.map(|at| (*bucket, at)))
+        .collect();
     let mut kept = Vec::new();
-    let mut replayed = BTreeSet::new();
     let paths = segment_paths(&wal_directory)?;
     let count = paths.len();
     for (index, path) in paths.into_iter().enumerate() {
         let last = index + 1 == count;
-        let recovered =
-            recover_segment(&directory, path, last, state, now, &counters, &mut replayed).await?;
+        let recovered = recover_segment(
+            &directory, path, last, state, now, &covered, &counters, &mut found,
+        )
+        .await?;
         if let Some(info) = recovered {
             kept.push(info);
         }
     }
-    let next = kept.last().map_or(0, |info: &SegmentInfo| info.end);
-    let used = kept.iter().map(SegmentInfo::bytes).sum();
+    // Positions never go back, even when every segment was deleted: a file covers a
+    // position, and a later record must lie past it.
+    let next = kept
+        .last()
+        .map_or(0, |info: &SegmentInfo| info.end)
+        .max(covered.values().copied().max().unwrap_or(0));
+    let used = kept.iter().map(SegmentInfo::bytes).sum::<u64>()
+        + written.values().map(|file| file.bytes).sum::<u64>();
     let disk = Arc::new(DiskUsage::new(used, args.max_disk_bytes));
-    let buckets = BucketFiles::open(directory.join(BUCKET_DIRECTORY), &disk).map_err(|error| {
-        format!("--data-dir (EDDY_DATA_DIR): cannot open the bucket files: {error}")
-    })?;
-    // The files may predate updates the log holds: every recovered bucket is written again.
-    buckets.touch(replayed.iter().copied());
+    let buckets = BucketFiles::new(bucket_directory, written);
+    buckets.recovered(found.replayed.iter().copied());
     let wal = Wal::create(wal_directory, next, kept, args.sync, disk.clone(), now)
         .map_err(|error| format!("--data-dir (EDDY_DATA_DIR): {error}"))?;
     state
@@ -84,13 +128,17 @@ pub async fn recover(
         .recovery_micros
         .store(elapsed.as_micros() as u64, Ordering::Relaxed);
     let updates = counters.recovered_updates.load(Ordering::Relaxed);
+    let seconds = elapsed.as_secs_f64().max(1e-6);
     tracing::info!(
         directory = %directory.display(),
         updates,
         expired = counters.recovered_expired.load(Ordering::Relaxed),
+        bucket_files = found.files,
+        rows_from_files = found.rows,
+        updates_from_log = found.logged,
         segments = wal.segments() - 1,
         seconds = elapsed.as_secs_f64(),
-        updates_per_second = (updates as f64 / elapsed.as_secs_f64().max(1e-6)).round(),
+        rows_per_second = ((found.rows + found.logged) as f64 / seconds).round(),
         "recovered the data directory"
     );
     let durability = Arc::new(Durability {
@@ -102,6 +150,112 @@ pub async fn recover(
     });
     tokio::spawn(at_every_epoch(state.clone(), durability.clone()));
     Ok(Some(durability))
+}
+
+/// Loads every retained bucket file into the engine; sets aside those failing their checksum.
+/// Returns the files kept on disk.
+async fn load_bucket_files(
+    directory: &Path,
+    bucket_directory: &Path,
+    state: &ServerState,
+    now: i64,
+    counters: &DurabilityCounters,
+    found: &mut Found,
+) -> Result<BTreeMap<Bucket, WrittenFile>, String> {
+    let floor = state.retention.oldest(now);
+    let files = BucketFiles::scan(bucket_directory).map_err(|error| {
+        format!("--data-dir (EDDY_DATA_DIR): cannot read the bucket files: {error}")
+    })?;
+    let mut written = BTreeMap::new();
+    for (bucket, path) in files {
+        let cannot = |error: std::io::Error| format!("cannot read `{}`: {error}", path.display());
+        let bytes = std::fs::metadata(&path).map_err(cannot)?.len();
+        let mut file = WrittenFile {
+            bytes,
+            covered: None,
+        };
+        // Past retention: deleted at the first epoch.
+        if bucket >= floor {
+            let path_read = path.clone();
+            let read = tokio::task::spawn_blocking(move || read_bucket(&path_read))
+                .await
+                .map_err(|joined| joined.to_string())?
+                .map_err(cannot)?;
+            match read {
+                BucketRead::Loaded { covered, rows } => {
+                    found.files += 1;
+                    found.rows += rows.len() as u64;
+                    load_rows(state, rows, now, counters).await?;
+                    file.covered = Some(covered);
+                }
+                BucketRead::Uncovered => {}
+                BucketRead::Damaged(reason) => {
+                    tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
+                    set_aside(directory, &path, counters)?;
+                    continue;
+                }
+            }
+        }
+        written.insert(bucket, file);
+    }
+    Ok(written)
+}
+
+/// Hands a bucket file's rows to the engine: each row becomes one record carrying the row's
+/// totals and update count.
+async fn load_rows(
+    state: &ServerState,
+    rows: Vec<BucketRow>,
+    now: i64,
+    counters: &DurabilityCounters,
+) -> Result<(), String> {
+    let mut rows = rows.into_iter().peekable();
+    while rows.peek().is_some() {
+        let gate = state.catalog.gate.read().await;
+        let mut records: Vec<FlowRecord> = Vec::with_capacity(LOAD_CHUNK);
+        let (mut updates, mut expired) = (0, 0);
+        for row in rows.by_ref().take(LOAD_CHUNK) {
+            let update = FlowUpdate {
+                flow: Some(row.flow),
+            };
+            match prepare(&update, &state.catalog, state.bounds(now)) {
+                Ok(mut record) => {
+                    record.stats.records = row.updates;
+                    updates += row.updates.max(0) as u64;
+                    records.push(record);
+                }
+                Err(NotPrepared::Skipped(_)) => expired += row.updates.max(0) as u64,
+                Err(NotPrepared::Full(full)) => {
+                    return Err(format!(
+                        "cannot recover a bucket file's row: {full}; raise the catalog bounds"
+                    ))
+                }
+            }
+        }
+        counters
+            .recovered_updates
+            .fetch_add(updates, Ordering::Relaxed);
+        counters
+            .recovered_expired
+            .fetch_add(expired, Ordering::Relaxed);
+        hand_over(state, records).await?;
+        drop(gate);
+    }
+    Ok(())
+}
+
+/// Hands `records` and the catalog's new rules to the engine, as the collector does.
+async fn hand_over(state: &ServerState, records: Vec<FlowRecord>) -> Result<(), String> {
+    let _handover = state.catalog.handover.lock().await;
+    state
+        .engine
+        .ingest(IngestBatch {
+            records,
+            trace_rules: state.catalog.take_new_rules(),
+            retired_rules: Vec::new(),
+        })
+        .await
+        .map_err(|stopped| stopped.to_string())
 }
 
 /// The log's segments, in log order.
@@ -121,16 +275,18 @@ fn segment_paths(wal_directory: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(segments.into_iter().map(|(_, path)| path).collect())
 }
 
-/// Recovers one segment: replays its batches, or sets it aside when damaged. Returns what the
-/// log keeps of it.
+/// Recovers one segment: replays its batches' updates that no loaded file holds, or sets the
+/// segment aside when damaged. Returns what the log keeps of it.
+#[allow(clippy::too_many_arguments)]
 async fn recover_segment(
     directory: &Path,
     path: PathBuf,
     last: bool,
     state: &ServerState,
     now: i64,
+    covered: &BTreeMap<Bucket, u64>,
     counters: &DurabilityCounters,
-    replayed: &mut BTreeSet<Bucket>,
+    found: &mut Found,
 ) -> Result<Option<SegmentInfo>, String> {
     let bytes = std::fs::read(&path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
@@ -166,21 +322,38 @@ async fn recover_segment(
         return Ok(None);
     }
     let mut info = SegmentInfo::empty(path, read.first);
-    info.end = read.first + read.valid_bytes as u64;
-    for batch in batches {
-        let buckets = batch
+    let mut end = read.first + segment::HEADER_BYTES as u64;
+    for (batch, payload) in batches.into_iter().zip(&read.records) {
+        end += (segment::RECORD_OVERHEAD + payload.len()) as u64;
+        let buckets: Vec<Option<Bucket>> = batch
             .updates
             .iter()
-            .filter_map(|update| update.flow.as_ref())
-            .map(|flow| state.retention.bucket_of(flow.start_time));
-        let mut newest = Bucket::MIN;
-        for bucket in buckets {
-            newest = newest.max(bucket);
-            replayed.insert(bucket);
+            .map(|update| {
+                let flow = update.flow.as_ref()?;
+                Some(state.retention.bucket_of(flow.start_time))
+            })
+            .collect();
+        // Replayed unless a loaded file holds it: an update without a flow is replayed to be
+        // skipped as it was at ingest (it never is: only stored updates are logged).
+        let replayed: Vec<bool> = buckets
+            .iter()
+            .map(|bucket| {
+                bucket.is_none_or(|bucket| covered.get(&bucket).is_none_or(|at| end > *at))
+            })
+            .collect();
+        let mut noted: Vec<Bucket> = buckets.iter().flatten().copied().collect();
+        noted.sort_unstable();
+        noted.dedup();
+        info.note(&noted, batch.arrival, end);
+        for (bucket, replay) in buckets.iter().zip(&replayed) {
+            if let (Some(bucket), true) = (bucket, replay) {
+                found.replayed.insert(*bucket);
+            }
         }
-        info.note(newest, batch.arrival);
-        replay(state, batch, now, counters).await?;
+        found.logged += replayed.iter().filter(|replay| **replay).count() as u64;
+        replay(state, batch, &replayed, now, counters).await?;
     }
+    info.end = end;
     Ok(Some(info))
 }
 
@@ -214,34 +387,44 @@ pub fn set_aside(
     tracing::error!(
         path = %path.display(),
         moved_to = %target.display(),
-        "a data file failed its checksum: set aside, its updates are not recovered"
+        "a data file failed its checksum: set aside"
     );
     Ok(())
 }
 
-/// Hands one logged batch to the engine as the collector did, and refills the
-/// de-duplication window of its peer if it arrived within the horizon.
+/// Hands the updates of one logged batch that `replayed` marks to the engine as the
+/// collector did, and refills the de-duplication window of its peer with all of them if it
+/// arrived within the horizon.
 async fn replay(
     state: &ServerState,
     batch: LoggedBatch,
+    replayed: &[bool],
     now: i64,
     counters: &DurabilityCounters,
 ) -> Result<(), String> {
+    let recent = batch.arrival > now - HORIZON_SECONDS;
     let gate = state.catalog.gate.read().await;
     let mut records = Vec::with_capacity(batch.updates.len());
-    let mut fingerprints = Vec::with_capacity(batch.updates.len());
+    let mut fingerprints = Vec::new();
     let mut expired = 0;
-    for update in &batch.updates {
+    for (update, replay) in batch.updates.iter().zip(replayed) {
+        if !recent && !replay {
+            continue;
+        }
         match prepare(update, &state.catalog, state.bounds(now)) {
             Ok(record) => {
-                let (start, end) = update
-                    .flow
-                    .as_ref()
-                    .map_or((0, 0), |flow| (flow.start_time, flow.end_time));
-                fingerprints.push(((), fingerprint(&record, start, end)));
-                records.push(record);
+                if recent {
+                    let (start, end) = update
+                        .flow
+                        .as_ref()
+                        .map_or((0, 0), |flow| (flow.start_time, flow.end_time));
+                    fingerprints.push(((), fingerprint(&record, start, end)));
+                }
+                if *replay {
+                    records.push(record);
+                }
             }
-            Err(NotPrepared::Skipped(_)) => expired += 1,
+            Err(NotPrepared::Skipped(_)) => expired += u64::from(*replay),
             Err(NotPrepared::Full(full)) => {
                 return Err(format!(
                     "cannot recover a logged update: {full}; raise the catalog bounds"
@@ -249,7 +432,7 @@ async fn replay(
             }
         }
     }
-    if batch.arrival > now - HORIZON_SECONDS {
+    if recent {
         let window = state.dedup.for_connection(batch.peer(), batch.arrival);
         state
             .dedup
@@ -261,22 +444,14 @@ async fn replay(
     counters
         .recovered_expired
         .fetch_add(expired, Ordering::Relaxed);
-    let handover = state.catalog.handover.lock().await;
-    let handed = state
-        .engine
-        .ingest(IngestBatch {
-            records,
-            trace_rules: state.catalog.take_new_rules(),
-            retired_rules: Vec::new(),
-        })
-        .await;
-    drop(handover);
+    let handed = hand_over(state, records).await;
     drop(gate);
-    handed.map_err(|stopped| stopped.to_string())
+    handed
 }
 
-/// At every epoch: deletes the log segments and bucket files retention no longer needs, and
-/// writes the files of closed buckets that changed. Holds no part of the state but the
+/// At every epoch: deletes the bucket files retention no longer needs, writes the files of
+/// closed buckets that changed, then deletes the log segments the files and retention no
+/// longer need. Holds no part of the state but the
 /// engine, the catalog and the clock.
 async fn at_every_epoch(state: ServerState, durability: Arc<Durability>) {
     let (engine, catalog, clock, retention) = (
@@ -290,18 +465,19 @@ async fn at_every_epoch(state: ServerState, durability: Arc<Durability>) {
     while epochs.changed().await.is_ok() {
         let now = clock.now();
         let floor = retention.oldest(now);
-        durability.remove_expired(floor, now - HORIZON_SECONDS);
         let current = retention.bucket_of(now);
         durability
             .buckets
             .at_epoch(
                 &engine,
                 &catalog,
+                &durability.wal,
                 retention,
                 floor,
                 current,
                 &durability.disk,
             )
             .await;
+        durability.remove_expired(floor, now - HORIZON_SECONDS);
     }
 }

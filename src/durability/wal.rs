@@ -7,9 +7,10 @@
 //! calls share one fsync.
 //!
 //! State: the active segment (written at explicit offsets, so a failed write is cut off
-//! without leaving a hole), the closed segments' positions and contents (the newest bucket and
-//! arrival each holds, for deletion), the position flushed so far.
+//! without leaving a hole), the closed segments' positions and contents (the buckets and the
+//! latest arrival each holds, for deletion), the position flushed so far.
 
+use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -37,8 +38,9 @@ pub struct SegmentInfo {
     pub first: u64,
     /// Position after its last byte.
     pub end: u64,
-    /// The newest bucket any of its updates falls in (`Bucket::MIN` when empty).
-    pub newest_bucket: Bucket,
+    /// The buckets its updates fall in, each with the position after the segment's last
+    /// record holding one of its updates.
+    pub buckets: BTreeMap<Bucket, u64>,
     /// The latest arrival of any of its batches (`i64::MIN` when empty).
     pub last_arrival: i64,
 }
@@ -50,14 +52,17 @@ impl SegmentInfo {
             path,
             first,
             end: first + segment::HEADER_BYTES as u64,
-            newest_bucket: Bucket::MIN,
+            buckets: BTreeMap::new(),
             last_arrival: i64::MIN,
         }
     }
 
-    /// Notes a batch of updates whose newest bucket is `newest_bucket`, arrived at `arrival`.
-    pub fn note(&mut self, newest_bucket: Bucket, arrival: i64) {
-        self.newest_bucket = self.newest_bucket.max(newest_bucket);
+    /// Notes a record ending at `end`, holding updates falling in `buckets` that arrived at
+    /// `arrival`.
+    pub fn note(&mut self, buckets: &[Bucket], arrival: i64, end: u64) {
+        for bucket in buckets {
+            self.buckets.insert(*bucket, end);
+        }
         self.last_arrival = self.last_arrival.max(arrival);
     }
 
@@ -156,13 +161,13 @@ impl Wal {
         })
     }
 
-    /// Writes one record holding `payload` (updates up to `newest_bucket`, arrived at
+    /// Writes one record holding `payload` (updates falling in `buckets`, arrived at
     /// `arrival`). Returns the position after it, to wait on with [`Wal::flush_through`].
     /// Nothing is written when it fails.
     pub fn append(
         &self,
         payload: &[u8],
-        newest_bucket: Bucket,
+        buckets: &[Bucket],
         arrival: i64,
     ) -> Result<u64, DiskError> {
         if self.failed.load(Ordering::Acquire) {
@@ -189,7 +194,8 @@ impl Wal {
             return Err(DiskError::from_io(error));
         }
         active.info.end += length;
-        active.info.note(newest_bucket, arrival);
+        let end = active.info.end;
+        active.info.note(buckets, arrival, end);
         Ok(active.info.end)
     }
 
@@ -250,28 +256,34 @@ impl Wal {
         }
     }
 
-    /// Deletes the closed segments whose updates all fall below `floor` and whose batches all
-    /// arrived before `arrived_before`. Returns how many it deleted.
-    pub fn remove_segments(&self, floor: Bucket, arrived_before: i64) -> usize {
+    /// The position after the last record written.
+    pub fn end(&self) -> u64 {
+        self.writer.lock().active.info.end
+    }
+
+    /// Deletes the closed segments `expired` picks. Returns how many it deleted and their
+    /// bytes.
+    pub fn remove_segments(&self, expired: impl Fn(&SegmentInfo) -> bool) -> (usize, u64) {
         let mut writer = self.writer.lock();
         let (expired, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut writer.closed)
             .into_iter()
-            .partition(|info| info.newest_bucket < floor && info.last_arrival < arrived_before);
+            .partition(|info| expired(info));
         writer.closed = kept;
         drop(writer);
-        let mut removed = 0;
+        let (mut removed, mut bytes) = (0, 0);
         for info in expired {
             match std::fs::remove_file(&info.path) {
                 Ok(()) => {
                     self.disk.release(info.bytes());
                     removed += 1;
+                    bytes += info.bytes();
                 }
                 Err(error) => {
                     tracing::warn!(path = %info.path.display(), %error, "cannot delete a write-ahead log segment");
                 }
             }
         }
-        removed
+        (removed, bytes)
     }
 
     /// How many segments the log holds, the active one included.
