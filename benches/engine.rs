@@ -104,7 +104,7 @@ fn run_one(keys: u64, workers: usize) {
     runtime.block_on(async move {
         let clock = Arc::new(ManualClock::new(NOW));
         let retention = Retention { window: WINDOW, closed_buckets: 240 };
-        let config = EngineConfig { workers, retention, tick_interval: Duration::from_millis(50), fault_injection: None };
+        let config = EngineConfig { workers, retention, tick_interval: Duration::from_millis(50), tick_records: eddy::worker::controller::TICK_RECORDS, fault_injection: None };
         let engine = Engine::start(config, clock).expect("the engine starts");
         engine.sync().await.expect("engine runs");
         let heap_before = live_heap_bytes();
