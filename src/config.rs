@@ -9,6 +9,7 @@ use crate::config::catalog::CatalogArgs;
 use crate::config::durability::DurabilityArgs;
 use crate::config::limits::LimitsArgs;
 use crate::config::operations::OperationsArgs;
+use crate::config::reads::ReadArgs;
 use crate::config::streams::StreamArgs;
 use crate::duration;
 use crate::ingest::dedup::DedupScope;
@@ -20,6 +21,7 @@ pub mod connect_limits;
 pub mod durability;
 pub mod limits;
 pub mod operations;
+pub mod reads;
 pub mod streams;
 
 /// The `eddy` command line.
@@ -96,6 +98,9 @@ pub struct ServeArgs {
     /// Size limits of updates and query requests.
     #[command(flatten)]
     pub limits: LimitsArgs,
+    /// Query read sharing and tick pacing.
+    #[command(flatten)]
+    pub reads: ReadArgs,
     /// Data directory, sync mode and disk bound.
     #[command(flatten)]
     pub durability: DurabilityArgs,
@@ -126,6 +131,8 @@ impl ServeArgs {
         config.input_limits = self.limits.input_limits();
         config.request_limits = self.limits.request_limits();
         config.connect = self.connect_limits.limits();
+        config.reads = self.reads.limits();
+        config.tick_records = self.reads.tick_records();
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

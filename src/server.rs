@@ -33,7 +33,9 @@ use crate::shutdown::Shutdown;
 use crate::state::ServerState;
 use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
+use crate::worker::controller::TICK_RECORDS;
 use crate::worker::fault::FaultInjection;
+use crate::worker::shared_reads::ReadLimits;
 use crate::worker::{Engine, EngineConfig};
 
 /// Largest request message accepted, in bytes.
@@ -64,6 +66,10 @@ pub struct ServerConfig {
     pub request_limits: RequestLimits,
     /// `Connect` bounds.
     pub connect: ConnectLimits,
+    /// How queries share reads.
+    pub reads: ReadLimits,
+    /// Records after which the engine closes a tick.
+    pub tick_records: usize,
     /// A fault to inject into the engine (tests of the fault path only).
     pub fault_injection: Option<FaultInjection>,
 }
@@ -82,6 +88,8 @@ impl ServerConfig {
             input_limits: InputLimits::default(),
             request_limits: RequestLimits::default(),
             connect: ConnectLimits::default(),
+            reads: ReadLimits::default(),
+            tick_records: TICK_RECORDS,
             fault_injection: None,
         }
     }
@@ -95,10 +103,12 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
             workers: config.workers,
             retention: config.retention,
             tick_interval: config.tick_interval,
+            tick_records: config.tick_records,
             fault_injection: config.fault_injection,
         },
         clock.clone(),
-    )?;
+    )?
+    .with_read_limits(config.reads);
     let catalog = Arc::new(Catalog::new(config.catalog));
     tokio::spawn(CatalogCollector::new(engine.clone(), catalog.clone()).run());
     let streams = StreamHub::start(

@@ -2,7 +2,7 @@
 //! commands, and the async handle the gRPC services use.
 //!
 //! ```text
-//! tokio tasks --Request (flume, bounded)--> controller thread
+//! tokio tasks --Request (flume, bounded: ordered, queries)--> controller thread
 //!     --Command (crossbeam, bounded, then unpark)--> timely worker i
 //!     --reply (tokio mpsc, one slot per worker)--> the waiting tokio task
 //! ```
@@ -15,7 +15,9 @@ pub mod clock;
 pub mod controller;
 pub mod event_loop;
 pub mod fault;
+pub mod progress;
 pub mod protocol;
+pub mod shared_reads;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -33,13 +35,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::controller::{Controller, Request};
+use crate::worker::controller::{Controller, Inbox, Pacing, Request};
 use crate::worker::fault::{FaultInjection, Faults, InjectedFault, ThreadSentinel};
+use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Reply};
+use crate::worker::shared_reads::{ReadLimits, ReadSlots};
 
 /// How many commands may wait in one worker's channel.
 pub const WORKER_QUEUE: usize = 256;
-/// How many requests may wait for the controller.
+/// How many requests may wait for the controller on each of its channels.
 pub const CONTROLLER_QUEUE: usize = 1024;
 
 /// How the engine is laid out and timed.
@@ -51,6 +55,9 @@ pub struct EngineConfig {
     pub retention: Retention,
     /// How often the controller closes a tick when nothing else does.
     pub tick_interval: Duration,
+    /// Records after which the controller closes a tick: at most this much ingest (plus one
+    /// gathered batch) is ever ahead of a query.
+    pub tick_records: usize,
     /// A fault to inject (tests of the fault path only).
     pub fault_injection: Option<FaultInjection>,
 }
@@ -90,11 +97,13 @@ pub struct EngineStopped;
 #[derive(Clone)]
 pub struct Engine {
     requests: flume::Sender<Request>,
+    queries: flume::Sender<Request>,
     workers: usize,
     counters: Arc<EngineCounters>,
     epochs: watch::Receiver<Bucket>,
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     faults: Faults,
+    read_slots: ReadSlots,
 }
 
 impl Engine {
@@ -115,6 +124,9 @@ impl Engine {
         let faults = Faults::default();
         let worker_faults = faults.clone();
         let injected = Arc::new(InjectedFault::new(config.fault_injection));
+        let (progress, woken) = Progress::new(workers);
+        let progress = Arc::new(progress);
+        let worker_progress = progress.clone();
         let mut timely_config = timely::Config::process(workers);
         differential_dataflow::configure(
             &mut timely_config.worker,
@@ -127,7 +139,13 @@ impl Engine {
                 .take()
                 .expect("each worker index takes its command channel exactly once");
             let _ = thread_tx.send((index, std::thread::current()));
-            event_loop::run(worker, receiver, &worker_counters, &injected);
+            event_loop::run(
+                worker,
+                receiver,
+                &worker_counters,
+                &worker_progress,
+                &injected,
+            );
             sentinel.finished();
         })?;
         let mut threads = vec![None; workers];
@@ -138,14 +156,24 @@ impl Engine {
             threads[index] = Some(thread);
         }
         let threads: Vec<_> = threads.into_iter().flatten().collect();
-        let (requests, inbox) = flume::bounded(CONTROLLER_QUEUE);
+        let (requests, ordered) = flume::bounded(CONTROLLER_QUEUE);
+        let (queries, query_inbox) = flume::bounded(CONTROLLER_QUEUE);
+        let inbox = Inbox {
+            ordered,
+            queries: query_inbox,
+            progress: woken,
+        };
         let (epoch_tx, epochs) = watch::channel(config.retention.bucket_of(clock.now()));
         let controller = Controller::new(
             senders,
             threads,
             clock,
             config.retention,
-            config.tick_interval,
+            Pacing {
+                tick_interval: config.tick_interval,
+                tick_records: config.tick_records.max(1),
+            },
+            progress,
             epoch_tx,
         );
         let sentinel = ThreadSentinel::new(faults.clone(), "the controller".into());
@@ -162,11 +190,13 @@ impl Engine {
             .map_err(|e| format!("cannot start the worker join thread: {e}"))?;
         Ok(Engine {
             requests,
+            queries,
             workers,
             counters,
             epochs,
             threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
             faults,
+            read_slots: ReadSlots::new(ReadLimits::default()),
         })
     }
 
@@ -189,6 +219,18 @@ impl Engine {
     /// change has been sent to the workers.
     pub fn epochs(&self) -> watch::Receiver<Bucket> {
         self.epochs.clone()
+    }
+
+    /// This engine with its queries' reads shared under `limits` (default:
+    /// [`ReadLimits::default`]). Call before cloning the handle.
+    pub fn with_read_limits(mut self, limits: ReadLimits) -> Self {
+        self.read_slots = ReadSlots::new(limits);
+        self
+    }
+
+    /// The dispatch slots the queries' shared reads take, and their totals.
+    pub fn read_slots(&self) -> &ReadSlots {
+        &self.read_slots
     }
 
     /// The engine's own counters.
@@ -221,10 +263,11 @@ impl Engine {
         }
     }
 
-    /// Runs a Statistics on every worker and returns their rows.
+    /// Runs a Statistics on every worker and returns their rows. Sees every update receipted
+    /// before the call (SPEC §9.1), without waiting behind ingest not yet taken.
     pub async fn stats(&self, query: StatsQuery) -> Result<Vec<Vec<StatsRow>>, EngineStopped> {
         let query = Arc::new(query);
-        self.read(|reply| Command::Stats {
+        self.query(|reply| Command::Stats {
             as_of: 0,
             query,
             reply,
@@ -232,7 +275,23 @@ impl Engine {
         .await
     }
 
-    /// Runs a List on every worker and returns their partial answers.
+    /// Runs a List on every worker and returns their partial answers. Sees every update
+    /// receipted before the call (SPEC §9.1), without waiting behind ingest not yet taken.
+    pub async fn list_receipted(
+        &self,
+        query: ListQuery,
+    ) -> Result<Vec<ListPartial>, EngineStopped> {
+        let query = Arc::new(query);
+        self.query(|reply| Command::List {
+            as_of: 0,
+            query,
+            reply,
+        })
+        .await
+    }
+
+    /// Runs a List on every worker, behind everything handed to the engine before it, and
+    /// returns their partial answers.
     pub async fn list(&self, query: ListQuery) -> Result<Vec<ListPartial>, EngineStopped> {
         let query = Arc::new(query);
         self.read(|reply| Command::List {
@@ -243,10 +302,12 @@ impl Engine {
         .await
     }
 
-    /// Runs a FilterHints on every worker and returns their distinct value ids.
+    /// Runs a FilterHints on every worker and returns their distinct value ids. Sees every
+    /// update receipted before the call (SPEC §9.1), without waiting behind ingest not yet
+    /// taken.
     pub async fn hints(&self, query: HintsQuery) -> Result<Vec<Vec<u32>>, EngineStopped> {
         let query = Arc::new(query);
-        self.read(|reply| Command::Hints {
+        self.query(|reply| Command::Hints {
             as_of: 0,
             query,
             reply,
@@ -302,6 +363,23 @@ impl Engine {
     ) -> Result<Vec<T>, EngineStopped> {
         let (reply, answers) = mpsc::channel(self.workers);
         self.send(Request::Read(command(reply))).await?;
+        self.gather(answers).await
+    }
+
+    /// Sends a query to every worker on the query channel, which passes ingest not yet taken,
+    /// and gathers one answer from each.
+    async fn query<T>(
+        &self,
+        command: impl FnOnce(Reply<T>) -> Command,
+    ) -> Result<Vec<T>, EngineStopped> {
+        let (reply, answers) = mpsc::channel(self.workers);
+        self.running()?;
+        tokio::select! {
+            sent = self.queries.send_async(Request::Read(command(reply))) => {
+                sent.map_err(|_| EngineStopped)?;
+            }
+            _ = self.failed() => return Err(EngineStopped),
+        }
         self.gather(answers).await
     }
 

@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 33] = [
+const FAMILIES: [(&str, &str); 35] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -39,6 +39,8 @@ const FAMILIES: [(&str, &str); 33] = [
     ("eddy_interned_values", "gauge"),
     ("eddy_interned_values_removed_total", "counter"),
     ("eddy_query_duration_seconds", "histogram"),
+    ("eddy_query_reads_total", "counter"),
+    ("eddy_query_shared_reads_total", "counter"),
     ("eddy_streams_backfills", "gauge"),
     ("eddy_streams_backfills_waited_total", "counter"),
     ("eddy_streams_peer_refused_total", "counter"),

@@ -4,6 +4,8 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use eddy_dataflows::filter::FlowFilter;
+use eddy_dataflows::model::BucketRange;
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{self, ListQuery, SortField};
 use eddy_dataflows::views::hints::HintField;
@@ -18,17 +20,49 @@ use crate::proto::{
 };
 use crate::state::ServerState;
 use crate::streams::outbound::Outbound;
+use crate::worker::shared_reads::{ReadKind, SharedReads};
+
+/// What makes two List calls the same read: the validated, compiled request. The compiled
+/// filter is part of it, so a call whose filter names a string interned since another call
+/// compiled its own does not join that call.
+#[derive(Debug, PartialEq)]
+struct ListKey {
+    range: BucketRange,
+    interval: i64,
+    filter: FlowFilter,
+    sort: Vec<SortField>,
+    page: usize,
+    page_size: i64,
+}
+
+/// What makes two FilterHints calls the same read.
+#[derive(Debug, PartialEq)]
+struct HintsKey {
+    range: BucketRange,
+    filter_type: i32,
+    filter: FlowFilter,
+    page: usize,
+    page_size: i64,
+}
 
 /// The `Flows` service.
 #[derive(Clone)]
 pub struct FlowsService {
     state: ServerState,
+    lists: Arc<SharedReads<ListKey, Result<FlowListResult, ApiError>>>,
+    hints: Arc<SharedReads<HintsKey, Result<FilterHintsResult, ApiError>>>,
 }
 
 impl FlowsService {
-    /// A service over `state`.
+    /// A service over `state`. Identical List and FilterHints calls waiting at once share
+    /// one read (see [`crate::worker::shared_reads`]).
     pub fn new(state: ServerState) -> Self {
-        FlowsService { state }
+        let slots = state.engine.read_slots().clone();
+        FlowsService {
+            lists: SharedReads::new(ReadKind::List, slots.clone()),
+            hints: SharedReads::new(ReadKind::Hints, slots),
+            state,
+        }
     }
 }
 
@@ -114,6 +148,14 @@ impl FlowsService {
         } else {
             Arc::new(Vec::new())
         };
+        let key = ListKey {
+            range,
+            interval,
+            filter: filter.clone(),
+            sort: sort.clone(),
+            page,
+            page_size: request.page_size,
+        };
         let query = ListQuery {
             range,
             window,
@@ -123,15 +165,22 @@ impl FlowsService {
             limit,
             name_ranks,
         };
-        let partials = state.engine.list(query).await?;
-        let (rows, total) = list::merge(partials, page, page_size);
-        Ok(FlowListResult {
-            meta: Some(convert::list_metadata(total, request.page_size)),
-            flows: {
-                let mut converter = convert::RowConverter::new(&state.catalog);
-                rows.iter().map(|row| converter.flow_result(row)).collect()
-            },
-        })
+        let state = state.clone();
+        let requested_size = request.page_size;
+        self.lists
+            .read(key, move |slot| async move {
+                let partials = state.engine.list_receipted(query).await?;
+                drop(slot);
+                let (rows, total) = list::merge(partials, page, page_size);
+                Ok(FlowListResult {
+                    meta: Some(convert::list_metadata(total, requested_size)),
+                    flows: {
+                        let mut converter = convert::RowConverter::new(&state.catalog);
+                        rows.iter().map(|row| converter.flow_result(row)).collect()
+                    },
+                })
+            })
+            .await
     }
 
     /// `Flows.Stream` (SPEC §7): a subscription to the stream hub for a client at `peer`.
@@ -191,40 +240,72 @@ impl FlowsService {
         let (page, page_size) = paging(request.page, request.page_size)?;
         state.request_limits.check_filter(request.filter.as_ref())?;
         let filter = filter::compile(request.filter.as_ref(), &state.catalog).await?;
-        let partials = state
-            .engine
-            .hints(HintsQuery {
-                range,
-                field,
-                filter,
+        let key = HintsKey {
+            range,
+            filter_type: request.r#type,
+            filter: filter.clone(),
+            page,
+            page_size: request.page_size,
+        };
+        let query = HintsQuery {
+            range,
+            field,
+            filter,
+        };
+        let state = state.clone();
+        let requested_size = request.page_size;
+        self.hints
+            .read(key, move |slot| async move {
+                let partials = state.engine.hints(query).await?;
+                drop(slot);
+                Ok(hints_page(
+                    &state,
+                    partials,
+                    policy_field,
+                    page,
+                    page_size,
+                    requested_size,
+                ))
             })
-            .await?;
-        let ids = partials.into_iter().flatten();
-        let mut values: Vec<String> = match policy_field {
-            None => ids.map(|id| state.catalog.symbols.resolve(id)).collect(),
-            Some(policy_field) => ids
-                .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
-                .collect(),
-        };
-        values.retain(|value| !value.is_empty());
-        values.sort_unstable();
-        values.dedup();
-        let total = values.len() as u64;
-        let hints = if page_size == 0 {
-            values
-        } else {
-            values
-                .into_iter()
-                .skip(page.saturating_mul(page_size))
-                .take(page_size)
-                .collect()
-        };
-        Ok(FilterHintsResult {
-            meta: Some(convert::list_metadata(total, request.page_size)),
-            hints: hints
-                .into_iter()
-                .map(|value| FilterHint { value })
-                .collect(),
-        })
+            .await
+    }
+}
+
+/// One page of FilterHints values from the workers' distinct ids: resolved to strings, empty
+/// values dropped, sorted and de-duplicated (SPEC §6).
+fn hints_page(
+    state: &ServerState,
+    partials: Vec<Vec<u32>>,
+    policy_field: Option<PolicyField>,
+    page: usize,
+    page_size: usize,
+    requested_size: i64,
+) -> FilterHintsResult {
+    let ids = partials.into_iter().flatten();
+    let mut values: Vec<String> = match policy_field {
+        None => ids.map(|id| state.catalog.symbols.resolve(id)).collect(),
+        Some(policy_field) => ids
+            .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
+            .collect(),
+    };
+    values.retain(|value| !value.is_empty());
+    values.sort_unstable();
+    values.dedup();
+    let total = values.len() as u64;
+    let hints = if page_size == 0 {
+        values
+    } else {
+        values
+            .into_iter()
+            .skip(page.saturating_mul(page_size))
+            .take(page_size)
+            .collect()
+    };
+    FilterHintsResult {
+        meta: Some(convert::list_metadata(total, requested_size)),
+        hints: hints
+            .into_iter()
+            .map(|value| FilterHint { value })
+            .collect(),
     }
 }

@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use eddy_dataflows::filter::IdSet;
-use eddy_dataflows::model::{StatKey, StatLevel, Stats, DIRECTION_INGRESS};
-use eddy_dataflows::queries::stats::StatsQuery;
+use eddy_dataflows::model::{BucketRange, StatKey, StatLevel, Stats, DIRECTION_INGRESS};
+use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
@@ -22,17 +22,54 @@ use crate::proto::{
     Action, PolicyHit, StatisticType, StatisticsGroupBy, StatisticsRequest, StatisticsResult,
 };
 use crate::state::ServerState;
+use crate::worker::shared_reads::{ReadKind, SharedReads};
+use crate::worker::EngineStopped;
+
+/// What makes two Statistics calls the same engine read: the compiled query. Calls that
+/// differ only in the statistic type or grouping of the answer share the rows too.
+#[derive(Debug, PartialEq)]
+struct StatsKey {
+    range: BucketRange,
+    level: StatLevel,
+    kind: Option<i32>,
+    tiers: Option<IdSet>,
+    namespaces: Option<IdSet>,
+    names: Option<IdSet>,
+    action: Option<i32>,
+    per_bucket: bool,
+}
+
+impl StatsKey {
+    fn of(query: &StatsQuery) -> Self {
+        StatsKey {
+            range: query.range,
+            level: query.level,
+            kind: query.kind,
+            tiers: query.tiers.clone(),
+            namespaces: query.namespaces.clone(),
+            names: query.names.clone(),
+            action: query.action,
+            per_bucket: query.per_bucket,
+        }
+    }
+}
+
+/// Every worker's rows for one Statistics read, shared by the calls that asked it.
+type SharedRows = Result<Arc<Vec<Vec<StatsRow>>>, EngineStopped>;
 
 /// The `Statistics` service.
 #[derive(Clone)]
 pub struct StatisticsService {
     state: ServerState,
+    reads: Arc<SharedReads<StatsKey, SharedRows>>,
 }
 
 impl StatisticsService {
-    /// A service over `state`.
+    /// A service over `state`. Identical calls waiting at once share one engine read (see
+    /// [`crate::worker::shared_reads`]).
     pub fn new(state: ServerState) -> Self {
-        StatisticsService { state }
+        let reads = SharedReads::new(ReadKind::Stats, state.engine.read_slots().clone());
+        StatisticsService { state, reads }
     }
 }
 
@@ -164,7 +201,14 @@ impl StatisticsService {
         let width = axis.len().max(1);
         // Group by ids first; strings are resolved once per result, not once per row.
         let mut by_id: HashMap<GroupKey, Group> = HashMap::new();
-        for (key, bucket, stats) in state.engine.stats(query).await?.into_iter().flatten() {
+        let engine = state.engine.clone();
+        let rows = self
+            .reads
+            .read(StatsKey::of(&query), move |_slot| async move {
+                engine.stats(query).await.map(Arc::new)
+            })
+            .await?;
+        for &(key, bucket, stats) in rows.iter().flatten() {
             let Some(pair) = column_pair(key.rule.action) else {
                 continue;
             };

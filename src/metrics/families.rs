@@ -12,6 +12,7 @@ use crate::intern::CatalogTable;
 use crate::metrics::pulling::{Kind, PullingFamily, Sample};
 use crate::metrics::view_sizes::ViewSizesCache;
 use crate::state::ServerState;
+use crate::worker::shared_reads::ReadKind;
 
 /// Registers families on a registry; every call names one family.
 struct Table<'a>(&'a Registry);
@@ -159,7 +160,29 @@ fn engine(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     let workers = state.engine.workers();
     table.gauge("eddy_engine_workers", "Timely worker threads.", move || {
         workers as f64
-    })
+    })?;
+    let slots = state.engine.read_slots().clone();
+    table.labelled(
+        Kind::Counter,
+        "eddy_query_reads_total",
+        "rpc",
+        "Query reads sent to the engine, by RPC; identical calls that share a read count once.",
+        move || {
+            let totals = slots.totals();
+            by_label(ReadKind::ALL.map(|kind| (kind.label(), totals.dispatched(kind))))
+        },
+    )?;
+    let slots = state.engine.read_slots().clone();
+    table.labelled(
+        Kind::Counter,
+        "eddy_query_shared_reads_total",
+        "rpc",
+        "Query calls answered by joining an identical read another call started, by RPC.",
+        move || {
+            let totals = slots.totals();
+            by_label(ReadKind::ALL.map(|kind| (kind.label(), totals.joined(kind))))
+        },
+    )
 }
 
 fn views(table: &Table, sizes: &Arc<ViewSizesCache>) -> prometheus::Result<()> {

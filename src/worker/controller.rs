@@ -1,12 +1,24 @@
 //! The controller: the one thread that orders everything the workers see.
 //!
-//! It receives [`Request`]s from tokio (ingest batches, queries) on a bounded channel, closes
-//! ticks on a timer and whenever a query needs read-your-writes, rolls retention forward at
-//! every epoch end (SPEC §2.3), and forwards [`Command`]s to the workers over bounded crossbeam
-//! channels, unparking each worker after a send. A full worker channel blocks this thread,
-//! which fills the request channel, which makes `Connect` stop reading: backpressure (SPEC §9.2).
+//! It receives [`Request`]s from tokio on two bounded channels ([`Inbox`]): the ordered one
+//! (ingest batches, and reads that must come after everything sent before them: Sync, Sizes,
+//! UsedIds, the stream hub's Lists) and the query one (List, FilterHints, Statistics). It
+//! closes ticks on a timer, when a query needs read-your-writes, and when a tick holds
+//! `tick_records` records; rolls retention forward at every epoch end (SPEC §2.3); and
+//! forwards [`Command`]s to the workers over bounded crossbeam channels, unparking each
+//! worker after a send.
 //!
-//! Ingest batches waiting in the request channel are gathered into one batch of up to
+//! Queries do not wait behind ingest (issue 10): the controller takes ingest only while every
+//! closed tick is reflected in the views ([`Progress`]), so at most one tick of ingest (the
+//! open one, or the closed one the workers are finishing) is ever ahead of a query. Ingest
+//! held back waits in the ordered channel; once it is full `Connect` stops reading and
+//! receipts wait: backpressure (SPEC §9.2), not a backlog in front of reads. A query may pass
+//! ingest that waits in the channel: that ingest was not taken, so nothing of it is receipted,
+//! and read-your-writes (SPEC §9.1) needs only what was receipted before the query was sent.
+//! A query that finds the open tick empty does not close it: it reads as of the last closed
+//! tick, so queries arriving together share one tick.
+//!
+//! Ingest batches waiting in the ordered channel are gathered into one batch of up to
 //! [`FORWARD_RECORDS`] records before one worker gets them, so under load many small batches
 //! (Felix sends one update at a time) cost one worker wake-up, not one each; once the channel
 //! is empty the gathered batch goes at once, since its callers wait until a worker takes it
@@ -14,7 +26,7 @@
 //! one incoming batch.
 //!
 //! A worker whose channel is closed has died: the controller reports the fault and stops,
-//! which closes the request channel, so no later batch is accepted.
+//! which closes the request channels, so no later batch is accepted.
 
 use std::sync::Arc;
 use std::thread::Thread;
@@ -22,14 +34,49 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use eddy_dataflows::model::{Bucket, Tick};
+use flume::Selector;
 use tokio::sync::{oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
+use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Taken};
 
 /// Records gathered before they are forwarded to a worker.
 pub const FORWARD_RECORDS: usize = 4096;
+
+/// Records one tick holds by default before the controller closes it.
+pub const TICK_RECORDS: usize = 32_768;
+
+/// The channels the controller serves.
+pub struct Inbox {
+    /// Ingest and the reads that keep their place behind it.
+    pub ordered: flume::Receiver<Request>,
+    /// Queries, which pass ingest not yet taken.
+    pub queries: flume::Receiver<Request>,
+    /// Wakes the controller when a worker's views advanced.
+    pub progress: flume::Receiver<()>,
+}
+
+/// What woke the controller.
+enum Event {
+    Request(Request),
+    /// A worker advanced, or the query channel closed: look again.
+    Progress,
+    QueriesClosed,
+    /// Every sender of the ordered channel is gone.
+    Closed,
+    Timeout,
+}
+
+/// How the controller paces ticks.
+#[derive(Clone, Copy, Debug)]
+pub struct Pacing {
+    /// How often a tick closes when nothing else closes it.
+    pub tick_interval: Duration,
+    /// Records after which a tick closes.
+    pub tick_records: usize,
+}
 
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
@@ -37,9 +84,10 @@ pub enum Request {
     /// Records to insert, gathered with others and sent to one worker; the sender is told
     /// once a worker took them, and dropped unanswered if none will.
     Ingest(IngestBatch, oneshot::Sender<()>),
-    /// A read (List, FilterHints, Statistics, Sync, Sizes) for every worker. The controller
-    /// closes the open tick and sets the command's `as_of` to it, so the read sees everything
-    /// sent before it; each worker replies once on the command's reply channel.
+    /// A read (List, FilterHints, Statistics, Sync, Sizes, UsedIds) for every worker. The
+    /// controller sets the command's `as_of` to the last closed tick, closing the open tick
+    /// first if anything was forwarded in it, so the read sees everything forwarded before
+    /// it; each worker replies once on the command's reply channel.
     Read(Command),
 }
 
@@ -49,9 +97,14 @@ pub struct Controller {
     threads: Vec<Thread>,
     clock: Arc<dyn Clock>,
     retention: Retention,
-    tick_interval: Duration,
+    pacing: Pacing,
+    progress: Arc<Progress>,
     epochs: watch::Sender<Bucket>,
     tick: Tick,
+    /// Records forwarded in the open tick.
+    open_records: usize,
+    /// Whether anything was forwarded in the open tick (records, rules or an expiry).
+    open_used: bool,
     next_worker: usize,
     floor: Bucket,
     gathered: Option<(IngestBatch, Vec<oneshot::Sender<()>>)>,
@@ -65,7 +118,8 @@ impl Controller {
         threads: Vec<Thread>,
         clock: Arc<dyn Clock>,
         retention: Retention,
-        tick_interval: Duration,
+        pacing: Pacing,
+        progress: Arc<Progress>,
         epochs: watch::Sender<Bucket>,
     ) -> Self {
         Controller {
@@ -73,9 +127,12 @@ impl Controller {
             threads,
             clock,
             retention,
-            tick_interval,
+            pacing,
+            progress,
             epochs,
             tick: 0,
+            open_records: 0,
+            open_used: false,
             next_worker: 0,
             floor: Bucket::MIN,
             gathered: None,
@@ -85,29 +142,67 @@ impl Controller {
 
     /// Serves requests until every sender is gone, then returns (dropping the worker channels,
     /// which stops the workers). Returns the cause if a worker died first.
-    pub fn run(mut self, requests: flume::Receiver<Request>) -> Result<(), String> {
-        let mut next_tick = Instant::now() + self.tick_interval;
+    pub fn run(mut self, inbox: Inbox) -> Result<(), String> {
+        let mut next_tick = Instant::now() + self.pacing.tick_interval;
+        let mut queries_open = true;
         loop {
-            let request = requests.recv_deadline(next_tick);
             self.roll_retention();
-            match request {
-                Ok(request) => self.handle(request),
-                Err(flume::RecvTimeoutError::Timeout) => {}
-                Err(flume::RecvTimeoutError::Disconnected) => {
+            match self.next_event(&inbox, queries_open, next_tick) {
+                Event::Request(request) => self.handle(request),
+                Event::Progress | Event::Timeout => {}
+                Event::QueriesClosed => queries_open = false,
+                Event::Closed => {
                     self.forward_gathered();
                     return self.health();
                 }
             }
-            if requests.is_empty() {
+            if inbox.ordered.is_empty() || !self.takes_ingest() {
                 self.forward_gathered();
+            }
+            if self.open_records >= self.pacing.tick_records {
+                self.close_tick();
             }
             // Checked after every request too: steady ingest must not hold a tick open.
             if Instant::now() >= next_tick {
                 self.close_tick();
-                next_tick = Instant::now() + self.tick_interval;
+                next_tick = Instant::now() + self.pacing.tick_interval;
             }
             self.health()?;
         }
+    }
+
+    /// The next thing to do: a query first, then ingest if the engine has caught up, else
+    /// waits for either, for a worker's progress or for the next tick.
+    fn next_event(&self, inbox: &Inbox, queries_open: bool, deadline: Instant) -> Event {
+        if let Ok(query) = inbox.queries.try_recv() {
+            return Event::Request(query);
+        }
+        let takes_ingest = self.takes_ingest();
+        if takes_ingest {
+            if let Ok(request) = inbox.ordered.try_recv() {
+                return Event::Request(request);
+            }
+        }
+        let mut selector = Selector::new().recv(&inbox.progress, |_| Event::Progress);
+        if queries_open {
+            selector = selector.recv(&inbox.queries, |query| match query {
+                Ok(query) => Event::Request(query),
+                Err(_) => Event::QueriesClosed,
+            });
+        }
+        if takes_ingest || !queries_open {
+            selector = selector.recv(&inbox.ordered, |request| match request {
+                Ok(request) => Event::Request(request),
+                Err(_) => Event::Closed,
+            });
+        }
+        selector.wait_deadline(deadline).unwrap_or(Event::Timeout)
+    }
+
+    /// Whether ingest may be forwarded now: every closed tick is reflected in the views, so
+    /// what is forwarded lands in the only tick a query may have to wait for.
+    fn takes_ingest(&self) -> bool {
+        self.progress.reflected() >= self.tick
     }
 
     /// Whether every worker still takes commands.
@@ -143,7 +238,11 @@ impl Controller {
                 }
             }
             Request::Read(mut command) => {
-                let tick = self.close_tick();
+                let tick = if self.open_used || self.tick == 0 {
+                    self.close_tick()
+                } else {
+                    self.tick - 1
+                };
                 if let Some(as_of) = command.as_of_mut() {
                     *as_of = tick;
                 }
@@ -157,6 +256,8 @@ impl Controller {
         if let Some((batch, callers)) = self.gathered.take() {
             let worker = self.next_worker;
             self.next_worker = (self.next_worker + 1) % self.workers.len();
+            self.open_records += batch.records.len();
+            self.open_used = true;
             self.send(
                 worker,
                 Command::Ingest(Arc::new(batch), Taken::new(callers)),
@@ -169,6 +270,8 @@ impl Controller {
         self.forward_gathered();
         let closed = self.tick;
         self.tick += 1;
+        self.open_records = 0;
+        self.open_used = false;
         self.broadcast(Command::Advance(self.tick));
         closed
     }
@@ -182,6 +285,8 @@ impl Controller {
             self.floor = floor;
             let as_of = self.close_tick();
             self.broadcast(Command::Expire { as_of, floor });
+            // The retraction lands in a later tick: the next query closes the open one.
+            self.open_used = true;
             self.epochs.send_replace(self.retention.bucket_of(now));
         }
     }

@@ -17,20 +17,23 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
 use crate::worker::fault::InjectedFault;
+use crate::worker::progress::Progress;
 use crate::worker::protocol::Command;
 use crate::worker::EngineCounters;
 
 /// How long an idle worker parks before looking at its channel again.
 const IDLE_PARK: Duration = Duration::from_millis(20);
 
-/// Runs one worker until the controller hangs up. `injected` may make it panic (tests of the
-/// fault path only).
+/// Runs one worker until the controller hangs up, telling `progress` how far its views have
+/// come. `injected` may make it panic (tests of the fault path only).
 pub fn run(
     worker: &mut Worker,
     commands: Receiver<Command>,
     counters: &EngineCounters,
+    progress: &Progress,
     injected: &InjectedFault,
 ) {
+    let index = worker.index();
     let probe = ProbeHandle::new();
     let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
     let mut waiting: VecDeque<Command> = VecDeque::new();
@@ -88,6 +91,7 @@ pub fn run(
             if frontier > compacted_to {
                 views.compact_to(frontier);
                 compacted_to = frontier;
+                progress.advanced(index, frontier);
             }
         }
     }
