@@ -143,11 +143,14 @@ async fn the_exposition_parses_back_with_every_family_typed_and_the_process_metr
         "stdin, stdout, stderr at least: {open_fds}"
     );
 
-    let expected: BTreeMap<String, String> = FAMILIES
+    let mut expected: BTreeMap<String, String> = FAMILIES
         .iter()
         .chain(&PROCESS_FAMILIES)
         .map(|(name, kind)| (name.to_string(), kind.to_string()))
         .collect();
+    if cfg!(feature = "count-allocations") {
+        expected.insert("eddy_allocations_total".into(), "counter".into());
+    }
     assert_eq!(types(&text), expected, "families and types in\n{text}");
     common::assert_accounting(&server.state);
 }

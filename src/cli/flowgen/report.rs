@@ -234,10 +234,16 @@ pub fn summary_text(summary: &Summary, counters: &Counters, latency: &Histogram)
             summary.keys, summary.pacing
         ),
     };
-    text.push_str(&format!(
-        "  updates   {} generated in {} flushes, {} sent, {} receipted ({} replayed, {} reconnects)\n",
-        value["generated"], value["flushes"], value["sent"], value["receipted"], value["replayed"], value["reconnects"]
-    ));
+    text.push_str(&match summary.profile {
+        Profile::Cluster => format!(
+            "  updates   {} generated in {} flushes, {} sent, {} receipted ({} replayed, {} reconnects)\n",
+            value["generated"], value["flushes"], value["sent"], value["receipted"], value["replayed"], value["reconnects"]
+        ),
+        Profile::Realistic => format!(
+            "  updates   {} sent, {} receipted\n",
+            value["sent"], value["receipted"]
+        ),
+    });
     text.push_str(&format!(
         "  keys      {} distinct flow keys\n",
         value["keys"]
@@ -307,6 +313,21 @@ mod tests {
         );
         assert!(text.contains("p50 0.41 ms, p99 0.41 ms"), "{text}");
         assert_eq!(milliseconds(Duration::from_micros(114_400)), "114 ms");
+        let realistic = Summary {
+            setup: (8, 100, 15.0, 1),
+            keys: 20_000,
+            pacing: "back to back, window 1000".into(),
+            profile: Profile::Realistic,
+            ..summary
+        };
+        let text = summary_text(&realistic, &counters, &latency);
+        assert!(
+            text.starts_with(
+                "flowgen: realistic workload, 20000 keys cycled on 8 streams, back to back, \
+                 window 1000\n  updates   300 sent, 300 receipted\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]
