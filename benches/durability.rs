@@ -1,88 +1,107 @@
-//! Durable ingest: 8 `Connect` streams pumping updates as fast as receipts return, against an
-//! in-memory server and, in the same run, a server with a data directory (`--sync batch`,
-//! group commit). Then recovery: a new engine reads the data directory back, and the bench
-//! reports updates and retained (key, bucket) rows recovered per second, and the bytes on disk
-//! per retained (key, bucket).
+//! Durable ingest and recovery on the realistic workload (WORKLOAD.md, `eddy::synth::realistic`).
 //!
-//! `cargo bench --bench durability [-- UPDATES]` (UPDATES per configuration and repeat,
-//! 200,000 by default). Every configuration runs five times, in memory and durable in turn; the
-//! medians are reported. The data directory is a temporary directory (on the file system of
-//! `TMPDIR`).
+//! Ingest: 8 pipelined `Connect` streams cycling 20,000 keys, against an in-memory server and,
+//! in the same run, a server with a data directory (`--sync batch`, group commit); three
+//! pairs, medians, and the ratio. The client shares the process, so the CPU figure is the
+//! process's (client and server) per update.
+//!
+//! Recovery: a durable server takes KEYS keys in each of 4 closed buckets (KEYS × 4 retained
+//! (key, bucket) rows), writes their bucket files, and the bench reports the bytes on disk per
+//! retained row. Copies of the data directory are then recovered in child processes (so
+//! each engine's memory and CPU are its own): from the bucket files alone (the steady state:
+//! older buckets come from files), from the files plus the log (a restart within the
+//! de-duplication horizon, which re-reads the log's last 6 minutes to refill the
+//! de-duplication windows), and from the log alone (the bucket folder removed). Each reports
+//! retained rows per second and the server's CPU seconds.
+//!
+//! `cargo bench --bench durability [-- KEYS [UPDATES]]`: KEYS 250,000 by default (1 M
+//! retained rows), UPDATES per ingest run 400,000. The data directory is a temporary
+//! directory (on the file system of `TMPDIR`).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
 mod support;
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eddy::config::durability::{DurabilityArgs, SyncMode};
 use eddy::durability::recovery::recover;
-use eddy::proto::{Action, EndpointType, Flow, FlowKey, FlowUpdate, PolicyTrace, Reporter};
+use eddy::proto::FlowUpdate;
 use eddy::retention::Retention;
 use eddy::server::{build_state, serve, ServerConfig};
 use eddy::state::ServerState;
+use eddy::synth::realistic::{self, BucketChoice};
 use eddy::worker::clock::{Clock, SystemClock};
 use support::ingest::send_receipted;
-use support::process::arguments;
+use support::process::{arguments, run_in_child};
 use support::server::{connect, loopback_listener, workers_per_core};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Updates a client may have sent without a receipt, per stream.
-const PIPELINED: usize = 2048;
+/// Updates a client may have sent without a receipt, per stream (WORKLOAD.md).
+const PIPELINED: usize = 1000;
 /// Connect streams at once.
 const STREAMS: usize = 8;
-/// Runs per configuration.
-const REPEATS: usize = 5;
+/// Keys the ingest runs cycle through (WORKLOAD.md).
+const INGEST_KEYS: u64 = 20_000;
+/// Ingest pairs (in memory, durable).
+const REPEATS: usize = 3;
+/// The aggregation window.
+const WINDOW: i64 = 15;
 
-fn update(round: usize, stream: usize, index: usize, now: i64) -> FlowUpdate {
-    let key = FlowKey {
-        source_name: format!("client-{}", index % 2000),
-        source_namespace: format!("ns-{}", index % 20),
-        source_type: EndpointType::WorkloadEndpoint as i32,
-        dest_name: format!("server-{}", (index / 7) % 500),
-        dest_namespace: format!("ns-{}", (index / 3) % 20),
-        dest_type: EndpointType::WorkloadEndpoint as i32,
-        dest_port: 8000 + (index % 4) as i64,
-        proto: "TCP".into(),
-        reporter: Reporter::Dst as i32,
-        action: Action::Allow as i32,
-        policies: Some(PolicyTrace::default()),
-        ..Default::default()
-    };
-    FlowUpdate {
-        flow: Some(Flow {
-            key: Some(key),
-            start_time: now,
-            end_time: now,
-            source_labels: vec!["app=client".into(), format!("shard={}", index % 10)],
-            dest_labels: vec!["app=server".into()],
-            packets_in: (round * 100_000_000 + stream * 1_000_000 + index) as i64,
-            packets_out: 1,
-            bytes_in: 100,
-            bytes_out: 100,
-            num_connections_started: 1,
-            num_connections_completed: 0,
-            num_connections_live: 1,
-        }),
+fn config() -> ServerConfig {
+    ServerConfig::new(
+        workers_per_core(),
+        Retention {
+            window: WINDOW,
+            closed_buckets: 240,
+        },
+    )
+}
+
+fn durable(directory: &Path) -> DurabilityArgs {
+    DurabilityArgs {
+        data_dir: Some(directory.to_path_buf()),
+        sync: SyncMode::Batch,
+        max_disk_bytes: None,
     }
 }
 
-/// Sends `per_stream` updates on each of [`STREAMS`] streams; returns updates per second.
-async fn pump(server: SocketAddr, round: usize, per_stream: usize, now: i64) -> f64 {
-    let channel = connect(server).await;
-    let prepared: Vec<Vec<FlowUpdate>> = (0..STREAMS)
-        .map(|stream| {
-            (0..per_stream)
-                .map(|i| update(round, stream, i, now))
-                .collect()
-        })
+/// A server, recovered from `durability` when it names a data directory.
+async fn start(durability: &DurabilityArgs) -> (ServerState, SocketAddr) {
+    let mut state = build_state(config(), Arc::new(SystemClock)).expect("the engine starts");
+    state.durability = recover(durability, &state)
+        .await
+        .expect("the data directory opens");
+    let (listener, address) = loopback_listener().await;
+    tokio::spawn(serve(state.clone(), listener, std::future::pending()));
+    (state, address)
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|field| field.parse().ok())
         .collect();
-    let started = Instant::now();
-    let tasks: Vec<_> = prepared
+    fields.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// Sends `streams` (one update list each) as pipelined `Connect` streams; returns updates per
+/// second and process CPU microseconds per update.
+async fn pump(server: SocketAddr, streams: Vec<Vec<FlowUpdate>>) -> (f64, f64) {
+    let channel = connect(server).await;
+    let count: usize = streams.iter().map(Vec::len).sum();
+    let (started, cpu) = (Instant::now(), cpu_seconds());
+    let tasks: Vec<_> = streams
         .into_iter()
         .map(|updates| {
             tokio::spawn(send_receipted(
@@ -95,28 +114,30 @@ async fn pump(server: SocketAddr, round: usize, per_stream: usize, now: i64) -> 
     for task in tasks {
         task.await.expect("a stream finishes");
     }
-    (STREAMS * per_stream) as f64 / started.elapsed().as_secs_f64()
-}
-
-fn config() -> ServerConfig {
-    ServerConfig::new(
-        workers_per_core(),
-        Retention {
-            window: 15,
-            closed_buckets: 240,
-        },
+    let seconds = started.elapsed().as_secs_f64();
+    (
+        count as f64 / seconds,
+        (cpu_seconds() - cpu) * 1e6 / count as f64,
     )
 }
 
-/// A server, recovered from `durability` when it names a data directory.
-async fn start(durability: &DurabilityArgs, clock: Arc<SystemClock>) -> (ServerState, SocketAddr) {
-    let mut state = build_state(config(), clock).expect("the engine starts");
-    state.durability = recover(durability, &state)
-        .await
-        .expect("the data directory opens");
-    let (listener, address) = loopback_listener().await;
-    tokio::spawn(serve(state.clone(), listener, std::future::pending()));
-    (state, address)
+/// `per_stream` realistic updates on each stream, cycling [`INGEST_KEYS`] keys, the `round`th
+/// time (so every update is distinct).
+fn ingest_updates(round: u64, per_stream: usize, now: i64) -> Vec<Vec<FlowUpdate>> {
+    let current = now - now.rem_euclid(WINDOW);
+    (0..STREAMS as u64)
+        .map(|stream| {
+            (0..per_stream as u64)
+                .map(|i| {
+                    let n = i * STREAMS as u64 + stream;
+                    let key = n % INGEST_KEYS;
+                    let send = round * 1_000_000 + n / INGEST_KEYS;
+                    let bucket = BucketChoice::OneOfLastFour { now: current };
+                    realistic::update(key, 0, send, WINDOW, bucket)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -124,76 +145,173 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn main() {
-    let args = arguments();
-    let total: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+/// Bytes of every file under `directory`.
+fn bytes_under(directory: &Path) -> u64 {
+    std::fs::read_dir(directory)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|entry| {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        bytes_under(&path)
+                    } else {
+                        entry.metadata().map_or(0, |metadata| metadata.len())
+                    }
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Copies the folders `parts` of data directory `from` into `to`.
+fn copy_parts(from: &Path, to: &Path, parts: &[&str]) {
+    for part in parts {
+        let target = to.join(part);
+        std::fs::create_dir_all(&target).expect("a folder in the copy");
+        for entry in std::fs::read_dir(from.join(part)).expect("the folder reads") {
+            let path = entry.expect("an entry").path();
+            let name = path.file_name().expect("a file name");
+            std::fs::copy(&path, target.join(name)).expect("a file copies");
+        }
+    }
+}
+
+/// Ingest: in memory against `--data-dir --sync batch`, side by side.
+async fn ingest_pairs(total: usize, directory: &Path) {
     let per_stream = (total / STREAMS).max(1);
-    let directory = tempfile::tempdir().expect("a temporary directory");
-    let durable_args = DurabilityArgs {
-        data_dir: Some(directory.path().to_path_buf()),
-        sync: SyncMode::Batch,
-        max_disk_bytes: None,
-    };
-    let in_memory = DurabilityArgs {
+    let (_memory_state, memory) = start(&DurabilityArgs {
         data_dir: None,
         sync: SyncMode::Batch,
         max_disk_bytes: None,
-    };
+    })
+    .await;
+    let (_durable_state, durable_server) = start(&durable(directory)).await;
+    let mut pairs = Vec::with_capacity(REPEATS);
+    for round in 0..REPEATS as u64 {
+        let now = SystemClock.now();
+        let base = pump(memory, ingest_updates(2 * round, per_stream, now)).await;
+        let rate = pump(
+            durable_server,
+            ingest_updates(2 * round + 1, per_stream, now),
+        )
+        .await;
+        pairs.push((base, rate));
+    }
+    println!("| Connect streams | updates per run | in memory | --data-dir --sync batch | durable / in memory | process CPU µs/update, in memory | durable |");
+    println!("|---|---|---|---|---|---|---|");
+    println!(
+        "| {STREAMS} | {} | {:.0} k/s | {:.0} k/s | {:.2} | {:.1} | {:.1} |",
+        STREAMS * per_stream,
+        median(pairs.iter().map(|p| p.0 .0).collect()) / 1e3,
+        median(pairs.iter().map(|p| p.1 .0).collect()) / 1e3,
+        median(pairs.iter().map(|p| p.1 .0 / p.0 .0).collect()),
+        median(pairs.iter().map(|p| p.0 .1).collect()),
+        median(pairs.iter().map(|p| p.1 .1).collect()),
+    );
+}
+
+/// Fills a durable server with `keys` keys in each of 4 closed buckets, waits for their
+/// bucket files, and returns once the directory holds them.
+async fn fill(keys: u64, directory: &Path) {
+    let (state, server) = start(&durable(directory)).await;
+    let now = SystemClock.now();
+    let current = now - now.rem_euclid(WINDOW);
+    let streams: Vec<Vec<FlowUpdate>> = (0..STREAMS as u64)
+        .map(|stream| {
+            (0..4)
+                .flat_map(|age| (stream..keys).step_by(STREAMS).map(move |key| (age, key)))
+                .map(|(age, key)| {
+                    let bucket = BucketChoice::Exactly(current - (4 - age) * WINDOW);
+                    realistic::update(key, 0, age as u64, WINDOW, bucket)
+                })
+                .collect()
+        })
+        .collect();
+    let (rate, _) = pump(server, streams).await;
+    let durability = state
+        .durability
+        .as_ref()
+        .expect("the durable server has a data directory");
+    let logged = durability.log_end();
+    while durability
+        .buckets()
+        .covered()
+        .values()
+        .filter(|at| **at >= logged)
+        .count()
+        < 4
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let rows = state
+        .engine
+        .sizes()
+        .await
+        .expect("the engine runs")
+        .flow_rows;
+    let files = bytes_under(&directory.join("buckets"));
+    let log = bytes_under(&directory.join("wal"));
+    println!();
+    println!(
+        "filled {rows} retained (key, bucket) rows at {:.0} k updates/s; bucket files {files} bytes: {:.1} bytes per retained row; log {log} bytes: {:.1} bytes per logged update (deleted once the files cover it and it is 6 minutes old)",
+        rate / 1e3,
+        files as f64 / rows.max(1) as f64,
+        log as f64 / (keys * 4).max(1) as f64,
+    );
+}
+
+/// In a child process: recovers the data directory `directory` and prints the figures.
+fn recover_child(directory: &Path, label: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-    runtime.block_on(async move {
-        let clock = Arc::new(SystemClock);
-        let (_memory_state, memory) = start(&in_memory, clock.clone()).await;
-        let (durable_state, durable) = start(&durable_args, clock.clone()).await;
-        let mut pairs = Vec::with_capacity(REPEATS);
-        for round in 0..REPEATS {
-            let base = pump(memory, round, per_stream, clock.now()).await;
-            let rate = pump(durable, round, per_stream, clock.now()).await;
-            pairs.push((base, rate));
-        }
-        println!("| Connect streams | updates | in memory | --data-dir --sync batch | durable / in memory |");
-        println!("|---|---|---|---|---|");
-        println!(
-            "| {STREAMS} | {} | {:.0} k/s | {:.0} k/s | {:.2} |",
-            STREAMS * per_stream,
-            median(pairs.iter().map(|p| p.0).collect()) / 1e3,
-            median(pairs.iter().map(|p| p.1).collect()) / 1e3,
-            median(pairs.iter().map(|p| p.1 / p.0).collect()),
-        );
-        durable_state.engine.sync().await.expect("the engine runs");
-        let sizes = durable_state.engine.sizes().await.expect("the engine runs");
-        let durability = durable_state
-            .durability
-            .as_ref()
-            .expect("the durable server has a data directory");
-        let bytes = durability.bytes_used();
-        println!();
-        println!(
-            "data directory: {bytes} bytes for {} stored updates, {} retained (key, bucket) rows: {:.0} bytes per row",
-            STREAMS * per_stream * REPEATS,
-            sizes.flow_rows,
-            bytes as f64 / sizes.flow_rows.max(1) as f64
-        );
-        let started = Instant::now();
-        let (recovered_state, _) = start(&durable_args, clock.clone()).await;
+    runtime.block_on(async {
+        let (cpu, started) = (cpu_seconds(), Instant::now());
+        let (state, _) = start(&durable(directory)).await;
         let seconds = started.elapsed().as_secs_f64();
-        let recovered = recovered_state
-            .durability
-            .as_ref()
-            .expect("the recovered server has a data directory");
-        let updates = recovered
-            .counters()
-            .recovered_updates
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let rows = recovered_state
+        let cpu = cpu_seconds() - cpu;
+        let rows = state
             .engine
             .sizes()
             .await
             .expect("the engine runs")
             .flow_rows;
         println!(
-            "recovery: {updates} updates into {rows} retained rows in {seconds:.2} s: {:.0} updates/s, {:.0} retained rows/s",
-            updates as f64 / seconds,
-            rows as f64 / seconds
+            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s |",
+            rows as f64 / seconds / 1e3
         );
     });
+}
+
+fn main() {
+    let args = arguments();
+    if let (Some("recover"), Some(directory), Some(label)) =
+        (args.first().map(String::as_str), args.get(1), args.get(2))
+    {
+        return recover_child(Path::new(directory), label);
+    }
+    let keys: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(250_000);
+    let updates: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(400_000);
+    let ingest_directory = tempfile::tempdir().expect("a temporary directory");
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(async {
+        ingest_pairs(updates, ingest_directory.path()).await;
+        fill(keys, directory.path()).await;
+    });
+    println!();
+    println!("| recovered from | retained rows | time | rate | server CPU |");
+    println!("|---|---|---|---|---|");
+    for (label, parts) in [
+        ("bucket files", &["buckets"][..]),
+        (
+            "bucket files + log (restart within 6 min)",
+            &["buckets", "wal"][..],
+        ),
+        ("log alone", &["wal"][..]),
+    ] {
+        let copy = tempfile::tempdir().expect("a temporary directory");
+        copy_parts(directory.path(), copy.path(), parts);
+        let path = copy.path().to_string_lossy().into_owned();
+        run_in_child(&["recover".into(), path, label.into()], label);
+    }
 }

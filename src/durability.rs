@@ -2,10 +2,17 @@
 //! write-ahead log before its receipt, and recovered at start-up.
 //!
 //! The directory holds `wal/` (the log's segments), `buckets/` (closed buckets as Parquet
-//! files, for other tools) and `damaged/` (files set aside because they failed their
-//! checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the log
-//! itself with group commit (`wal`), the bucket files (`checkpoint` writes one, `buckets`
-//! decides which), the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
+//! files, for other tools and for recovery) and `damaged/` (files set aside because they failed
+//! their checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the
+//! log itself with group commit (`wal`), the bucket files (`checkpoint` writes one,
+//! `bucket_read` reads one back, `buckets` decides which and what log position each covers),
+//! the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
+//!
+//! The rule that keeps totals exact: a bucket file holds exactly its bucket's updates logged
+//! in records ending at or before the position in its metadata; recovery loads the file and
+//! replays the bucket's later records only. Log segments go once every update in them is past
+//! retention or in its bucket's file, and their batches are past the de-duplication horizon,
+//! so the directory holds one retention of bucket files plus about the horizon of log.
 
 pub mod batch;
 pub mod bucket_read;
@@ -156,6 +163,11 @@ impl Durability {
         &self.buckets
     }
 
+    /// The log position after the last record written.
+    pub fn log_end(&self) -> u64 {
+        self.wal.end()
+    }
+
     /// Segments the log holds.
     pub fn segments(&self) -> usize {
         self.wal.segments()
@@ -169,5 +181,78 @@ impl Durability {
     /// How long recovery took, in seconds.
     pub fn recovery_seconds(&self) -> f64 {
         self.counters.recovery_micros.load(Ordering::Relaxed) as f64 / 1e6
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::durability::SyncMode;
+    use crate::durability::buckets::WrittenFile;
+    use crate::durability::wal::SegmentInfo;
+
+    /// A closed segment file of `first..end` holding `buckets` (each with its last record's
+    /// end), its batches arrived at `arrival`.
+    fn segment(
+        directory: &Path,
+        first: u64,
+        end: u64,
+        buckets: &[(Bucket, u64)],
+        arrival: i64,
+    ) -> SegmentInfo {
+        let mut info = SegmentInfo::empty(directory.join(segment::file_name(first)), first);
+        std::fs::write(&info.path, vec![0; (end - first) as usize]).expect("a segment file");
+        info.end = end;
+        for (bucket, last) in buckets {
+            info.note(&[*bucket], arrival, *last);
+        }
+        info
+    }
+
+    #[test]
+    fn a_segment_goes_once_each_of_its_buckets_is_filed_or_expired_and_its_batches_are_past_the_horizon(
+    ) {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let wal_directory = directory.path().join(WAL_DIRECTORY);
+        std::fs::create_dir_all(&wal_directory).expect("the log's folder");
+        let closed = vec![
+            segment(&wal_directory, 0, 100, &[(10, 90)], 100),
+            segment(&wal_directory, 100, 200, &[(10, 150), (20, 190)], 100),
+            segment(&wal_directory, 200, 300, &[(5, 250)], 100),
+            segment(&wal_directory, 300, 400, &[(10, 350)], 100),
+            segment(&wal_directory, 400, 500, &[(5, 450)], 1_000),
+        ];
+        let paths: Vec<PathBuf> = closed.iter().map(|info| info.path.clone()).collect();
+        let disk = Arc::new(DiskUsage::new(500, None));
+        let wal = Wal::create(wal_directory, 500, closed, SyncMode::None, disk.clone(), 0)
+            .expect("the log opens");
+        let filed = WrittenFile {
+            bytes: 0,
+            covered: Some(150),
+        };
+        let buckets = BucketFiles::new(
+            directory.path().join("buckets"),
+            BTreeMap::from([(10, filed)]),
+        );
+        let durability = Durability {
+            directory: directory.path().to_path_buf(),
+            wal,
+            buckets,
+            disk,
+            counters: Arc::new(DurabilityCounters::default()),
+        };
+        durability.remove_expired(8, 500);
+        let kept: Vec<bool> = paths.iter().map(|path| path.exists()).collect();
+        // Bucket 10 filed up to 150, bucket 5 expired, bucket 20 neither, the last segment
+        // within the horizon.
+        assert_eq!(kept, [false, true, false, true, true]);
+        assert_eq!(durability.segments(), 4, "three closed and the active one");
+        assert_eq!(
+            durability.bytes_used(),
+            300 + segment::HEADER_BYTES as u64,
+            "the deleted segments' bytes are released"
+        );
     }
 }

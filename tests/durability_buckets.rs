@@ -154,7 +154,7 @@ async fn recovery_reads_the_files_and_only_the_logs_later_records() {
     let first_bucket = unix_now() - 8;
     ingest_until_filed(data.path(), updates(first_bucket, 1_000, 150), 150).await;
     let eddy = Eddy::start(data.path(), &FLAGS);
-    let recovered = eddy.line("recovered the data directory");
+    let recovered = &eddy.recovered;
     assert_eq!(recovered["bucket_files"], 5, "{recovered}");
     assert_eq!(recovered["updates_from_log"], 0, "{recovered}");
     assert_eq!(recovered["updates"], 150, "{recovered}");

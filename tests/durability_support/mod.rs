@@ -26,6 +26,8 @@ pub struct Eddy {
     pub address: SocketAddr,
     /// Its health and metrics address.
     pub admin: SocketAddr,
+    /// Its `recovered the data directory` log line.
+    pub recovered: Value,
 }
 
 impl Eddy {
@@ -79,7 +81,9 @@ impl Eddy {
             lines,
             address: SocketAddr::from(([127, 0, 0, 1], 0)),
             admin: SocketAddr::from(([127, 0, 0, 1], 0)),
+            recovered: Value::Null,
         };
+        eddy.recovered = eddy.line("recovered the data directory");
         let serving = eddy.line("eddy is serving the Goldmane API");
         eddy.address = address_in(&serving, "address");
         eddy.admin = address_in(&serving, "health");
