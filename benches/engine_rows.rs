@@ -147,7 +147,11 @@ where
 async fn reads(engine: &Engine, dest_namespace: u32) -> [(f64, f64); 4] {
     let list = timed(|| async {
         let partials = engine.list(list_query(FlowFilter::default())).await;
-        partials.expect("engine runs").iter().map(|p| p.rows.len()).sum()
+        partials
+            .expect("engine runs")
+            .iter()
+            .map(|p| p.rows.len())
+            .sum()
     })
     .await;
     let filter = FlowFilter {
@@ -156,7 +160,11 @@ async fn reads(engine: &Engine, dest_namespace: u32) -> [(f64, f64); 4] {
     };
     let filtered = timed(|| async {
         let partials = engine.list(list_query(filter.clone())).await;
-        partials.expect("engine runs").iter().map(|p| p.rows.len()).sum()
+        partials
+            .expect("engine runs")
+            .iter()
+            .map(|p| p.rows.len())
+            .sum()
     })
     .await;
     let hints = timed(|| async {
