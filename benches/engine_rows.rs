@@ -216,6 +216,7 @@ fn run_one(keys: u64, workers: usize, cycles: u64) {
         let catalog = Catalog::new(CatalogLimits::default());
         let prepared = prepare_keys(keys, &catalog, &retention);
         let prepared_bytes = prepared.capacity() * std::mem::size_of::<FlowRecord>();
+        let catalog_bytes = live_heap_bytes().saturating_sub(heap_start + prepared_bytes);
         let dest_namespace = catalog
             .symbols
             .lookup("frontend")
@@ -238,7 +239,7 @@ fn run_one(keys: u64, workers: usize, cycles: u64) {
         let (heap, resident) = per_row();
         let [list, filtered, hints, statistics] = reads(&engine, dest_namespace).await;
         println!(
-            "| {keys} | {workers} | {:.2} M/s | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {heap:.0} | {resident:.0} |",
+            "| {keys} | {workers} | {:.2} M/s | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {:.1} / {:.1} | {heap:.0} | {:.0} | {resident:.0} |",
             rate / 1e6,
             list.0,
             list.1,
@@ -248,6 +249,7 @@ fn run_one(keys: u64, workers: usize, cycles: u64) {
             hints.1,
             statistics.0,
             statistics.1,
+            catalog_bytes as f64 / retained,
         );
         for cycle in 1..=cycles {
             clock.advance(WINDOW);
@@ -255,7 +257,7 @@ fn run_one(keys: u64, workers: usize, cycles: u64) {
             let rate = ingest(&engine, batches_for(&prepared, &[newest])).await;
             let (heap, resident) = per_row();
             println!(
-                "| {keys} | {workers} | cycle {cycle}: {:.2} M/s | | | | | {heap:.0} | {resident:.0} |",
+                "| {keys} | {workers} | cycle {cycle}: {:.2} M/s | | | | | {heap:.0} | | {resident:.0} |",
                 rate / 1e6
             );
         }
@@ -265,8 +267,8 @@ fn run_one(keys: u64, workers: usize, cycles: u64) {
 fn main() {
     let args = arguments();
     let header = || {
-        println!("| keys | workers | ingest | List p50 / p99 ms | filtered List p50 / p99 ms | FilterHints p50 / p99 ms | Statistics p50 / p99 ms | heap B per (key, bucket) | resident B per (key, bucket) |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| keys | workers | ingest | List p50 / p99 ms | filtered List p50 / p99 ms | FilterHints p50 / p99 ms | Statistics p50 / p99 ms | heap B per (key, bucket) | of which catalog | resident B per (key, bucket) |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
     };
     match &args[..] {
         [keys, workers, rest @ ..] => run_one(
