@@ -1,12 +1,14 @@
 //! The engine's input sessions on one worker, and the one way records enter them: every
-//! update (or retraction) goes into the flow rows as it is, and into the hint rows and the
-//! counters by trace after consolidation across the batch, so all views stay consistent.
+//! update (or retraction) goes into the flow rows as a fixed-size row (its key noted once in the
+//! worker's key store), and into the hint rows and the counters by trace after consolidation
+//! across the batch, so all views stay consistent.
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::Input;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
+use crate::keys::FlowKeys;
 use crate::model::{FlowRecord, PolicyRule, Stats, Tick, TraceId};
 use crate::traces::{FlowRowsInput, HintRowsInput, TraceFlowsInput, TraceRulesInput};
 use crate::views::{hints, policy_stats, Inputs, Views};
@@ -50,11 +52,31 @@ impl EngineInputs {
         })
     }
 
-    /// Inserts a batch of records (retractions carry negative counts) into every input.
-    pub fn insert<'a>(&mut self, records: impl IntoIterator<Item = &'a FlowRecord>) {
+    /// Inserts a batch of updates into every input and notes each flow's key in `keys`.
+    pub fn insert<'a>(
+        &mut self,
+        records: impl IntoIterator<Item = &'a FlowRecord>,
+        keys: &mut FlowKeys,
+    ) {
+        let tick = self.time();
+        self.insert_rows(
+            records
+                .into_iter()
+                .inspect(|record| keys.note(&record.key, tick)),
+        );
+    }
+
+    /// Inserts retractions (records with negative counts, whose keys are already held).
+    pub fn retract(&mut self, records: &[FlowRecord]) {
+        self.insert_rows(records.iter());
+    }
+
+    fn insert_rows<'a>(&mut self, records: impl Iterator<Item = &'a FlowRecord>) {
         for record in records {
-            self.rows
-                .update((record.key, record.bucket, record.labels), record.stats);
+            self.rows.update(
+                (record.key.id, (record.bucket, record.labels)),
+                record.stats,
+            );
             self.hint_scratch.extend(hints::rows_of(record));
             self.trace_scratch.push(policy_stats::trace_flow_of(record));
         }

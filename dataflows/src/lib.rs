@@ -6,6 +6,7 @@
 //!
 //! - [`model`]: the domain types that flow through the dataflow (keys, buckets, counters).
 //! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
+//! - [`keys`]: the fields of every flow a worker owns, stored once per flow.
 //! - [`views`]: the registry of incremental views, one file per view.
 //! - [`inputs`]: the input sessions and how records enter them.
 //! - [`queries`]: reads of a worker's shard of the views (List, FilterHints, expiry).
@@ -13,6 +14,7 @@
 
 pub mod filter;
 pub mod inputs;
+pub mod keys;
 pub mod model;
 pub mod queries;
 pub mod traces;

@@ -10,6 +10,8 @@ use std::hash::{Hash, Hasher};
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Multiply, Semigroup};
 use serde::{Deserialize, Serialize};
 
+/// A flow's id: derived from its canonical key (SPEC §3.6), it names the key in the views.
+pub type FlowId = u64;
 /// An interned string: names, namespaces, protocols, policy fields.
 pub type Sym = u32;
 /// An interned canonical policy trace.
@@ -246,8 +248,9 @@ pub struct FlowRecord {
     pub stats: Stats,
 }
 
-/// The row type of the engine's single input collection.
-pub type FlowRow = (FlowKey, Bucket, LabelPair);
+/// A row of the flows view: a flow id, and a bucket with a label pair. Fixed-size: the flow's
+/// key is stored once per flow, in the owning worker's key store (`keys::FlowKeys`).
+pub type FlowRow = (FlowId, (Bucket, LabelPair));
 
 /// A half-open range of bucket starts `[gte, lt)` (SPEC §2.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

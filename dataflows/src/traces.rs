@@ -5,22 +5,24 @@ use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 use differential_dataflow::VecCollection;
 
-use crate::model::{
-    Bucket, FlowKey, FlowRow, LabelPair, PolicyRule, StatKey, Stats, Tick, TraceId,
-};
+use crate::model::{Bucket, FlowId, FlowRow, LabelPair, PolicyRule, StatKey, Stats, Tick, TraceId};
 use crate::views::hints::HintRow;
 use crate::views::policy_stats::TraceFlow;
 
-/// The engine's input: one row per update, `(key, bucket, labels)`, weighted by its counters.
+/// The engine's input: one row per update, `(flow id, (bucket, labels))`, weighted by its
+/// counters.
 pub type FlowRows<'scope> = VecCollection<'scope, Tick, FlowRow, Stats>;
 
 /// The engine's second input: the distinct policy rules of each canonical trace, added once
 /// when the trace is first seen.
 pub type TraceRules<'scope> = VecCollection<'scope, Tick, (TraceId, PolicyRule), isize>;
 
-/// The flows view: flow key -> (bucket, label pair), with the summed counters of the updates
+/// The flows view: flow id -> (bucket, label pair), with the summed counters of the updates
 /// that carried that label pair in that bucket.
-pub type FlowsTrace = TraceAgent<ValSpine<FlowKey, (Bucket, LabelPair), Tick, Stats>>;
+pub type FlowsSpine = ValSpine<FlowId, (Bucket, LabelPair), Tick, Stats>;
+
+/// The shared handle of the flows view.
+pub type FlowsTrace = TraceAgent<FlowsSpine>;
 
 /// The engine's hint rows, consolidated per batch before they enter.
 pub type HintRows<'scope> = VecCollection<'scope, Tick, HintRow, isize>;

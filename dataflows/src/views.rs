@@ -11,6 +11,7 @@ use timely::progress::frontier::AntichainRef;
 
 use differential_dataflow::trace::TraceReader;
 
+use crate::keys::FlowKeys;
 use crate::model::Tick;
 use crate::traces::{
     FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, TraceFlows, TraceRules,
@@ -18,8 +19,10 @@ use crate::traces::{
 
 /// The traces of every view on one worker. Only this worker's thread can read them.
 pub struct Views {
-    /// Per (flow key, bucket, label pair) counters: List, Stream, label intersection, expiry.
+    /// Per (flow id, bucket, label pair) counters: List, Stream, label intersection, expiry.
     pub flows: FlowsTrace,
+    /// The key of every flow this worker owns, by id: what the flows view's ids stand for.
+    pub keys: FlowKeys,
     /// Per (field, value, bucket) presence: unfiltered FilterHints.
     pub hints: HintsTrace,
     /// Per (policy rule, direction, bucket) counters: Statistics.
@@ -50,6 +53,7 @@ impl Views {
         } = inputs;
         Views {
             flows: flows::build(rows, probe),
+            keys: FlowKeys::default(),
             hints: hints::build(hint_rows, probe),
             policy_stats: policy_stats::build(trace_flows, trace_rules, probe),
         }

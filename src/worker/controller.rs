@@ -19,11 +19,11 @@
 //! tick, so queries arriving together share one tick.
 //!
 //! Ingest batches waiting in the ordered channel are gathered into one batch of up to
-//! [`FORWARD_RECORDS`] records before one worker gets them, so under load many small batches
-//! (Felix sends one update at a time) cost one worker wake-up, not one each; once the channel
-//! is empty the gathered batch goes at once, since its callers wait until a worker takes it
-//! before they receipt (SPEC §12.8). The gathered batch is bounded by `FORWARD_RECORDS` plus
-//! one incoming batch.
+//! [`FORWARD_RECORDS`] records before every worker gets it (each inserts the flows it owns), so
+//! under load many small batches (Felix sends one update at a time) cost one wake-up per
+//! worker, not one each; once the channel is empty the gathered batch goes at once, since its
+//! callers wait until every worker takes it before they receipt (SPEC §12.8). The gathered
+//! batch is bounded by `FORWARD_RECORDS` plus one incoming batch.
 //!
 //! A worker whose channel is closed has died: the controller reports the fault and stops,
 //! which closes the request channels, so no later batch is accepted.
@@ -42,7 +42,7 @@ use crate::worker::clock::Clock;
 use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Taken};
 
-/// Records gathered before they are forwarded to a worker.
+/// Records gathered before they are forwarded to the workers.
 pub const FORWARD_RECORDS: usize = 4096;
 
 /// Records one tick holds by default before the controller closes it.
@@ -81,8 +81,8 @@ pub struct Pacing {
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
-    /// Records to insert, gathered with others and sent to one worker; the sender is told
-    /// once a worker took them, and dropped unanswered if none will.
+    /// Records to insert, gathered with others and sent to every worker; the sender is told
+    /// once every worker took them, and dropped unanswered if one will not.
     Ingest(IngestBatch, oneshot::Sender<()>),
     /// A read (List, FilterHints, Statistics, Sync, Sizes, UsedIds) for every worker. The
     /// controller sets the command's `as_of` to the last closed tick, closing the open tick
@@ -105,7 +105,6 @@ pub struct Controller {
     open_records: usize,
     /// Whether anything was forwarded in the open tick (records, rules or an expiry).
     open_used: bool,
-    next_worker: usize,
     floor: Bucket,
     gathered: Option<(IngestBatch, Vec<oneshot::Sender<()>>)>,
     dead_worker: Option<usize>,
@@ -133,7 +132,6 @@ impl Controller {
             tick: 0,
             open_records: 0,
             open_used: false,
-            next_worker: 0,
             floor: Bucket::MIN,
             gathered: None,
             dead_worker: None,
@@ -251,17 +249,14 @@ impl Controller {
         }
     }
 
-    /// Sends the gathered ingest batch, if any, to the next worker in turn.
+    /// Sends the gathered ingest batch, if any, to every worker: each inserts the flows it
+    /// owns, and the callers are told once all took it.
     fn forward_gathered(&mut self) {
         if let Some((batch, callers)) = self.gathered.take() {
-            let worker = self.next_worker;
-            self.next_worker = (self.next_worker + 1) % self.workers.len();
             self.open_records += batch.records.len();
             self.open_used = true;
-            self.send(
-                worker,
-                Command::Ingest(Arc::new(batch), Taken::new(callers)),
-            );
+            let taken = Taken::new(callers, self.workers.len());
+            self.broadcast(Command::Ingest(Arc::new(batch), taken));
         }
     }
 

@@ -1,8 +1,10 @@
 //! One timely worker: builds the views, then loops over controller commands and dataflow
-//! steps. Queries wait until the views reflect their tick, then read this worker's shard.
+//! steps. Every worker gets every ingest batch and inserts the records of the flows it owns
+//! (`keys::owner_of`), so a flow's rows and key live on one worker and nothing is shared.
+//! Queries wait until the views reflect their tick, then read this worker's shard.
 //!
-//! State: the input sessions, the view traces, the commands waiting for the frontier, and the
-//! retention floor. The loop never blocks on tokio; it parks only when idle, and the controller
+//! State: the input sessions, the view traces and key store, the commands waiting for the
+//! frontier, and the retention floor. The loop never blocks on tokio; it parks only when idle, and the controller
 //! unparks it after every send.
 
 use std::collections::VecDeque;
@@ -10,6 +12,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use eddy_dataflows::inputs::EngineInputs;
+use eddy_dataflows::keys::owner_of;
 use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::{expire, hints, list, sizes, stats, used_ids};
 use eddy_dataflows::views::Views;
@@ -33,8 +36,8 @@ pub fn run(
     progress: &Progress,
     injected: &InjectedFault,
 ) {
-    let index = worker.index();
     let probe = ProbeHandle::new();
+    let (index, peers) = (worker.index(), worker.peers());
     let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
     let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut floor = Bucket::MIN;
@@ -46,12 +49,22 @@ pub fn run(
         loop {
             match commands.try_recv() {
                 Ok(Command::Ingest(batch, taken)) => {
-                    injected.before_batch();
-                    inputs.insert_rules(&batch.trace_rules);
-                    inputs.retract_rules(&batch.retired_rules);
-                    let retained = batch.records.iter().filter(|r| r.bucket >= floor);
-                    inputs.insert(retained);
-                    let dropped = batch.records.iter().filter(|r| r.bucket < floor).count();
+                    if index == 0 {
+                        injected.before_batch();
+                    }
+                    let owned = |trace: &&(u32, _)| owner_of(u64::from(trace.0), peers) == index;
+                    let rules: Vec<_> = batch.trace_rules.iter().filter(owned).copied().collect();
+                    inputs.insert_rules(&rules);
+                    let retired: Vec<_> =
+                        batch.retired_rules.iter().filter(owned).copied().collect();
+                    inputs.retract_rules(&retired);
+                    let mine = batch
+                        .records
+                        .iter()
+                        .filter(|record| owner_of(record.key.id, peers) == index);
+                    let retained = mine.clone().filter(|record| record.bucket >= floor);
+                    inputs.insert(retained, &mut views.keys);
+                    let dropped = mine.filter(|record| record.bucket < floor).count();
                     if dropped > 0 {
                         counters
                             .dropped_below_floor
@@ -83,7 +96,11 @@ pub fn run(
             let Some(command) = waiting.pop_front() else {
                 break;
             };
-            if answer(command, &mut views, &mut inputs) {
+            // Every tick before the frontier is in the views.
+            let reflected = probe
+                .with_frontier(|frontier| frontier.first().copied())
+                .unwrap_or(Tick::MAX);
+            if answer(command, &mut views, &mut inputs, reflected) {
                 retracted_at = inputs.time();
             }
         }
@@ -97,17 +114,18 @@ pub fn run(
     }
 }
 
-/// Executes a command whose tick is reflected; returns whether it inserted a retraction.
-fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> bool {
+/// Executes a command whose tick is reflected (the views hold every tick before `reflected`);
+/// returns whether it inserted a retraction.
+fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflected: Tick) -> bool {
     match command {
         Command::List { query, reply, .. } => {
-            let partial = list::list(&mut views.flows, &query);
+            let partial = list::list(&mut views.flows, &views.keys, &query);
             // The reply channel has room for every worker; a closed one means the caller left.
             let _ = reply.try_send(partial);
             false
         }
         Command::Hints { query, reply, .. } => {
-            let values = hints::hints(&mut views.flows, &mut views.hints, &query);
+            let values = hints::hints(&mut views.flows, &views.keys, &mut views.hints, &query);
             let _ = reply.try_send(values);
             false
         }
@@ -117,11 +135,15 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs) -> boo
             false
         }
         Command::Expire { floor, .. } => {
-            inputs.insert(&expire::expired(&mut views.flows, floor));
+            let expired = expire::expired(&mut views.flows, &views.keys, floor);
+            inputs.retract(&expired.retractions);
+            for id in expired.gone {
+                views.keys.forget_unless_inserted_since(id, reflected);
+            }
             true
         }
         Command::UsedIds { marks, reply, .. } => {
-            let _ = reply.try_send(used_ids::used_ids(&mut views.flows, marks));
+            let _ = reply.try_send(used_ids::used_ids(&mut views.flows, &views.keys, marks));
             false
         }
         Command::Sync { reply, .. } => {

@@ -30,23 +30,37 @@ pub struct IngestBatch {
     pub retired_rules: Vec<(TraceId, PolicyRule)>,
 }
 
-/// Tells the callers whose batches a gathered ingest batch holds that a worker took it.
-/// Dropped without [`Taken::fire`] (the worker died first), each caller sees its sender
-/// dropped, and no update of the batch is receipted (SPEC §12.8).
+/// Tells the callers whose batches a gathered ingest batch holds that every worker it was sent
+/// to took it. Dropped without every [`Taken::fire`] (a worker died first), each caller sees
+/// its sender dropped, and no update of the batch is receipted (SPEC §12.8).
 #[derive(Clone, Debug, Default)]
-pub struct Taken(Arc<Mutex<Vec<oneshot::Sender<()>>>>);
+pub struct Taken(Arc<Mutex<Takers>>);
+
+/// The workers yet to take a batch, and the callers waiting for them.
+#[derive(Debug, Default)]
+struct Takers {
+    left: usize,
+    callers: Vec<oneshot::Sender<()>>,
+}
 
 impl Taken {
-    /// A signal for these callers.
-    pub fn new(callers: Vec<oneshot::Sender<()>>) -> Self {
-        Taken(Arc::new(Mutex::new(callers)))
+    /// A signal for these callers, given once `takers` workers fired it.
+    pub fn new(callers: Vec<oneshot::Sender<()>>, takers: usize) -> Self {
+        Taken(Arc::new(Mutex::new(Takers {
+            left: takers,
+            callers,
+        })))
     }
 
-    /// The worker holds the batch: tells every caller.
+    /// One worker holds the batch; once every worker does, tells every caller.
     pub fn fire(&self) {
-        for caller in self.0.lock().drain(..) {
-            // A caller that left no longer waits for the answer.
-            let _ = caller.send(());
+        let mut takers = self.0.lock();
+        takers.left = takers.left.saturating_sub(1);
+        if takers.left == 0 {
+            for caller in takers.callers.drain(..) {
+                // A caller that left no longer waits for the answer.
+                let _ = caller.send(());
+            }
         }
     }
 }
@@ -54,8 +68,9 @@ impl Taken {
 /// A command from the controller to a worker.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Insert these records at the worker's current tick, then fire the [`Taken`] signal.
-    /// Sent to one worker; records for buckets below the worker's retention floor are dropped.
+    /// Insert the records of the flows this worker owns (`keys::owner_of`) and the rules of the
+    /// traces it owns at the worker's current tick, then fire the [`Taken`] signal. Broadcast;
+    /// records for buckets below the worker's retention floor are dropped.
     Ingest(Arc<IngestBatch>, Taken),
     /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
     /// increasing order. Nothing comes back.

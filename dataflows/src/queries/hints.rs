@@ -1,12 +1,13 @@
 //! The FilterHints read (SPEC §6): the distinct values of one key field over the flows that
-//! match a filter in a range. Unfiltered reads use the hints view; filtered reads scan the
-//! flows view, since the filter may constrain any field.
+//! match a filter in a range. Unfiltered reads use the hints view; filtered reads take the
+//! matching flows from the key store and read only their rows of the flows view.
 
 use differential_dataflow::trace::cursor::Cursor;
 
 use crate::filter::FlowFilter;
+use crate::keys::FlowKeys;
 use crate::model::BucketRange;
-use crate::queries::cursor_over_all;
+use crate::queries::{cursor_over_all, visit_flows};
 use crate::traces::{FlowsTrace, HintsTrace};
 use crate::views::hints::HintField;
 
@@ -22,11 +23,16 @@ pub struct HintsQuery {
 }
 
 /// Answers `query` from this worker's shard: the distinct values (ids), ascending.
-pub fn hints(flows: &mut FlowsTrace, hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
+pub fn hints(
+    flows: &mut FlowsTrace,
+    keys: &FlowKeys,
+    hints: &mut HintsTrace,
+    query: &HintsQuery,
+) -> Vec<u32> {
     if query.filter.is_empty() {
         from_hints_view(hints, query)
     } else {
-        from_flows_view(flows, query)
+        from_flows_view(flows, keys, query)
     }
 }
 
@@ -50,25 +56,24 @@ fn from_hints_view(hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
     values
 }
 
-fn from_flows_view(flows: &mut FlowsTrace, query: &HintsQuery) -> Vec<u32> {
-    let (mut cursor, storage) = cursor_over_all(flows);
+fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) -> Vec<u32> {
+    let candidates = keys.matching(&query.filter);
     let mut values = Vec::new();
-    while let Some(key) = cursor.get_key(&storage) {
-        if query.filter.matches(key) {
-            while let Some((bucket, _labels)) = cursor.get_val(&storage) {
-                if query.range.contains(*bucket) {
-                    let mut records = 0i64;
-                    cursor.map_times(&storage, |_, diff| records += diff.records);
-                    if records > 0 {
+    visit_flows(flows, Some(&candidates), |id, cursor, storage| {
+        while let Some((bucket, _labels)) = cursor.get_val(storage) {
+            if query.range.contains(*bucket) {
+                let mut records = 0i64;
+                cursor.map_times(storage, |_, diff| records += diff.records);
+                if records > 0 {
+                    if let Some(key) = keys.get(id) {
                         values.push(query.field.value_of(key));
-                        break;
                     }
+                    return;
                 }
-                cursor.step_val(&storage);
             }
+            cursor.step_val(storage);
         }
-        cursor.step_key(&storage);
-    }
+    });
     values.sort_unstable();
     values.dedup();
     values

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use differential_dataflow::trace::cursor::Cursor;
 
 use crate::filter::FlowFilter;
-use crate::model::{Bucket, BucketRange, FlowKey, LabelPair, Stats};
-use crate::queries::cursor_over_all;
+use crate::keys::FlowKeys;
+use crate::model::{Bucket, BucketRange, FlowId, FlowKey, LabelPair, Stats};
+use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
 
 /// A field a List may be sorted by (SPEC §4.3).
@@ -97,22 +98,33 @@ fn enum_order(value: i32) -> u64 {
 }
 
 impl ListQuery {
-    fn order_of(&self, key: &FlowKey, start: Bucket) -> OrderKey {
+    /// Whether a row's place in the order depends on its key's fields, not only on its id and
+    /// start.
+    fn orders_by_key(&self) -> bool {
+        self.sort.iter().any(|field| *field != SortField::Time)
+    }
+
+    /// The order of flow `id`'s row starting at `start`. `key` is the flow's key, needed only
+    /// when [`ListQuery::orders_by_key`].
+    fn order_of(&self, id: FlowId, key: Option<&FlowKey>, start: Bucket) -> OrderKey {
         let mut parts = [0u64; MAX_SORT_FIELDS];
         for (part, field) in parts.iter_mut().zip(&self.sort) {
-            *part = match field {
-                SortField::Time => u64::MAX - (start as u64 ^ (1 << 63)),
-                SortField::DestName => rank(&self.name_ranks, key.dest_name),
-                SortField::DestNamespace => rank(&self.name_ranks, key.dest_namespace),
-                SortField::DestType => enum_order(key.dest_type),
-                SortField::SourceName => rank(&self.name_ranks, key.source_name),
-                SortField::SourceNamespace => rank(&self.name_ranks, key.source_namespace),
-                SortField::SourceType => enum_order(key.source_type),
+            *part = match (field, key) {
+                (SortField::Time, _) => u64::MAX - (start as u64 ^ (1 << 63)),
+                (_, None) => 0,
+                (SortField::DestName, Some(key)) => rank(&self.name_ranks, key.dest_name),
+                (SortField::DestNamespace, Some(key)) => rank(&self.name_ranks, key.dest_namespace),
+                (SortField::DestType, Some(key)) => enum_order(key.dest_type),
+                (SortField::SourceName, Some(key)) => rank(&self.name_ranks, key.source_name),
+                (SortField::SourceNamespace, Some(key)) => {
+                    rank(&self.name_ranks, key.source_namespace)
+                }
+                (SortField::SourceType, Some(key)) => enum_order(key.source_type),
             };
         }
         OrderKey {
             parts,
-            id: key.id,
+            id,
             start_descending: u64::MAX - (start as u64 ^ (1 << 63)),
         }
     }
@@ -176,64 +188,81 @@ impl TopRows {
     }
 }
 
-/// Answers `query` from this worker's shard of the flows view.
-pub fn list(flows: &mut FlowsTrace, query: &ListQuery) -> ListPartial {
-    let (mut cursor, storage) = cursor_over_all(flows);
+/// Answers `query` from this worker's shard of the flows view. A filtered query reads only
+/// the flows whose key matches, found in the key store; a key is looked up only for a row
+/// that could make the page (or, for sorts by a key field, to place the row).
+pub fn list(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> ListPartial {
+    let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     let mut top = TopRows {
         limit: query.limit,
         rows: Vec::new(),
         cutoff: None,
     };
     let mut total = 0u64;
-    while let Some(key) = cursor.get_key(&storage) {
-        if query.filter.matches(key) {
-            // The window being aggregated, and its row unless it cannot make the page (then
-            // it is only counted).
-            let mut open: Option<(Bucket, Option<ListRow>)> = None;
-            while let Some((bucket, labels)) = cursor.get_val(&storage) {
-                let bucket = *bucket;
-                if query.range.contains(bucket) {
-                    let mut stats = Stats::default();
-                    cursor.map_times(&storage, |_, diff| stats.add(diff));
-                    if stats.records > 0 {
-                        let window = query.window_of(bucket);
-                        match open.as_mut() {
-                            Some((open_window, row)) if *open_window == window => {
-                                if let Some(row) = row {
-                                    row.stats.add(&stats);
-                                    row.end = bucket + query.window;
-                                    row.labels.push(*labels);
-                                }
+    let orders_by_key = query.orders_by_key();
+    visit_flows(flows, candidates.as_deref(), |id, cursor, storage| {
+        let ordering_key = if orders_by_key {
+            let Some(key) = keys.get(id) else {
+                debug_assert!(false, "every flow in the view has its key stored");
+                return;
+            };
+            Some(key)
+        } else {
+            None
+        };
+        // The window being aggregated, and its row unless it cannot make the page (then it is
+        // only counted).
+        let mut open: Option<(Bucket, Option<ListRow>)> = None;
+        while let Some((bucket, labels)) = cursor.get_val(storage) {
+            let bucket = *bucket;
+            if query.range.contains(bucket) {
+                let mut stats = Stats::default();
+                cursor.map_times(storage, |_, diff| stats.add(diff));
+                if stats.records > 0 {
+                    let window = query.window_of(bucket);
+                    match open.as_mut() {
+                        Some((open_window, row)) if *open_window == window => {
+                            if let Some(row) = row {
+                                row.stats.add(&stats);
+                                row.end = bucket + query.window;
+                                row.labels.push(*labels);
                             }
-                            _ => {
-                                if let Some((_, row)) = open.take() {
-                                    total += 1;
-                                    top.push_some(row);
-                                }
-                                // Set now: `TopRows` compares orders as rows arrive.
-                                let order = query.order_of(key, bucket);
-                                let row = top.admits(&order).then(|| ListRow {
-                                    key: *key,
-                                    start: bucket,
-                                    end: bucket + query.window,
-                                    stats,
-                                    labels: vec![*labels],
-                                    order,
-                                });
-                                open = Some((window, row));
+                        }
+                        _ => {
+                            if let Some((_, row)) = open.take() {
+                                total += 1;
+                                top.push_some(row);
                             }
+                            // Set now: `TopRows` compares orders as rows arrive.
+                            let order = query.order_of(id, ordering_key, bucket);
+                            let key = top
+                                .admits(&order)
+                                .then(|| ordering_key.or_else(|| keys.get(id)))
+                                .flatten();
+                            debug_assert!(
+                                !top.admits(&order) || key.is_some(),
+                                "every flow in the view has its key stored"
+                            );
+                            let row = key.map(|key| ListRow {
+                                key: *key,
+                                start: bucket,
+                                end: bucket + query.window,
+                                stats,
+                                labels: vec![*labels],
+                                order,
+                            });
+                            open = Some((window, row));
                         }
                     }
                 }
-                cursor.step_val(&storage);
             }
-            if let Some((_, row)) = open {
-                total += 1;
-                top.push_some(row);
-            }
+            cursor.step_val(storage);
         }
-        cursor.step_key(&storage);
-    }
+        if let Some((_, row)) = open {
+            total += 1;
+            top.push_some(row);
+        }
+    });
     let mut rows = top.finish();
     for row in &mut rows {
         row.labels.sort_unstable();

@@ -1,13 +1,16 @@
 //! The used-ids read: which string, label-set and trace ids this worker's retained flows refer
 //! to, below given marks, so the frontend can drop catalog entries nothing uses any more.
 //!
-//! Walks every (key, label pair) of the flows view once: callers ask once per epoch.
+//! Walks every (flow, label pair) of the flows view and every stored key once: callers ask once
+//! per epoch. The key store may still hold a flow whose rows just left retention (until the
+//! next expiry), so its ids are reported a little longer than needed, never too short.
 
 use differential_dataflow::difference::IsZero;
 use differential_dataflow::trace::cursor::Cursor;
 
+use crate::keys::FlowKeys;
 use crate::model::{FlowKey, Stats};
-use crate::queries::cursor_over_all;
+use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
 
 /// A set of ids below a mark, one bit each.
@@ -106,28 +109,24 @@ fn key_strings(key: &FlowKey) -> [u32; 8] {
 }
 
 /// The string, label-set and trace ids below `marks` that this worker's retained flows use.
-pub fn used_ids(flows: &mut FlowsTrace, marks: IdMarks) -> UsedIds {
+pub fn used_ids(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
-    let (mut cursor, storage) = cursor_over_all(flows);
-    while let Some(key) = cursor.get_key(&storage) {
-        let mut retained = false;
-        while let Some((_, (source_labels, dest_labels))) = cursor.get_val(&storage) {
+    visit_flows(flows, None, |_, cursor, storage| {
+        while let Some((_, (source_labels, dest_labels))) = cursor.get_val(storage) {
             let mut stats = Stats::default();
-            cursor.map_times(&storage, |_, diff| stats.add(diff));
+            cursor.map_times(storage, |_, diff| stats.add(diff));
             if !stats.is_zero() {
-                retained = true;
                 used.label_sets.insert(*source_labels);
                 used.label_sets.insert(*dest_labels);
             }
-            cursor.step_val(&storage);
+            cursor.step_val(storage);
         }
-        if retained {
-            for id in key_strings(key) {
-                used.strings.insert(id);
-            }
-            used.traces.insert(key.trace);
+    });
+    for key in keys.keys() {
+        for id in key_strings(key) {
+            used.strings.insert(id);
         }
-        cursor.step_key(&storage);
+        used.traces.insert(key.trace);
     }
     used
 }

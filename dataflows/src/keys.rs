@@ -1,0 +1,161 @@
+//! The key store of one worker: the fields of every flow this worker owns, stored once per flow
+//! rather than in every row of the flows view, filled when a record is inserted and emptied by
+//! expiry when a flow's last bucket leaves retention.
+//!
+//! A flow is owned by worker [`owner_of`] of its id: its records are inserted there, its rows
+//! are arranged there, and its key is stored there, so nothing is shared between workers and
+//! the same commands could be sequenced across processes.
+//!
+//! Invariant: every flow with a live row in this worker's flows view, or with a record inserted
+//! at a tick the view does not reflect yet, has its key here.
+
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+
+use rustc_hash::FxHasher;
+
+use crate::filter::FlowFilter;
+use crate::model::{FlowId, FlowKey, Tick};
+
+/// The worker (of `peers`) that owns flow `id`: the one its records, rows and key live on.
+pub fn owner_of(id: FlowId, peers: usize) -> usize {
+    (id % peers.max(1) as u64) as usize
+}
+
+/// A flow's key and the tick its latest record was inserted at.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    key: FlowKey,
+    inserted_at: Tick,
+}
+
+/// The keys of the flows one worker owns, by flow id.
+#[derive(Debug, Default)]
+pub struct FlowKeys {
+    entries: HashMap<FlowId, Entry, BuildHasherDefault<FxHasher>>,
+}
+
+impl FlowKeys {
+    /// Notes that a record of `key` is inserted at `tick`.
+    pub fn note(&mut self, key: &FlowKey, tick: Tick) {
+        self.entries
+            .entry(key.id)
+            .and_modify(|entry| entry.inserted_at = tick)
+            .or_insert(Entry {
+                key: *key,
+                inserted_at: tick,
+            });
+    }
+
+    /// The key of flow `id`, if this worker holds it.
+    pub fn get(&self, id: FlowId) -> Option<&FlowKey> {
+        self.entries.get(&id).map(|entry| &entry.key)
+    }
+
+    /// Forgets flow `id` unless a record was inserted for it at `reflected` or later (a tick
+    /// the flows view may not show yet).
+    pub fn forget_unless_inserted_since(&mut self, id: FlowId, reflected: Tick) {
+        if self
+            .entries
+            .get(&id)
+            .is_some_and(|entry| entry.inserted_at < reflected)
+        {
+            self.entries.remove(&id);
+        }
+    }
+
+    /// How many flows this worker holds.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether this worker holds no flow.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every key held, in no particular order.
+    pub fn keys(&self) -> impl Iterator<Item = &FlowKey> {
+        self.entries.values().map(|entry| &entry.key)
+    }
+
+    /// The ids of the flows whose key matches `filter`, ascending: the candidates of a
+    /// filtered read, found without touching the flows view.
+    pub fn matching(&self, filter: &FlowFilter) -> Vec<FlowId> {
+        let mut ids: Vec<FlowId> = self
+            .keys()
+            .filter(|key| filter.matches(key))
+            .map(|key| key.id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::filter::IdSet;
+
+    fn key(id: FlowId, dest_namespace: u32) -> FlowKey {
+        FlowKey {
+            id,
+            source_name: 1,
+            source_namespace: 2,
+            source_type: 1,
+            dest_name: 3,
+            dest_namespace,
+            dest_type: 1,
+            dest_port: 443,
+            dest_service_name: 0,
+            dest_service_namespace: 0,
+            dest_service_port_name: 0,
+            dest_service_port: 0,
+            proto: 4,
+            reporter: 1,
+            action: 1,
+            trace: 0,
+        }
+    }
+
+    #[test]
+    fn a_flow_inserted_after_the_reflected_tick_is_kept() {
+        let mut keys = FlowKeys::default();
+        keys.note(&key(7, 10), 3);
+        keys.note(&key(9, 11), 5);
+        keys.forget_unless_inserted_since(7, 4);
+        keys.forget_unless_inserted_since(9, 4);
+        assert_eq!(keys.get(7), None);
+        assert_eq!(keys.get(9).map(|key| key.dest_namespace), Some(11));
+        keys.note(&key(9, 11), 6);
+        keys.forget_unless_inserted_since(9, 6);
+        assert_eq!(
+            keys.len(),
+            1,
+            "inserted at the reflected tick: not reflected yet"
+        );
+        keys.forget_unless_inserted_since(9, 7);
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn matching_ids_come_ascending() {
+        let mut keys = FlowKeys::default();
+        for (id, namespace) in [(40, 10), (8, 11), (16, 10), (2, 10)] {
+            keys.note(&key(id, namespace), 0);
+        }
+        let filter = FlowFilter {
+            dest_namespaces: Some(IdSet::new(vec![10])),
+            ..FlowFilter::default()
+        };
+        assert_eq!(keys.matching(&filter), vec![2, 16, 40]);
+    }
+
+    #[test]
+    fn owners_split_ids_by_remainder() {
+        assert_eq!(owner_of(7, 2), 1);
+        assert_eq!(owner_of(8, 2), 0);
+        assert_eq!(owner_of(8, 1), 0);
+        assert_eq!(owner_of(8, 0), 0);
+    }
+}
