@@ -30,7 +30,7 @@ use std::pin::Pin;
 
 use eddy_dataflows::model::FlowRecord;
 
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, Stream, StreamExt};
 use prost::bytes::Bytes;
 use prost::Message;
 use tokio::sync::mpsc;
@@ -51,11 +51,27 @@ use crate::worker::protocol::IngestBatch;
 
 /// The most updates handed to the engine in one batch.
 pub const MAX_BATCH: usize = 1024;
-/// Receipts that may wait for the client to read them before the connection stops reading.
+/// Receipts that may wait for the client to read them before the connection stops reading
+/// (sent a batch at a time: at most this many over [`MAX_BATCH`] batches wait).
 pub const RECEIPT_BUFFER: usize = 4096;
 
 /// tonic's default bound on a request message's size.
 const DEFAULT_MAX_DECODED_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Where a connection's task sends what it owes the client: a number of receipts (one
+/// message per batch), or the status that ends the call.
+type Owed = mpsc::Sender<Result<usize, Status>>;
+
+/// The receipts one message of [`Owed`] stands for, in order.
+fn receipts_for(owed: Result<usize, Status>) -> impl Iterator<Item = Result<FlowReceipt, Status>> {
+    let (count, status) = match owed {
+        Ok(count) => (count, None),
+        Err(status) => (0, Some(status)),
+    };
+    std::iter::repeat_with(|| Ok(FlowReceipt {}))
+        .take(count)
+        .chain(status.map(Err))
+}
 
 /// The receipts of a `Connect` call, ending with its status if it fails.
 pub type ConnectStream = Pin<Box<dyn Stream<Item = Result<FlowReceipt, Status>> + Send + 'static>>;
@@ -93,7 +109,7 @@ impl CollectorService {
         let slot = self.state.connect.admit().map_err(Status::from)?;
         let peer = request.remote_addr().map(|addr| addr.ip());
         let dedup = self.state.dedup.for_connection(peer, self.state.now());
-        let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER);
+        let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER / MAX_BATCH);
         tokio::spawn(serve_connection(
             self.state.clone(),
             slot,
@@ -102,7 +118,9 @@ impl CollectorService {
             request.into_inner(),
             receipts,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
+        let receipts = ReceiverStream::new(outbound)
+            .flat_map(|owed| futures::stream::iter(receipts_for(owed)));
+        Ok(Response::new(Box::pin(receipts)))
     }
 }
 
@@ -158,7 +176,7 @@ enum CutShort {
 }
 
 /// Ends the call with the status that ended the request stream.
-async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Status) {
+async fn fail(receipts: &Owed, status: Status) {
     tracing::debug!(%status, "flow collector stream ended with an error");
     // A closed receipt channel means the client is gone; nothing is left to tell.
     let _ = receipts.send(Err(status)).await;
@@ -188,7 +206,7 @@ fn encode_stored(
 
 /// Ends the call because the data directory cannot take the batch: nothing of it was
 /// receipted, so the client resends it (SPEC §13.1).
-async fn refuse(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, error: DiskError) {
+async fn refuse(receipts: &Owed, error: DiskError) {
     tracing::error!(%error, "a Connect call ends: its batch cannot be written to the data directory");
     // A closed receipt channel means the client is gone; nothing is left to tell.
     let _ = receipts.send(Err(ApiError::from(error).into())).await;
@@ -200,7 +218,7 @@ async fn serve_connection(
     peer: Option<IpAddr>,
     dedup: ConnectionDedup,
     mut inbound: Streaming<Bytes>,
-    receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
+    receipts: Owed,
 ) {
     let _slot = slot;
     let mut ingest = ConnectionIngest::new();
@@ -307,10 +325,8 @@ async fn serve_connection(
                 return refuse(&receipts, error).await;
             }
         }
-        for _ in 0..received {
-            if receipts.send(Ok(FlowReceipt {})).await.is_err() {
-                return;
-            }
+        if received > 0 && receipts.send(Ok(received)).await.is_err() {
+            return;
         }
         match cut_short {
             Some(CutShort::Full(full)) => {

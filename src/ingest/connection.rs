@@ -17,23 +17,26 @@
 //! table's lock before use, and if any of its entries is gone, the update is prepared again
 //! and gets the new ids (ids are never reused, so a stale id is never taken for another value).
 //!
-//! Bound: at most [`REMEMBERED_BYTES`] of remembered bytes per call; beyond it the call forgets
-//! everything and starts again.
+//! Remembered records are found by a 128-bit hash (xxh3) of the bytes that determine them, not
+//! by the bytes themselves, so one costs about 128 bytes whatever the size of its key and
+//! labels; two different keys taking one hash is as unlikely as two updates sharing a
+//! de-duplication fingerprint, far less so.
+//!
+//! Bound: at most [`REMEMBERED_RECORDS`] records per call (about 4 MiB); beyond it the call
+//! forgets them all and starts again.
 
 use eddy_dataflows::model::FlowKey;
 use prost::Message;
 use rustc_hash::FxHashMap;
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::catalog::Catalog;
 use crate::ingest::wire::{self, Side};
 use crate::ingest::{prepare, Bounds, Measures, NotPrepared, SkipReason};
 use crate::proto::FlowUpdate;
 
-/// Bytes of remembered keys and labels, with a per-entry overhead, one call holds at most.
-pub const REMEMBERED_BYTES: usize = 8 * 1024 * 1024;
-
-/// What each remembered record costs beyond its bytes: the map's slot and the record.
-const ENTRY_OVERHEAD: usize = 128;
+/// Records one call remembers at most: what fills a map of 32,768 slots of about 128 bytes.
+pub const REMEMBERED_RECORDS: usize = 28_672;
 
 /// An update turned into an engine record, with the interval it came with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,31 +81,40 @@ struct Remembered {
 /// The ingest state of one `Connect` call.
 #[derive(Debug, Default)]
 pub struct ConnectionIngest {
-    /// Records by the bytes that determine them (see [`remembered_as`]).
-    remembered: FxHashMap<Box<[u8]>, Remembered>,
-    /// Bytes `remembered` accounts for.
-    remembered_bytes: usize,
-    /// The lookup bytes of the update being prepared, reused from update to update.
-    lookup: Vec<u8>,
+    /// Records by the hash of the bytes that determine them (see [`remembered_as`]).
+    remembered: FxHashMap<u128, Remembered>,
 }
 
-/// Writes into `out` the bytes that determine an update's key and label sets: the encoded key,
-/// then each side's labels, every part prefixed by its length, each side by its count.
-fn remembered_as(out: &mut Vec<u8>, key: &[u8], flow: &wire::FlowView<'_>) {
-    out.clear();
-    out.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    out.extend_from_slice(key);
-    for side in [Side::Source, Side::Dest] {
-        let count_at = out.len();
-        out.extend_from_slice(&0u32.to_le_bytes());
-        let mut count = 0u32;
-        for label in flow.labels(side) {
-            count += 1;
-            out.extend_from_slice(&(label.len() as u32).to_le_bytes());
-            out.extend_from_slice(label);
+/// Ends one side's labels among the bytes [`remembered_as`] hashes: no label is this long.
+const END_OF_SIDE: u64 = u64::MAX;
+
+/// The hash of the bytes that determine an update's key and label sets: the encoded key
+/// prefixed by its length, then the label fields as encoded when they are one run (their tags
+/// and lengths tell the sides and labels apart), else each side's labels, each prefixed by its
+/// length, each side ended by [`END_OF_SIDE`]. A first byte tells the two forms apart.
+fn remembered_as(key: &[u8], flow: &wire::FlowView<'_>) -> u128 {
+    let mut hasher = Xxh3::new();
+    match flow.labels_run {
+        Some(run) => {
+            hasher.update(&[0]);
+            hasher.update(&(key.len() as u64).to_le_bytes());
+            hasher.update(key);
+            hasher.update(run);
         }
-        out[count_at..count_at + 4].copy_from_slice(&count.to_le_bytes());
+        None => {
+            hasher.update(&[1]);
+            hasher.update(&(key.len() as u64).to_le_bytes());
+            hasher.update(key);
+            for side in [Side::Source, Side::Dest] {
+                for label in flow.labels(side) {
+                    hasher.update(&(label.len() as u64).to_le_bytes());
+                    hasher.update(label);
+                }
+                hasher.update(&END_OF_SIDE.to_le_bytes());
+            }
+        }
     }
+    hasher.digest128()
 }
 
 impl ConnectionIngest {
@@ -134,9 +146,9 @@ impl ConnectionIngest {
             end_time: flow.end_time,
             counters: flow.counters,
         };
-        remembered_as(&mut self.lookup, key, &flow);
+        let lookup = remembered_as(key, &flow);
         let round = catalog.round();
-        if let Some(known) = self.remembered.get_mut(&self.lookup[..]) {
+        if let Some(known) = self.remembered.get_mut(&lookup) {
             // Remembered only after it passed the size bounds, which depend on these bytes only.
             measures.validate(bounds.retention, bounds.now)?;
             if known.round == round || catalog.touch_record(&known.key, known.labels) {
@@ -152,37 +164,25 @@ impl ConnectionIngest {
                     end_time: measures.end_time,
                 });
             }
-            self.forget_lookup();
+            self.remembered.remove(&lookup);
         }
         let prepared = decoded(encoded, catalog, bounds)?;
-        self.remember(prepared.record, round);
+        self.remember(lookup, prepared.record, round);
         Ok(prepared)
     }
 
-    /// Forgets the record remembered under the current lookup bytes.
-    fn forget_lookup(&mut self) {
-        if self.remembered.remove(&self.lookup[..]).is_some() {
-            self.remembered_bytes -= self.lookup.len() + ENTRY_OVERHEAD;
-        }
-    }
-
-    /// Remembers `record`'s key and labels under the current lookup bytes, stamped in `round`
-    /// (read before it was interned, so never later than its entries' stamps).
-    fn remember(&mut self, record: eddy_dataflows::model::FlowRecord, round: u64) {
-        let cost = self.lookup.len() + ENTRY_OVERHEAD;
-        if self.remembered_bytes + cost > REMEMBERED_BYTES {
+    /// Remembers `record`'s key and labels under `lookup`, stamped in `round` (read before it
+    /// was interned, so never later than its entries' stamps).
+    fn remember(&mut self, lookup: u128, record: eddy_dataflows::model::FlowRecord, round: u64) {
+        if self.remembered.len() >= REMEMBERED_RECORDS {
             self.remembered.clear();
-            self.remembered_bytes = 0;
         }
         let remembered = Remembered {
             key: record.key,
             labels: record.labels,
             round,
         };
-        let bytes: Box<[u8]> = self.lookup.as_slice().into();
-        if self.remembered.insert(bytes, remembered).is_none() {
-            self.remembered_bytes += cost;
-        }
+        self.remembered.insert(lookup, remembered);
     }
 
     /// How many records the call remembers.

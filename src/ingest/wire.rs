@@ -42,6 +42,10 @@ pub struct FlowView<'a> {
     /// The counters, in field order: packets in and out, bytes in and out, connections
     /// started, completed and live.
     pub counters: [i64; 7],
+    /// The label fields of both sides as encoded (tags and lengths included), when they are
+    /// one run of fields with no other field among them (as senders write them); empty when
+    /// there is no label.
+    pub labels_run: Option<&'a [u8]>,
     /// Every field of the flow, as encoded, for reading the labels.
     body: &'a [u8],
 }
@@ -120,10 +124,18 @@ fn read_flow(body: &[u8]) -> Result<FlowView<'_>, WireError> {
     let mut reader = Reader { rest: body };
     let mut flow = FlowView {
         body,
+        labels_run: Some(&[]),
         ..FlowView::default()
     };
+    // Where the run of label fields starts and ends, and whether it is one run.
+    let mut run: Option<(usize, usize)> = None;
+    let mut one_run = true;
     while !reader.rest.is_empty() {
+        let field_start = body.len() - reader.rest.len();
         let (tag, wire_type) = reader.key()?;
+        if let (4 | 5, Some((_, end))) = (tag, run) {
+            one_run &= end == field_start;
+        }
         match tag {
             1 => {
                 if flow.key.is_some() {
@@ -136,11 +148,17 @@ fn read_flow(body: &[u8]) -> Result<FlowView<'_>, WireError> {
             4 | 5 => {
                 reader.expect(wire_type, WireType::LengthDelimited)?;
                 reader.length_delimited()?;
+                let end = body.len() - reader.rest.len();
+                run = Some((run.map_or(field_start, |(start, _)| start), end));
             }
             6..=12 => flow.counters[tag as usize - 6] = reader.int64(wire_type)?,
             _ => reader.skip(wire_type, tag, depth)?,
         }
     }
+    flow.labels_run = match run {
+        None => Some(&[]),
+        Some((start, end)) => one_run.then(|| &body[start..end]),
+    };
     Ok(flow)
 }
 
@@ -272,7 +290,7 @@ mod tests {
         // flow { Key { source_name: "a" }, start_time: 5, source_labels: ["x=1"], dest_labels:
         // ["y=2"], bytes_out: 300 } and an unknown varint field 9 at the top.
         let bytes = [
-            0x0a, 0x15, 0x0a, 0x03, 0x0a, 0x01, b'a', 0x10, 0x05, 0x22, 0x03, b'x', b'=', b'1',
+            0x0a, 0x14, 0x0a, 0x03, 0x0a, 0x01, b'a', 0x10, 0x05, 0x22, 0x03, b'x', b'=', b'1',
             0x2a, 0x03, b'y', b'=', b'2', 0x48, 0xac, 0x02, 0x48, 0x07,
         ];
         let update = read_update(&bytes).expect("a valid update");
@@ -282,6 +300,12 @@ mod tests {
         assert_eq!(flow.counters, [0, 0, 0, 300, 0, 0, 0]);
         assert_eq!(flow.labels(Side::Source).collect::<Vec<_>>(), vec![b"x=1"]);
         assert_eq!(flow.labels(Side::Dest).collect::<Vec<_>>(), vec![b"y=2"]);
+        assert_eq!(flow.labels_run, Some(&bytes[9..19]));
+        // A number between the two sides' labels: no single run.
+        let split = [0x0a, 0x07, 0x22, 0x01, b'x', 0x10, 0x05, 0x2a, 0x00];
+        let flow = read_update(&split).expect("valid").flow.expect("a flow");
+        assert_eq!(flow.labels_run, None);
+        assert_eq!(flow.labels(Side::Source).collect::<Vec<_>>(), vec![b"x"]);
     }
 
     #[test]
