@@ -5,6 +5,9 @@
 //!
 //! - [`flow_update`]: bytes → `FlowUpdate` → validation, canonical key and interning
 //!   (`ingest::prepare`), as every `Connect` call runs it.
+//! - [`connect_update`]: bytes as one `Connect` message through the borrowed reader and the
+//!   call's remembering preparation (`ingest::wire`, `ingest::connection`), twice: the same
+//!   outcome as prost and `ingest::prepare`, whether accepted, skipped or refused as malformed.
 //! - [`list_request`], [`filter_hints_request`], [`statistics_request`]: bytes as the one
 //!   request message of a call to the real service, in process: decoding, validation, filter
 //!   compilation against a catalog holding a small cluster, the engine's query and the answer.
@@ -21,9 +24,10 @@ use eddy::api::flows_wire::FlowsWire;
 use eddy::api::framing::{WholeFrames, WholeFramesLayer};
 use eddy::api::statistics::StatisticsService;
 use eddy::catalog::{Catalog, CatalogLimits};
+use eddy::ingest::connection::{ConnectionIngest, Refused};
 use eddy::ingest::dedup::fingerprint;
+use eddy::ingest::wire::{read_update, WireError};
 use eddy::ingest::{prepare, Bounds, InputLimits, NotPrepared};
-use eddy::proto::flow_collector_server::FlowCollectorServer;
 use eddy::proto::statistics_server::StatisticsServer;
 use eddy::proto::{
     FilterHintsRequest, FilterHintsResult, Flow, FlowListRequest, FlowListResult, FlowUpdate,
@@ -116,7 +120,7 @@ struct Reply {
 /// engine holding a small cluster's flows.
 struct Harness {
     runtime: tokio::runtime::Runtime,
-    collector: WholeFrames<FlowCollectorServer<CollectorService>>,
+    collector: WholeFrames<CollectorService>,
     flows: FlowsWire,
     statistics: StatisticsServer<StatisticsService>,
 }
@@ -140,8 +144,7 @@ impl Harness {
         let harness = Harness {
             runtime,
             collector: WholeFramesLayer.layer(
-                FlowCollectorServer::new(CollectorService::new(state.clone()))
-                    .max_decoding_message_size(MAX_DECODED_MESSAGE),
+                CollectorService::new(state.clone()).max_decoding_message_size(MAX_DECODED_MESSAGE),
             ),
             flows: FlowsWire::new(FlowsService::new(state.clone()), MAX_DECODED_MESSAGE),
             statistics: StatisticsServer::new(StatisticsService::new(state.clone()))
@@ -275,6 +278,31 @@ fn prepare_now(update: &FlowUpdate, catalog: &Catalog) -> Result<FlowRecord, Not
         now: NOW,
     };
     prepare(update, catalog, bounds)
+}
+
+pub fn connect_update(data: &[u8]) {
+    let decoded = FlowUpdate::decode(data);
+    if read_update(data) == Err(WireError::Malformed) {
+        assert!(decoded.is_err(), "the reader refused what prost accepts");
+    }
+    let by_prost = Catalog::new(CatalogLimits::default());
+    let expected = decoded.map(|update| prepare_now(&update, &by_prost));
+    let by_call = Catalog::new(CatalogLimits::default());
+    let mut call = ConnectionIngest::new();
+    let limits = InputLimits::default();
+    let bounds = Bounds {
+        retention: &RETENTION,
+        limits: &limits,
+        now: NOW,
+    };
+    for _ in 0..2 {
+        match (&expected, call.prepare(data, &by_call, bounds)) {
+            (Err(error), Err(Refused::Malformed(got))) => assert_eq!(&got, error),
+            (Ok(Ok(record)), Ok(prepared)) => assert_eq!(&prepared.record, record),
+            (Ok(Err(reason)), Err(Refused::NotPrepared(got))) => assert_eq!(&got, reason),
+            (expected, got) => panic!("prost and prepare: {expected:?}; the call: {got:?}"),
+        }
+    }
 }
 
 pub fn flow_update(data: &[u8]) {

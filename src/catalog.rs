@@ -8,7 +8,7 @@ pub mod rules;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use eddy_dataflows::model::{PolicyRule, TraceId};
+use eddy_dataflows::model::{FlowKey, PolicyRule, TraceId};
 use prost::Message;
 
 use crate::catalog::collector::CollectorCounters;
@@ -180,6 +180,32 @@ impl Catalog {
             traces: self.traces.begin_round(round),
         };
         (round, marks)
+    }
+
+    /// The last collection round begun: what the tables stamp the entries they intern with.
+    /// It changes only with the gate held exclusively, so it is fixed while a batch holds it
+    /// shared.
+    pub fn round(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Stamps every catalog entry `key` and `labels` use with the current round, as interning
+    /// their values again would. Returns false if any of them is gone (removed by the catalog
+    /// collector): the update must be interned again, and gets new ids.
+    pub fn touch_record(&self, key: &FlowKey, labels: (u32, u32)) -> bool {
+        let strings = [
+            key.source_name,
+            key.source_namespace,
+            key.dest_name,
+            key.dest_namespace,
+            key.dest_service_name,
+            key.dest_service_namespace,
+            key.dest_service_port_name,
+            key.proto,
+        ];
+        self.symbols.table().touch_ids(&strings)
+            && self.label_sets.touch_ids(&[labels.0, labels.1])
+            && self.traces.touch_ids(&[key.trace])
     }
 
     /// Counts a `Connect` call ended because `full.table` was full.

@@ -2,10 +2,12 @@
 //! or says why it is skipped. Runs on the `Connect` tasks, in parallel.
 
 pub mod canonical;
+pub mod connection;
 pub mod counters;
 pub mod dedup;
 pub mod limits;
 pub mod policy_rules;
+pub mod wire;
 
 use eddy_dataflows::model::{FlowKey, FlowRecord, Stats};
 
@@ -62,7 +64,8 @@ pub fn prepare(
         return Err(SkipReason::TooLarge.into());
     }
     let retention = bounds.retention;
-    validate(flow, retention, bounds.now)?;
+    let measures = Measures::of(flow);
+    measures.validate(retention, bounds.now)?;
     let trace_bytes = canonical::canonical_trace_bytes(key.policies.as_ref());
     let symbols = &catalog.symbols;
     let flow_key = FlowKey {
@@ -95,40 +98,70 @@ pub fn prepare(
         key: flow_key,
         bucket: retention.bucket_of(flow.start_time),
         labels: (source_labels, dest_labels),
-        stats: Stats {
-            records: 1,
-            packets_in: flow.packets_in,
-            packets_out: flow.packets_out,
-            bytes_in: flow.bytes_in,
-            bytes_out: flow.bytes_out,
-            connections_started: flow.num_connections_started,
-            connections_completed: flow.num_connections_completed,
-            connections_live: flow.num_connections_live,
-        },
+        stats: measures.stats(),
     })
 }
 
-fn validate(flow: &Flow, retention: &Retention, now: i64) -> Result<(), SkipReason> {
-    if flow.start_time <= 0 {
-        return Err(SkipReason::NonPositiveStart);
+/// The numbers of one flow: its interval and its counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Measures {
+    /// Start of the interval, in Unix seconds.
+    pub start_time: i64,
+    /// End of the interval, in Unix seconds.
+    pub end_time: i64,
+    /// Packets in and out, bytes in and out, connections started, completed and live.
+    pub counters: [i64; 7],
+}
+
+impl Measures {
+    /// The numbers of `flow`.
+    pub fn of(flow: &Flow) -> Self {
+        Measures {
+            start_time: flow.start_time,
+            end_time: flow.end_time,
+            counters: [
+                flow.packets_in,
+                flow.packets_out,
+                flow.bytes_in,
+                flow.bytes_out,
+                flow.num_connections_started,
+                flow.num_connections_completed,
+                flow.num_connections_live,
+            ],
+        }
     }
-    if flow.end_time < flow.start_time {
-        return Err(SkipReason::EndBeforeStart);
+
+    /// Why these numbers are skipped, if they are: a non-positive start, an end before the
+    /// start, a negative counter, or a start outside retention at `now`.
+    pub fn validate(&self, retention: &Retention, now: i64) -> Result<(), SkipReason> {
+        if self.start_time <= 0 {
+            return Err(SkipReason::NonPositiveStart);
+        }
+        if self.end_time < self.start_time {
+            return Err(SkipReason::EndBeforeStart);
+        }
+        if self.counters.iter().any(|counter| *counter < 0) {
+            return Err(SkipReason::NegativeCounter);
+        }
+        if !retention.accepts(self.start_time, now) {
+            return Err(SkipReason::OutsideRetention);
+        }
+        Ok(())
     }
-    let counters = [
-        flow.packets_in,
-        flow.packets_out,
-        flow.bytes_in,
-        flow.bytes_out,
-        flow.num_connections_started,
-        flow.num_connections_completed,
-        flow.num_connections_live,
-    ];
-    if counters.iter().any(|counter| *counter < 0) {
-        return Err(SkipReason::NegativeCounter);
+
+    /// The statistics of one record with these counters.
+    pub fn stats(&self) -> Stats {
+        let [packets_in, packets_out, bytes_in, bytes_out, started, completed, live] =
+            self.counters;
+        Stats {
+            records: 1,
+            packets_in,
+            packets_out,
+            bytes_in,
+            bytes_out,
+            connections_started: started,
+            connections_completed: completed,
+            connections_live: live,
+        }
     }
-    if !retention.accepts(flow.start_time, now) {
-        return Err(SkipReason::OutsideRetention);
-    }
-    Ok(())
 }

@@ -213,6 +213,15 @@ impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
         Ok((id, true))
     }
 
+    /// Stamps the entries `ids` with the current collection round, as interning their values
+    /// would, under one hold of the table's lock. Returns false if any of them is gone (the
+    /// catalog collector removed it): its value must be interned again, under a new id.
+    pub fn touch_ids(&self, ids: &[u32]) -> bool {
+        let round = self.round.load(Ordering::Acquire);
+        let table = self.table.read();
+        ids.iter().all(|id| touch(&table, *id, round))
+    }
+
     /// The error this table gives when it is full.
     pub fn full(&self) -> InternerFull {
         InternerFull {
@@ -383,12 +392,15 @@ impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
 }
 
 /// Stamps entry `id` with `round` (a store only when it changes, to keep the line shared).
-fn touch<K>(table: &Table<K>, id: u32, round: u64) {
-    if let Some(entry) = table.values.get(&id) {
-        if entry.touched.load(Ordering::Relaxed) < round {
-            entry.touched.store(round, Ordering::Relaxed);
-        }
+/// Returns whether the entry exists.
+fn touch<K>(table: &Table<K>, id: u32, round: u64) -> bool {
+    let Some(entry) = table.values.get(&id) else {
+        return false;
+    };
+    if entry.touched.load(Ordering::Relaxed) < round {
+        entry.touched.store(round, Ordering::Relaxed);
     }
+    true
 }
 
 /// The string table, with a cached byte-order rank of every string for sorting by name.

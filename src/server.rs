@@ -26,7 +26,6 @@ use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
-use crate::proto::flow_collector_server::FlowCollectorServer;
 use crate::proto::statistics_server::StatisticsServer;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
@@ -193,8 +192,7 @@ pub async fn serve_with(
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(
-            FlowCollectorServer::new(CollectorService::new(state.clone()))
-                .max_decoding_message_size(MAX_DECODED_MESSAGE),
+            CollectorService::new(state.clone()).max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
         .add_service(FlowsWire::new(
             FlowsService::new(state.clone()),

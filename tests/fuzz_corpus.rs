@@ -42,6 +42,11 @@ fn flow_update_corpus() {
 }
 
 #[test]
+fn connect_update_corpus() {
+    replay("connect_update", harness::connect_update);
+}
+
+#[test]
 fn list_request_corpus() {
     replay("list_request", harness::list_request);
 }

@@ -15,14 +15,23 @@
 //! and receipted — then stops reading and ends the call with `UNAVAILABLE`; the client resends
 //! whatever it sent after that, since none of it was receipted.
 
+//!
+//! Each update is read in place from the request buffer and what its key and labels turn into
+//! is remembered for the call (`ingest::connection`), so an update like one sent before costs no
+//! allocation and takes no catalog lock. Bytes that are not a `FlowUpdate` end the call with
+//! `INTERNAL` and prost's error, as tonic's own decoding does, after the updates before them
+//! are receipted (SPEC §10.1).
+
 pub mod limits;
+pub mod wire;
 
 use std::net::IpAddr;
 use std::pin::Pin;
 
 use eddy_dataflows::model::FlowRecord;
 
-use futures::{FutureExt, Stream};
+use futures::{FutureExt, Stream, StreamExt};
+use prost::bytes::Bytes;
 use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -32,28 +41,86 @@ use crate::api::collector::limits::{CallSlot, ConnectCalls};
 use crate::api::status::ApiError;
 use crate::durability::disk::DiskError;
 use crate::durability::EncodedBatch;
+use crate::ingest::connection::{ConnectionIngest, Refused};
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
-use crate::ingest::{prepare, NotPrepared, SkipReason};
-use crate::proto::flow_collector_server::FlowCollector;
+use crate::ingest::{NotPrepared, SkipReason};
+use crate::intern::InternerFull;
 use crate::proto::{FlowReceipt, FlowUpdate};
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
 /// The most updates handed to the engine in one batch.
 pub const MAX_BATCH: usize = 1024;
-/// Receipts that may wait for the client to read them before the connection stops reading.
+/// Receipts that may wait for the client to read them before the connection stops reading
+/// (sent a batch at a time: at most this many over [`MAX_BATCH`] batches wait).
 pub const RECEIPT_BUFFER: usize = 4096;
 
-/// The `FlowCollector` service.
+/// tonic's default bound on a request message's size.
+const DEFAULT_MAX_DECODED_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Where a connection's task sends what it owes the client: a number of receipts (one
+/// message per batch), or the status that ends the call.
+type Owed = mpsc::Sender<Result<usize, Status>>;
+
+/// The receipts one message of [`Owed`] stands for, in order.
+fn receipts_for(owed: Result<usize, Status>) -> impl Iterator<Item = Result<FlowReceipt, Status>> {
+    let (count, status) = match owed {
+        Ok(count) => (count, None),
+        Err(status) => (0, Some(status)),
+    };
+    std::iter::repeat_with(|| Ok(FlowReceipt {}))
+        .take(count)
+        .chain(status.map(Err))
+}
+
+/// The receipts of a `Connect` call, ending with its status if it fails.
+pub type ConnectStream = Pin<Box<dyn Stream<Item = Result<FlowReceipt, Status>> + Send + 'static>>;
+
+/// The `FlowCollector` service (served as `wire` routes it).
 #[derive(Clone)]
 pub struct CollectorService {
     state: ServerState,
+    max_decoding_message_size: usize,
 }
 
 impl CollectorService {
-    /// A service over `state`.
+    /// A service over `state`, taking request messages up to tonic's default size.
     pub fn new(state: ServerState) -> Self {
-        CollectorService { state }
+        CollectorService {
+            state,
+            max_decoding_message_size: DEFAULT_MAX_DECODED_MESSAGE,
+        }
+    }
+
+    /// The same service, refusing request messages larger than `bytes`.
+    pub fn max_decoding_message_size(self, bytes: usize) -> Self {
+        CollectorService {
+            max_decoding_message_size: bytes,
+            ..self
+        }
+    }
+
+    /// Opens a `Connect` call: admits it (or refuses it with `RESOURCE_EXHAUSTED`) and starts
+    /// the task that serves it.
+    pub fn connect(
+        &self,
+        request: Request<Streaming<Bytes>>,
+    ) -> Result<Response<ConnectStream>, Status> {
+        let slot = self.state.connect.admit().map_err(Status::from)?;
+        let peer = request.remote_addr().map(|addr| addr.ip());
+        let dedup = self.state.dedup.for_connection(peer, self.state.now());
+        let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER / MAX_BATCH);
+        tokio::spawn(serve_connection(
+            self.state.clone(),
+            slot,
+            peer,
+            dedup,
+            request.into_inner(),
+            receipts,
+        ));
+        let receipts = ReceiverStream::new(outbound)
+            .flat_map(|owed| futures::stream::iter(receipts_for(owed)));
+        Ok(Response::new(Box::pin(receipts)))
     }
 }
 
@@ -68,17 +135,19 @@ enum Inbound {
     Failed(Status),
 }
 
-/// Reads the updates already waiting on `inbound` after `first`: at most `MAX_BATCH`, and
-/// none once the batch holds `max_bytes` encoded bytes (counted in `calls`). Returns the
-/// batch and whether the stream ended (or failed) while reading.
+/// Reads into `batch` (emptied first) `first` and the updates already waiting on `inbound`
+/// after it: at most `MAX_BATCH`, and none once the batch holds `max_bytes` encoded bytes
+/// (counted in `calls`). Returns whether the stream ended (or failed) while reading.
 fn drain_ready(
-    first: FlowUpdate,
-    inbound: &mut Streaming<FlowUpdate>,
+    first: Bytes,
+    inbound: &mut Streaming<Bytes>,
     calls: &ConnectCalls,
-) -> (Vec<FlowUpdate>, Inbound) {
+    batch: &mut Vec<Bytes>,
+) -> Inbound {
     let max_bytes = calls.limits().max_batch_bytes;
-    let mut bytes = first.encoded_len();
-    let mut batch = vec![first];
+    let mut bytes = first.len();
+    batch.clear();
+    batch.push(first);
     while batch.len() < MAX_BATCH {
         if bytes >= max_bytes {
             calls.batch_at_byte_bound();
@@ -86,46 +155,58 @@ fn drain_ready(
         }
         match inbound.message().now_or_never() {
             Some(Ok(Some(update))) => {
-                bytes += update.encoded_len();
+                bytes += update.len();
                 batch.push(update);
             }
-            Some(Ok(None)) => return (batch, Inbound::Ended),
-            Some(Err(status)) => return (batch, Inbound::Failed(status)),
+            Some(Ok(None)) => return Inbound::Ended,
+            Some(Err(status)) => return Inbound::Failed(status),
             None => break,
         }
     }
-    (batch, Inbound::Open)
+    Inbound::Open
+}
+
+/// Why a batch was cut short at one of its updates: that update and those after it are not
+/// receipted, and the call ends.
+enum CutShort {
+    /// A catalog table has no room for a value the update needs (SPEC §12.4).
+    Full(InternerFull),
+    /// The update's bytes are not a `FlowUpdate` (SPEC §10.1).
+    Malformed(Status),
 }
 
 /// Ends the call with the status that ended the request stream.
-async fn fail(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, status: Status) {
+async fn fail(receipts: &Owed, status: Status) {
     tracing::debug!(%status, "flow collector stream ended with an error");
     // A closed receipt channel means the client is gone; nothing is left to tell.
     let _ = receipts.send(Err(status)).await;
 }
 
 /// The updates of `batch` that `prepared` stores, encoded for the data directory if one is
-/// set (moved out of `batch`), with the buckets they fall in.
+/// set, with the buckets they fall in. Each was read and accepted already, so decoding it
+/// again cannot fail; if it did, the call ends as for any undecodable update.
 fn encode_stored(
     state: &ServerState,
     peer: Option<IpAddr>,
     now: i64,
-    batch: &mut [FlowUpdate],
+    batch: &[Bytes],
     prepared: &[((FlowRecord, usize), u64)],
-) -> Option<EncodedBatch> {
+) -> Result<Option<EncodedBatch>, Status> {
     if state.durability.is_none() || prepared.is_empty() {
-        return None;
+        return Ok(None);
     }
     let buckets = prepared.iter().map(|((record, _), _)| record.bucket);
     let updates = prepared
         .iter()
-        .map(|((_, index), _)| std::mem::take(&mut batch[*index]));
-    Some(EncodedBatch::new(peer, now, updates.collect(), buckets))
+        .map(|((_, index), _)| FlowUpdate::decode(&batch[*index][..]))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Status::internal(error.to_string()))?;
+    Ok(Some(EncodedBatch::new(peer, now, updates, buckets)))
 }
 
 /// Ends the call because the data directory cannot take the batch: nothing of it was
 /// receipted, so the client resends it (SPEC §13.1).
-async fn refuse(receipts: &mpsc::Sender<Result<FlowReceipt, Status>>, error: DiskError) {
+async fn refuse(receipts: &Owed, error: DiskError) {
     tracing::error!(%error, "a Connect call ends: its batch cannot be written to the data directory");
     // A closed receipt channel means the client is gone; nothing is left to tell.
     let _ = receipts.send(Err(ApiError::from(error).into())).await;
@@ -136,10 +217,13 @@ async fn serve_connection(
     slot: CallSlot,
     peer: Option<IpAddr>,
     dedup: ConnectionDedup,
-    mut inbound: Streaming<FlowUpdate>,
-    receipts: mpsc::Sender<Result<FlowReceipt, Status>>,
+    mut inbound: Streaming<Bytes>,
+    receipts: Owed,
 ) {
     let _slot = slot;
+    let mut ingest = ConnectionIngest::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut prepared = Vec::with_capacity(MAX_BATCH);
     let _open = state.metrics.collector_client();
     let stopping = state.shutdown.wait();
     tokio::pin!(stopping);
@@ -159,7 +243,7 @@ async fn serve_connection(
             Ok(None) => return,
             Err(status) => return fail(&receipts, status).await,
         };
-        let (mut batch, inbound_state) = drain_ready(first, &mut inbound, &state.connect);
+        let inbound_state = drain_ready(first, &mut inbound, &state.connect, &mut batch);
         if let Some(durability) = &state.durability {
             if let Err(error) = durability.writable() {
                 return refuse(&receipts, error).await;
@@ -169,20 +253,25 @@ async fn serve_connection(
         // this batch interned before the engine holds it.
         let gate = state.catalog.gate.read().await;
         let now = state.now();
-        let mut prepared = Vec::with_capacity(batch.len());
-        let mut full = None;
+        prepared.clear();
+        let mut cut_short = None;
         let mut received = 0;
         for (index, update) in batch.iter().enumerate() {
-            match prepare(update, &state.catalog, state.bounds(now)) {
-                Ok(record) => {
-                    let flow = update.flow.as_ref();
-                    let (start, end) = flow.map_or((0, 0), |f| (f.start_time, f.end_time));
-                    let fingerprint = fingerprint(&record, start, end);
-                    prepared.push(((record, index), fingerprint));
+            match ingest.prepare(update, &state.catalog, state.bounds(now)) {
+                Ok(done) => {
+                    let fingerprint = fingerprint(&done.record, done.start_time, done.end_time);
+                    prepared.push(((done.record, index), fingerprint));
                 }
-                Err(NotPrepared::Skipped(reason)) => state.ingest.skipped(reason, now),
-                Err(NotPrepared::Full(table_full)) => {
-                    full = Some(table_full);
+                Err(Refused::NotPrepared(NotPrepared::Skipped(reason))) => {
+                    state.ingest.skipped(reason, now)
+                }
+                Err(Refused::NotPrepared(NotPrepared::Full(full))) => {
+                    cut_short = Some(CutShort::Full(full));
+                    break;
+                }
+                Err(Refused::Malformed(error)) => {
+                    let status = Status::internal(error.to_string());
+                    cut_short = Some(CutShort::Malformed(status));
                     break;
                 }
             }
@@ -195,7 +284,10 @@ async fn serve_connection(
         // Another connection may have taken the traces these records use; holding the lock
         // until this batch is handed over keeps it behind the batch carrying their rules. The
         // log is written under it too, so it holds batches in the order the engine gets them.
-        let encoded = encode_stored(&state, peer, now, &mut batch, &prepared);
+        let encoded = match encode_stored(&state, peer, now, &batch, &prepared) {
+            Ok(encoded) => encoded,
+            Err(status) => return fail(&receipts, status).await,
+        };
         let handover = state.catalog.handover.lock().await;
         let written = match (&state.durability, encoded) {
             (Some(durability), Some(encoded)) => durability.append(&encoded).map(Some),
@@ -212,10 +304,7 @@ async fn serve_connection(
                 return refuse(&receipts, error).await;
             }
         };
-        let records: Vec<_> = prepared
-            .into_iter()
-            .map(|((record, _), _)| record)
-            .collect();
+        let records: Vec<_> = prepared.drain(..).map(|((record, _), _)| record).collect();
         state.ingest.stored(records.len() as u64);
         let handed = IngestBatch {
             records,
@@ -236,44 +325,22 @@ async fn serve_connection(
                 return refuse(&receipts, error).await;
             }
         }
-        for _ in 0..received {
-            if receipts.send(Ok(FlowReceipt {})).await.is_err() {
-                return;
-            }
+        if received > 0 && receipts.send(Ok(received)).await.is_err() {
+            return;
         }
-        if let Some(full) = full {
-            state.catalog.refused(full);
-            tracing::warn!(%full, "ended a Connect call: a catalog table is full");
-            return fail(&receipts, ApiError::from(full).into()).await;
+        match cut_short {
+            Some(CutShort::Full(full)) => {
+                state.catalog.refused(full);
+                tracing::warn!(%full, "ended a Connect call: a catalog table is full");
+                return fail(&receipts, ApiError::from(full).into()).await;
+            }
+            Some(CutShort::Malformed(status)) => return fail(&receipts, status).await,
+            None => {}
         }
         match inbound_state {
             Inbound::Open => {}
             Inbound::Ended => return,
             Inbound::Failed(status) => return fail(&receipts, status).await,
         }
-    }
-}
-
-#[tonic::async_trait]
-impl FlowCollector for CollectorService {
-    type ConnectStream = Pin<Box<dyn Stream<Item = Result<FlowReceipt, Status>> + Send + 'static>>;
-
-    async fn connect(
-        &self,
-        request: Request<Streaming<FlowUpdate>>,
-    ) -> Result<Response<Self::ConnectStream>, Status> {
-        let slot = self.state.connect.admit().map_err(Status::from)?;
-        let peer = request.remote_addr().map(|addr| addr.ip());
-        let dedup = self.state.dedup.for_connection(peer, self.state.now());
-        let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER);
-        tokio::spawn(serve_connection(
-            self.state.clone(),
-            slot,
-            peer,
-            dedup,
-            request.into_inner(),
-            receipts,
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(outbound))))
     }
 }
