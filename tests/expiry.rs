@@ -465,3 +465,30 @@ fn key_name(result: &eddy::proto::FlowResult) -> String {
 fn strings_of(values: &[&str]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
+
+/// A flow whose every bucket has expired leaves its worker's key store while its rows and
+/// their retractions may still sit unmerged in the view: a List sorted by a key field (which
+/// looks every flow's key up) right after the epoch must skip it, not fail (1 and 2 workers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_sorted_by_name_right_after_a_flow_expired_lists_the_rest() {
+    for workers in [1, 2] {
+        let server = TestServer::start_with(workers, SHORT, NOW).await;
+        ingest_shrinking_data(&server).await;
+        server.advance_clock(1).await;
+        let request = FlowListRequest {
+            sort_by: vec![sort_by(eddy::proto::SortBy::DestName)],
+            ..FlowListRequest::default()
+        };
+        let listed = list_ok(&server, request).await;
+        let dests: Vec<String> = listed
+            .flows
+            .iter()
+            .map(|result| {
+                let flow = result.flow.as_ref().expect("flow is set");
+                flow.key.as_ref().expect("key is set").dest_name.clone()
+            })
+            .collect();
+        assert_eq!(dests, strings_of(&["k", "m"]), "{workers} workers");
+        common::assert_accounting(&server.state);
+    }
+}
