@@ -596,10 +596,12 @@ async fn live_rows_held_during_a_long_backfill_are_handed_over_without_ending_th
     )
     .await;
     let t0 = server.now();
-    // 1000 backfill rows: far more than the buffer plus what HTTP/2 windows hold.
+    // 1000 backfill rows of 2 KiB: far more than the buffer plus what HTTP/2 takes from a
+    // client that does not read (two slices of the stream's queue and its windows).
+    let long_name = "c".repeat(2048);
     let mut data = Vec::new();
     for i in 0..500 {
-        let k = key(("bulk", "client"), ("bulk", &format!("svc-{i:03}")));
+        let k = key(("bulk", &long_name), ("bulk", &format!("svc-{i:03}")));
         data.push(flow(k.clone(), t0 - 4, 1));
         data.push(flow(k, t0 - 3, 2));
     }
@@ -1184,9 +1186,9 @@ async fn a_stream_ended_by_the_server_frees_its_slot_while_its_client_never_read
     )
     .await;
     assert_eq!(num_streams_metric(&server).await, "goldmane_num_streams 1");
-    // Results of 2 KiB each: 500 in one bucket fill what HTTP/2 holds for a client that does
-    // not read, so the server stops taking results out of the stream's buffer (1000 results)
-    // and most of them stay there; the next bucket's 600 overflow it.
+    // Results of 2 KiB each: 500 in one bucket are more than HTTP/2 takes for a client that
+    // does not read, so most of them stay in the stream's queue; at the next epoch a bucket
+    // still queued ends the stream as too slow.
     let long_name = "x".repeat(2048);
     let bulk = |bucket: i64, count: usize, prefix: &str| -> Vec<Flow> {
         (0..count)

@@ -1,21 +1,25 @@
 //! `goldmane.Flows` on the wire: routes each method's path to [`FlowsService`], with protobuf
-//! for `List` and `FilterHints`, and for `Stream` the results the hub encoded once and shares
-//! between every subscriber they reach (`streams::encoded`).
+//! for `List` and `FilterHints`. `Stream` decodes its request through tonic, and its response
+//! body is the stream's [`Outbound`]: runs of results the hub encoded and framed once and
+//! shares between every subscriber they reach (`streams::encoded`), written as they are,
+//! many results per HTTP/2 data frame.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::task::{Context, Poll};
 
+use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
-use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
+use tonic_prost::{ProstCodec, ProstDecoder};
 
 use crate::api::flows::FlowsService;
 use crate::proto::{
     FilterHintsRequest, FilterHintsResult, FlowListRequest, FlowListResult, FlowStreamRequest,
 };
-use crate::streams::encoded::{EncodedResult, StreamCodec};
-use crate::streams::outbound::Outbound;
 
 /// The `goldmane.Flows` service as tonic serves it.
 #[derive(Clone)]
@@ -66,18 +70,64 @@ impl UnaryService<FilterHintsRequest> for FilterHintsMethod {
     }
 }
 
-struct StreamMethod(FlowsService);
+/// The client address of a call, as tonic records it for plain and TLS connections.
+fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+        .map(|address| address.ip())
+}
 
-impl ServerStreamingService<FlowStreamRequest> for StreamMethod {
-    type Response = EncodedResult;
-    type ResponseStream = Outbound;
-    type Future = BoxFuture<Response<Outbound>, Status>;
-
-    fn call(&mut self, request: Request<FlowStreamRequest>) -> Self::Future {
-        let peer = request.remote_addr().map(|address| address.ip());
-        let subscribed = self.0.stream(request.into_inner(), peer);
-        Box::pin(async move { Ok(Response::new(subscribed?)) })
+/// Refuses a compressed request: this service accepts none (as tonic does when no encoding is
+/// enabled).
+fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
+    match request.headers().get("grpc-encoding") {
+        Some(encoding) if encoding.as_bytes() != b"identity" => {
+            Err(Status::unimplemented(format!(
+                "Content is compressed with `{}` which isn't supported",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )))
+        }
+        _ => Ok(()),
     }
+}
+
+/// `Flows.Stream`: decodes the one request message, subscribes, and answers with the
+/// stream's [`Outbound`] as the body.
+async fn stream<B>(
+    service: FlowsService,
+    request: http::Request<B>,
+    limit: usize,
+) -> Result<http::Response<tonic::body::Body>, Status>
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    check_uncompressed(&request)?;
+    let peer = peer_of(&request);
+    let mut messages = Streaming::new_request(
+        ProstDecoder::<FlowStreamRequest>::new(BufferSettings::default()),
+        request.into_body(),
+        None,
+        Some(limit),
+    );
+    let message = messages
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("Missing request message."))?;
+    let outbound = service.stream(message, peer)?;
+    let mut response = http::Response::new(tonic::body::Body::new(outbound));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Ok(response)
 }
 
 impl<B> Service<http::Request<B>> for FlowsWire
@@ -95,7 +145,8 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let service = self.service.clone();
-        let limit = Some(self.max_decoding_message_size);
+        let decoding_limit = self.max_decoding_message_size;
+        let limit = Some(decoding_limit);
         match request.uri().path() {
             "/goldmane.Flows/List" => Box::pin(async move {
                 let mut grpc = Grpc::new(ProstCodec::default());
@@ -108,8 +159,9 @@ where
                 Ok(grpc.unary(FilterHintsMethod(service), request).await)
             }),
             "/goldmane.Flows/Stream" => Box::pin(async move {
-                let mut grpc = Grpc::new(StreamCodec).apply_max_message_size_config(limit, None);
-                Ok(grpc.server_streaming(StreamMethod(service), request).await)
+                Ok(stream(service, request, decoding_limit)
+                    .await
+                    .unwrap_or_else(Status::into_http))
             }),
             _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
         }

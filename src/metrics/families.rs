@@ -223,6 +223,18 @@ fn streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     )?;
     let hub = state.streams.clone();
     table.counter(
+        "eddy_streams_late_terminations_total",
+        "Streams ended as too slow because an earlier bucket was still unsent when the next was due (a subset of the slow consumer terminations).",
+        move || hub.counters().late.load(Ordering::Relaxed),
+    )?;
+    let hub = state.streams.clone();
+    table.gauge(
+        "eddy_streams_queued_results",
+        "Results waiting in live streams' queues right after the last epoch was queued.",
+        move || hub.counters().queued.load(Ordering::Relaxed) as f64,
+    )?;
+    let hub = state.streams.clone();
+    table.counter(
         "eddy_streams_refused_total",
         "Streams refused at the stream limit.",
         move || hub.counters().refused.load(Ordering::Relaxed),
@@ -254,7 +266,7 @@ fn streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     let hub = state.streams.clone();
     table.counter(
         "eddy_streams_results_delivered_total",
-        "Live stream results handed to subscribers.",
+        "Live stream results queued to subscribers.",
         move || hub.counters().delivered.load(Ordering::Relaxed),
     )
 }

@@ -1,6 +1,6 @@
 //! Backfill of a new stream (SPEC §7.3, §12.5): the already emitted buckets from its start,
 //! read and sent one bucket at a time, oldest first, at the client's pace (the next bucket is
-//! read only once the previous one is in the stream's buffer), then handed back to the hub's
+//! read only once the client has taken the previous one), then handed back to the hub's
 //! live path. At most a configured number of backfills run at a time; the others wait their
 //! turn, so the memory of backfills is bounded by that many buckets.
 
@@ -14,9 +14,9 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::api::convert::RowConverter;
 use crate::catalog::Catalog;
-use crate::streams::encoded::EncodedResult;
+use crate::streams::encoded::Frames;
 use crate::streams::limits::StreamCounters;
-use crate::streams::outbound::Departure;
+use crate::streams::outbound::{Departure, Outbox};
 use crate::worker::Engine;
 
 /// A List query for every key's rows in buckets `[from, to)`, one row per bucket.
@@ -79,16 +79,15 @@ async fn turn(context: &BackfillContext) -> Option<OwnedSemaphorePermit> {
     }
 }
 
-/// Reads and sends each bucket of `backfill` in turn. Returns early if the client goes away
-/// or the engine stops.
-async fn send_buckets(
-    backfill: &Backfill,
-    context: &BackfillContext,
-    results: &mpsc::Sender<EncodedResult>,
-) {
+/// Reads and sends each bucket of `backfill` in turn, each as one chunk, the next read only
+/// once the client has taken the previous one. Returns early if the client goes away or the
+/// engine stops.
+async fn send_buckets(backfill: &Backfill, context: &BackfillContext, outbox: &Outbox) {
     let mut bucket = backfill.from;
+    let mut frames = Frames::default();
+    let mut scratch = Vec::new();
     while bucket < backfill.to {
-        if results.is_closed() {
+        if outbox.is_released() {
             return;
         }
         let query = bucket_rows_query(
@@ -108,39 +107,33 @@ async fn send_buckets(
         // Encoded now, not at the client's pace: the catalog may drop the names of rows that
         // leave retention meanwhile.
         let mut converter = RowConverter::new(&context.catalog);
-        let encoded: Vec<EncodedResult> = rows
-            .iter()
-            .map(|row| EncodedResult::of_row_with(row, &mut converter))
-            .collect();
+        for row in &rows {
+            frames.push(&converter.flow_result(row), &mut scratch);
+        }
         drop(rows);
-        for result in encoded {
-            if results.send(result).await.is_err() {
+        if !frames.is_empty() {
+            if !outbox.push(frames.take()) {
                 return;
             }
+            outbox.drained().await;
         }
         bucket += backfill.window;
     }
 }
 
-/// Sends the backfill of one subscription when its turn comes; then waits until the client
-/// has taken all of it, so that the live rows held back meanwhile (at most one buffer) fit in
-/// the subscriber's channel when the hub hands them over.
+/// Sends the backfill of one subscription when its turn comes, then tells the hub, which
+/// queues the live rows it held back meanwhile (at most one buffer).
 pub(crate) async fn backfill_task(
     backfill: Backfill,
     context: BackfillContext,
-    results: mpsc::Sender<EncodedResult>,
+    outbox: Arc<Outbox>,
     _running: BackfillGuard,
 ) {
     if let Some(permit) = turn(&context).await {
-        send_buckets(&backfill, &context, &results).await;
+        send_buckets(&backfill, &context, &outbox).await;
         drop(permit);
     }
-    // Holding every permit means the channel is empty; dropping them frees the room again.
-    // Only the hub sends besides this task, and it holds this subscriber's rows back until
-    // it hears `BackfillDone`, so the room is still free when it delivers the backlog.
-    let drained = results.reserve_many(results.max_capacity()).await;
-    drop(drained);
-    drop(results);
+    drop(outbox);
     // The hub holds a sender of this channel, so it is never closed while the hub runs.
     let _ = context
         .departures

@@ -2,19 +2,25 @@
 //!
 //! At every epoch end `T` it lists bucket `[T-2W, T-W)` once (a List that closes a tick, so
 //! it sees everything receipted), refreshes each filter group against newly interned strings
-//! and traces, and routes each row through the [`GroupIndex`] to the matching subscribers.
-//! Subscriptions with identical filters share one group, evaluated once per row.
+//! and traces, and routes each row through the [`GroupIndex`] to the matching groups.
+//! Subscriptions with identical filters share one group, evaluated once per row. A row is
+//! encoded once and appended, framed, to the run of each group it matches; at the end of the
+//! bucket each group's run becomes one shared [`Chunk`] queued to every member with one
+//! wake-up, so the cost per subscriber is one queue push per bucket, not one per row.
 //!
 //! A new subscription with a start in an already emitted bucket gets a backfill task that
 //! lists those buckets, oldest first, while live rows wait in the subscriber's backlog; the
 //! hub registers it between two emissions, so nothing is missed or sent twice (SPEC §7.3).
 //!
 //! Bounds: `max_streams` slots, and optionally `per_peer` per client address
-//! (`RESOURCE_EXHAUSTED` beyond); `buffer` results per subscriber, in its channel or backlog;
+//! (`RESOURCE_EXHAUSTED` beyond); `buffer` results per subscriber, in its queue or backlog;
 //! `queue` new subscriptions waiting for the hub (`RESOURCE_EXHAUSTED` beyond); `backfills`
-//! backfills running at once. A subscriber whose buffer is full when a row is routed is ended
-//! with `RESOURCE_EXHAUSTED` ("consumer too slow"), never waited for; ending a stream frees
-//! its slot and buffered results at once, whether or not its client reads (SPEC §12.5).
+//! backfills running at once. A subscriber is ended with `RESOURCE_EXHAUSTED` ("consumer too
+//! slow"), never waited for, when a bucket would take it over its buffer, or when an epoch is
+//! due while an earlier bucket is still in its queue (not yet taken by HTTP/2): so no stream
+//! still open is more than one window behind, and what the hub holds for a stream is at most
+//! one bucket of its rows. Ending a stream frees its slot and queued results at once, whether
+//! or not its client reads (SPEC §12.5).
 //!
 //! Inbox: new subscriptions come through a bounded queue; departures (a client gone, a
 //! backfill sent) through a second bounded queue of one message per subscription at most,
@@ -30,7 +36,7 @@ use eddy_dataflows::filter::FlowFilter;
 use eddy_dataflows::model::Bucket;
 use eddy_dataflows::queries::list::ListRow;
 use prost::Message;
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tonic::Status;
 
 use crate::api::convert::RowConverter;
@@ -42,10 +48,10 @@ use crate::retention::Retention;
 use crate::streams::backfill::{
     backfill_task, bucket_rows_query, Backfill, BackfillContext, BackfillGuard,
 };
-use crate::streams::encoded::EncodedResult;
+use crate::streams::encoded::{encode, Chunk, Frames};
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::limits::{StreamCounters, StreamLimits};
-use crate::streams::outbound::{Departure, Outbound, StreamLink};
+use crate::streams::outbound::{Departure, Offer, Outbound, Outbox};
 use crate::streams::slots::{Refusal, Slots};
 use crate::worker::Engine;
 
@@ -55,18 +61,21 @@ pub struct Subscription {
     filter: Filter,
     matcher: FilterMatcher,
     start: Option<i64>,
-    results: mpsc::Sender<EncodedResult>,
-    link: Arc<StreamLink>,
-    end: oneshot::Sender<Status>,
+    outbox: Arc<Outbox>,
 }
 
 struct Subscriber {
     group: GroupId,
     min_bucket: Bucket,
-    results: mpsc::Sender<EncodedResult>,
-    link: Arc<StreamLink>,
-    end: Option<oneshot::Sender<Status>>,
-    backlog: Option<Vec<EncodedResult>>,
+    outbox: Arc<Outbox>,
+    /// Live buckets held back while the backfill is sent.
+    backlog: Option<Backlog>,
+}
+
+#[derive(Default)]
+struct Backlog {
+    chunks: Vec<Chunk>,
+    results: usize,
 }
 
 struct Group {
@@ -76,6 +85,8 @@ struct Group {
     compiled: FlowFilter,
     resolved: Resolved,
     members: Vec<u64>,
+    /// This bucket's rows that match, framed.
+    frames: Frames,
 }
 
 /// The handle the `Flows` service uses. Cheap to clone.
@@ -88,6 +99,7 @@ pub struct StreamHub {
     limits: StreamLimits,
     slots: Arc<Slots>,
     next_id: Arc<AtomicU64>,
+    emitted: watch::Receiver<Bucket>,
 }
 
 impl StreamHub {
@@ -102,6 +114,8 @@ impl StreamHub {
         let (requests, inbox) = mpsc::channel(limits.queue.max(1));
         let (departures, departed) = mpsc::channel(limits.max_streams.max(1));
         let (stop, stopping) = watch::channel(false);
+        let last_emitted = retention.bucket_of(now) - 2 * retention.window;
+        let (emitted_tx, emitted) = watch::channel(last_emitted);
         let counters = Arc::new(StreamCounters::default());
         let slots = Arc::new(Slots::new(
             limits.max_streams,
@@ -117,7 +131,8 @@ impl StreamHub {
             counters: counters.clone(),
             departures: departures.clone(),
             turns: Arc::new(Semaphore::new(limits.backfills.max(1))),
-            last_emitted: retention.bucket_of(now) - 2 * retention.window,
+            last_emitted,
+            emitted: emitted_tx,
             subscribers: HashMap::new(),
             groups: HashMap::new(),
             group_of_filter: HashMap::new(),
@@ -134,7 +149,14 @@ impl StreamHub {
             limits,
             slots,
             next_id: Arc::new(AtomicU64::new(1)),
+            emitted,
         }
+    }
+
+    /// The last bucket the hub has handled (emitted, or skipped without subscribers): its rows
+    /// are queued to every stream that was not ended.
+    pub fn emitted(&self) -> watch::Receiver<Bucket> {
+        self.emitted.clone()
     }
 
     /// Ends every open stream with `UNAVAILABLE` and refuses new ones (SPEC §11.6).
@@ -179,17 +201,13 @@ impl StreamHub {
             }
         })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (results_tx, results) = mpsc::channel(self.limits.buffer.max(1));
-        let link = Arc::new(StreamLink::new(slot, results));
-        let (end_tx, end) = oneshot::channel();
+        let outbox = Arc::new(Outbox::new(slot));
         let subscription = Box::new(Subscription {
             id,
             filter,
             matcher,
             start,
-            results: results_tx,
-            link: link.clone(),
-            end: end_tx,
+            outbox: outbox.clone(),
         });
         let refused = match self.requests.try_send(subscription) {
             Ok(()) => None,
@@ -205,13 +223,12 @@ impl StreamHub {
             Err(mpsc::error::TrySendError::Closed(_)) => Some(shutting_down()),
         };
         if let Some(error) = refused {
-            link.release();
+            outbox.release();
             return Err(error);
         }
         Ok(Outbound {
             id,
-            link,
-            end: Some(end),
+            outbox,
             ended: false,
             departures: self.departures.clone(),
         })
@@ -232,6 +249,7 @@ struct Hub {
     turns: Arc<Semaphore>,
     epochs: watch::Receiver<Bucket>,
     last_emitted: Bucket,
+    emitted: watch::Sender<Bucket>,
     subscribers: HashMap<u64, Subscriber>,
     groups: HashMap<GroupId, Group>,
     group_of_filter: HashMap<Vec<u8>, GroupId>,
@@ -274,8 +292,7 @@ impl Hub {
     fn stop(&mut self, mut inbox: mpsc::Receiver<Box<Subscription>>) {
         inbox.close();
         while let Ok(waiting) = inbox.try_recv() {
-            let _ = waiting.end.send(shutdown_status());
-            waiting.link.release();
+            waiting.outbox.end(shutdown_status());
         }
         let ids: Vec<u64> = self.subscribers.keys().copied().collect();
         for id in ids {
@@ -289,11 +306,9 @@ impl Hub {
             filter,
             matcher,
             start,
-            results,
-            link,
-            end,
+            outbox,
         } = subscription;
-        if link.is_released() {
+        if outbox.is_released() {
             // The client went away before the hub registered it.
             return;
         }
@@ -312,6 +327,7 @@ impl Hub {
                         compiled,
                         resolved: Resolved::default(),
                         members: Vec::new(),
+                        frames: Frames::default(),
                     },
                 );
                 self.group_of_filter.insert(encoded, group);
@@ -331,10 +347,8 @@ impl Hub {
         let subscriber = Subscriber {
             group,
             min_bucket,
-            results: results.clone(),
-            link,
-            end: Some(end),
-            backlog: backfill.then(Vec::new),
+            outbox: outbox.clone(),
+            backlog: backfill.then(Backlog::default),
         };
         self.subscribers.insert(id, subscriber);
         self.count_holdings();
@@ -357,21 +371,20 @@ impl Hub {
             tokio::spawn(backfill_task(
                 backfill,
                 context,
-                results,
+                outbox,
                 BackfillGuard(self.counters.backfills.clone()),
             ));
         }
     }
 
     fn remove(&mut self, id: u64, ending: Option<Status>) {
-        let Some(mut subscriber) = self.subscribers.remove(&id) else {
+        let Some(subscriber) = self.subscribers.remove(&id) else {
             return;
         };
-        if let (Some(end), Some(status)) = (subscriber.end.take(), ending) {
-            let _ = end.send(status);
-        }
-        // After the status: a stream whose buffer closes finds the status waiting.
-        subscriber.link.release();
+        match ending {
+            Some(status) => subscriber.outbox.end(status),
+            None => subscriber.outbox.release(),
+        };
         if let Some(group) = self.groups.get_mut(&subscriber.group) {
             group.members.retain(|member| *member != id);
             if group.members.is_empty() {
@@ -399,44 +412,46 @@ impl Hub {
             return;
         };
         let backlog = subscriber.backlog.take().unwrap_or_default();
-        for result in backlog {
-            if !self.deliver(id, result) {
-                break;
-            }
+        if subscriber.outbox.push_all(backlog.chunks) {
+            self.counters
+                .delivered
+                .fetch_add(backlog.results as u64, Ordering::Relaxed);
+        } else {
+            self.remove(id, None);
         }
     }
 
-    /// Sends one result to a subscriber; ends it if it is too slow. Returns whether it lives.
-    fn deliver(&mut self, id: u64, result: EncodedResult) -> bool {
-        let Some(subscriber) = self.subscribers.get_mut(&id) else {
-            return false;
-        };
-        if let Some(backlog) = subscriber.backlog.as_mut() {
-            if backlog.len() < self.limits.buffer {
-                backlog.push(result);
-                return true;
-            }
-        } else {
-            match subscriber.results.try_send(result) {
-                Ok(()) => {
-                    self.counters.delivered.fetch_add(1, Ordering::Relaxed);
-                    return true;
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {
-                    self.remove(id, None);
-                    return false;
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => {}
-            }
-        }
+    /// Ends a subscriber that fell behind.
+    fn end_too_slow(&mut self, id: u64, why: &str) {
         self.counters.too_slow.fetch_add(1, Ordering::Relaxed);
         self.remove(
             id,
-            Some(Status::resource_exhausted(
-                "consumer too slow: resume with a new start_time_gte",
-            )),
+            Some(Status::resource_exhausted(format!(
+                "consumer too slow: {why}; resume with a new start_time_gte"
+            ))),
         );
-        false
+    }
+
+    /// Ends every live subscriber whose queue still holds an earlier bucket now that the next
+    /// epoch is due: none still open is more than one window behind.
+    fn end_late(&mut self) {
+        let late: Vec<u64> = self
+            .subscribers
+            .iter()
+            .filter(|(_, subscriber)| {
+                subscriber.backlog.is_none() && !subscriber.outbox.is_drained()
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        self.counters
+            .late
+            .fetch_add(late.len() as u64, Ordering::Relaxed);
+        for id in late {
+            self.end_too_slow(
+                id,
+                "the previous bucket was still unsent when the next was due",
+            );
+        }
     }
 
     /// Removes the subscriptions whose client went away without the hub hearing of it.
@@ -444,7 +459,7 @@ impl Hub {
         let released: Vec<u64> = self
             .subscribers
             .iter()
-            .filter(|(_, subscriber)| subscriber.link.is_released())
+            .filter(|(_, subscriber)| subscriber.outbox.is_released())
             .map(|(id, _)| *id)
             .collect();
         for id in released {
@@ -455,6 +470,7 @@ impl Hub {
     /// Emits every bucket after the last emitted one up to `through`, oldest first.
     async fn emit_through(&mut self, through: Bucket) {
         self.sweep_released();
+        self.end_late();
         let window = self.retention.window;
         while self.last_emitted < through {
             let bucket = self.last_emitted + window;
@@ -472,13 +488,66 @@ impl Hub {
             self.refresh_groups();
             self.counters.epochs_emitted.fetch_add(1, Ordering::Relaxed);
             let mut candidates = Vec::new();
-            let mut recipients = Vec::new();
+            let mut scratch = Vec::new();
             // One converter for the bucket: a trace shared by many rows is decoded once.
             let catalog = self.catalog.clone();
             let mut converter = RowConverter::new(&catalog);
             for row in partials.into_iter().flat_map(|partial| partial.rows) {
-                self.route(&row, &mut converter, &mut candidates, &mut recipients);
+                self.route(&row, &mut converter, &mut candidates, &mut scratch);
             }
+            self.deliver(bucket);
+        }
+        let queued = self
+            .subscribers
+            .values()
+            .map(|subscriber| subscriber.outbox.queued_results())
+            .sum();
+        self.counters.queued.store(queued, Ordering::Relaxed);
+        self.emitted.send_replace(self.last_emitted);
+    }
+
+    /// Queues each group's run of this bucket to its members, as one shared chunk.
+    fn deliver(&mut self, bucket: Bucket) {
+        let buffer = self.limits.buffer;
+        let mut delivered = 0u64;
+        let mut overflowed = Vec::new();
+        let mut gone = Vec::new();
+        for group in self.groups.values_mut() {
+            if group.frames.is_empty() {
+                continue;
+            }
+            let chunk = group.frames.take();
+            for member in &group.members {
+                let Some(subscriber) = self.subscribers.get_mut(member) else {
+                    continue;
+                };
+                if bucket < subscriber.min_bucket {
+                    continue;
+                }
+                let offer = match subscriber.backlog.as_mut() {
+                    Some(backlog) if backlog.results + chunk.results() > buffer => Offer::Full,
+                    Some(backlog) => {
+                        backlog.results += chunk.results();
+                        backlog.chunks.push(chunk.clone());
+                        continue;
+                    }
+                    None => subscriber.outbox.offer(chunk.clone(), buffer),
+                };
+                match offer {
+                    Offer::Queued => delivered += chunk.results() as u64,
+                    Offer::Full => overflowed.push(*member),
+                    Offer::Released => gone.push(*member),
+                }
+            }
+        }
+        self.counters
+            .delivered
+            .fetch_add(delivered, Ordering::Relaxed);
+        for id in overflowed {
+            self.end_too_slow(id, "more results than the stream's buffer holds");
+        }
+        for id in gone {
+            self.remove(id, None);
         }
     }
 
@@ -509,33 +578,29 @@ impl Hub {
         }
     }
 
+    /// Appends `row`, encoded once, to the run of every group it matches.
     fn route(
         &mut self,
         row: &ListRow,
         converter: &mut RowConverter<'_>,
         candidates: &mut Vec<GroupId>,
-        recipients: &mut Vec<u64>,
+        scratch: &mut Vec<u8>,
     ) {
         candidates.clear();
-        recipients.clear();
         self.index.candidates(&row.key, candidates);
+        let mut encoded = false;
         for group in candidates.iter() {
-            if let Some(group) = self.groups.get(group) {
-                if group.compiled.matches(&row.key) {
-                    recipients.extend(group.members.iter().copied().filter(|member| {
-                        self.subscribers
-                            .get(member)
-                            .is_some_and(|s| row.start >= s.min_bucket)
-                    }));
-                }
+            let Some(group) = self.groups.get_mut(group) else {
+                continue;
+            };
+            if group.members.is_empty() || !group.compiled.matches(&row.key) {
+                continue;
             }
-        }
-        if recipients.is_empty() {
-            return;
-        }
-        let result = EncodedResult::of_row_with(row, converter);
-        for member in recipients.iter() {
-            self.deliver(*member, result.clone());
+            if !encoded {
+                encode(&converter.flow_result(row), scratch);
+                encoded = true;
+            }
+            group.frames.push_encoded(scratch);
         }
     }
 }

@@ -46,14 +46,19 @@ pub struct StreamCounters {
     pub backfills_waited: AtomicU64,
     /// Streams ended because their client fell behind.
     pub too_slow: AtomicU64,
+    /// Of those, the streams ended because an earlier bucket was still in their queue when
+    /// the next epoch was due.
+    pub late: AtomicU64,
     /// Streams refused at the stream limit.
     pub refused: AtomicU64,
     /// Streams refused at the per-peer cap.
     pub refused_per_peer: AtomicU64,
     /// Streams refused because too many new streams were waiting for the hub.
     pub refused_queue_full: AtomicU64,
-    /// Results delivered.
+    /// Results delivered (queued to a stream; the bytes are shared by the streams of a filter).
     pub delivered: AtomicU64,
+    /// Results waiting in streams' queues right after the last epoch was queued.
+    pub queued: AtomicUsize,
     /// Buckets emitted.
     pub epochs_emitted: AtomicU64,
 }
