@@ -19,10 +19,10 @@
 //! tick, so queries arriving together share one tick.
 //!
 //! Ingest batches waiting in the ordered channel are gathered into one batch of up to
-//! [`FORWARD_RECORDS`] records before every worker gets it (each inserts the flows it owns), so
-//! under load many small batches (Felix sends one update at a time) cost one wake-up per
-//! worker, not one each; once the channel is empty the gathered batch goes at once, since its
-//! callers wait until every worker takes it before they receipt (SPEC §12.8). The gathered
+//! [`FORWARD_RECORDS`] records before the workers owning its flows get it (each inserts the flows
+//! it owns), so under load many small batches (Felix sends one update at a time) cost one
+//! wake-up per owning worker, not one each; once the channel is empty the gathered batch goes at once, since its
+//! callers wait until every owning worker takes it before they receipt (SPEC §12.8). The gathered
 //! batch is bounded by `FORWARD_RECORDS` plus one incoming batch.
 //!
 //! A worker whose channel is closed has died: the controller reports the fault and stops,
@@ -81,8 +81,8 @@ pub struct Pacing {
 /// A request from the tokio side to the controller.
 #[derive(Debug)]
 pub enum Request {
-    /// Records to insert, gathered with others and sent to every worker; the sender is told
-    /// once every worker took them, and dropped unanswered if one will not.
+    /// Records to insert, gathered with others and sent to the workers owning them; the sender
+    /// is told once each of those took them, and dropped unanswered if one will not.
     Ingest(IngestBatch, oneshot::Sender<()>),
     /// A read (List, FilterHints, Statistics, Sync, Sizes, UsedIds) for every worker. The
     /// controller sets the command's `as_of` to the last closed tick, closing the open tick
@@ -249,14 +249,22 @@ impl Controller {
         }
     }
 
-    /// Sends the gathered ingest batch, if any, to every worker: each inserts the flows it
-    /// owns, and the callers are told once all took it.
+    /// Sends the gathered ingest batch, if any, to the workers that own a flow or a trace in
+    /// it: each inserts what it owns, and the callers are told once all of them took it.
     fn forward_gathered(&mut self) {
         if let Some((batch, callers)) = self.gathered.take() {
             self.open_records += batch.records.len();
             self.open_used = true;
-            let taken = Taken::new(callers, self.workers.len());
-            self.broadcast(Command::Ingest(Arc::new(batch), taken));
+            let owners = batch.owners(self.workers.len());
+            let taken = Taken::new(callers, owners.len());
+            if owners.is_empty() {
+                // Nothing to insert: the callers' updates were all skipped before the engine.
+                taken.fire();
+            }
+            let batch = Arc::new(batch);
+            for worker in owners {
+                self.send(worker, Command::Ingest(batch.clone(), taken.clone()));
+            }
         }
     }
 

@@ -49,7 +49,8 @@ pub fn run(
         loop {
             match commands.try_recv() {
                 Ok(Command::Ingest(batch, taken)) => {
-                    if index == 0 {
+                    // Each batch counts once for the fault injection: at its first owner.
+                    if batch.owners(peers).first() == Some(&index) {
                         injected.before_batch();
                     }
                     let owned = |trace: &&(u32, _)| owner_of(u64::from(trace.0), peers) == index;

@@ -15,8 +15,8 @@ pub const FAULT_INJECT_VAR: &str = "EDDY_FAULT_INJECT";
 /// A fault to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FaultInjection {
-    /// Worker 0 panics instead of taking the engine's ingest batch number `n + 1` (every
-    /// worker gets every batch; worker 0 counts them).
+    /// A worker panics instead of taking the engine's ingest batch number `n + 1` (each batch
+    /// is counted once, by the first worker that owns part of it).
     WorkerPanicAfterBatches(u64),
 }
 
@@ -60,7 +60,8 @@ impl InjectedFault {
         }
     }
 
-    /// Called by worker 0 before it takes an ingest batch; panics when the injection says so.
+    /// Called before an ingest batch is taken, by the batch's first owning worker only;
+    /// panics when the injection says so.
     pub fn before_batch(&self) {
         if let Some(FaultInjection::WorkerPanicAfterBatches(limit)) = self.injection {
             let taken = self.batches.fetch_add(1, Ordering::Relaxed);

@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use eddy_dataflows::keys::owner_of;
 use eddy_dataflows::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use eddy_dataflows::queries::hints::HintsQuery;
 use eddy_dataflows::queries::list::{ListPartial, ListQuery};
@@ -28,6 +29,20 @@ pub struct IngestBatch {
     pub trace_rules: Vec<(TraceId, PolicyRule)>,
     /// The rules of traces the catalog removed (no retained flow uses them), to retract.
     pub retired_rules: Vec<(TraceId, PolicyRule)>,
+}
+
+impl IngestBatch {
+    /// The workers that own a record or a rule of this batch, ascending: the only ones that
+    /// need it (`keys::owner_of` of the flow id, or of the trace id).
+    pub fn owners(&self, peers: usize) -> Vec<usize> {
+        let mut owned = vec![false; peers];
+        let records = self.records.iter().map(|record| record.key.id);
+        let rules = self.trace_rules.iter().chain(&self.retired_rules);
+        for id in records.chain(rules.map(|rule| u64::from(rule.0))) {
+            owned[owner_of(id, peers)] = true;
+        }
+        (0..peers).filter(|&worker| owned[worker]).collect()
+    }
 }
 
 /// Tells the callers whose batches a gathered ingest batch holds that every worker it was sent
@@ -69,8 +84,9 @@ impl Taken {
 #[derive(Clone, Debug)]
 pub enum Command {
     /// Insert the records of the flows this worker owns (`keys::owner_of`) and the rules of the
-    /// traces it owns at the worker's current tick, then fire the [`Taken`] signal. Broadcast;
-    /// records for buckets below the worker's retention floor are dropped.
+    /// traces it owns at the worker's current tick, then fire the [`Taken`] signal. Sent to the
+    /// batch's owners only ([`IngestBatch::owners`]), so a small batch wakes one worker, not
+    /// every one; records for buckets below the worker's retention floor are dropped.
     Ingest(Arc<IngestBatch>, Taken),
     /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
     /// increasing order. Nothing comes back.
