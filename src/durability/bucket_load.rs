@@ -82,10 +82,29 @@ fn list_ranges(
     }
 }
 
-/// The records of `group`, interned into `catalog`, at `now` under `retention`.
+/// The catalog ids of the values met so far, by their bytes in the files, so that each
+/// distinct value is decoded and interned once per recovery. Valid while the catalog's gate
+/// is held (no collection removes an id meanwhile).
+#[derive(Default)]
+pub struct Interned {
+    /// Strings: id and text.
+    texts: FxHashMap<Box<[u8]>, (u32, Box<str>)>,
+    /// Enums by name, per enum column.
+    enums: [FxHashMap<Box<[u8]>, i32>; 4],
+    /// Traces from `policies_proto`: id and canonical encoding.
+    encoded_traces: FxHashMap<Box<[u8]>, (u32, Vec<u8>)>,
+    /// Traces from the JSON of older files: id and canonical encoding.
+    json_traces: FxHashMap<Box<[u8]>, (u32, Vec<u8>)>,
+    /// Label sets, by their elements' lengths and bytes.
+    label_sets: FxHashMap<Vec<u8>, u32>,
+}
+
+/// The records of `group`, interned into `catalog` (through `interned`), at `now` under
+/// `retention`.
 pub fn records_of(
     group: &RowGroup,
     catalog: &Catalog,
+    interned: &mut Interned,
     retention: &Retention,
     now: i64,
 ) -> Result<Loaded, NotLoaded> {
@@ -128,10 +147,18 @@ pub fn records_of(
     let policies = text(17)?;
     let labels = [list(18)?, list(19)?];
 
-    let mut texts: FxHashMap<&[u8], (u32, &str)> = FxHashMap::default();
-    let mut enum_values: [FxHashMap<&[u8], i32>; 4] = Default::default();
-    let mut traces: FxHashMap<&[u8], (u32, Vec<u8>)> = FxHashMap::default();
-    let mut label_sets: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
+    let Interned {
+        texts,
+        enums: enum_values,
+        encoded_traces,
+        json_traces,
+        label_sets,
+    } = interned;
+    let traces = if encoded.is_some() {
+        encoded_traces
+    } else {
+        json_traces
+    };
     let mut label_key = Vec::new();
     let mut key = proto::FlowKey::default();
     let mut loaded = Loaded {
@@ -152,16 +179,13 @@ pub fn records_of(
         let mut ids = [0u32; 8];
         for (index, column) in strings.iter().enumerate() {
             let bytes = column[row].data();
-            let (id, value) = match texts.get(bytes) {
-                Some(known) => *known,
-                None => {
-                    let value = std::str::from_utf8(bytes).map_err(|error| error.to_string())?;
-                    let id = catalog.symbols.intern(value)?;
-                    texts.insert(bytes, (id, value));
-                    (id, value)
-                }
-            };
-            ids[index] = id;
+            if !texts.contains_key(bytes) {
+                let value = std::str::from_utf8(bytes).map_err(|error| error.to_string())?;
+                let id = catalog.symbols.intern(value)?;
+                texts.insert(bytes.into(), (id, value.into()));
+            }
+            let (id, value) = &texts[bytes];
+            ids[index] = *id;
             let field = match index {
                 0 => &mut key.source_name,
                 1 => &mut key.source_namespace,
@@ -186,7 +210,7 @@ pub fn records_of(
                         2 => Reporter::from_str_name(name).map(|value| value as i32),
                         _ => Action::from_str_name(name).map(|value| value as i32),
                     })?;
-                    enum_values[index].insert(bytes, value);
+                    enum_values[index].insert(bytes.into(), value);
                     value
                 }
             };
@@ -206,7 +230,7 @@ pub fn records_of(
             let bytes = canonical_trace_bytes(Some(&trace));
             let id =
                 catalog.intern_trace(&bytes, || rules_of_trace(Some(&trace), &catalog.symbols))?;
-            traces.insert(written, (id, bytes));
+            traces.insert(written.into(), (id, bytes));
         }
         let (trace, trace_bytes) = &traces[written];
         let mut sets = [0u32; 2];
@@ -364,7 +388,8 @@ mod tests {
             assert_eq!(group.rows().expect("the rows decode from JSON"), rows);
         }
         let catalog = Catalog::new(CatalogLimits::default());
-        let Ok(loaded) = records_of(&group, &catalog, &RETENTION, NOW) else {
+        let mut interned = Interned::default();
+        let Ok(loaded) = records_of(&group, &catalog, &mut interned, &RETENTION, NOW) else {
             panic!("the group loads");
         };
         let expected = Catalog::new(CatalogLimits::default());

@@ -21,7 +21,7 @@ use prost::Message;
 
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::LoggedBatch;
-use crate::durability::bucket_load::{records_of, NotLoaded};
+use crate::durability::bucket_load::{records_of, Interned, NotLoaded};
 use crate::durability::bucket_read::{read_bucket, BucketRead, RowGroup};
 use crate::durability::buckets::{BucketFiles, WrittenFile};
 use crate::durability::checkpoint::BUCKET_DIRECTORY;
@@ -173,6 +173,9 @@ async fn load_bucket_files(
         (bucket >= floor).then(|| tokio::task::spawn_blocking(move || read_bucket(&path)))
     };
     let mut written = BTreeMap::new();
+    // The catalog's gate is held while ids are cached: no collection removes one meanwhile.
+    let gate = state.catalog.gate.read().await;
+    let mut interned = Interned::default();
     let mut files = files.into_iter().peekable();
     let mut reading = files.peek().and_then(|(bucket, path)| read(*bucket, path));
     while let Some((bucket, path)) = files.next() {
@@ -191,7 +194,7 @@ async fn load_bucket_files(
                 .map_err(cannot)?;
             let damage = match read {
                 BucketRead::Loaded { covered, groups } => {
-                    match load_groups(state, &groups, now, counters, found).await? {
+                    match load_groups(state, &groups, &mut interned, now, counters, found).await? {
                         None => {
                             found.files += 1;
                             file.covered = Some(covered);
@@ -211,6 +214,7 @@ async fn load_bucket_files(
         }
         written.insert(bucket, file);
     }
+    drop(gate);
     Ok(written)
 }
 
@@ -220,14 +224,14 @@ async fn load_bucket_files(
 async fn load_groups(
     state: &ServerState,
     groups: &[RowGroup],
+    interned: &mut Interned,
     now: i64,
     counters: &DurabilityCounters,
     found: &mut Found,
 ) -> Result<Option<String>, String> {
-    let gate = state.catalog.gate.read().await;
     let mut loaded = Vec::with_capacity(groups.len());
     for group in groups {
-        match records_of(group, &state.catalog, &state.retention, now) {
+        match records_of(group, &state.catalog, interned, &state.retention, now) {
             Ok(records) => loaded.push(records),
             Err(NotLoaded::Damaged(reason)) => return Ok(Some(reason)),
             Err(NotLoaded::Full(full)) => {
@@ -252,7 +256,6 @@ async fn load_groups(
             records = rest;
         }
     }
-    drop(gate);
     Ok(None)
 }
 
