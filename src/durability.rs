@@ -15,6 +15,7 @@
 //! so the directory holds one retention of bucket files plus about the horizon of log.
 
 pub mod batch;
+pub mod bucket_load;
 pub mod bucket_read;
 pub mod buckets;
 pub mod checkpoint;

@@ -12,9 +12,13 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::SchemaDescriptor;
 
-use crate::durability::checkpoint::{BucketRow, COVERED_KEY, CRC_KEY, DATA_BYTES_KEY, SCHEMA};
+use crate::durability::checkpoint::{
+    BucketRow, COLUMNS_WITHOUT_PROTO, COVERED_KEY, CRC_KEY, DATA_BYTES_KEY, POLICIES_PROTO_COLUMN,
+    SCHEMA,
+};
 use crate::proto::{Action, EndpointType, Flow, FlowKey, PolicyTrace, Reporter};
 use crate::proto_json::from_json;
+use prost::Message;
 
 /// What reading a bucket file found.
 #[derive(Debug)]
@@ -24,8 +28,8 @@ pub enum BucketRead {
         /// It holds exactly the updates of its bucket logged in records ending at or before
         /// this position.
         covered: u64,
-        /// One row per flow.
-        rows: Vec<BucketRow>,
+        /// The file's row groups, decoded column by column.
+        groups: Vec<RowGroup>,
     },
     /// A whole file without the covered position (written before files recorded it): its
     /// bucket is recovered from the log alone.
@@ -34,13 +38,38 @@ pub enum BucketRead {
     Damaged(String),
 }
 
+/// The decoded columns of one row group, in schema order.
+#[derive(Debug)]
+pub struct RowGroup {
+    /// Rows in the group.
+    pub count: usize,
+    /// Its columns; the last (`policies_proto`) is missing in older files.
+    pub columns: Vec<Values>,
+}
+
+impl RowGroup {
+    /// The group's rows as flows.
+    pub fn rows(&self) -> Result<Vec<BucketRow>, String> {
+        let mut rows = Vec::with_capacity(self.count);
+        build_rows(&self.columns, self.count, &mut rows)?;
+        Ok(rows)
+    }
+}
+
 /// One decoded column.
-enum Values {
+#[derive(Debug)]
+pub enum Values {
+    /// Integers, one per row.
     Int(Vec<i64>),
+    /// Byte strings, one per row.
     Text(Vec<parquet::data_type::ByteArray>),
+    /// A list column's values and levels.
     List {
+        /// Every row's elements, in order.
         values: Vec<parquet::data_type::ByteArray>,
+        /// Definition levels: 0 for an empty list.
         definition: Vec<i16>,
+        /// Repetition levels: 0 where a row starts.
         repetition: Vec<i16>,
     },
 }
@@ -68,7 +97,7 @@ fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
         return Err("the data fails its checksum".into());
     }
     check_schema(metadata.file_metadata().schema_descr())?;
-    let mut rows = Vec::with_capacity(metadata.file_metadata().num_rows().max(0) as usize);
+    let mut groups = Vec::with_capacity(reader.num_row_groups());
     for group in 0..reader.num_row_groups() {
         let group = reader
             .get_row_group(group)
@@ -87,9 +116,9 @@ fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
                 > 0;
             columns.push(read_column(reader, count, list)?);
         }
-        build_rows(&columns, count, &mut rows)?;
+        groups.push(RowGroup { count, columns });
     }
-    Ok(BucketRead::Loaded { covered, rows })
+    Ok(BucketRead::Loaded { covered, groups })
 }
 
 /// A numeric key-value entry of the file's metadata.
@@ -109,7 +138,8 @@ fn metadata_value(metadata: &ParquetMetaData, key: &str) -> Option<u64> {
 fn check_schema(file: &SchemaDescriptor) -> Result<(), String> {
     let ours = parse_message_type(SCHEMA).map_err(|error| error.to_string())?;
     let ours = SchemaDescriptor::new(std::sync::Arc::new(ours));
-    let same = file.num_columns() == ours.num_columns()
+    let count = file.num_columns();
+    let same = (count == ours.num_columns() || count == COLUMNS_WITHOUT_PROTO)
         && ours.columns().iter().zip(file.columns()).all(|(a, b)| {
             a.path() == b.path()
                 && a.physical_type() == b.physical_type()
@@ -193,7 +223,10 @@ fn utf8(bytes: &[u8]) -> Result<String, String> {
 }
 
 /// An enum written by name (or by number when the number had no name).
-fn enum_value(bytes: &[u8], by_name: impl Fn(&str) -> Option<i32>) -> Result<i32, String> {
+pub(crate) fn enum_value(
+    bytes: &[u8],
+    by_name: impl Fn(&str) -> Option<i32>,
+) -> Result<i32, String> {
     let text = std::str::from_utf8(bytes).map_err(|error| error.to_string())?;
     by_name(text)
         .or_else(|| text.parse().ok())
@@ -261,6 +294,11 @@ fn build_rows(columns: &[Values], count: usize, rows: &mut Vec<BucketRow>) -> Re
         (text(10)?, text(11)?, text(12)?, int(13)?);
     let (proto, reporter, action, policies) = (text(14)?, text(15)?, text(16)?, text(17)?);
     let counters: Vec<&[i64]> = (20..28).map(int).collect::<Result<_, _>>()?;
+    let encoded = if columns.len() > POLICIES_PROTO_COLUMN {
+        Some(text(POLICIES_PROTO_COLUMN)?)
+    } else {
+        None
+    };
     let endpoint = |bytes: &[u8]| {
         enum_value(bytes, |name| {
             EndpointType::from_str_name(name).map(|value| value as i32)
@@ -288,7 +326,12 @@ fn build_rows(columns: &[Values], count: usize, rows: &mut Vec<BucketRow>) -> Re
             action: enum_value(action[row].data(), |name| {
                 Action::from_str_name(name).map(|value| value as i32)
             })?,
-            policies: Some(traces.get(policies[row].data(), from_json::<PolicyTrace>)?),
+            policies: Some(match encoded {
+                Some(encoded) => traces.get(encoded[row].data(), |bytes| {
+                    PolicyTrace::decode(bytes).map_err(|error| error.to_string())
+                })?,
+                None => traces.get(policies[row].data(), from_json::<PolicyTrace>)?,
+            }),
         };
         rows.push(BucketRow {
             id: id[row],
@@ -371,15 +414,12 @@ mod tests {
         ];
         write_bucket(directory.path(), 1_700_000_100, &rows, 4242).expect("the file");
         let read = read_bucket(&path_of(directory.path(), 1_700_000_100)).expect("readable");
-        let BucketRead::Loaded {
-            covered,
-            rows: read,
-        } = read
-        else {
+        let BucketRead::Loaded { covered, groups } = read else {
             panic!("the file loads: {read:?}");
         };
         assert_eq!(covered, 4242);
-        assert_eq!(read, rows);
+        assert_eq!(groups.len(), 1);
+        assert_eq!(groups[0].rows().expect("the rows decode"), rows);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
 
 use crate::durability::wal::sync_directory;
+use crate::ingest::canonical::canonical_trace_bytes;
 use crate::proto::{Action, EndpointType, Flow, FlowKey, Reporter};
 use crate::proto_json::{json, Spelling};
 
@@ -63,8 +64,16 @@ message eddy_flow {
   REQUIRED INT64 num_connections_completed;
   REQUIRED INT64 num_connections_live;
   REQUIRED INT64 updates;
+  REQUIRED BYTE_ARRAY policies_proto;
 }
 ";
+
+/// Columns of the files written before `policies_proto` was added; they load through the
+/// `policies` JSON column.
+pub const COLUMNS_WITHOUT_PROTO: usize = 28;
+
+/// The column holding the canonical policy trace's protobuf encoding.
+pub const POLICIES_PROTO_COLUMN: usize = 28;
 
 /// One row of a bucket file: a flow's totals in the bucket, its id and how many updates
 /// made it.
@@ -133,10 +142,12 @@ fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
         EndpointType::try_from(value).map_or_else(|_| value.to_string(), |v| v.as_str_name().into())
     };
     let mut policies = Vec::with_capacity(rows.len());
+    let mut encoded = Vec::with_capacity(rows.len());
     for row in rows {
-        let trace = key(row).policies.clone().unwrap_or_default();
+        let trace = key(row).policies.as_ref();
+        encoded.push(ByteArray::from(canonical_trace_bytes(trace)));
         policies.push(text(&serde_json::to_string(&json(
-            &trace,
+            &trace.cloned().unwrap_or_default(),
             Spelling::Canonical,
         ))?));
     }
@@ -175,6 +186,7 @@ fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
         ints(&|row| row.flow.num_connections_completed),
         ints(&|row| row.flow.num_connections_live),
         ints(&|row| row.updates),
+        Column::Text(encoded),
     ])
 }
 

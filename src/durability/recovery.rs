@@ -21,21 +21,21 @@ use prost::Message;
 
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::LoggedBatch;
-use crate::durability::bucket_read::{read_bucket, BucketRead};
+use crate::durability::bucket_load::{records_of, Interned, NotLoaded};
+use crate::durability::bucket_read::{read_bucket, BucketRead, RowGroup};
 use crate::durability::buckets::{BucketFiles, WrittenFile};
-use crate::durability::checkpoint::{BucketRow, BUCKET_DIRECTORY};
+use crate::durability::checkpoint::BUCKET_DIRECTORY;
 use crate::durability::disk::DiskUsage;
 use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
 use crate::ingest::{prepare, NotPrepared};
-use crate::proto::FlowUpdate;
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
 /// Records handed to the engine at once when loading a bucket file.
-const LOAD_CHUNK: usize = 16 * 1024;
+const LOAD_CHUNK: usize = 64 * 1024;
 
 /// What recovery found, for the log line.
 #[derive(Default)]
@@ -153,6 +153,7 @@ pub async fn recover(
 }
 
 /// Loads every retained bucket file into the engine; sets aside those failing their checksum.
+/// The next file is read and decoded while the engine takes the current one's records.
 /// Returns the files kept on disk.
 async fn load_bucket_files(
     directory: &Path,
@@ -166,82 +167,96 @@ async fn load_bucket_files(
     let files = BucketFiles::scan(bucket_directory).map_err(|error| {
         format!("--data-dir (EDDY_DATA_DIR): cannot read the bucket files: {error}")
     })?;
+    let read = |bucket: Bucket, path: &Path| {
+        // Past retention: not read, deleted at the first epoch.
+        let path = path.to_path_buf();
+        (bucket >= floor).then(|| tokio::task::spawn_blocking(move || read_bucket(&path)))
+    };
     let mut written = BTreeMap::new();
-    for (bucket, path) in files {
+    // The catalog's gate is held while ids are cached: no collection removes one meanwhile.
+    let gate = state.catalog.gate.read().await;
+    let mut interned = Interned::default();
+    let mut files = files.into_iter().peekable();
+    let mut reading = files.peek().and_then(|(bucket, path)| read(*bucket, path));
+    while let Some((bucket, path)) = files.next() {
+        let current = reading.take();
+        reading = files.peek().and_then(|(bucket, path)| read(*bucket, path));
         let cannot = |error: std::io::Error| format!("cannot read `{}`: {error}", path.display());
         let bytes = std::fs::metadata(&path).map_err(cannot)?.len();
         let mut file = WrittenFile {
             bytes,
             covered: None,
         };
-        // Past retention: deleted at the first epoch.
-        if bucket >= floor {
-            let path_read = path.clone();
-            let read = tokio::task::spawn_blocking(move || read_bucket(&path_read))
+        if let Some(current) = current {
+            let read = current
                 .await
                 .map_err(|joined| joined.to_string())?
                 .map_err(cannot)?;
-            match read {
-                BucketRead::Loaded { covered, rows } => {
-                    found.files += 1;
-                    found.rows += rows.len() as u64;
-                    load_rows(state, rows, now, counters).await?;
-                    file.covered = Some(covered);
+            let damage = match read {
+                BucketRead::Loaded { covered, groups } => {
+                    match load_groups(state, &groups, &mut interned, now, counters, found).await? {
+                        None => {
+                            found.files += 1;
+                            file.covered = Some(covered);
+                            None
+                        }
+                        damage => damage,
+                    }
                 }
-                BucketRead::Uncovered => {}
-                BucketRead::Damaged(reason) => {
-                    tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
-                    set_aside(directory, &path, counters)?;
-                    continue;
-                }
+                BucketRead::Uncovered => None,
+                BucketRead::Damaged(reason) => Some(reason),
+            };
+            if let Some(reason) = damage {
+                tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
+                set_aside(directory, &path, counters)?;
+                continue;
             }
         }
         written.insert(bucket, file);
     }
+    drop(gate);
     Ok(written)
 }
 
-/// Hands a bucket file's rows to the engine: each row becomes one record carrying the row's
-/// totals and update count.
-async fn load_rows(
+/// Hands a bucket file's row groups to the engine: each row becomes one record carrying the
+/// row's totals and update count. Returns why the file is damaged if its columns do not
+/// decode; a file is checked whole before any of its records goes to the engine.
+async fn load_groups(
     state: &ServerState,
-    rows: Vec<BucketRow>,
+    groups: &[RowGroup],
+    interned: &mut Interned,
     now: i64,
     counters: &DurabilityCounters,
-) -> Result<(), String> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let gate = state.catalog.gate.read().await;
-        let mut records: Vec<FlowRecord> = Vec::with_capacity(LOAD_CHUNK);
-        let (mut updates, mut expired) = (0, 0);
-        for row in rows.by_ref().take(LOAD_CHUNK) {
-            let update = FlowUpdate {
-                flow: Some(row.flow),
-            };
-            match prepare(&update, &state.catalog, state.bounds(now)) {
-                Ok(mut record) => {
-                    record.stats.records = row.updates;
-                    updates += row.updates.max(0) as u64;
-                    records.push(record);
-                }
-                Err(NotPrepared::Skipped(_)) => expired += row.updates.max(0) as u64,
-                Err(NotPrepared::Full(full)) => {
-                    return Err(format!(
-                        "cannot recover a bucket file's row: {full}; raise the catalog bounds"
-                    ))
-                }
+    found: &mut Found,
+) -> Result<Option<String>, String> {
+    let mut loaded = Vec::with_capacity(groups.len());
+    for group in groups {
+        match records_of(group, &state.catalog, interned, &state.retention, now) {
+            Ok(records) => loaded.push(records),
+            Err(NotLoaded::Damaged(reason)) => return Ok(Some(reason)),
+            Err(NotLoaded::Full(full)) => {
+                return Err(format!(
+                    "cannot recover a bucket file's row: {full}; raise the catalog bounds"
+                ))
             }
         }
+    }
+    for group in loaded {
+        found.rows += (group.records.len()) as u64;
         counters
             .recovered_updates
-            .fetch_add(updates, Ordering::Relaxed);
+            .fetch_add(group.updates, Ordering::Relaxed);
         counters
             .recovered_expired
-            .fetch_add(expired, Ordering::Relaxed);
-        hand_over(state, records).await?;
-        drop(gate);
+            .fetch_add(group.expired, Ordering::Relaxed);
+        let mut records = group.records;
+        while !records.is_empty() {
+            let rest = records.split_off(records.len().min(LOAD_CHUNK));
+            hand_over(state, records).await?;
+            records = rest;
+        }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Hands `records` and the catalog's new rules to the engine, as the collector does.
