@@ -89,9 +89,21 @@ pub fn run(
                 Err(TryRecvError::Disconnected) => return,
             }
         }
-        worker.step_or_park(Some(IDLE_PARK));
+        // A command the views already reflect is answered without parking first: parking with
+        // no dataflow work to do would hold an idle read for the whole park.
+        let answerable = |command: &Command, retracted_at: Tick| {
+            !probe.less_than(&(command.as_of().unwrap_or(0).max(retracted_at) + 1))
+        };
+        if waiting
+            .front()
+            .is_some_and(|command| answerable(command, retracted_at))
+        {
+            worker.step();
+        } else {
+            worker.step_or_park(Some(IDLE_PARK));
+        }
         while let Some(command) = waiting.front() {
-            if probe.less_than(&(command.as_of().unwrap_or(0).max(retracted_at) + 1)) {
+            if !answerable(command, retracted_at) {
                 break;
             }
             let Some(command) = waiting.pop_front() else {
