@@ -25,7 +25,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use eddy::config::durability::{DurabilityArgs, SyncMode};
 use eddy::durability::recovery::recover;
@@ -234,6 +234,8 @@ async fn fill(keys: u64, directory: &Path) {
         .as_ref()
         .expect("the durable server has a data directory");
     let logged = durability.log_end();
+    // The bucket files are written at epochs: look again after each one.
+    let mut epochs = state.engine.epochs();
     while durability
         .buckets()
         .covered()
@@ -242,7 +244,10 @@ async fn fill(keys: u64, directory: &Path) {
         .count()
         < 4
     {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        epochs
+            .changed()
+            .await
+            .expect("the engine runs until the bench stops it");
     }
     let rows = state
         .engine

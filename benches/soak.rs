@@ -261,16 +261,15 @@ fn sample(server: &SoakServer) -> Sample {
     }
 }
 
-/// Waits until the second changes on the server's clock; returns the new second.
+/// Waits for the server's next epoch (one a second: the window is 1 s); returns the second.
 async fn next_second(server: &SoakServer) -> i64 {
-    let current = server.now();
-    loop {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = server.now();
-        if now != current {
-            return now;
-        }
-    }
+    let mut epochs = server.state.engine.epochs();
+    epochs.borrow_and_update();
+    epochs
+        .changed()
+        .await
+        .expect("the engine runs for the whole soak");
+    server.now()
 }
 
 /// Drives one retention cycle; returns (updates sent, updates receipted, stream results).

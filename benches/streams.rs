@@ -197,9 +197,19 @@ struct Deliveries {
     opened: AtomicUsize,
     too_slow: AtomicUsize,
     other_ends: AtomicUsize,
+    /// Told whenever a stream opens or ends without opening.
+    settled: tokio::sync::Notify,
+    /// The latest `end_time` any stream has received.
+    latest_end: tokio::sync::watch::Sender<i64>,
 }
 
 impl Deliveries {
+    /// A stream that ended before it opened.
+    fn ended_unopened(&self) {
+        self.other_ends.fetch_add(1, Ordering::Relaxed);
+        self.settled.notify_one();
+    }
+
     fn record(&self, delay_ms: i64, count: u64) {
         let bin = (delay_ms.max(0) as usize).min(BINS - 1);
         self.delays[bin].fetch_add(count, Ordering::Relaxed);
@@ -247,7 +257,7 @@ async fn read_stream(
 ) {
     let mut grpc = tonic::client::Grpc::new(channel);
     if grpc.ready().await.is_err() {
-        deliveries.other_ends.fetch_add(1, Ordering::Relaxed);
+        deliveries.ended_unopened();
         return;
     }
     let request = FlowStreamRequest {
@@ -271,17 +281,27 @@ async fn read_stream(
     let mut stream = match opened {
         Ok(response) => response.into_inner(),
         Err(_) => {
-            deliveries.other_ends.fetch_add(1, Ordering::Relaxed);
+            deliveries.ended_unopened();
             return;
         }
     };
     deliveries.opened.fetch_add(1, Ordering::Relaxed);
+    deliveries.settled.notify_one();
+    let mut latest_end = i64::MIN;
     // Runs of equal delays are recorded at once.
     let (mut run_delay, mut run_count) = (0i64, 0u64);
     loop {
         match stream.message().await {
             Ok(Some(result)) => {
                 let end = result.flow.map_or(0, |flow| flow.end_time);
+                if end > latest_end {
+                    latest_end = end;
+                    deliveries.latest_end.send_if_modified(|latest| {
+                        let newer = end > *latest;
+                        *latest = (*latest).max(end);
+                        newer
+                    });
+                }
                 let delay = now_ms() - (end + window) * 1000;
                 if delay != run_delay && run_count > 0 {
                     deliveries.record(run_delay, run_count);
@@ -338,6 +358,8 @@ async fn run(window: u64, streams: usize, keys: u64) {
         opened: AtomicUsize::new(0),
         too_slow: AtomicUsize::new(0),
         other_ends: AtomicUsize::new(0),
+        settled: tokio::sync::Notify::new(),
+        latest_end: tokio::sync::watch::channel(i64::MIN).0,
     });
     let mut readers = Vec::with_capacity(streams);
     for index in 0..streams {
@@ -348,13 +370,13 @@ async fn run(window: u64, streams: usize, keys: u64) {
             deliveries.clone(),
         )));
     }
+    // A call is answered only once the server holds its subscription (`Streams::subscribe`
+    // runs before the response), so every stream counted here is registered.
     while deliveries.opened.load(Ordering::Relaxed) + deliveries.other_ends.load(Ordering::Relaxed)
         < streams
     {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        deliveries.settled.notified().await;
     }
-    // Give the hub a moment to register the last ones before reading the resident set.
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let (resident_idle, _) = server.memory();
     let idle_per_stream = resident_idle.saturating_sub(resident_before) / streams.max(1) as u64;
 
@@ -367,7 +389,12 @@ async fn run(window: u64, streams: usize, keys: u64) {
     // The last two buckets are emitted after ingest stops: the server's CPU then is the
     // streams' own.
     let (cpu_drain, delivered_drain) = (server.cpu_seconds(), deliveries.total());
-    tokio::time::sleep(Duration::from_millis(2 * window * 1000 + 1000)).await;
+    // Until the bucket ingest stopped in has reached the streams (or three windows, if every
+    // stream was ended before it).
+    let stopped_in_bucket_end = (now_ms() / 1000).div_euclid(w) * w + w;
+    let mut latest_end = deliveries.latest_end.subscribe();
+    let reached = latest_end.wait_for(|latest| *latest >= stopped_in_bucket_end);
+    let _ = tokio::time::timeout(Duration::from_secs(3 * window), reached).await;
     let drain_cpu = server.cpu_seconds() - cpu_drain;
     let drained = deliveries.total() - delivered_drain;
     let (_, high_water) = server.memory();

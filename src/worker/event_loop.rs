@@ -49,8 +49,9 @@ pub fn run(
         loop {
             match commands.try_recv() {
                 Ok(Command::Ingest(batch, taken)) => {
-                    // Each batch counts once for the fault injection: at its first owner.
-                    if batch.owners(peers).first() == Some(&index) {
+                    // Each batch counts once for the fault injection: at its first owner
+                    // (found only when a fault is armed: it walks the batch).
+                    if injected.armed() && batch.owners(peers).first() == Some(&index) {
                         injected.before_batch();
                     }
                     let owned = |trace: &&(u32, _)| owner_of(u64::from(trace.0), peers) == index;

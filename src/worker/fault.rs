@@ -60,6 +60,11 @@ impl InjectedFault {
         }
     }
 
+    /// Whether a fault is to be injected at all (tests of the fault path only).
+    pub fn armed(&self) -> bool {
+        self.injection.is_some()
+    }
+
     /// Called before an ingest batch is taken, by the batch's first owning worker only;
     /// panics when the injection says so.
     pub fn before_batch(&self) {
