@@ -1,4 +1,4 @@
-//! Compiles `proto/goldmane.proto` into Rust with protox (pure Rust, no system `protoc`), and
+//! Compiles `proto/goldmane.proto` and `proto/eddy/views/v1/views.proto` into Rust with protox (pure Rust, no system `protoc`), and
 //! writes the encoded file descriptor set that server reflection serves and that
 //! `eddy::proto_json` writes JSON from.
 //!
@@ -9,7 +9,11 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/goldmane.proto");
-    let descriptors = protox::compile(["proto/goldmane.proto"], ["proto"])?;
+    println!("cargo:rerun-if-changed=proto/eddy/views/v1/views.proto");
+    let descriptors = protox::compile(
+        ["proto/goldmane.proto", "proto/eddy/views/v1/views.proto"],
+        ["proto"],
+    )?;
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(
         out_dir.join("goldmane_descriptor.bin"),

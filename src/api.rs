@@ -11,3 +11,4 @@ pub mod request_limits;
 pub mod statistics;
 pub mod status;
 pub mod timerange;
+pub mod views;

@@ -1,7 +1,8 @@
 //! Assembles the engine, the shared state and the tonic server, and serves on a listener
 //! until a shutdown signal.
 //!
-//! The gRPC port carries the three `goldmane` services, `grpc.health.v1.Health` and server
+//! The gRPC port carries the three `goldmane` services, Eddy's `eddy.views.v1.Views`,
+//! `grpc.health.v1.Health` and server
 //! reflection v1 and v1alpha (SPEC §1.1), in plaintext or TLS (SPEC §11.2).
 
 use std::future::Future;
@@ -20,6 +21,7 @@ use crate::api::framing::WholeFramesLayer;
 use crate::api::oversize::OversizeStatusLayer;
 use crate::api::request_limits::RequestLimits;
 use crate::api::statistics::StatisticsService;
+use crate::api::views::ViewsService;
 use crate::catalog::collector::CatalogCollector;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
@@ -27,6 +29,7 @@ use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::proto::statistics_server::StatisticsServer;
+use crate::proto::views::views_server::ViewsServer;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
 use crate::state::ServerState;
@@ -200,6 +203,10 @@ pub async fn serve_with(
         ))
         .add_service(
             StatisticsServer::new(StatisticsService::new(state.clone()))
+                .max_decoding_message_size(MAX_DECODED_MESSAGE),
+        )
+        .add_service(
+            ViewsServer::new(ViewsService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
         .add_service(health_service)

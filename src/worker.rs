@@ -30,6 +30,7 @@ use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
+use eddy_dataflows::views::registry::{Row, ViewQuery};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -313,6 +314,26 @@ impl Engine {
             reply,
         })
         .await
+    }
+
+    /// Reads the registered view numbered `view` (its index in `views::REGISTERED`) on every
+    /// worker and merges their rows: one consistent tick for every worker. Sees every update
+    /// receipted before the call (SPEC §9.1), without waiting behind ingest not yet taken.
+    pub async fn read_view(
+        &self,
+        view: usize,
+        query: ViewQuery,
+    ) -> Result<Vec<Row>, EngineStopped> {
+        let query = Arc::new(query);
+        let parts = self
+            .query(|reply| Command::View {
+                as_of: 0,
+                view,
+                query: query.clone(),
+                reply,
+            })
+            .await?;
+        Ok(query.merge(parts))
     }
 
     /// Waits until everything handed to the engine so far, and any retention change it

@@ -11,7 +11,8 @@ use timely::worker::Worker;
 use crate::keys::FlowKeys;
 use crate::model::{FlowRecord, PolicyRule, Stats, Tick, TraceId};
 use crate::traces::{FlowRowsInput, HintRowsInput, TraceFlowsInput, TraceRulesInput};
-use crate::views::{hints, policy_stats, Inputs, Views};
+use crate::views::registry::ViewFeed;
+use crate::views::{hints, policy_stats, Inputs, Views, REGISTERED};
 
 /// The input sessions of one worker, plus scratch space reused across batches.
 pub struct EngineInputs {
@@ -21,6 +22,8 @@ pub struct EngineInputs {
     trace_rules: TraceRulesInput,
     hint_scratch: Vec<(hints::HintRow, isize)>,
     trace_scratch: Vec<(policy_stats::TraceFlow, Stats)>,
+    /// The inputs of the registered views, each deriving its rows from every record.
+    registered: Vec<Box<dyn ViewFeed>>,
 }
 
 impl EngineInputs {
@@ -31,7 +34,14 @@ impl EngineInputs {
             let (hint_input, hint_rows) = scope.new_collection();
             let (trace_flows_input, trace_flows) = scope.new_collection();
             let (rules_input, trace_rules) = scope.new_collection();
-            let views = Views::build(
+            let (feeds, readers): (Vec<_>, Vec<_>) = REGISTERED
+                .iter()
+                .map(|view| {
+                    let built = view.build(scope, probe);
+                    (built.feed, built.reader)
+                })
+                .unzip();
+            let mut views = Views::build(
                 Inputs {
                     rows,
                     hint_rows,
@@ -40,6 +50,7 @@ impl EngineInputs {
                 },
                 probe,
             );
+            views.registered = readers;
             let inputs = EngineInputs {
                 rows: rows_input,
                 hint_rows: hint_input,
@@ -47,6 +58,7 @@ impl EngineInputs {
                 trace_rules: rules_input,
                 hint_scratch: Vec::new(),
                 trace_scratch: Vec::new(),
+                registered: feeds,
             };
             (inputs, views)
         })
@@ -79,6 +91,12 @@ impl EngineInputs {
             );
             self.hint_scratch.extend(hints::rows_of(record));
             self.trace_scratch.push(policy_stats::trace_flow_of(record));
+            for view in &mut self.registered {
+                view.note(record);
+            }
+        }
+        for view in &mut self.registered {
+            view.end_batch();
         }
         consolidate(&mut self.hint_scratch);
         for (row, count) in self.hint_scratch.drain(..) {
@@ -120,6 +138,9 @@ impl EngineInputs {
             self.trace_flows.flush();
             self.trace_rules.advance_to(tick);
             self.trace_rules.flush();
+            for view in &mut self.registered {
+                view.advance_to(tick);
+            }
         }
     }
 }

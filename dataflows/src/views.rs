@@ -1,10 +1,14 @@
 //! The registry of incremental views: each is built by a pure function from the engine's
-//! input collections, in the order listed here. Adding a view is one file under `views/`,
-//! one field and one line below.
+//! input collections, in the order listed here. The views Goldmane's services read are
+//! fields below; every other view is a file under `views/` and one line of [`REGISTERED`],
+//! read through the one generic query ([`registry::ViewQuery`]).
 
+pub mod bucketed;
 pub mod flows;
 pub mod hints;
 pub mod policy_stats;
+pub mod registry;
+pub mod top_talkers;
 
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::progress::frontier::AntichainRef;
@@ -17,6 +21,19 @@ use crate::traces::{
     FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, TraceFlows, TraceRules,
 };
 
+/// Every view read through the generic query, in the order the API lists them. A view's
+/// index here is its number in a read command.
+pub static REGISTERED: &[&dyn registry::ViewDefinition] = &[&top_talkers::TopTalkers];
+
+/// The registered view called `name`, with its index in [`REGISTERED`].
+pub fn registered(name: &str) -> Option<(usize, &'static dyn registry::ViewDefinition)> {
+    REGISTERED
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, view)| view.schema().name == name)
+}
+
 /// The traces of every view on one worker. Only this worker's thread can read them.
 pub struct Views {
     /// Per (flow id, bucket, label pair) counters: List, Stream, label intersection, expiry.
@@ -27,6 +44,8 @@ pub struct Views {
     pub hints: HintsTrace,
     /// Per (policy rule, direction, bucket) counters: Statistics.
     pub policy_stats: PolicyStatsTrace,
+    /// The arrangements of the [`REGISTERED`] views, in that order.
+    pub registered: Vec<Box<dyn registry::ViewReader>>,
 }
 
 /// The engine's input collections, from which every view is built. `inputs::EngineInputs`
@@ -56,6 +75,7 @@ impl Views {
             keys: FlowKeys::default(),
             hints: hints::build(hint_rows, probe),
             policy_stats: policy_stats::build(trace_flows, trace_rules, probe),
+            registered: Vec::new(),
         }
     }
 
@@ -69,5 +89,8 @@ impl Views {
         self.hints.set_physical_compaction(frontier);
         self.policy_stats.set_logical_compaction(frontier);
         self.policy_stats.set_physical_compaction(frontier);
+        for view in &mut self.registered {
+            view.compact_to(tick);
+        }
     }
 }

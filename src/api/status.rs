@@ -12,6 +12,9 @@ pub enum ApiError {
     /// The request is invalid; the message names the field.
     #[error("{0}")]
     InvalidArgument(String),
+    /// The request names something that does not exist (a view).
+    #[error("{0}")]
+    NotFound(String),
     /// A limit was reached.
     #[error("{0}")]
     ResourceExhausted(String),
@@ -57,6 +60,7 @@ impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         let code = match &error {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
             ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,

@@ -148,6 +148,18 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflec
             let _ = reply.try_send(rows);
             false
         }
+        Command::View {
+            view, query, reply, ..
+        } => {
+            // The frontend sends only indices of the registry, which every worker built.
+            let rows = views
+                .registered
+                .get_mut(view)
+                .map(|view| view.read(&query))
+                .unwrap_or_default();
+            let _ = reply.try_send(rows);
+            false
+        }
         Command::Expire { floor, .. } => {
             let expired = expire::expired(&mut views.flows, &views.keys, floor);
             inputs.retract(&expired.retractions);

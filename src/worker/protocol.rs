@@ -14,6 +14,7 @@ use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
+use eddy_dataflows::views::registry::{Row, ViewQuery};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -121,6 +122,20 @@ pub enum Command {
         /// Where the partial answer goes.
         reply: Reply<Vec<StatsRow>>,
     },
+    /// Answer a read of a registered view (its index in `views::REGISTERED`) once every tick
+    /// up to `as_of` is reflected. Broadcast; each worker sends exactly one list of rows, its
+    /// shard's answer ([`ViewQuery::finish`]ed), on `reply`. Plain data: the same command
+    /// serves every registered view.
+    View {
+        /// The last closed tick the answer must include.
+        as_of: Tick,
+        /// The view's index in the registry.
+        view: usize,
+        /// The validated query.
+        query: Arc<ViewQuery>,
+        /// Where the partial answer goes.
+        reply: Reply<Vec<Row>>,
+    },
     /// Retention moved (SPEC §2.3): from now on drop records for buckets below `floor`, and
     /// once every tick up to `as_of` is reflected, retract everything held below `floor`.
     /// Broadcast. Nothing comes back.
@@ -166,6 +181,7 @@ impl Command {
             Command::List { as_of, .. }
             | Command::Hints { as_of, .. }
             | Command::Stats { as_of, .. }
+            | Command::View { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }
@@ -180,6 +196,7 @@ impl Command {
             Command::List { as_of, .. }
             | Command::Hints { as_of, .. }
             | Command::Stats { as_of, .. }
+            | Command::View { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }

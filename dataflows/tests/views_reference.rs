@@ -1,0 +1,409 @@
+//! Property test: every registered view (`views::REGISTERED`), read through the generic query
+//! on 1 and 2 timely workers, against its own from-scratch reference, after random inserts,
+//! retractions of earlier inserts and expiry.
+//!
+//! Each case is planned first: the records each step inserts or retracts (records below the
+//! retention floor dropped, as the engine does), each expiry's floor, and at each read a few
+//! random queries per view built from the view's schema (a filter on any column, any sort
+//! column and direction, a limit, per bucket or summed, a random range). The workers run the
+//! plan as the engine's event loop does (each inserts the records of the flows it owns,
+//! expiry retracts what a worker holds below the floor), advance a tick after every step and
+//! compact; the merged answer of every worker must equal the reference on the records still
+//! retained.
+//!
+//! `EDDY_PROPTEST_CASES=n` sets the number of cases (default 24).
+
+use std::sync::{Arc, Mutex};
+
+use eddy_dataflows::inputs::EngineInputs;
+use eddy_dataflows::keys::owner_of;
+use eddy_dataflows::model::{Bucket, BucketRange, FlowKey, FlowRecord, Stats, Tick};
+use eddy_dataflows::queries::expire;
+use eddy_dataflows::views::registry::{ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery};
+use eddy_dataflows::views::REGISTERED;
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+use timely::dataflow::operators::probe::Handle as ProbeHandle;
+
+const W: i64 = 15;
+/// A bucket boundary.
+const BASE: Bucket = 1_700_000_100;
+const BUCKETS: i64 = 5;
+const KEYS: u32 = 9;
+
+fn bucket(index: i64) -> Bucket {
+    BASE + index * W
+}
+
+/// Key `index`: namespaces and names from a small domain so rows collide.
+fn key(index: u32) -> FlowKey {
+    FlowKey {
+        id: u64::from(index) + 1,
+        source_name: index,
+        source_namespace: index % 3,
+        source_type: 1,
+        dest_name: 10 + index,
+        dest_namespace: index / 3,
+        dest_type: 1,
+        dest_port: 443,
+        dest_service_name: 0,
+        dest_service_namespace: 0,
+        dest_service_port_name: 0,
+        dest_service_port: 0,
+        proto: 0,
+        reporter: 2,
+        action: 1,
+        trace: 0,
+    }
+}
+
+/// One generated update: key, bucket and counters.
+type UpdateSeed = (u32, i64, (i64, i64, i64, i64));
+
+/// A query's random choices, turned into a query by a view's schema.
+#[derive(Clone, Debug)]
+struct QuerySeed {
+    sort: usize,
+    descending: bool,
+    limit: Option<usize>,
+    per_bucket: bool,
+    range: (i64, i64),
+    filter: Option<(usize, u32)>,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Insert(Vec<UpdateSeed>),
+    Retract(usize),
+    Expire(i64),
+    Read(Vec<QuerySeed>),
+}
+
+/// What the workers do at one step, already resolved.
+#[derive(Clone, Debug)]
+enum Step {
+    Insert(Vec<FlowRecord>),
+    Retract(Vec<FlowRecord>),
+    Expire(Bucket),
+    Read(Vec<(usize, ViewQuery)>),
+}
+
+fn query_of(view: usize, seed: &QuerySeed) -> ViewQuery {
+    let schema = REGISTERED[view].schema();
+    let columns = schema.columns;
+    let sort = Sort {
+        column: seed.sort % columns.len(),
+        descending: seed.descending,
+    };
+    let filters = seed
+        .filter
+        .map(|(column, value)| {
+            let column = column % columns.len();
+            let value = match columns[column].kind {
+                ColumnType::String => Value::String(value % 4),
+                ColumnType::Integer => Value::Integer(i64::from(value)),
+                ColumnType::Float => Value::Float(f64::from(value)),
+                ColumnType::Bool => Value::Bool(value % 2 == 0),
+                ColumnType::Timestamp => Value::Timestamp(bucket(i64::from(value) % BUCKETS)),
+            };
+            vec![ColumnFilter { column, value }]
+        })
+        .unwrap_or_default();
+    let (start, length) = seed.range;
+    ViewQuery {
+        range: BucketRange {
+            gte: bucket(start),
+            lt: bucket(start + length),
+        },
+        per_bucket: seed.per_bucket,
+        window: W,
+        filters,
+        sort,
+        limit: seed.limit,
+        sort_is_string: columns[sort.column].kind == ColumnType::String,
+    }
+}
+
+/// Resolves the ops into steps and the expected answer of every read, from the reference.
+fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
+    let mut floor = Bucket::MIN;
+    let mut retained: Vec<FlowRecord> = Vec::new();
+    let mut inserts: Vec<(Vec<FlowRecord>, bool)> = Vec::new();
+    let mut steps = Vec::new();
+    let mut expected = Vec::new();
+    for op in ops {
+        let step = match op {
+            Op::Insert(seeds) => {
+                let records: Vec<FlowRecord> = seeds
+                    .iter()
+                    .map(
+                        |&(index, at, (bytes_in, bytes_out, packets_in, packets_out))| FlowRecord {
+                            key: key(index),
+                            bucket: bucket(at),
+                            labels: (0, 0),
+                            stats: Stats {
+                                records: 1,
+                                bytes_in,
+                                bytes_out,
+                                packets_in,
+                                packets_out,
+                                ..Stats::default()
+                            },
+                        },
+                    )
+                    .filter(|record| record.bucket >= floor)
+                    .collect();
+                retained.extend(&records);
+                inserts.push((records.clone(), false));
+                Step::Insert(records)
+            }
+            Op::Retract(which) if !inserts.is_empty() => {
+                let count = inserts.len();
+                let (records, retracted) = &mut inserts[which % count];
+                let retractions: Vec<FlowRecord> = if *retracted {
+                    Vec::new()
+                } else {
+                    records
+                        .iter()
+                        .filter(|record| record.bucket >= floor)
+                        .map(|record| FlowRecord {
+                            stats: record.stats.negated(),
+                            ..*record
+                        })
+                        .collect()
+                };
+                *retracted = true;
+                retained.extend(&retractions);
+                Step::Retract(retractions)
+            }
+            Op::Retract(_) => Step::Retract(Vec::new()),
+            Op::Expire(at) => {
+                floor = floor.max(bucket(*at));
+                retained.retain(|record| record.bucket >= floor);
+                Step::Expire(floor)
+            }
+            Op::Read(seeds) => {
+                let queries: Vec<(usize, ViewQuery)> = (0..REGISTERED.len())
+                    .flat_map(|view| seeds.iter().map(move |seed| (view, query_of(view, seed))))
+                    .collect();
+                expected.push(
+                    queries
+                        .iter()
+                        .map(|(view, query)| REGISTERED[*view].reference(&retained, query))
+                        .collect(),
+                );
+                Step::Read(queries)
+            }
+        };
+        steps.push(step);
+    }
+    (steps, expected)
+}
+
+/// Every worker's answer to every read: (read number, query number, rows).
+type Answers = Arc<Mutex<Vec<(usize, usize, Vec<Row>)>>>;
+
+/// Runs the steps on `workers` workers and returns the merged answer of every read.
+fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
+    let steps = Arc::new(steps);
+    let answers: Answers = Arc::default();
+    let shared = answers.clone();
+    let plan = steps.clone();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let probe = ProbeHandle::new();
+        let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
+        let mine = |record: &&FlowRecord| owner_of(record.key.id, peers) == index;
+        let mut tick: Tick = 0;
+        let mut reads = 0;
+        for step in plan.iter() {
+            match step {
+                Step::Insert(records) => {
+                    inputs.insert(records.iter().filter(mine), &mut views.keys)
+                }
+                Step::Retract(records) => {
+                    let owned: Vec<FlowRecord> = records.iter().filter(mine).copied().collect();
+                    inputs.retract(&owned);
+                }
+                Step::Expire(floor) => {
+                    let expired = expire::expired(&mut views.flows, &views.keys, *floor);
+                    inputs.retract(&expired.retractions);
+                    for id in expired.gone {
+                        views.keys.forget_unless_inserted_since(id, tick);
+                    }
+                }
+                Step::Read(queries) => {
+                    for (at, (view, query)) in queries.iter().enumerate() {
+                        let rows = views.registered[*view].read(query);
+                        shared
+                            .lock()
+                            .expect("no worker panicked holding the answers")
+                            .push((reads, at, rows));
+                    }
+                    reads += 1;
+                }
+            }
+            tick += 1;
+            inputs.advance_to(tick);
+            while probe.less_than(&tick) {
+                worker.step();
+            }
+            views.compact_to(tick);
+        }
+    })
+    .expect("timely starts")
+    .join()
+    .into_iter()
+    .for_each(|result| result.expect("every worker finished"));
+    let answers = answers.lock().expect("the workers are done").clone();
+    let reads = steps
+        .iter()
+        .filter(|step| matches!(step, Step::Read(_)))
+        .count();
+    (0..reads)
+        .map(|read| {
+            let Some(Step::Read(queries)) = steps
+                .iter()
+                .filter(|step| matches!(step, Step::Read(_)))
+                .nth(read)
+            else {
+                unreachable!("read {read} was counted among the steps")
+            };
+            queries
+                .iter()
+                .enumerate()
+                .map(|(at, (_, query))| {
+                    query.merge(
+                        answers
+                            .iter()
+                            .filter(|(r, q, _)| *r == read && *q == at)
+                            .map(|(_, _, rows)| rows.clone()),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn update_seed() -> impl Strategy<Value = UpdateSeed> {
+    (
+        0..KEYS,
+        0..BUCKETS,
+        (0i64..5000, 0i64..5000, 0i64..50, 0i64..50),
+    )
+}
+
+fn query_seed() -> impl Strategy<Value = QuerySeed> {
+    (
+        0usize..16,
+        any::<bool>(),
+        prop::option::of(1usize..5),
+        any::<bool>(),
+        (0i64..BUCKETS, 1i64..=BUCKETS),
+        prop::option::of((0usize..16, 0u32..6)),
+    )
+        .prop_map(
+            |(sort, descending, limit, per_bucket, range, filter)| QuerySeed {
+                sort,
+                descending,
+                limit,
+                per_bucket,
+                range,
+                filter,
+            },
+        )
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => prop::collection::vec(update_seed(), 1..12).prop_map(Op::Insert),
+        1 => any::<usize>().prop_map(Op::Retract),
+        1 => (1i64..BUCKETS).prop_map(Op::Expire),
+        3 => prop::collection::vec(query_seed(), 1..4).prop_map(Op::Read),
+    ]
+}
+
+fn config() -> Config {
+    let cases = std::env::var("EDDY_PROPTEST_CASES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(24);
+    Config::with_cases(cases)
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn every_registered_view_matches_its_reference(ops in prop::collection::vec(op(), 1..16)) {
+        let (steps, expected) = plan(&ops);
+        for workers in [1, 2] {
+            let answers = run(workers, steps.clone());
+            prop_assert_eq!(&answers, &expected, "{} workers", workers);
+        }
+    }
+}
+
+/// A concrete case: two namespace pairs over two buckets, the top one by bytes first, then
+/// the first bucket expired.
+#[test]
+fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
+    let record = |index: u32, at: i64, bytes_in: i64| FlowRecord {
+        key: key(index),
+        bucket: bucket(at),
+        labels: (0, 0),
+        stats: Stats {
+            records: 1,
+            bytes_in,
+            bytes_out: 1,
+            packets_in: 2,
+            packets_out: 3,
+            ..Stats::default()
+        },
+    };
+    // Key 0 is the pair (0, 0), in two buckets; key 4 is (1, 1).
+    let inserted = vec![record(0, 0, 100), record(0, 1, 50), record(4, 1, 120)];
+    let query = ViewQuery {
+        range: BucketRange {
+            gte: bucket(0),
+            lt: bucket(BUCKETS),
+        },
+        per_bucket: false,
+        window: W,
+        filters: Vec::new(),
+        sort: REGISTERED[0].schema().default_sort,
+        limit: Some(5),
+        sort_is_string: false,
+    };
+    let steps = vec![
+        Step::Insert(inserted),
+        Step::Read(vec![(0, query.clone())]),
+        Step::Expire(bucket(1)),
+        Step::Read(vec![(0, query)]),
+    ];
+    let row = |pair: (u32, u32), bytes_in: i64, updates: i64| {
+        vec![
+            Value::String(pair.0),
+            Value::String(pair.1),
+            Value::Timestamp(bucket(0)),
+            Value::Timestamp(bucket(BUCKETS)),
+            Value::Integer(bytes_in + updates),
+            Value::Integer(bytes_in),
+            Value::Integer(updates),
+            Value::Integer(5 * updates),
+            Value::Integer(2 * updates),
+            Value::Integer(3 * updates),
+        ]
+    };
+    for workers in [1, 2] {
+        let answers = run(workers, steps.clone());
+        assert_eq!(
+            answers,
+            vec![
+                vec![vec![row((0, 0), 150, 2), row((1, 1), 120, 1)]],
+                vec![vec![row((1, 1), 120, 1), row((0, 0), 50, 1)]],
+            ],
+            "{workers} workers"
+        );
+    }
+}
