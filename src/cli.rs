@@ -1,12 +1,12 @@
-//! The client side of the `eddy` binary: `eddy flows list|watch|hints` and `eddy stats` query
-//! the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes;
+//! The client side of the `eddy` binary: `eddy flows list|watch|hints`, `eddy stats` and
+//! `eddy views list|read` query the gRPC API like any client; `eddy flowgen` reports synthetic traffic like Felix nodes;
 //! `eddy health` asks the health port, as a Kubernetes exec probe; `eddy completions` and
 //! `eddy man` describe the command line itself.
 //!
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
 //! `render` (aligned rows, units), `error` (one-line errors, exit codes), one file per command
-//! (`flows`, `list`, `hints`, `watch`, `stats`, `health`, `completions`, `man`), and `flowgen/`
+//! (`flows`, `list`, `hints`, `watch`, `stats`, `views`, `views_read`, `health`, `completions`, `man`), and `flowgen/`
 //! (nodes, pacing, the report). Nothing here is used by the server.
 
 pub mod completions;
@@ -24,6 +24,8 @@ pub mod render;
 pub mod stats;
 pub mod table;
 pub mod time;
+pub mod views;
+pub mod views_read;
 pub mod watch;
 
 use std::future::Future;

@@ -46,6 +46,8 @@ pub enum Command {
     Flows(Box<crate::cli::flows::FlowsArgs>),
     /// Per-policy and per-rule traffic statistics.
     Stats(Box<crate::cli::stats::StatsArgs>),
+    /// Eddy's own views: list them, read one (top talkers and more).
+    Views(Box<crate::cli::views::ViewsArgs>),
     /// Generate Felix-like flow reports against a server.
     Flowgen(Box<crate::cli::flowgen::FlowgenArgs>),
     /// Check a running server's readiness or liveness (a Kubernetes exec probe).

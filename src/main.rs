@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Flows(args) => eddy::cli::main(eddy::cli::flows::run(*args)),
         Command::Stats(args) => eddy::cli::main(eddy::cli::stats::run(*args)),
+        Command::Views(args) => eddy::cli::main(eddy::cli::views::run(*args)),
         Command::Flowgen(args) => eddy::cli::main(eddy::cli::flowgen::run(*args)),
         Command::Health(args) => eddy::cli::main(eddy::cli::health::run(*args)),
         Command::Completions(args) => {
