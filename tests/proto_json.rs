@@ -1,7 +1,9 @@
 //! Completeness of the descriptor-based JSON: every response message of every RPC in
-//! `goldmane.proto`, with every field populated, is decoded into its generated Rust type and
-//! written in both spellings; every field of the descriptor must appear with its value.
+//! `goldmane.proto` and `views.proto`, with every field populated (the first member of a
+//! oneof), is decoded into its generated Rust type and written in both spellings; every
+//! field of the descriptor must appear with its value.
 
+use eddy::proto::views::{ListViewsResponse, ReadResponse};
 use eddy::proto::{
     FilterHint, FilterHintsResult, Flow, FlowListResult, FlowReceipt, FlowResult, StatisticsResult,
 };
@@ -19,11 +21,18 @@ fn pool() -> DescriptorPool {
 fn filled(descriptor: &MessageDescriptor, depth: usize) -> DynamicMessage {
     let mut message = DynamicMessage::new(descriptor.clone());
     for field in descriptor.fields() {
+        let oneof_taken = field
+            .containing_oneof()
+            .is_some_and(|oneof| oneof.fields().any(|other| message.has_field(&other)));
+        if oneof_taken {
+            continue; // one member of a oneof is filled: the first
+        }
         let single = match field.kind() {
             Kind::String => Value::String("x".into()),
             Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => Value::I64(7),
             Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Value::I32(7),
             Kind::Bool => Value::Bool(true),
+            Kind::Double => Value::F64(7.0),
             Kind::Enum(values) => Value::EnumNumber(
                 values
                     .values()
@@ -54,7 +63,7 @@ fn assert_complete(descriptor: &MessageDescriptor, json: &Json, spelling: Spelli
         };
         let at = format!("{path}.{name}");
         let Some(value) = json.get(name) else {
-            if matches!(field.kind(), Kind::Message(_)) {
+            if matches!(field.kind(), Kind::Message(_)) || field.containing_oneof().is_some() {
                 continue; // beyond the filled depth
             }
             panic!("{at} is missing from {json}");
@@ -110,6 +119,8 @@ fn json_of(name: &str, message: &DynamicMessage, spelling: Spelling) -> Option<J
         "goldmane.StatisticsResult" => through::<StatisticsResult>(message, spelling),
         "goldmane.FlowReceipt" => through::<FlowReceipt>(message, spelling),
         "goldmane.Flow" => through::<Flow>(message, spelling),
+        "eddy.views.v1.ListViewsResponse" => through::<ListViewsResponse>(message, spelling),
+        "eddy.views.v1.ReadResponse" => through::<ReadResponse>(message, spelling),
         _ => return None,
     })
 }
