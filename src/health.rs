@@ -21,10 +21,11 @@ use crate::worker::Engine;
 pub const STALL_WINDOWS: i64 = 4;
 
 /// The gRPC services whose health is reported, besides the server as a whole (`""`).
-pub const SERVICES: [&str; 3] = [
+pub const SERVICES: [&str; 4] = [
     "goldmane.FlowCollector",
     "goldmane.Flows",
     "goldmane.Statistics",
+    "eddy.views.v1.Views",
 ];
 
 /// Whether the engine is live: its announced bucket `epoch` trails the current bucket at

@@ -40,11 +40,18 @@ pub enum Rpc {
     FlowsFilterHints,
     /// `goldmane.Statistics/List`.
     StatisticsList,
+    /// `eddy.views.v1.Views/Read`.
+    ViewsRead,
 }
 
 impl Rpc {
     /// Every measured RPC, in metric order.
-    pub const ALL: [Rpc; 3] = [Rpc::FlowsList, Rpc::FlowsFilterHints, Rpc::StatisticsList];
+    pub const ALL: [Rpc; 4] = [
+        Rpc::FlowsList,
+        Rpc::FlowsFilterHints,
+        Rpc::StatisticsList,
+        Rpc::ViewsRead,
+    ];
 
     /// The RPC a request path names, if it is measured.
     pub fn from_path(path: &str) -> Option<Rpc> {
@@ -52,6 +59,7 @@ impl Rpc {
             "/goldmane.Flows/List" => Some(Rpc::FlowsList),
             "/goldmane.Flows/FilterHints" => Some(Rpc::FlowsFilterHints),
             "/goldmane.Statistics/List" => Some(Rpc::StatisticsList),
+            "/eddy.views.v1.Views/Read" => Some(Rpc::ViewsRead),
             _ => None,
         }
     }
@@ -62,6 +70,7 @@ impl Rpc {
             Rpc::FlowsList => "Flows/List",
             Rpc::FlowsFilterHints => "Flows/FilterHints",
             Rpc::StatisticsList => "Statistics/List",
+            Rpc::ViewsRead => "Views/Read",
         }
     }
 }
@@ -87,7 +96,7 @@ pub struct Metrics {
     collector_clients: IntGauge,
     query_latency: HistogramVec,
     /// One child of `query_latency` per [`Rpc`], in [`Rpc::ALL`] order.
-    queries: [Histogram; 3],
+    queries: [Histogram; Rpc::ALL.len()],
     /// The emitter's progress.
     pub emitter: EmitterCounters,
 }
