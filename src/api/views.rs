@@ -106,7 +106,7 @@ fn engine_value(column: &Column, value: &wire::Value, catalog: &Catalog) -> Resu
 }
 
 /// The word the API uses for a column type.
-pub fn type_name(kind: ColumnType) -> &'static str {
+fn type_name(kind: ColumnType) -> &'static str {
     match kind {
         ColumnType::String => "string",
         ColumnType::Integer => "integer",
@@ -200,8 +200,10 @@ impl ViewsService {
         let rows: Vec<Row> = if checked.matches_nothing {
             Vec::new()
         } else {
-            let engine = self.state.engine.clone();
-            engine.read_view(checked.index, query.clone()).await?
+            self.state
+                .engine
+                .read_view(checked.index, query.clone())
+                .await?
         };
         let catalog = &self.state.catalog;
         let mut rows: Vec<Vec<wire::Value>> = rows
