@@ -16,9 +16,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use rustc_hash::FxHashMap;
 
 use crate::durability::wal::sync_directory;
-use crate::ingest::canonical::canonical_trace_bytes;
+use crate::ingest::canonical::{canonical_trace, canonical_trace_bytes};
 use crate::proto::{Action, EndpointType, Flow, FlowKey, Reporter};
 use crate::proto_json::{json, Spelling};
 
@@ -150,13 +151,26 @@ fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
     };
     let mut policies = Vec::with_capacity(rows.len());
     let mut encoded = Vec::with_capacity(rows.len());
+    // Each distinct trace is written as JSON once; its rows share the bytes.
+    let mut spelled: FxHashMap<Vec<u8>, ByteArray> = FxHashMap::default();
     for row in rows {
         let trace = key(row).policies.as_ref();
-        encoded.push(ByteArray::from(canonical_trace_bytes(trace)));
-        policies.push(text(&serde_json::to_string(&json(
-            &trace.cloned().unwrap_or_default(),
-            Spelling::Canonical,
-        ))?));
+        let bytes = canonical_trace_bytes(trace);
+        let policy = match spelled.get(&bytes) {
+            Some(policy) => policy.clone(),
+            None => {
+                // Spelled from the canonical form, which the shared bytes identify.
+                let canonical = canonical_trace(trace.cloned().unwrap_or_default());
+                let policy = text(&serde_json::to_string(&json(
+                    &canonical,
+                    Spelling::Canonical,
+                ))?);
+                spelled.insert(bytes.clone(), policy.clone());
+                policy
+            }
+        };
+        policies.push(policy);
+        encoded.push(ByteArray::from(bytes));
     }
     Ok(vec![
         ints(&|row| row.flow.start_time),

@@ -39,7 +39,20 @@ pub fn read_coded(
     levels: Levels,
     limit: usize,
 ) -> Result<Coded, String> {
-    let mut coded = Coded::default();
+    // Reserved whole: a chunk holds `limit` levels (its metadata's count), so the vectors do
+    // not grow page by page.
+    let mut coded = Coded {
+        indices: Vec::with_capacity(limit),
+        ..Coded::default()
+    };
+    for (max, levels) in [
+        (levels.repetition, &mut coded.repetition),
+        (levels.definition, &mut coded.definition),
+    ] {
+        if max > 0 {
+            levels.reserve_exact(limit);
+        }
+    }
     // The dictionary's place in `distinct`: its first index and its length.
     let mut dictionary: Option<(u32, u32)> = None;
     for page in pages {
@@ -179,6 +192,8 @@ fn index_of(index: usize) -> Result<u32, String> {
 /// Appends `count` PLAIN byte arrays (each a 4-byte little-endian length, then its bytes)
 /// of `data` to `out`, as slices of it.
 fn plain(data: &Bytes, count: usize, out: &mut Vec<Bytes>) -> Result<(), String> {
+    // At least 4 bytes a value: a count the page cannot hold reserves no more than it can.
+    out.reserve(count.min(data.len() / 4));
     let mut at = 0;
     for _ in 0..count {
         let length = data
