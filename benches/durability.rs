@@ -12,7 +12,10 @@
 //! older buckets come from files), from the files plus the log (a restart within the
 //! de-duplication horizon, which re-reads the log's last 6 minutes to refill the
 //! de-duplication windows), and from the log alone (the bucket folder removed). Each reports
-//! retained rows per second and the server's CPU seconds.
+//! retained rows per second and the server's CPU seconds, then each stage's rate (retained
+//! rows over the stage's seconds): decoding the files, converting their rows into engine
+//! records, the part of both the engine waited for, the engine taking the records until it
+//! reflects them, and replaying the log.
 //!
 //! `cargo bench --bench durability [-- KEYS [UPDATES]]`: KEYS 250,000 by default (1 M
 //! retained rows), UPDATES per ingest run 400,000. The data directory is a temporary
@@ -25,7 +28,7 @@ mod support;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eddy::config::durability::{DurabilityArgs, SyncMode};
 use eddy::durability::recovery::recover;
@@ -280,9 +283,27 @@ fn recover_child(directory: &Path, label: &str) {
             .await
             .expect("the engine runs")
             .flow_rows;
+        let stages = state
+            .durability
+            .as_ref()
+            .expect("the recovered server has a data directory")
+            .recovery_stages();
+        let rate = |time: Duration| {
+            let seconds = time.as_secs_f64();
+            if seconds > 0.0 {
+                format!("{:.0} k/s ({seconds:.2} s)", rows as f64 / seconds / 1e3)
+            } else {
+                "-".into()
+            }
+        };
         println!(
-            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s |",
-            rows as f64 / seconds / 1e3
+            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s | {} | {} | {} | {} | {} |",
+            rows as f64 / seconds / 1e3,
+            rate(stages.decode),
+            rate(stages.convert),
+            rate(stages.waited),
+            rate(stages.handover + stages.settle),
+            rate(stages.log),
         );
     });
 }
@@ -303,9 +324,12 @@ fn main() {
         ingest_pairs(updates, ingest_directory.path()).await;
         fill(keys, directory.path()).await;
     });
+    // The ingest and fill servers stop here, so the recovering children share the machine
+    // with no engine but their own.
+    drop(runtime);
     println!();
-    println!("| recovered from | retained rows | time | rate | server CPU |");
-    println!("|---|---|---|---|---|");
+    println!("| recovered from | retained rows | time | rate | server CPU | decode files | convert rows | waited for the loader | engine (hand-over + settle) | log replay |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for (label, parts) in [
         ("bucket files", &["buckets"][..]),
         (

@@ -5,7 +5,8 @@
 //! files, for other tools and for recovery) and `damaged/` (files set aside because they failed
 //! their checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the
 //! log itself with group commit (`wal`), the bucket files (`checkpoint` writes one,
-//! `bucket_read` reads one back, `buckets` decides which and what log position each covers),
+//! `bucket_read` reads one back with `coded_column`, `bucket_load` turns it into engine
+//! records, `buckets` decides which and what log position each covers),
 //! the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
 //!
 //! The rule that keeps totals exact: a bucket file holds exactly its bucket's updates logged
@@ -19,9 +20,12 @@ pub mod bucket_load;
 pub mod bucket_read;
 pub mod buckets;
 pub mod checkpoint;
+pub mod coded_column;
 pub mod disk;
 pub mod recovery;
 pub mod segment;
+#[cfg(test)]
+mod test_rows;
 pub mod wal;
 
 use std::net::IpAddr;
@@ -29,14 +33,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use eddy_dataflows::model::Bucket;
-use prost::Message;
-
-use crate::durability::batch::LoggedBatch;
 use crate::durability::buckets::BucketFiles;
 use crate::durability::disk::{DiskError, DiskUsage};
+use crate::durability::recovery::RecoveryStages;
 use crate::durability::wal::Wal;
-use crate::proto::FlowUpdate;
+use eddy_dataflows::model::Bucket;
 
 /// The write-ahead log's folder inside the data directory.
 pub const WAL_DIRECTORY: &str = "wal";
@@ -69,19 +70,19 @@ pub struct EncodedBatch {
 }
 
 impl EncodedBatch {
-    /// The stored `updates` of a batch from `peer` that arrived at `arrival`, falling in
-    /// `buckets`.
-    pub fn new(
+    /// The stored `updates` of a batch from `peer` that arrived at `arrival`, each the bytes
+    /// of a `FlowUpdate` as received (logged as they are), falling in `buckets`.
+    pub fn new<'a>(
         peer: Option<IpAddr>,
         arrival: i64,
-        updates: Vec<FlowUpdate>,
+        updates: impl Iterator<Item = &'a [u8]> + Clone,
         buckets: impl IntoIterator<Item = Bucket>,
     ) -> Self {
         let mut buckets: Vec<Bucket> = buckets.into_iter().collect();
         buckets.sort_unstable();
         buckets.dedup();
         EncodedBatch {
-            payload: LoggedBatch::new(arrival, peer, updates).encode_to_vec(),
+            payload: batch::encode_wire(arrival, peer, updates),
             arrival,
             buckets,
         }
@@ -95,6 +96,7 @@ pub struct Durability {
     buckets: BucketFiles,
     disk: Arc<DiskUsage>,
     counters: Arc<DurabilityCounters>,
+    stages: RecoveryStages,
 }
 
 impl Durability {
@@ -179,6 +181,11 @@ impl Durability {
         &self.counters
     }
 
+    /// Where recovery's time went.
+    pub fn recovery_stages(&self) -> RecoveryStages {
+        self.stages
+    }
+
     /// How long recovery took, in seconds.
     pub fn recovery_seconds(&self) -> f64 {
         self.counters.recovery_micros.load(Ordering::Relaxed) as f64 / 1e6
@@ -243,6 +250,7 @@ mod tests {
             buckets,
             disk,
             counters: Arc::new(DurabilityCounters::default()),
+            stages: RecoveryStages::default(),
         };
         durability.remove_expired(8, 500);
         let kept: Vec<bool> = paths.iter().map(|path| path.exists()).collect();

@@ -8,45 +8,24 @@ mod common;
 mod durability_support;
 mod operations;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{connect_channel, flow, key, send_on_new_connection};
-use durability_support::{list_totals, statistics_totals, Eddy, Totals};
-use eddy::proto::{Action, Flow, PolicyKind, PolicyTrace};
+use common::{connect_channel, send_on_new_connection};
+use durability_support::numbered::{
+    files_in, numbered_flow, rows_and_packets, totals_of, unix_now,
+};
+use durability_support::{list_totals, statistics_totals, Eddy};
+use eddy::proto::Flow;
 use operations::{eventually, http_get, sample};
-use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::Field;
 
 const FLAGS: [&str; 4] = ["--aggregation-window", "1s", "--retention", "300s"];
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
-
-/// `count` updates of one packet each over five closed one-second buckets starting at
-/// `first_bucket`, the `n`th carrying `first + n` bytes.
+/// `count` numbered updates over five closed one-second buckets starting at
+/// `first_bucket`, every third with source labels.
 fn updates(first_bucket: i64, first: i64, count: i64) -> Vec<Flow> {
     (0..count)
         .map(|n| {
-            let mut flow_key = key(("shop", "frontend"), ("shop", &format!("svc-{}", n % 7)));
-            flow_key.policies = Some(PolicyTrace {
-                enforced_policies: vec![common::hit(
-                    PolicyKind::CalicoNetworkPolicy,
-                    "default",
-                    "shop",
-                    "allow-frontend",
-                    Action::Allow,
-                )],
-                pending_policies: vec![],
-            });
-            let mut update = flow(flow_key, first_bucket + n % 5, 1);
-            update.packets_in = 1;
-            update.bytes_in = first + n;
+            let mut update = numbered_flow(n, first, first_bucket + n % 5);
             if n % 3 == 0 {
                 update.source_labels = vec![format!("run={}", n % 2), "app=frontend".into()];
             }
@@ -55,37 +34,16 @@ fn updates(first_bucket: i64, first: i64, count: i64) -> Vec<Flow> {
         .collect()
 }
 
-fn totals_of(first: i64, count: i64) -> Totals {
-    Totals {
-        packets: count,
-        bytes: (first..first + count).sum(),
-    }
-}
-
 fn bucket_files(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<_> = std::fs::read_dir(data.join("buckets"))
-        .expect("the bucket folder exists")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "parquet"))
-        .collect();
-    paths.sort();
-    paths
+    files_in(&data.join("buckets"), "parquet")
 }
 
 /// The sum of `packets_in` over every bucket file, if they all read whole.
 fn packets_in_files(data: &Path) -> Option<i64> {
-    let mut packets = 0;
-    for path in bucket_files(data) {
-        let reader = SerializedFileReader::new(File::open(&path).ok()?).ok()?;
-        for row in reader.get_row_iter(None).ok()? {
-            for (name, value) in row.ok()?.get_column_iter() {
-                if let ("packets_in", Field::Long(value)) = (name.as_str(), value) {
-                    packets += value;
-                }
-            }
-        }
-    }
-    Some(packets)
+    bucket_files(data)
+        .iter()
+        .map(|path| rows_and_packets(path).map(|(_, packets)| packets))
+        .sum()
 }
 
 /// Starts a server on `data`, sends `updates` in batches, waits until the bucket files hold
@@ -107,11 +65,7 @@ async fn ingest_until_filed(data: &Path, updates: Vec<Flow>, total_packets: i64)
 }
 
 fn segments(data: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(data.join("wal"))
-        .expect("the log's folder exists")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .collect()
+    files_in(&data.join("wal"), "seg")
 }
 
 #[tokio::test]

@@ -10,9 +10,9 @@ mod durability_support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, hit, key};
+use durability_support::numbered::unix_now;
 use durability_support::{list_totals, statistics_totals, Eddy, Totals};
 use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::{Action, Flow, FlowUpdate, PolicyKind, PolicyTrace};
@@ -38,13 +38,6 @@ struct Node {
     sent: Vec<Flow>,
     /// Updates `0..receipted` are receipted.
     receipted: usize,
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
 }
 
 /// Update `sequence` of node `node`: one packet, a unique byte count, one allowing policy.

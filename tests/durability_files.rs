@@ -8,52 +8,19 @@ mod durability_support;
 mod operations;
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use common::{connect_channel, flow, hit, key, send_on_new_connection};
-use durability_support::{list_totals, statistics_totals, Eddy, Totals};
-use eddy::proto::{Action, Flow, PolicyKind, PolicyTrace};
+use common::{connect_channel, send_on_new_connection};
+use durability_support::numbered::{files_in, numbered_flow, totals_of, unix_now};
+use durability_support::{list_totals, statistics_totals, Eddy};
+use eddy::proto::Flow;
 use operations::{http_get, sample};
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
-
-/// `count` distinct updates of one packet each, the `n`th carrying `first + n` bytes.
+/// `count` numbered updates starting at `first`, in the bucket of the second before now.
 fn updates(first: i64, count: i64) -> Vec<Flow> {
     // A second back: List's default range ends at `now`, so a flow starting in the current
     // second at a bucket's start would not be in it yet.
     let now = unix_now() - 1;
-    (0..count)
-        .map(|n| {
-            let mut flow_key = key(("shop", "frontend"), ("shop", &format!("svc-{}", n % 7)));
-            flow_key.policies = Some(PolicyTrace {
-                enforced_policies: vec![hit(
-                    PolicyKind::CalicoNetworkPolicy,
-                    "default",
-                    "shop",
-                    "allow-frontend",
-                    Action::Allow,
-                )],
-                pending_policies: vec![],
-            });
-            let mut update = flow(flow_key, now, 1);
-            update.packets_in = 1;
-            update.bytes_in = first + n;
-            update
-        })
-        .collect()
-}
-
-/// The totals of `updates(first, count)`.
-fn totals_of(first: i64, count: i64) -> Totals {
-    Totals {
-        packets: count,
-        bytes: (first..first + count).sum(),
-    }
+    (0..count).map(|n| numbered_flow(n, first, now)).collect()
 }
 
 /// Starts a server on `data`, sends `updates(first, count)` in batches and kills it.
@@ -71,13 +38,7 @@ async fn ingest_and_kill(data: &Path, first: i64, count: i64) {
 
 /// The log's segments, oldest first.
 fn segments(data: &Path) -> Vec<PathBuf> {
-    let mut paths: Vec<_> = std::fs::read_dir(data.join("wal"))
-        .expect("the log's folder exists")
-        .map(|entry| entry.expect("a directory entry").path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "seg"))
-        .collect();
-    paths.sort();
-    paths
+    files_in(&data.join("wal"), "seg")
 }
 
 /// A free port on loopback for the shared health and metrics listener.

@@ -7,45 +7,18 @@ mod common;
 mod durability_support;
 mod operations;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection};
+use durability_support::numbered::{rows_and_packets, unix_now};
 use durability_support::Eddy;
 use operations::eventually;
-use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::record::Field;
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs() as i64
-}
 
 /// The file of the bucket starting at `bucket`.
 fn file_of(data: &Path, bucket: i64) -> PathBuf {
     data.join("buckets")
         .join(format!("bucket-{bucket}.parquet"))
-}
-
-/// Rows and the sum of `packets_in` in a bucket file, if it exists and is whole.
-fn read(path: &Path) -> Option<(usize, i64)> {
-    let reader = SerializedFileReader::new(File::open(path).ok()?).ok()?;
-    let mut rows = 0;
-    let mut packets = 0;
-    for row in reader.get_row_iter(None).ok()? {
-        let row = row.ok()?;
-        rows += 1;
-        for (name, value) in row.get_column_iter() {
-            if let ("packets_in", Field::Long(value)) = (name.as_str(), value) {
-                packets += value;
-            }
-        }
-    }
-    Some((rows, packets))
 }
 
 /// The sum of `packets_in` in `path` as pyarrow reads it, or `None` without Python.
@@ -92,13 +65,16 @@ async fn closed_buckets_are_written_rewritten_after_late_updates_and_deleted_pas
         .collect();
     assert_eq!(send_on_new_connection(&channel, flows).await, 6);
     let path = file_of(data.path(), bucket);
-    let first = eventually("the closed bucket's file", || async { read(&path) }).await;
+    let first = eventually("the closed bucket's file", || async {
+        rows_and_packets(&path)
+    })
+    .await;
     assert_eq!(first, (3, 21), "three flows, 1 + 2 + ... + 6 packets");
 
     let late = flow(key(("shop", "web"), ("shop", "db-0")), bucket, 10);
     assert_eq!(send_on_new_connection(&channel, vec![late]).await, 1);
     let rewritten = eventually("the rewritten file", || async {
-        read(&path).filter(|(_, packets)| *packets == 31)
+        rows_and_packets(&path).filter(|(_, packets)| *packets == 31)
     })
     .await;
     assert_eq!(rewritten, (3, 31), "the late update is in the same row");

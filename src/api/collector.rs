@@ -32,7 +32,6 @@ use eddy_dataflows::model::FlowRecord;
 
 use futures::{FutureExt, Stream, StreamExt};
 use prost::bytes::Bytes;
-use prost::Message;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
@@ -45,7 +44,7 @@ use crate::ingest::connection::{ConnectionIngest, Refused};
 use crate::ingest::dedup::{fingerprint, ConnectionDedup};
 use crate::ingest::{NotPrepared, SkipReason};
 use crate::intern::InternerFull;
-use crate::proto::{FlowReceipt, FlowUpdate};
+use crate::proto::FlowReceipt;
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
@@ -182,26 +181,21 @@ async fn fail(receipts: &Owed, status: Status) {
     let _ = receipts.send(Err(status)).await;
 }
 
-/// The updates of `batch` that `prepared` stores, encoded for the data directory if one is
-/// set, with the buckets they fall in. Each was read and accepted already, so decoding it
-/// again cannot fail; if it did, the call ends as for any undecodable update.
+/// The updates of `batch` that `prepared` stores, as received, for the data directory if one
+/// is set, with the buckets they fall in.
 fn encode_stored(
     state: &ServerState,
     peer: Option<IpAddr>,
     now: i64,
     batch: &[Bytes],
     prepared: &[((FlowRecord, usize), u64)],
-) -> Result<Option<EncodedBatch>, Status> {
+) -> Option<EncodedBatch> {
     if state.durability.is_none() || prepared.is_empty() {
-        return Ok(None);
+        return None;
     }
     let buckets = prepared.iter().map(|((record, _), _)| record.bucket);
-    let updates = prepared
-        .iter()
-        .map(|((_, index), _)| FlowUpdate::decode(&batch[*index][..]))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| Status::internal(error.to_string()))?;
-    Ok(Some(EncodedBatch::new(peer, now, updates, buckets)))
+    let updates = prepared.iter().map(|((_, index), _)| &batch[*index][..]);
+    Some(EncodedBatch::new(peer, now, updates, buckets))
 }
 
 /// Ends the call because the data directory cannot take the batch: nothing of it was
@@ -284,10 +278,7 @@ async fn serve_connection(
         // Another connection may have taken the traces these records use; holding the lock
         // until this batch is handed over keeps it behind the batch carrying their rules. The
         // log is written under it too, so it holds batches in the order the engine gets them.
-        let encoded = match encode_stored(&state, peer, now, &batch, &prepared) {
-            Ok(encoded) => encoded,
-            Err(status) => return fail(&receipts, status).await,
-        };
+        let encoded = encode_stored(&state, peer, now, &batch, &prepared);
         let handover = state.catalog.handover.lock().await;
         let written = match (&state.durability, encoded) {
             (Some(durability), Some(encoded)) => durability.append(&encoded).map(Some),

@@ -1,11 +1,10 @@
 //! Reads a bucket file back for recovery (SPEC §13.2, §13.4): checks the checksum its
-//! metadata holds, decodes its columns whole (no row-by-row reading), and rebuilds its rows.
-//! Text repeated across rows (namespaces, policy traces, enum names) is decoded once per
-//! distinct value.
+//! metadata holds and decodes its columns whole (no row-by-row reading): the integers as
+//! they are, the texts as dictionary codes (`coded_column`), each distinct text once.
 
-use std::collections::HashMap;
 use std::path::Path;
 
+use parquet::basic::Type;
 use parquet::column::reader::ColumnReader;
 use parquet::file::metadata::ParquetMetaData;
 use parquet::file::reader::{FileReader, SerializedFileReader};
@@ -13,12 +12,9 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::durability::checkpoint::{
-    BucketRow, COLUMNS_WITHOUT_PROTO, COVERED_KEY, CRC_KEY, DATA_BYTES_KEY, POLICIES_PROTO_COLUMN,
-    SCHEMA,
+    COLUMNS_WITHOUT_PROTO, COVERED_KEY, CRC_KEY, DATA_BYTES_KEY, SCHEMA,
 };
-use crate::proto::{Action, EndpointType, Flow, FlowKey, PolicyTrace, Reporter};
-use crate::proto_json::from_json;
-use prost::Message;
+use crate::durability::coded_column::{read_coded, Coded, Levels};
 
 /// What reading a bucket file found.
 #[derive(Debug)]
@@ -47,31 +43,14 @@ pub struct RowGroup {
     pub columns: Vec<Values>,
 }
 
-impl RowGroup {
-    /// The group's rows as flows.
-    pub fn rows(&self) -> Result<Vec<BucketRow>, String> {
-        let mut rows = Vec::with_capacity(self.count);
-        build_rows(&self.columns, self.count, &mut rows)?;
-        Ok(rows)
-    }
-}
-
 /// One decoded column.
 #[derive(Debug)]
 pub enum Values {
     /// Integers, one per row.
     Int(Vec<i64>),
-    /// Byte strings, one per row.
-    Text(Vec<parquet::data_type::ByteArray>),
-    /// A list column's values and levels.
-    List {
-        /// Every row's elements, in order.
-        values: Vec<parquet::data_type::ByteArray>,
-        /// Definition levels: 0 for an empty list.
-        definition: Vec<i16>,
-        /// Repetition levels: 0 where a row starts.
-        repetition: Vec<i16>,
-    },
+    /// Byte strings as dictionary codes: one per row, or for a list column one per element
+    /// with the levels telling the rows apart.
+    Text(Coded),
 }
 
 /// Reads the bucket file at `path`. An error is one reading the file at all (not damage).
@@ -97,24 +76,29 @@ fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
         return Err("the data fails its checksum".into());
     }
     check_schema(metadata.file_metadata().schema_descr())?;
+    let error = |error: parquet::errors::ParquetError| error.to_string();
     let mut groups = Vec::with_capacity(reader.num_row_groups());
     for group in 0..reader.num_row_groups() {
-        let group = reader
-            .get_row_group(group)
-            .map_err(|error| error.to_string())?;
+        let group = reader.get_row_group(group).map_err(error)?;
         let count = group.metadata().num_rows().max(0) as usize;
         let mut columns = Vec::with_capacity(group.num_columns());
         for column in 0..group.num_columns() {
-            let reader = group
-                .get_column_reader(column)
-                .map_err(|error| error.to_string())?;
-            let list = group
-                .metadata()
-                .column(column)
-                .column_descr()
-                .max_rep_level()
-                > 0;
-            columns.push(read_column(reader, count, list)?);
+            let chunk = group.metadata().column(column);
+            let values = match chunk.column_type() {
+                Type::INT64 => read_ints(group.get_column_reader(column).map_err(error)?, count)?,
+                Type::BYTE_ARRAY => {
+                    let descriptor = chunk.column_descr();
+                    let levels = Levels {
+                        repetition: descriptor.max_rep_level(),
+                        definition: descriptor.max_def_level(),
+                    };
+                    let limit = chunk.num_values().max(0) as usize;
+                    let pages = group.get_column_page_reader(column).map_err(error)?;
+                    Values::Text(read_coded(pages, levels, limit)?)
+                }
+                _ => return Err("a column of an unexpected type".into()),
+            };
+            columns.push(values);
         }
         groups.push(RowGroup { count, columns });
     }
@@ -153,73 +137,19 @@ fn check_schema(file: &SchemaDescriptor) -> Result<(), String> {
     }
 }
 
-/// Reads every value of one column chunk of `count` rows (a list column if `list`).
-fn read_column(reader: ColumnReader, count: usize, list: bool) -> Result<Values, String> {
-    let error = |error: parquet::errors::ParquetError| error.to_string();
-    match reader {
-        ColumnReader::Int64ColumnReader(mut reader) => {
-            let mut values = Vec::with_capacity(count);
-            while reader
-                .read_records(count, None, None, &mut values)
-                .map_err(error)?
-                .0
-                > 0
-            {}
-            Ok(Values::Int(values))
-        }
-        ColumnReader::ByteArrayColumnReader(mut reader) => {
-            let (mut values, mut definition, mut repetition) =
-                (Vec::with_capacity(count), Vec::new(), Vec::new());
-            while reader
-                .read_records(
-                    count,
-                    list.then_some(&mut definition),
-                    list.then_some(&mut repetition),
-                    &mut values,
-                )
-                .map_err(error)?
-                .0
-                > 0
-            {}
-            Ok(if list {
-                Values::List {
-                    values,
-                    definition,
-                    repetition,
-                }
-            } else {
-                Values::Text(values)
-            })
-        }
-        _ => Err("a column of an unexpected type".into()),
-    }
-}
-
-/// Decodes each distinct text of a column once.
-#[derive(Default)]
-struct Texts<T> {
-    decoded: HashMap<Vec<u8>, T>,
-}
-
-impl<T: Clone> Texts<T> {
-    fn get(
-        &mut self,
-        bytes: &[u8],
-        decode: impl FnOnce(&[u8]) -> Result<T, String>,
-    ) -> Result<T, String> {
-        if let Some(value) = self.decoded.get(bytes) {
-            return Ok(value.clone());
-        }
-        let value = decode(bytes)?;
-        self.decoded.insert(bytes.to_vec(), value.clone());
-        Ok(value)
-    }
-}
-
-fn utf8(bytes: &[u8]) -> Result<String, String> {
-    std::str::from_utf8(bytes)
-        .map(str::to_owned)
-        .map_err(|error| error.to_string())
+/// Reads every value of one integer column chunk of `count` rows.
+fn read_ints(reader: ColumnReader, count: usize) -> Result<Values, String> {
+    let ColumnReader::Int64ColumnReader(mut reader) = reader else {
+        return Err("an integer column of an unexpected type".into());
+    };
+    let mut values = Vec::with_capacity(count);
+    while reader
+        .read_records(count, None, None, &mut values)
+        .map_err(|error| error.to_string())?
+        .0
+        > 0
+    {}
+    Ok(Values::Int(values))
 }
 
 /// An enum written by name (or by number when the number had no name).
@@ -233,179 +163,26 @@ pub(crate) fn enum_value(
         .ok_or_else(|| format!("`{text}` is not a known value"))
 }
 
-/// Splits a list column into each row's labels.
-fn label_lists(
-    values: &[parquet::data_type::ByteArray],
-    definition: &[i16],
-    repetition: &[i16],
-    count: usize,
-    texts: &mut Texts<String>,
-) -> Result<Vec<Vec<String>>, String> {
-    let mut lists: Vec<Vec<String>> = Vec::with_capacity(count);
-    let mut next = values.iter();
-    for (defined, repeated) in definition.iter().zip(repetition) {
-        if *repeated == 0 {
-            lists.push(Vec::new());
-        }
-        if *defined > 0 {
-            let value = next.next().ok_or("fewer label values than levels")?;
-            let label = texts.get(value.data(), utf8)?;
-            lists
-                .last_mut()
-                .ok_or("a list starts with a repeated level")?
-                .push(label);
-        }
-    }
-    if lists.len() == count {
-        Ok(lists)
-    } else {
-        Err("a label column has the wrong number of rows".into())
-    }
-}
-
-/// Builds the `count` rows of one row group from its columns, in schema order.
-fn build_rows(columns: &[Values], count: usize, rows: &mut Vec<BucketRow>) -> Result<(), String> {
-    let int = |index: usize| match columns.get(index) {
-        Some(Values::Int(values)) if values.len() == count => Ok(values.as_slice()),
-        _ => Err(format!("column {index} is not {count} integers")),
-    };
-    let text = |index: usize| match columns.get(index) {
-        Some(Values::Text(values)) if values.len() == count => Ok(values.as_slice()),
-        _ => Err(format!("column {index} is not {count} texts")),
-    };
-    let mut texts = Texts::<String>::default();
-    let mut labels = Texts::<String>::default();
-    let mut endpoints = Texts::<i32>::default();
-    let mut traces = Texts::<PolicyTrace>::default();
-    let mut lists = [18, 19].into_iter().map(|index| match columns.get(index) {
-        Some(Values::List {
-            values,
-            definition,
-            repetition,
-        }) => label_lists(values, definition, repetition, count, &mut labels),
-        _ => Err(format!("column {index} is not a list")),
-    });
-    let source_labels = lists.next().ok_or("no source labels")??;
-    let dest_labels = lists.next().ok_or("no destination labels")??;
-    let (start, end, id) = (int(0)?, int(1)?, int(2)?);
-    let (source_name, source_namespace, source_type) = (text(3)?, text(4)?, text(5)?);
-    let (dest_name, dest_namespace, dest_type, dest_port) = (text(6)?, text(7)?, text(8)?, int(9)?);
-    let (service_name, service_namespace, service_port_name, service_port) =
-        (text(10)?, text(11)?, text(12)?, int(13)?);
-    let (proto, reporter, action, policies) = (text(14)?, text(15)?, text(16)?, text(17)?);
-    let counters: Vec<&[i64]> = (20..28).map(int).collect::<Result<_, _>>()?;
-    let encoded = if columns.len() > POLICIES_PROTO_COLUMN {
-        Some(text(POLICIES_PROTO_COLUMN)?)
-    } else {
-        None
-    };
-    let endpoint = |bytes: &[u8]| {
-        enum_value(bytes, |name| {
-            EndpointType::from_str_name(name).map(|value| value as i32)
-        })
-    };
-    let mut name =
-        |column: &[parquet::data_type::ByteArray], row: usize| texts.get(column[row].data(), utf8);
-    for row in 0..count {
-        let key = FlowKey {
-            source_name: name(source_name, row)?,
-            source_namespace: name(source_namespace, row)?,
-            source_type: endpoints.get(source_type[row].data(), endpoint)?,
-            dest_name: name(dest_name, row)?,
-            dest_namespace: name(dest_namespace, row)?,
-            dest_type: endpoints.get(dest_type[row].data(), endpoint)?,
-            dest_port: dest_port[row],
-            dest_service_name: name(service_name, row)?,
-            dest_service_namespace: name(service_namespace, row)?,
-            dest_service_port_name: name(service_port_name, row)?,
-            dest_service_port: service_port[row],
-            proto: name(proto, row)?,
-            reporter: enum_value(reporter[row].data(), |name| {
-                Reporter::from_str_name(name).map(|value| value as i32)
-            })?,
-            action: enum_value(action[row].data(), |name| {
-                Action::from_str_name(name).map(|value| value as i32)
-            })?,
-            policies: Some(match encoded {
-                Some(encoded) => traces.get(encoded[row].data(), |bytes| {
-                    PolicyTrace::decode(bytes).map_err(|error| error.to_string())
-                })?,
-                None => traces.get(policies[row].data(), from_json::<PolicyTrace>)?,
-            }),
-        };
-        rows.push(BucketRow {
-            id: id[row],
-            flow: Flow {
-                key: Some(key),
-                start_time: start[row],
-                end_time: end[row],
-                source_labels: source_labels[row].clone(),
-                dest_labels: dest_labels[row].clone(),
-                packets_in: counters[0][row],
-                packets_out: counters[1][row],
-                bytes_in: counters[2][row],
-                bytes_out: counters[3][row],
-                num_connections_started: counters[4][row],
-                num_connections_completed: counters[5][row],
-                num_connections_live: counters[6][row],
-            },
-            updates: counters[7][row],
-        });
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::durability::checkpoint::{path_of, write_bucket};
-    use crate::proto::{PolicyHit, PolicyKind};
+    use crate::durability::test_rows::row;
 
-    fn row(id: i64, source_labels: &[&str], packets: i64) -> BucketRow {
-        BucketRow {
-            id,
-            flow: Flow {
-                key: Some(FlowKey {
-                    source_name: "web".into(),
-                    source_namespace: "shop".into(),
-                    source_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_name: format!("db-{id}"),
-                    dest_namespace: "shop".into(),
-                    dest_type: EndpointType::Network as i32,
-                    dest_port: 5432,
-                    proto: "TCP".into(),
-                    reporter: Reporter::Dst as i32,
-                    action: Action::Deny as i32,
-                    policies: Some(PolicyTrace {
-                        enforced_policies: vec![PolicyHit {
-                            kind: PolicyKind::CalicoNetworkPolicy as i32,
-                            name: "deny-all".into(),
-                            namespace: "shop".into(),
-                            action: Action::Deny as i32,
-                            ..PolicyHit::default()
-                        }],
-                        pending_policies: vec![],
-                    }),
-                    ..FlowKey::default()
-                }),
-                start_time: 1_700_000_100,
-                end_time: 1_700_000_115,
-                source_labels: source_labels.iter().map(|l| l.to_string()).collect(),
-                dest_labels: vec!["app=db".into()],
-                packets_in: packets,
-                packets_out: 2,
-                bytes_in: 300,
-                bytes_out: 400,
-                num_connections_started: 1,
-                num_connections_completed: 0,
-                num_connections_live: 1,
-            },
-            updates: 3,
-        }
+    /// Each value of a text column, in order.
+    fn texts(column: &Values) -> Vec<&str> {
+        let Values::Text(coded) = column else {
+            panic!("a text column: {column:?}");
+        };
+        coded
+            .indices
+            .iter()
+            .map(|index| std::str::from_utf8(&coded.distinct[*index as usize]).expect("UTF-8"))
+            .collect()
     }
 
     #[test]
-    fn a_written_file_reads_back_as_its_rows_and_covered_position() {
+    fn a_written_file_reads_back_as_its_columns_and_covered_position() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let rows = vec![
             row(1, &["a=1", "b=2"], 5),
@@ -419,7 +196,21 @@ mod tests {
         };
         assert_eq!(covered, 4242);
         assert_eq!(groups.len(), 1);
-        assert_eq!(groups[0].rows().expect("the rows decode"), rows);
+        let columns = &groups[0].columns;
+        assert_eq!(groups[0].count, 3);
+        assert!(matches!(&columns[20], Values::Int(packets) if packets == &[5, 6, 7]));
+        assert_eq!(texts(&columns[6]), ["db-1", "db-2", "db-3"]);
+        assert_eq!(texts(&columns[3]), ["web", "web", "web"]);
+        let Values::Text(namespaces) = &columns[4] else {
+            panic!("a text column");
+        };
+        assert_eq!(namespaces.distinct.len(), 1, "one dictionary entry");
+        assert_eq!(texts(&columns[18]), ["a=1", "b=2", "a=1"]);
+        let Values::Text(labels) = &columns[18] else {
+            panic!("a list column");
+        };
+        assert_eq!(labels.definition, [1, 1, 0, 1]);
+        assert_eq!(labels.repetition, [0, 1, 0, 0]);
     }
 
     #[test]

@@ -16,9 +16,10 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::parser::parse_message_type;
+use rustc_hash::FxHashMap;
 
 use crate::durability::wal::sync_directory;
-use crate::ingest::canonical::canonical_trace_bytes;
+use crate::ingest::canonical::{canonical_trace, canonical_trace_bytes};
 use crate::proto::{Action, EndpointType, Flow, FlowKey, Reporter};
 use crate::proto_json::{json, Spelling};
 
@@ -102,10 +103,12 @@ fn text(value: &str) -> ByteArray {
     ByteArray::from(value.as_bytes().to_vec())
 }
 
-fn list(rows: &[BucketRow], labels: impl Fn(&Flow) -> &[String]) -> Column {
+/// The values and levels of a list column holding `lists`, one list per row.
+pub(crate) fn list_levels<'a>(
+    lists: impl Iterator<Item = &'a [String]>,
+) -> (Vec<ByteArray>, Vec<i16>, Vec<i16>) {
     let (mut values, mut definition, mut repetition) = (Vec::new(), Vec::new(), Vec::new());
-    for row in rows {
-        let labels = labels(&row.flow);
+    for labels in lists {
         if labels.is_empty() {
             definition.push(0);
             repetition.push(0);
@@ -116,6 +119,11 @@ fn list(rows: &[BucketRow], labels: impl Fn(&Flow) -> &[String]) -> Column {
             repetition.push(i16::from(index > 0));
         }
     }
+    (values, definition, repetition)
+}
+
+fn list(rows: &[BucketRow], labels: impl Fn(&Flow) -> &[String]) -> Column {
+    let (values, definition, repetition) = list_levels(rows.iter().map(|row| labels(&row.flow)));
     Column::List {
         values,
         definition,
@@ -143,13 +151,26 @@ fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
     };
     let mut policies = Vec::with_capacity(rows.len());
     let mut encoded = Vec::with_capacity(rows.len());
+    // Each distinct trace is written as JSON once; its rows share the bytes.
+    let mut spelled: FxHashMap<Vec<u8>, ByteArray> = FxHashMap::default();
     for row in rows {
         let trace = key(row).policies.as_ref();
-        encoded.push(ByteArray::from(canonical_trace_bytes(trace)));
-        policies.push(text(&serde_json::to_string(&json(
-            &trace.cloned().unwrap_or_default(),
-            Spelling::Canonical,
-        ))?));
+        let bytes = canonical_trace_bytes(trace);
+        let policy = match spelled.get(&bytes) {
+            Some(policy) => policy.clone(),
+            None => {
+                // Spelled from the canonical form, which the shared bytes identify.
+                let canonical = canonical_trace(trace.cloned().unwrap_or_default());
+                let policy = text(&serde_json::to_string(&json(
+                    &canonical,
+                    Spelling::Canonical,
+                ))?);
+                spelled.insert(bytes.clone(), policy.clone());
+                policy
+            }
+        };
+        policies.push(policy);
+        encoded.push(ByteArray::from(bytes));
     }
     Ok(vec![
         ints(&|row| row.flow.start_time),
@@ -217,6 +238,16 @@ pub const DATA_BYTES_KEY: &str = "eddy.data_bytes";
 /// Key-value metadata holding the CRC32C of those bytes.
 pub const CRC_KEY: &str = "eddy.data_crc32c";
 
+/// Rows of one row group: recovery decodes and converts a row group at a time, and each
+/// column chunk of it has its own dictionary.
+pub const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// The most bytes of a column chunk's dictionary page. Past it the writer writes the
+/// chunk's remaining values plain; large enough for a row group whose every value is
+/// distinct (names and labels unique per key), so that recovery converts each distinct
+/// value of a chunk once and maps rows to it by index.
+const DICTIONARY_BYTES: usize = 8 * 1024 * 1024;
+
 /// The bytes of the Parquet file holding `rows` of `bucket`, covering log position
 /// `covered`, with the checksum of its data in its metadata.
 pub fn encode_bucket(rows: &[BucketRow], covered: u64) -> io::Result<Vec<u8>> {
@@ -224,47 +255,49 @@ pub fn encode_bucket(rows: &[BucketRow], covered: u64) -> io::Result<Vec<u8>> {
     let properties = Arc::new(
         WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
+            .set_dictionary_page_size_limit(DICTIONARY_BYTES)
             .set_created_by("eddy".into())
             .build(),
     );
-    let columns = columns(rows).map_err(io::Error::other)?;
     let buffer = Vec::with_capacity(64 * 1024 + rows.len() * 64);
     let mut writer = SerializedFileWriter::new(buffer, schema, properties).map_err(io_error)?;
-    let mut group = writer.next_row_group().map_err(io_error)?;
-    let mut columns = columns.into_iter();
-    while let Some(mut column) = group.next_column().map_err(io_error)? {
-        match columns.next() {
-            Some(Column::Int(values)) => {
-                column
-                    .typed::<Int64Type>()
-                    .write_batch(&values, None, None)
-                    .map_err(io_error)?;
+    for rows in rows.chunks(ROW_GROUP_ROWS) {
+        let mut group = writer.next_row_group().map_err(io_error)?;
+        let mut columns = columns(rows).map_err(io::Error::other)?.into_iter();
+        while let Some(mut column) = group.next_column().map_err(io_error)? {
+            match columns.next() {
+                Some(Column::Int(values)) => {
+                    column
+                        .typed::<Int64Type>()
+                        .write_batch(&values, None, None)
+                        .map_err(io_error)?;
+                }
+                Some(Column::Text(values)) => {
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, None, None)
+                        .map_err(io_error)?;
+                }
+                Some(Column::List {
+                    values,
+                    definition,
+                    repetition,
+                }) => {
+                    column
+                        .typed::<ByteArrayType>()
+                        .write_batch(&values, Some(&definition), Some(&repetition))
+                        .map_err(io_error)?;
+                }
+                None => {
+                    return Err(io::Error::other(
+                        "the bucket schema has more columns than rows carry",
+                    ))
+                }
             }
-            Some(Column::Text(values)) => {
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&values, None, None)
-                    .map_err(io_error)?;
-            }
-            Some(Column::List {
-                values,
-                definition,
-                repetition,
-            }) => {
-                column
-                    .typed::<ByteArrayType>()
-                    .write_batch(&values, Some(&definition), Some(&repetition))
-                    .map_err(io_error)?;
-            }
-            None => {
-                return Err(io::Error::other(
-                    "the bucket schema has more columns than rows carry",
-                ))
-            }
+            column.close().map_err(io_error)?;
         }
-        column.close().map_err(io_error)?;
+        group.close().map_err(io_error)?;
     }
-    group.close().map_err(io_error)?;
     writer.flush()?;
     let data = writer.inner();
     let (data_bytes, crc) = (data.len(), crc32c::crc32c(data));
@@ -305,48 +338,7 @@ mod tests {
     use parquet::record::{Field, Row};
 
     use super::*;
-    use crate::proto::{PolicyHit, PolicyKind, PolicyTrace};
-
-    fn row(id: i64, source_labels: &[&str], packets: i64) -> BucketRow {
-        BucketRow {
-            id,
-            flow: Flow {
-                key: Some(FlowKey {
-                    source_name: format!("client-{id}"),
-                    source_namespace: "shop".into(),
-                    source_type: EndpointType::WorkloadEndpoint as i32,
-                    dest_name: "api".into(),
-                    dest_namespace: "shop".into(),
-                    dest_type: EndpointType::Network as i32,
-                    dest_port: 443,
-                    proto: "TCP".into(),
-                    reporter: Reporter::Dst as i32,
-                    action: Action::Deny as i32,
-                    policies: Some(PolicyTrace {
-                        enforced_policies: vec![PolicyHit {
-                            kind: PolicyKind::CalicoNetworkPolicy as i32,
-                            name: "deny-all".into(),
-                            ..PolicyHit::default()
-                        }],
-                        pending_policies: vec![],
-                    }),
-                    ..FlowKey::default()
-                }),
-                start_time: 1_700_000_100,
-                end_time: 1_700_000_115,
-                source_labels: source_labels.iter().map(|l| l.to_string()).collect(),
-                dest_labels: vec!["app=api".into()],
-                packets_in: packets,
-                packets_out: 2,
-                bytes_in: 300,
-                bytes_out: 400,
-                num_connections_started: 1,
-                num_connections_completed: 0,
-                num_connections_live: 1,
-            },
-            updates: 3,
-        }
-    }
+    use crate::durability::test_rows::row;
 
     fn field<'a>(row: &'a Row, name: &str) -> &'a Field {
         row.get_column_iter()

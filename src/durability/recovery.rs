@@ -14,23 +14,26 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use eddy_dataflows::model::{Bucket, FlowRecord};
-use prost::Message;
 
+use crate::catalog::Catalog;
 use crate::config::durability::DurabilityArgs;
-use crate::durability::batch::LoggedBatch;
-use crate::durability::bucket_load::{records_of, Interned, NotLoaded};
-use crate::durability::bucket_read::{read_bucket, BucketRead, RowGroup};
+use crate::durability::batch::{read_batch, BatchView};
+use crate::durability::bucket_load::{records_of, Interned, Loaded, NotLoaded};
+use crate::durability::bucket_read::{read_bucket, BucketRead};
 use crate::durability::buckets::{BucketFiles, WrittenFile};
 use crate::durability::checkpoint::BUCKET_DIRECTORY;
 use crate::durability::disk::DiskUsage;
 use crate::durability::segment::{self, Ending};
 use crate::durability::wal::{sync_directory, SegmentInfo, Wal};
 use crate::durability::{Durability, DurabilityCounters, DAMAGED_DIRECTORY, WAL_DIRECTORY};
+use crate::ingest::connection::{ConnectionIngest, Refused};
 use crate::ingest::dedup::{fingerprint, HORIZON_SECONDS};
-use crate::ingest::{prepare, NotPrepared};
+use crate::ingest::wire;
+use crate::ingest::NotPrepared;
+use crate::retention::Retention;
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
@@ -48,6 +51,34 @@ struct Found {
     logged: u64,
     /// Buckets that got updates from the log that their files do not hold.
     replayed: BTreeSet<Bucket>,
+    /// Where the time went.
+    stages: RecoveryStages,
+}
+
+/// Where recovery's time went: the bucket files' stages, the log's, and the engine's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RecoveryStages {
+    /// Reading and decoding the bucket files' columns (on the loading thread).
+    pub decode: Duration,
+    /// Turning their rows into engine records, interning their values (on the loading
+    /// thread, beside the engine taking the previous file).
+    pub convert: Duration,
+    /// Waiting for the loading thread: the part of its work not hidden behind the engine.
+    pub waited: Duration,
+    /// Handing the files' records to the engine.
+    pub handover: Duration,
+    /// Reading the log and replaying it (its records prepared and handed to the engine).
+    pub log: Duration,
+    /// Waiting, at the end, until the engine reflects everything handed over.
+    pub settle: Duration,
+}
+
+impl RecoveryStages {
+    /// Adds the loading thread's times of `other`.
+    fn add(&mut self, other: &RecoveryStages) {
+        self.decode += other.decode;
+        self.convert += other.convert;
+    }
 }
 
 /// Opens the data directory named by `args`, recovers its bucket files and log into `state`'s
@@ -95,16 +126,27 @@ pub async fn recover(
     let mut kept = Vec::new();
     let paths = segment_paths(&wal_directory)?;
     let count = paths.len();
+    let mut ingest = ConnectionIngest::new();
+    let log_started = Instant::now();
     for (index, path) in paths.into_iter().enumerate() {
         let last = index + 1 == count;
         let recovered = recover_segment(
-            &directory, path, last, state, now, &covered, &counters, &mut found,
+            &directory,
+            path,
+            last,
+            state,
+            now,
+            &covered,
+            &counters,
+            &mut found,
+            &mut ingest,
         )
         .await?;
         if let Some(info) = recovered {
             kept.push(info);
         }
     }
+    found.stages.log = log_started.elapsed();
     // Positions never go back, even when every segment was deleted: a file covers a
     // position, and a later record must lie past it.
     let next = kept
@@ -118,11 +160,13 @@ pub async fn recover(
     buckets.recovered(found.replayed.iter().copied());
     let wal = Wal::create(wal_directory, next, kept, args.sync, disk.clone(), now)
         .map_err(|error| format!("--data-dir (EDDY_DATA_DIR): {error}"))?;
+    let settling = Instant::now();
     state
         .engine
         .sync()
         .await
         .map_err(|stopped| stopped.to_string())?;
+    found.stages.settle = settling.elapsed();
     let elapsed = started.elapsed();
     counters
         .recovery_micros
@@ -139,6 +183,12 @@ pub async fn recover(
         segments = wal.segments() - 1,
         seconds = elapsed.as_secs_f64(),
         rows_per_second = ((found.rows + found.logged) as f64 / seconds).round(),
+        decode_seconds = found.stages.decode.as_secs_f64(),
+        convert_seconds = found.stages.convert.as_secs_f64(),
+        waited_seconds = found.stages.waited.as_secs_f64(),
+        handover_seconds = found.stages.handover.as_secs_f64(),
+        log_seconds = found.stages.log.as_secs_f64(),
+        settle_seconds = found.stages.settle.as_secs_f64(),
         "recovered the data directory"
     );
     let durability = Arc::new(Durability {
@@ -147,14 +197,69 @@ pub async fn recover(
         buckets,
         disk,
         counters,
+        stages: found.stages,
     });
     tokio::spawn(at_every_epoch(state.clone(), durability.clone()));
     Ok(Some(durability))
 }
 
+/// What the loading thread made of one bucket file.
+enum FileLoad {
+    /// Its records, row group by row group, and the log position it covers.
+    Loaded { covered: u64, groups: Vec<Loaded> },
+    /// A file written before files recorded their position: recovered from the log.
+    Uncovered,
+    /// Why the file does not read back.
+    Damaged(String),
+}
+
+/// Reads, decodes and converts the bucket file at `path` into engine records (interning its
+/// values into `catalog` through `interned`); adds the time each part took to `stages`.
+fn load_file(
+    path: &Path,
+    catalog: &Catalog,
+    interned: &mut Interned,
+    retention: &Retention,
+    now: i64,
+    stages: &mut RecoveryStages,
+) -> Result<FileLoad, String> {
+    let started = Instant::now();
+    let read =
+        read_bucket(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
+    let decoded = Instant::now();
+    stages.decode += decoded - started;
+    let (covered, groups) = match read {
+        BucketRead::Loaded { covered, groups } => (covered, groups),
+        BucketRead::Uncovered => return Ok(FileLoad::Uncovered),
+        BucketRead::Damaged(reason) => return Ok(FileLoad::Damaged(reason)),
+    };
+    let mut loaded = Vec::with_capacity(groups.len());
+    for group in &groups {
+        match records_of(group, catalog, interned, retention, now) {
+            Ok(records) => loaded.push(records),
+            Err(NotLoaded::Damaged(reason)) => return Ok(FileLoad::Damaged(reason)),
+            Err(NotLoaded::Full(full)) => {
+                return Err(format!(
+                    "cannot recover a bucket file's row: {full}; raise the catalog bounds"
+                ))
+            }
+        }
+    }
+    stages.convert += decoded.elapsed();
+    Ok(FileLoad::Loaded {
+        covered,
+        groups: loaded,
+    })
+}
+
+/// The loading thread's work on one file: what it made of it, the cache to pass on to the
+/// next file, and the time it took.
+type Loading = tokio::task::JoinHandle<(Result<FileLoad, String>, Interned, RecoveryStages)>;
+
 /// Loads every retained bucket file into the engine; sets aside those failing their checksum.
-/// The next file is read and decoded while the engine takes the current one's records.
-/// Returns the files kept on disk.
+/// A blocking thread reads, decodes and converts the files one after the other; the next
+/// file is converted while the engine takes the current one's records. Returns the files
+/// kept on disk.
 async fn load_bucket_files(
     directory: &Path,
     bucket_directory: &Path,
@@ -167,50 +272,65 @@ async fn load_bucket_files(
     let files = BucketFiles::scan(bucket_directory).map_err(|error| {
         format!("--data-dir (EDDY_DATA_DIR): cannot read the bucket files: {error}")
     })?;
-    let read = |bucket: Bucket, path: &Path| {
-        // Past retention: not read, deleted at the first epoch.
-        let path = path.to_path_buf();
-        (bucket >= floor).then(|| tokio::task::spawn_blocking(move || read_bucket(&path)))
+    // Starts loading a file inside retention (others are not read, and are deleted at the
+    // first epoch), with the cache `idle` holds.
+    let load = |bucket: Bucket, path: &Path, idle: &mut Option<Interned>| -> Option<Loading> {
+        if bucket < floor {
+            return None;
+        }
+        let mut interned = idle.take().unwrap_or_default();
+        let (path, catalog, retention) =
+            (path.to_path_buf(), state.catalog.clone(), state.retention);
+        Some(tokio::task::spawn_blocking(move || {
+            let mut stages = RecoveryStages::default();
+            let loaded = load_file(&path, &catalog, &mut interned, &retention, now, &mut stages);
+            (loaded, interned, stages)
+        }))
     };
     let mut written = BTreeMap::new();
     // The catalog's gate is held while ids are cached: no collection removes one meanwhile.
     let gate = state.catalog.gate.read().await;
-    let mut interned = Interned::default();
+    let mut idle = Some(Interned::default());
     let mut files = files.into_iter().peekable();
-    let mut reading = files.peek().and_then(|(bucket, path)| read(*bucket, path));
+    let mut loading = files
+        .peek()
+        .and_then(|(bucket, path)| load(*bucket, path, &mut idle));
     while let Some((bucket, path)) = files.next() {
-        let current = reading.take();
-        reading = files.peek().and_then(|(bucket, path)| read(*bucket, path));
         let cannot = |error: std::io::Error| format!("cannot read `{}`: {error}", path.display());
         let bytes = std::fs::metadata(&path).map_err(cannot)?.len();
         let mut file = WrittenFile {
             bytes,
             covered: None,
         };
-        if let Some(current) = current {
-            let read = current
-                .await
-                .map_err(|joined| joined.to_string())?
-                .map_err(cannot)?;
-            let damage = match read {
-                BucketRead::Loaded { covered, groups } => {
-                    match load_groups(state, &groups, &mut interned, now, counters, found).await? {
-                        None => {
-                            found.files += 1;
-                            file.covered = Some(covered);
-                            None
-                        }
-                        damage => damage,
-                    }
-                }
-                BucketRead::Uncovered => None,
-                BucketRead::Damaged(reason) => Some(reason),
-            };
-            if let Some(reason) = damage {
-                tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
-                set_aside(directory, &path, counters)?;
-                continue;
+        let current = loading.take();
+        let loaded = match current {
+            Some(task) => {
+                let waited = Instant::now();
+                let (loaded, interned, stages) = task.await.map_err(|joined| joined.to_string())?;
+                found.stages.waited += waited.elapsed();
+                found.stages.add(&stages);
+                idle = Some(interned);
+                Some(loaded?)
             }
+            None => None,
+        };
+        loading = files
+            .peek()
+            .and_then(|(bucket, path)| load(*bucket, path, &mut idle));
+        let damage = match loaded {
+            Some(FileLoad::Loaded { covered, groups }) => {
+                hand_over_groups(state, groups, counters, found).await?;
+                found.files += 1;
+                file.covered = Some(covered);
+                None
+            }
+            Some(FileLoad::Damaged(reason)) => Some(reason),
+            Some(FileLoad::Uncovered) | None => None,
+        };
+        if let Some(reason) = damage {
+            tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
+            set_aside(directory, &path, counters)?;
+            continue;
         }
         written.insert(bucket, file);
     }
@@ -218,30 +338,15 @@ async fn load_bucket_files(
     Ok(written)
 }
 
-/// Hands a bucket file's row groups to the engine: each row becomes one record carrying the
-/// row's totals and update count. Returns why the file is damaged if its columns do not
-/// decode; a file is checked whole before any of its records goes to the engine.
-async fn load_groups(
+/// Hands a bucket file's records to the engine, [`LOAD_CHUNK`] at a time.
+async fn hand_over_groups(
     state: &ServerState,
-    groups: &[RowGroup],
-    interned: &mut Interned,
-    now: i64,
+    groups: Vec<Loaded>,
     counters: &DurabilityCounters,
     found: &mut Found,
-) -> Result<Option<String>, String> {
-    let mut loaded = Vec::with_capacity(groups.len());
+) -> Result<(), String> {
+    let started = Instant::now();
     for group in groups {
-        match records_of(group, &state.catalog, interned, &state.retention, now) {
-            Ok(records) => loaded.push(records),
-            Err(NotLoaded::Damaged(reason)) => return Ok(Some(reason)),
-            Err(NotLoaded::Full(full)) => {
-                return Err(format!(
-                    "cannot recover a bucket file's row: {full}; raise the catalog bounds"
-                ))
-            }
-        }
-    }
-    for group in loaded {
         found.rows += (group.records.len()) as u64;
         counters
             .recovered_updates
@@ -256,7 +361,8 @@ async fn load_groups(
             records = rest;
         }
     }
-    Ok(None)
+    found.stages.handover += started.elapsed();
+    Ok(())
 }
 
 /// Hands `records` and the catalog's new rules to the engine, as the collector does.
@@ -302,14 +408,15 @@ async fn recover_segment(
     covered: &BTreeMap<Bucket, u64>,
     counters: &DurabilityCounters,
     found: &mut Found,
+    ingest: &mut ConnectionIngest,
 ) -> Result<Option<SegmentInfo>, String> {
     let bytes = std::fs::read(&path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
     let read = segment::read(&bytes);
-    let batches: Option<Vec<LoggedBatch>> = read
+    let batches: Option<Vec<BatchView>> = read
         .records
         .iter()
-        .map(|payload| LoggedBatch::decode(*payload).ok())
+        .map(|payload| read_batch(payload).ok())
         .collect();
     let named_first = segment::first_of(&path);
     let (Some(batches), Ending::Clean | Ending::Torn, true) = (
@@ -344,7 +451,7 @@ async fn recover_segment(
             .updates
             .iter()
             .map(|update| {
-                let flow = update.flow.as_ref()?;
+                let flow = wire::read_update(update).ok()?.flow?;
                 Some(state.retention.bucket_of(flow.start_time))
             })
             .collect();
@@ -366,7 +473,7 @@ async fn recover_segment(
             }
         }
         found.logged += replayed.iter().filter(|replay| **replay).count() as u64;
-        replay(state, batch, &replayed, now, counters).await?;
+        replay(state, ingest, &batch, &replayed, now, counters).await?;
     }
     info.end = end;
     Ok(Some(info))
@@ -408,11 +515,12 @@ pub fn set_aside(
 }
 
 /// Hands the updates of one logged batch that `replayed` marks to the engine as the
-/// collector did, and refills the de-duplication window of its peer with all of them if it
-/// arrived within the horizon.
+/// collector did (read in place, records remembered across the log in `ingest`), and refills
+/// the de-duplication window of its peer with all of them if it arrived within the horizon.
 async fn replay(
     state: &ServerState,
-    batch: LoggedBatch,
+    ingest: &mut ConnectionIngest,
+    batch: &BatchView<'_>,
     replayed: &[bool],
     now: i64,
     counters: &DurabilityCounters,
@@ -426,29 +534,34 @@ async fn replay(
         if !recent && !replay {
             continue;
         }
-        match prepare(update, &state.catalog, state.bounds(now)) {
-            Ok(record) => {
+        match ingest.prepare(update, &state.catalog, state.bounds(now)) {
+            Ok(done) => {
                 if recent {
-                    let (start, end) = update
-                        .flow
-                        .as_ref()
-                        .map_or((0, 0), |flow| (flow.start_time, flow.end_time));
-                    fingerprints.push(((), fingerprint(&record, start, end)));
+                    fingerprints.push((
+                        (),
+                        fingerprint(&done.record, done.start_time, done.end_time),
+                    ));
                 }
                 if *replay {
-                    records.push(record);
+                    records.push(done.record);
                 }
             }
-            Err(NotPrepared::Skipped(_)) => expired += u64::from(*replay),
-            Err(NotPrepared::Full(full)) => {
+            Err(Refused::NotPrepared(NotPrepared::Skipped(_))) => expired += u64::from(*replay),
+            Err(Refused::NotPrepared(NotPrepared::Full(full))) => {
                 return Err(format!(
                     "cannot recover a logged update: {full}; raise the catalog bounds"
                 ))
             }
+            Err(Refused::Malformed(error)) => {
+                // Only updates that decoded at ingest are logged, and the record passed its
+                // checksum: this is not expected, and the update cannot be counted.
+                tracing::error!(%error, "a logged update does not decode; it is skipped");
+                expired += u64::from(*replay);
+            }
         }
     }
     if recent {
-        let window = state.dedup.for_connection(batch.peer(), batch.arrival);
+        let window = state.dedup.for_connection(batch.peer, batch.arrival);
         state
             .dedup
             .remove_duplicates(&window, &mut fingerprints, batch.arrival);

@@ -3,6 +3,8 @@
 //! this module; not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod numbered;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
