@@ -1,7 +1,14 @@
 //! The engine's input sessions on one worker, and the one way records enter them: every
 //! update (or retraction) goes into the flow rows as a fixed-size row (its key noted once in the
-//! worker's key store), and into the hint rows and the counters by trace after consolidation
-//! across the batch, so all views stay consistent.
+//! worker's key store), and into the hint rows and the counters per policy rule after
+//! consolidation across the tick, so all views stay consistent.
+//!
+//! The derived rows (hints, counters by trace) wait in scratch space until the tick closes
+//! ([`EngineInputs::advance_to`]): every update of a tick carries the same timestamp, so
+//! summing them first changes no view, and the many updates of a tick that share a namespace,
+//! a trace or a policy rule reach the batchers and the merges as one row. The scratch space
+//! is consolidated whenever it doubles, so it holds about one row per distinct derived row of
+//! the open tick.
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::input::Input;
@@ -10,17 +17,52 @@ use timely::worker::Worker;
 
 use crate::keys::FlowKeys;
 use crate::model::{FlowRecord, PolicyRule, Stats, Tick, TraceId};
-use crate::traces::{FlowRowsInput, HintRowsInput, TraceFlowsInput, TraceRulesInput};
+use crate::traces::{FlowRowsInput, HintRowsInput, StatRowsInput};
 use crate::views::{hints, policy_stats, Inputs, Views};
 
 /// The input sessions of one worker, plus scratch space reused across batches.
 pub struct EngineInputs {
     rows: FlowRowsInput,
     hint_rows: HintRowsInput,
-    trace_flows: TraceFlowsInput,
-    trace_rules: TraceRulesInput,
-    hint_scratch: Vec<(hints::HintRow, isize)>,
-    trace_scratch: Vec<(policy_stats::TraceFlow, Stats)>,
+    stat_rows: StatRowsInput,
+    /// Every trace's distinct rules: what an update's counters are expanded into.
+    rules: policy_stats::TraceRules,
+    hint_scratch: Scratch<hints::HintRow, isize>,
+    stat_scratch: Scratch<policy_stats::StatRow, Stats>,
+}
+
+/// Derived rows of the open tick, consolidated whenever they double.
+struct Scratch<D, R> {
+    rows: Vec<(D, R)>,
+    /// The length after the last consolidation.
+    consolidated: usize,
+}
+
+/// Rows a scratch space holds before its first consolidation.
+const SCRATCH_ROWS: usize = 4096;
+
+impl<D: Ord, R: differential_dataflow::difference::Semigroup> Scratch<D, R> {
+    fn new() -> Self {
+        Scratch {
+            rows: Vec::new(),
+            consolidated: 0,
+        }
+    }
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = (D, R)>) {
+        self.rows.extend(rows);
+        if self.rows.len() >= SCRATCH_ROWS.max(2 * self.consolidated) {
+            consolidate(&mut self.rows);
+            self.consolidated = self.rows.len();
+        }
+    }
+
+    /// The open tick's rows, consolidated, leaving the scratch space empty.
+    fn drain(&mut self) -> std::vec::Drain<'_, (D, R)> {
+        consolidate(&mut self.rows);
+        self.consolidated = 0;
+        self.rows.drain(..)
+    }
 }
 
 impl EngineInputs {
@@ -29,24 +71,22 @@ impl EngineInputs {
         worker.dataflow(|scope| {
             let (rows_input, rows) = scope.new_collection();
             let (hint_input, hint_rows) = scope.new_collection();
-            let (trace_flows_input, trace_flows) = scope.new_collection();
-            let (rules_input, trace_rules) = scope.new_collection();
+            let (stat_input, stat_rows) = scope.new_collection();
             let views = Views::build(
                 Inputs {
                     rows,
                     hint_rows,
-                    trace_flows,
-                    trace_rules,
+                    stat_rows,
                 },
                 probe,
             );
             let inputs = EngineInputs {
                 rows: rows_input,
                 hint_rows: hint_input,
-                trace_flows: trace_flows_input,
-                trace_rules: rules_input,
-                hint_scratch: Vec::new(),
-                trace_scratch: Vec::new(),
+                stat_rows: stat_input,
+                rules: policy_stats::TraceRules::default(),
+                hint_scratch: Scratch::new(),
+                stat_scratch: Scratch::new(),
             };
             (inputs, views)
         })
@@ -78,30 +118,29 @@ impl EngineInputs {
                 record.stats,
             );
             self.hint_scratch.extend(hints::rows_of(record));
-            self.trace_scratch.push(policy_stats::trace_flow_of(record));
+            self.stat_scratch.extend(self.rules.rows_of(record));
         }
-        consolidate(&mut self.hint_scratch);
-        for (row, count) in self.hint_scratch.drain(..) {
+    }
+
+    /// Hands the open tick's derived rows, consolidated, to their input sessions.
+    fn flush_derived(&mut self) {
+        for (row, count) in self.hint_scratch.drain() {
             self.hint_rows.update(row, count);
         }
-        consolidate(&mut self.trace_scratch);
-        for (row, stats) in self.trace_scratch.drain(..) {
-            self.trace_flows.update(row, stats);
+        for (row, stats) in self.stat_scratch.drain() {
+            self.stat_rows.update(row, stats);
         }
     }
 
-    /// Inserts the distinct rules of newly seen traces.
+    /// Adds the distinct rules of newly seen traces: every worker holds every trace's rules,
+    /// and they must arrive before (or with, ahead of) the trace's first record.
     pub fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for rule in rules {
-            self.trace_rules.insert(*rule);
-        }
+        self.rules.insert(rules);
     }
 
-    /// Retracts the rules of traces no retained flow uses any more.
+    /// Forgets the rules of traces no retained flow uses any more.
     pub fn retract_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for rule in rules {
-            self.trace_rules.remove(*rule);
-        }
+        self.rules.retract(rules);
     }
 
     /// The tick updates are inserted at.
@@ -109,17 +148,17 @@ impl EngineInputs {
         *self.rows.time()
     }
 
-    /// Closes every tick before `tick` on every input.
+    /// Closes every tick before `tick` on every input, handing over the open tick's derived
+    /// rows first.
     pub fn advance_to(&mut self, tick: Tick) {
         if tick > self.time() {
+            self.flush_derived();
             self.rows.advance_to(tick);
             self.rows.flush();
             self.hint_rows.advance_to(tick);
             self.hint_rows.flush();
-            self.trace_flows.advance_to(tick);
-            self.trace_flows.flush();
-            self.trace_rules.advance_to(tick);
-            self.trace_rules.flush();
+            self.stat_rows.advance_to(tick);
+            self.stat_rows.flush();
         }
     }
 }

@@ -13,9 +13,7 @@ use differential_dataflow::trace::TraceReader;
 
 use crate::keys::FlowKeys;
 use crate::model::Tick;
-use crate::traces::{
-    FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, TraceFlows, TraceRules,
-};
+use crate::traces::{FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, StatRows};
 
 /// The traces of every view on one worker. Only this worker's thread can read them.
 pub struct Views {
@@ -36,10 +34,9 @@ pub struct Inputs<'scope> {
     pub rows: FlowRows<'scope>,
     /// Each update's hint rows ([`hints::rows_of`]).
     pub hint_rows: HintRows<'scope>,
-    /// Each update's counters by trace ([`policy_stats::trace_flow_of`]).
-    pub trace_flows: TraceFlows<'scope>,
-    /// The distinct policy rules of every canonical trace.
-    pub trace_rules: TraceRules<'scope>,
+    /// Each update's counters per distinct rule of its trace
+    /// ([`policy_stats::TraceRules::rows_of`]).
+    pub stat_rows: StatRows<'scope>,
 }
 
 impl Views {
@@ -48,14 +45,13 @@ impl Views {
         let Inputs {
             rows,
             hint_rows,
-            trace_flows,
-            trace_rules,
+            stat_rows,
         } = inputs;
         Views {
             flows: flows::build(rows, probe),
             keys: FlowKeys::default(),
             hints: hints::build(hint_rows, probe),
-            policy_stats: policy_stats::build(trace_flows, trace_rules, probe),
+            policy_stats: policy_stats::build(stat_rows, probe),
         }
     }
 

@@ -32,14 +32,16 @@ pub struct IngestBatch {
 }
 
 impl IngestBatch {
-    /// The workers that own a record or a rule of this batch, ascending: the only ones that
-    /// need it (`keys::owner_of` of the flow id, or of the trace id).
+    /// The workers that need this batch, ascending: every worker if it carries trace rules
+    /// (each worker keeps every trace's rules), else those owning one of its records
+    /// (`keys::owner_of` of the flow id).
     pub fn owners(&self, peers: usize) -> Vec<usize> {
+        if !self.trace_rules.is_empty() || !self.retired_rules.is_empty() {
+            return (0..peers).collect();
+        }
         let mut owned = vec![false; peers];
-        let records = self.records.iter().map(|record| record.key.id);
-        let rules = self.trace_rules.iter().chain(&self.retired_rules);
-        for id in records.chain(rules.map(|rule| u64::from(rule.0))) {
-            owned[owner_of(id, peers)] = true;
+        for record in &self.records {
+            owned[owner_of(record.key.id, peers)] = true;
         }
         (0..peers).filter(|&worker| owned[worker]).collect()
     }
