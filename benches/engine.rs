@@ -17,7 +17,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
+use eddy::catalog::DEFAULT_TABLE_BYTES;
 use eddy::ingest::prepare;
+use eddy::intern::TableLimit;
 use eddy::retention::Retention;
 use eddy::server::{build_state, ServerConfig};
 use eddy::synth::realistic::{update, BucketChoice};
@@ -47,8 +49,14 @@ fn run_one(keys: u64, workers: usize) {
             window: WINDOW,
             closed_buckets: 240,
         };
-        let state =
-            build_state(ServerConfig::new(workers, retention), clock).expect("the engine starts");
+        let mut config = ServerConfig::new(workers, retention);
+        // Every key has label sets of its own: 1M keys need room for 2M sets (the default
+        // table holds 1M).
+        config.catalog.label_sets = TableLimit {
+            entries: (4 * keys as usize).max(1_000_000),
+            bytes: 4 * DEFAULT_TABLE_BYTES,
+        };
+        let state = build_state(config, clock).expect("the engine starts");
         state.engine.sync().await.expect("the engine runs");
         let heap_before = live_heap_bytes();
         let prepared = Instant::now();

@@ -3,15 +3,20 @@
 //! worker's key store), and into the hint rows and the counters per policy rule after
 //! consolidation across the tick, so all views stay consistent.
 //!
-//! The derived rows (hints, counters by trace) wait in scratch space until the tick closes
+//! The derived rows (hints, counters per policy rule) wait in scratch space until the tick closes
 //! ([`EngineInputs::advance_to`]): every update of a tick carries the same timestamp, so
 //! summing them first changes no view, and the many updates of a tick that share a namespace,
 //! a trace or a policy rule reach the batchers and the merges as one row. The scratch space
-//! is consolidated whenever it doubles, so it holds about one row per distinct derived row of
-//! the open tick.
+//! is a hash map summing each derived row as it arrives (sorting it per batch cost more than
+//! the batchers' own sorts), so it holds one entry per distinct derived row of the open tick.
 
-use differential_dataflow::consolidation::consolidate;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash};
+
+use differential_dataflow::difference::{IsZero, Semigroup};
 use differential_dataflow::input::Input;
+use rustc_hash::FxHasher;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
@@ -31,37 +36,34 @@ pub struct EngineInputs {
     stat_scratch: Scratch<policy_stats::StatRow, Stats>,
 }
 
-/// Derived rows of the open tick, consolidated whenever they double.
+/// Derived rows of the open tick, summed by row as they arrive.
 struct Scratch<D, R> {
-    rows: Vec<(D, R)>,
-    /// The length after the last consolidation.
-    consolidated: usize,
+    rows: HashMap<D, R, BuildHasherDefault<FxHasher>>,
 }
 
-/// Rows a scratch space holds before its first consolidation.
-const SCRATCH_ROWS: usize = 4096;
-
-impl<D: Ord, R: differential_dataflow::difference::Semigroup> Scratch<D, R> {
+impl<D: Hash + Eq, R: Semigroup + IsZero> Scratch<D, R> {
     fn new() -> Self {
         Scratch {
-            rows: Vec::new(),
-            consolidated: 0,
+            rows: HashMap::default(),
         }
     }
 
     fn extend(&mut self, rows: impl IntoIterator<Item = (D, R)>) {
-        self.rows.extend(rows);
-        if self.rows.len() >= SCRATCH_ROWS.max(2 * self.consolidated) {
-            consolidate(&mut self.rows);
-            self.consolidated = self.rows.len();
+        for (row, diff) in rows {
+            match self.rows.entry(row) {
+                Entry::Occupied(mut held) => held.get_mut().plus_equals(&diff),
+                Entry::Vacant(room) => {
+                    room.insert(diff);
+                }
+            }
         }
     }
 
-    /// The open tick's rows, consolidated, leaving the scratch space empty.
-    fn drain(&mut self) -> std::vec::Drain<'_, (D, R)> {
-        consolidate(&mut self.rows);
-        self.consolidated = 0;
-        self.rows.drain(..)
+    /// The open tick's rows, summed, leaving the scratch space empty. Its table is kept for
+    /// the next tick (about one entry per distinct derived row of a tick): a fresh one each
+    /// tick cost a page fault per page.
+    fn take(&mut self) -> impl Iterator<Item = (D, R)> + '_ {
+        self.rows.drain().filter(|(_, diff)| !diff.is_zero())
     }
 }
 
@@ -124,10 +126,10 @@ impl EngineInputs {
 
     /// Hands the open tick's derived rows, consolidated, to their input sessions.
     fn flush_derived(&mut self) {
-        for (row, count) in self.hint_scratch.drain() {
+        for (row, count) in self.hint_scratch.take() {
             self.hint_rows.update(row, count);
         }
-        for (row, stats) in self.stat_scratch.drain() {
+        for (row, stats) in self.stat_scratch.take() {
             self.stat_rows.update(row, stats);
         }
     }

@@ -190,3 +190,64 @@ impl Command {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use eddy_dataflows::model::{FlowKey, StatLevel, Stats};
+
+    use super::*;
+
+    fn record(id: u64) -> FlowRecord {
+        let key = FlowKey {
+            id,
+            source_name: 1,
+            source_namespace: 2,
+            source_type: 1,
+            dest_name: 3,
+            dest_namespace: 4,
+            dest_type: 1,
+            dest_port: 443,
+            dest_service_name: 0,
+            dest_service_namespace: 0,
+            dest_service_port_name: 0,
+            dest_service_port: 0,
+            proto: 5,
+            reporter: 1,
+            action: 1,
+            trace: 9,
+        };
+        FlowRecord {
+            key,
+            bucket: 0,
+            labels: (0, 0),
+            stats: Stats::default(),
+        }
+    }
+
+    fn rule() -> (TraceId, PolicyRule) {
+        let rule = PolicyRule {
+            kind: 1,
+            tier: 2,
+            namespace: 3,
+            name: 4,
+            action: 1,
+            rule_index: 0,
+            level: StatLevel::Policy,
+        };
+        (9, rule)
+    }
+
+    #[test]
+    fn records_go_to_their_owners_and_rules_to_every_worker() {
+        let mut batch = IngestBatch {
+            records: vec![record(4), record(6)],
+            ..IngestBatch::default()
+        };
+        assert_eq!(batch.owners(2), vec![0]);
+        batch.retired_rules.push(rule());
+        assert_eq!(batch.owners(3), vec![0, 1, 2]);
+        batch.retired_rules.clear();
+        batch.trace_rules.push(rule());
+        assert_eq!(batch.owners(2), vec![0, 1]);
+    }
+}
