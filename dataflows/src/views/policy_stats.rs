@@ -26,8 +26,11 @@ pub type StatRow = (StatKey, Bucket);
 /// The distinct rules of every trace the catalog holds, on one worker.
 ///
 /// Invariant: a record reaches [`TraceRules::rows_of`] only after its trace's rules were
-/// inserted (the rules travel to every worker in the batch of the trace's first record, ahead
-/// of it), and a trace's rules are removed only once no retained flow uses the trace.
+/// inserted: batches are handed to the engine one at a time under the catalog's handover lock,
+/// each taking the rules queued so far, so the rules of a trace travel (to every worker) in
+/// the first batch handed over after the trace was interned, no later than any record of it,
+/// and a worker inserts a batch's rules before its records. A trace's rules are removed only
+/// once no retained flow uses the trace.
 #[derive(Debug, Default)]
 pub struct TraceRules {
     rules: HashMap<TraceId, Vec<PolicyRule>, BuildHasherDefault<FxHasher>>,
