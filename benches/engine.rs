@@ -2,8 +2,10 @@
 //! updates are turned into engine records through the real ingest path (`ingest::prepare`:
 //! validation, canonical trace, interning) before timing, each key in each of 4 closed
 //! buckets; then only the engine is timed, from the first batch (1,024 records) handed over
-//! until every record is in the views. Reports the rate and the live heap (a counting
-//! allocator) per retained (key, bucket), catalog included.
+//! until every record is in the views, with up to 8 batches handed over at once (as 8 `Connect`
+//! calls would). Reports the rate, the process's CPU time per update over the timed interval
+//! (workers and controller; the figure a busy machine changes least) and the live heap (a
+//! counting allocator) per retained (key, bucket), catalog included.
 //!
 //! `cargo bench --bench engine` runs 100k and 1M keys with 1 and 2 workers, each in a fresh
 //! child process. `cargo bench --bench engine -- KEYS WORKERS` runs one.
@@ -15,14 +17,18 @@ mod support;
 use std::sync::Arc;
 use std::time::Instant;
 
+use eddy::catalog::DEFAULT_TABLE_BYTES;
 use eddy::ingest::prepare;
+use eddy::intern::TableLimit;
 use eddy::retention::Retention;
 use eddy::server::{build_state, ServerConfig};
 use eddy::synth::realistic::{update, BucketChoice};
 use eddy::worker::clock::ManualClock;
 use eddy::worker::protocol::IngestBatch;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use support::heap::{live_heap_bytes, CountingAllocator};
 use support::process::{numeric_arguments, run_in_child};
+use support::procfs::cpu_seconds;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -32,6 +38,8 @@ const WINDOW: i64 = 15;
 const NOW: i64 = 1_700_000_100;
 const BUCKETS: i64 = 4;
 const BATCH: usize = 1024;
+/// Batches handed to the engine at once, as concurrent `Connect` calls would.
+const IN_FLIGHT: usize = 8;
 
 fn run_one(keys: u64, workers: usize) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
@@ -41,8 +49,14 @@ fn run_one(keys: u64, workers: usize) {
             window: WINDOW,
             closed_buckets: 240,
         };
-        let state =
-            build_state(ServerConfig::new(workers, retention), clock).expect("the engine starts");
+        let mut config = ServerConfig::new(workers, retention);
+        // Every key has label sets of its own: 1M keys need room for 2M sets (the default
+        // table holds 1M).
+        config.catalog.label_sets = TableLimit {
+            entries: (4 * keys as usize).max(1_000_000),
+            bytes: 4 * DEFAULT_TABLE_BYTES,
+        };
+        let state = build_state(config, clock).expect("the engine starts");
         state.engine.sync().await.expect("the engine runs");
         let heap_before = live_heap_bytes();
         let prepared = Instant::now();
@@ -72,12 +86,16 @@ fn run_one(keys: u64, workers: usize) {
         let preparing = prepared.elapsed().as_secs_f64();
         let gate = state.catalog.gate.read().await;
         let handover = state.catalog.handover.lock().await;
+        let cpu_before = cpu_seconds(std::process::id());
         let started = Instant::now();
-        for batch in batches {
-            state.engine.ingest(batch).await.expect("the engine runs");
-        }
+        stream::iter(batches.into_iter().map(|batch| state.engine.ingest(batch)))
+            .buffer_unordered(IN_FLIGHT)
+            .try_collect::<()>()
+            .await
+            .expect("the engine runs");
         state.engine.sync().await.expect("the engine runs");
         let elapsed = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(std::process::id()) - cpu_before;
         drop(handover);
         drop(gate);
         for _ in 0..20 {
@@ -86,9 +104,10 @@ fn run_one(keys: u64, workers: usize) {
         let retained = keys * BUCKETS as u64;
         let heap = live_heap_bytes().saturating_sub(heap_before) as f64 / retained as f64;
         println!(
-            "| {keys} | {workers} | {updates} | {:.1} s | {:.2} M/s | {heap:.0} |",
+            "| {keys} | {workers} | {updates} | {:.1} s | {:.2} M/s | {:.2} | {heap:.0} |",
             preparing,
             updates as f64 / elapsed / 1e6,
+            cpu * 1e6 / updates as f64,
         );
     });
 }
@@ -99,8 +118,8 @@ fn main() {
         run_one(keys, workers as usize);
         return;
     }
-    println!("| keys | workers | updates (keys x 4 buckets) | preparing (untimed) | engine ingest | heap bytes per (key, bucket) |");
-    println!("|---|---|---|---|---|---|");
+    println!("| keys | workers | updates (keys x 4 buckets) | preparing (untimed) | engine ingest | CPU µs per update | heap bytes per (key, bucket) |");
+    println!("|---|---|---|---|---|---|---|");
     for keys in [100_000u64, 1_000_000] {
         for workers in [1usize, 2] {
             run_in_child(

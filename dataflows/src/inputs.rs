@@ -1,16 +1,28 @@
 //! The engine's input sessions on one worker, and the one way records enter them: every
 //! update (or retraction) goes into the flow rows as a fixed-size row (its key noted once in the
-//! worker's key store), and into the hint rows and the counters by trace after consolidation
-//! across the batch, so all views stay consistent.
+//! worker's key store), and into the hint rows and the counters per policy rule after
+//! consolidation across the tick, so all views stay consistent.
+//!
+//! The derived rows (hints, counters per policy rule) wait in scratch space until the tick closes
+//! ([`EngineInputs::advance_to`]): every update of a tick carries the same timestamp, so
+//! summing them first changes no view, and the many updates of a tick that share a namespace,
+//! a trace or a policy rule reach the batchers and the merges as one row. The scratch space
+//! is a hash map summing each derived row as it arrives (sorting it per batch cost more than
+//! the batchers' own sorts), so it holds one entry per distinct derived row of the open tick.
 
-use differential_dataflow::consolidation::consolidate;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash};
+
+use differential_dataflow::difference::{IsZero, Semigroup};
 use differential_dataflow::input::Input;
+use rustc_hash::FxHasher;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::worker::Worker;
 
 use crate::keys::FlowKeys;
 use crate::model::{FlowRecord, PolicyRule, Stats, Tick, TraceId};
-use crate::traces::{FlowRowsInput, HintRowsInput, TraceFlowsInput, TraceRulesInput};
+use crate::traces::{FlowRowsInput, HintRowsInput, StatRowsInput};
 use crate::views::registry::ViewFeed;
 use crate::views::{hints, policy_stats, Inputs, Views, REGISTERED};
 
@@ -18,12 +30,44 @@ use crate::views::{hints, policy_stats, Inputs, Views, REGISTERED};
 pub struct EngineInputs {
     rows: FlowRowsInput,
     hint_rows: HintRowsInput,
-    trace_flows: TraceFlowsInput,
-    trace_rules: TraceRulesInput,
-    hint_scratch: Vec<(hints::HintRow, isize)>,
-    trace_scratch: Vec<(policy_stats::TraceFlow, Stats)>,
+    stat_rows: StatRowsInput,
+    /// Every trace's distinct rules: what an update's counters are expanded into.
+    rules: policy_stats::TraceRules,
+    hint_scratch: Scratch<hints::HintRow, isize>,
+    stat_scratch: Scratch<policy_stats::StatRow, Stats>,
     /// The inputs of the registered views, each deriving its rows from every record.
     registered: Vec<Box<dyn ViewFeed>>,
+}
+
+/// Derived rows of the open tick, summed by row as they arrive.
+struct Scratch<D, R> {
+    rows: HashMap<D, R, BuildHasherDefault<FxHasher>>,
+}
+
+impl<D: Hash + Eq, R: Semigroup + IsZero> Scratch<D, R> {
+    fn new() -> Self {
+        Scratch {
+            rows: HashMap::default(),
+        }
+    }
+
+    fn extend(&mut self, rows: impl IntoIterator<Item = (D, R)>) {
+        for (row, diff) in rows {
+            match self.rows.entry(row) {
+                Entry::Occupied(mut held) => held.get_mut().plus_equals(&diff),
+                Entry::Vacant(room) => {
+                    room.insert(diff);
+                }
+            }
+        }
+    }
+
+    /// The open tick's rows, summed, leaving the scratch space empty. Its table is kept for
+    /// the next tick (about one entry per distinct derived row of a tick): a fresh one each
+    /// tick cost a page fault per page.
+    fn take(&mut self) -> impl Iterator<Item = (D, R)> + '_ {
+        self.rows.drain().filter(|(_, diff)| !diff.is_zero())
+    }
 }
 
 impl EngineInputs {
@@ -32,8 +76,7 @@ impl EngineInputs {
         worker.dataflow(|scope| {
             let (rows_input, rows) = scope.new_collection();
             let (hint_input, hint_rows) = scope.new_collection();
-            let (trace_flows_input, trace_flows) = scope.new_collection();
-            let (rules_input, trace_rules) = scope.new_collection();
+            let (stat_input, stat_rows) = scope.new_collection();
             let (feeds, readers): (Vec<_>, Vec<_>) = REGISTERED
                 .iter()
                 .map(|view| {
@@ -45,8 +88,7 @@ impl EngineInputs {
                 Inputs {
                     rows,
                     hint_rows,
-                    trace_flows,
-                    trace_rules,
+                    stat_rows,
                 },
                 probe,
             );
@@ -54,10 +96,10 @@ impl EngineInputs {
             let inputs = EngineInputs {
                 rows: rows_input,
                 hint_rows: hint_input,
-                trace_flows: trace_flows_input,
-                trace_rules: rules_input,
-                hint_scratch: Vec::new(),
-                trace_scratch: Vec::new(),
+                stat_rows: stat_input,
+                rules: policy_stats::TraceRules::default(),
+                hint_scratch: Scratch::new(),
+                stat_scratch: Scratch::new(),
                 registered: feeds,
             };
             (inputs, views)
@@ -90,7 +132,7 @@ impl EngineInputs {
                 record.stats,
             );
             self.hint_scratch.extend(hints::rows_of(record));
-            self.trace_scratch.push(policy_stats::trace_flow_of(record));
+            self.stat_scratch.extend(self.rules.rows_of(record));
             for view in &mut self.registered {
                 view.note(record);
             }
@@ -98,28 +140,27 @@ impl EngineInputs {
         for view in &mut self.registered {
             view.end_batch();
         }
-        consolidate(&mut self.hint_scratch);
-        for (row, count) in self.hint_scratch.drain(..) {
+    }
+
+    /// Hands the open tick's derived rows, consolidated, to their input sessions.
+    fn flush_derived(&mut self) {
+        for (row, count) in self.hint_scratch.take() {
             self.hint_rows.update(row, count);
         }
-        consolidate(&mut self.trace_scratch);
-        for (row, stats) in self.trace_scratch.drain(..) {
-            self.trace_flows.update(row, stats);
+        for (row, stats) in self.stat_scratch.take() {
+            self.stat_rows.update(row, stats);
         }
     }
 
-    /// Inserts the distinct rules of newly seen traces.
+    /// Adds the distinct rules of newly seen traces: every worker holds every trace's rules,
+    /// and they must arrive before (or with, ahead of) the trace's first record.
     pub fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for rule in rules {
-            self.trace_rules.insert(*rule);
-        }
+        self.rules.insert(rules);
     }
 
-    /// Retracts the rules of traces no retained flow uses any more.
+    /// Forgets the rules of traces no retained flow uses any more.
     pub fn retract_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for rule in rules {
-            self.trace_rules.remove(*rule);
-        }
+        self.rules.retract(rules);
     }
 
     /// The tick updates are inserted at.
@@ -127,17 +168,17 @@ impl EngineInputs {
         *self.rows.time()
     }
 
-    /// Closes every tick before `tick` on every input.
+    /// Closes every tick before `tick` on every input, handing over the open tick's derived
+    /// rows first.
     pub fn advance_to(&mut self, tick: Tick) {
         if tick > self.time() {
+            self.flush_derived();
             self.rows.advance_to(tick);
             self.rows.flush();
             self.hint_rows.advance_to(tick);
             self.hint_rows.flush();
-            self.trace_flows.advance_to(tick);
-            self.trace_flows.flush();
-            self.trace_rules.advance_to(tick);
-            self.trace_rules.flush();
+            self.stat_rows.advance_to(tick);
+            self.stat_rows.flush();
             for view in &mut self.registered {
                 view.advance_to(tick);
             }

@@ -17,9 +17,7 @@ use differential_dataflow::trace::TraceReader;
 
 use crate::keys::FlowKeys;
 use crate::model::Tick;
-use crate::traces::{
-    FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, TraceFlows, TraceRules,
-};
+use crate::traces::{FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, StatRows};
 
 /// Every view read through the generic query, in the order the API lists them. A view's
 /// index here is its number in a read command.
@@ -55,10 +53,9 @@ pub struct Inputs<'scope> {
     pub rows: FlowRows<'scope>,
     /// Each update's hint rows ([`hints::rows_of`]).
     pub hint_rows: HintRows<'scope>,
-    /// Each update's counters by trace ([`policy_stats::trace_flow_of`]).
-    pub trace_flows: TraceFlows<'scope>,
-    /// The distinct policy rules of every canonical trace.
-    pub trace_rules: TraceRules<'scope>,
+    /// Each update's counters per distinct rule of its trace
+    /// ([`policy_stats::TraceRules::rows_of`]).
+    pub stat_rows: StatRows<'scope>,
 }
 
 impl Views {
@@ -67,14 +64,13 @@ impl Views {
         let Inputs {
             rows,
             hint_rows,
-            trace_flows,
-            trace_rules,
+            stat_rows,
         } = inputs;
         Views {
             flows: flows::build(rows, probe),
             keys: FlowKeys::default(),
             hints: hints::build(hint_rows, probe),
-            policy_stats: policy_stats::build(trace_flows, trace_rules, probe),
+            policy_stats: policy_stats::build(stat_rows, probe),
             registered: Vec::new(),
         }
     }

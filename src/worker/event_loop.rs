@@ -1,6 +1,7 @@
 //! One timely worker: builds the views, then loops over controller commands and dataflow
-//! steps. Every worker gets every ingest batch and inserts the records of the flows it owns
-//! (`keys::owner_of`), so a flow's rows and key live on one worker and nothing is shared.
+//! steps. A worker gets the ingest batches holding a flow it owns (`keys::owner_of`) or trace
+//! rules, inserts the records of the flows it owns, so a flow's rows and key live on one
+//! worker, and keeps every trace's rules.
 //! Queries wait until the views reflect their tick, then read this worker's shard.
 //!
 //! State: the input sessions, the view traces and key store, the commands waiting for the
@@ -54,12 +55,9 @@ pub fn run(
                     if injected.armed() && batch.owners(peers).first() == Some(&index) {
                         injected.before_batch();
                     }
-                    let owned = |trace: &&(u32, _)| owner_of(u64::from(trace.0), peers) == index;
-                    let rules: Vec<_> = batch.trace_rules.iter().filter(owned).copied().collect();
-                    inputs.insert_rules(&rules);
-                    let retired: Vec<_> =
-                        batch.retired_rules.iter().filter(owned).copied().collect();
-                    inputs.retract_rules(&retired);
+                    // Every worker holds every trace's rules, ahead of the batch's records.
+                    inputs.insert_rules(&batch.trace_rules);
+                    inputs.retract_rules(&batch.retired_rules);
                     let mine = batch
                         .records
                         .iter()

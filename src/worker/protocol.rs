@@ -33,14 +33,16 @@ pub struct IngestBatch {
 }
 
 impl IngestBatch {
-    /// The workers that own a record or a rule of this batch, ascending: the only ones that
-    /// need it (`keys::owner_of` of the flow id, or of the trace id).
+    /// The workers that need this batch, ascending: every worker if it carries trace rules
+    /// (each worker keeps every trace's rules), else those owning one of its records
+    /// (`keys::owner_of` of the flow id).
     pub fn owners(&self, peers: usize) -> Vec<usize> {
+        if !self.trace_rules.is_empty() || !self.retired_rules.is_empty() {
+            return (0..peers).collect();
+        }
         let mut owned = vec![false; peers];
-        let records = self.records.iter().map(|record| record.key.id);
-        let rules = self.trace_rules.iter().chain(&self.retired_rules);
-        for id in records.chain(rules.map(|rule| u64::from(rule.0))) {
-            owned[owner_of(id, peers)] = true;
+        for record in &self.records {
+            owned[owner_of(record.key.id, peers)] = true;
         }
         (0..peers).filter(|&worker| owned[worker]).collect()
     }
@@ -203,5 +205,66 @@ impl Command {
             | Command::UsedIds { as_of, .. } => Some(as_of),
             Command::Ingest(..) | Command::Advance(_) => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use eddy_dataflows::model::{FlowKey, StatLevel, Stats};
+
+    use super::*;
+
+    fn record(id: u64) -> FlowRecord {
+        let key = FlowKey {
+            id,
+            source_name: 1,
+            source_namespace: 2,
+            source_type: 1,
+            dest_name: 3,
+            dest_namespace: 4,
+            dest_type: 1,
+            dest_port: 443,
+            dest_service_name: 0,
+            dest_service_namespace: 0,
+            dest_service_port_name: 0,
+            dest_service_port: 0,
+            proto: 5,
+            reporter: 1,
+            action: 1,
+            trace: 9,
+        };
+        FlowRecord {
+            key,
+            bucket: 0,
+            labels: (0, 0),
+            stats: Stats::default(),
+        }
+    }
+
+    fn rule() -> (TraceId, PolicyRule) {
+        let rule = PolicyRule {
+            kind: 1,
+            tier: 2,
+            namespace: 3,
+            name: 4,
+            action: 1,
+            rule_index: 0,
+            level: StatLevel::Policy,
+        };
+        (9, rule)
+    }
+
+    #[test]
+    fn records_go_to_their_owners_and_rules_to_every_worker() {
+        let mut batch = IngestBatch {
+            records: vec![record(4), record(6)],
+            ..IngestBatch::default()
+        };
+        assert_eq!(batch.owners(2), vec![0]);
+        batch.retired_rules.push(rule());
+        assert_eq!(batch.owners(3), vec![0, 1, 2]);
+        batch.retired_rules.clear();
+        batch.trace_rules.push(rule());
+        assert_eq!(batch.owners(2), vec![0, 1]);
     }
 }

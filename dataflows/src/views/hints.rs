@@ -2,8 +2,8 @@
 //! value, for the fields FilterHints reports (SPEC §6). Policy fields are kept as trace ids;
 //! the frontend expands a trace into its tiers, names, kinds and namespaces.
 //!
-//! Its input is derived from each update by [`rows_of`] and consolidated per ingest batch
-//! before it enters, so the many updates that share a namespace cost one row, not one each.
+//! Its input is derived from each update by [`rows_of`] and summed per tick before it enters,
+//! so the many updates of a tick that share a namespace cost one row, not one each.
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
