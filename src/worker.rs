@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::controller::{Controller, Inbox, Pacing, Request};
+use crate::worker::controller::{Announcements, Controller, Inbox, Pacing, Request};
 use crate::worker::fault::{FaultInjection, Faults, InjectedFault, ThreadSentinel};
 use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Reply};
@@ -165,6 +165,7 @@ impl Engine {
             progress: woken,
         };
         let (epoch_tx, epochs) = watch::channel(config.retention.bucket_of(clock.now()));
+        let read_slots = ReadSlots::new(ReadLimits::default());
         let controller = Controller::new(
             senders,
             threads,
@@ -175,7 +176,10 @@ impl Engine {
                 tick_records: config.tick_records.max(1),
             },
             progress,
-            epoch_tx,
+            Announcements {
+                epochs: epoch_tx,
+                changes: read_slots.changes(),
+            },
         );
         let sentinel = ThreadSentinel::new(faults.clone(), "the controller".into());
         let controller_thread = std::thread::Builder::new()
@@ -197,7 +201,7 @@ impl Engine {
             epochs,
             threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
             faults,
-            read_slots: ReadSlots::new(ReadLimits::default()),
+            read_slots,
         })
     }
 
@@ -225,7 +229,7 @@ impl Engine {
     /// This engine with its queries' reads shared under `limits` (default:
     /// [`ReadLimits::default`]). Call before cloning the handle.
     pub fn with_read_limits(mut self, limits: ReadLimits) -> Self {
-        self.read_slots = ReadSlots::new(limits);
+        self.read_slots = self.read_slots.with_limits(limits);
         self
     }
 

@@ -6,15 +6,20 @@
 //! are arranged there, and its key is stored there, so nothing is shared between workers and
 //! the same commands could be sequenced across processes.
 //!
+//! The store keeps a [`FlowIndex`] of its flows by namespace: a filtered read finds its
+//! candidates there.
+//!
 //! Invariant: every flow with a live row in this worker's flows view, or with a record inserted
 //! at a tick the view does not reflect yet, has its key here.
 
+use std::collections::hash_map::Entry as Slot;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 
 use rustc_hash::FxHasher;
 
 use crate::filter::FlowFilter;
+use crate::flow_index::FlowIndex;
 use crate::model::{FlowId, FlowKey, Tick};
 
 /// The worker (of `peers`) that owns flow `id`: the one its records, rows and key live on.
@@ -33,18 +38,22 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct FlowKeys {
     entries: HashMap<FlowId, Entry, BuildHasherDefault<FxHasher>>,
+    index: FlowIndex,
 }
 
 impl FlowKeys {
     /// Notes that a record of `key` is inserted at `tick`.
     pub fn note(&mut self, key: &FlowKey, tick: Tick) {
-        self.entries
-            .entry(key.id)
-            .and_modify(|entry| entry.inserted_at = tick)
-            .or_insert(Entry {
-                key: *key,
-                inserted_at: tick,
-            });
+        match self.entries.entry(key.id) {
+            Slot::Occupied(mut slot) => slot.get_mut().inserted_at = tick,
+            Slot::Vacant(slot) => {
+                self.index.add(key);
+                slot.insert(Entry {
+                    key: *key,
+                    inserted_at: tick,
+                });
+            }
+        }
     }
 
     /// The key of flow `id`, if this worker holds it.
@@ -55,12 +64,10 @@ impl FlowKeys {
     /// Forgets flow `id` unless a record was inserted for it at `reflected` or later (a tick
     /// the flows view may not show yet).
     pub fn forget_unless_inserted_since(&mut self, id: FlowId, reflected: Tick) {
-        if self
-            .entries
-            .get(&id)
-            .is_some_and(|entry| entry.inserted_at < reflected)
-        {
-            self.entries.remove(&id);
+        if let Slot::Occupied(slot) = self.entries.entry(id) {
+            if slot.get().inserted_at < reflected {
+                self.index.remove(&slot.remove().key);
+            }
         }
     }
 
@@ -80,8 +87,16 @@ impl FlowKeys {
     }
 
     /// The ids of the flows whose key matches `filter`, ascending: the candidates of a
-    /// filtered read, found without touching the flows view.
+    /// filtered read, found without touching the flows view, in the index when the filter
+    /// constrains an indexed field.
     pub fn matching(&self, filter: &FlowFilter) -> Vec<FlowId> {
+        if let Some(candidates) = self.index.candidates(filter) {
+            let mut ids = candidates.ids;
+            if !candidates.exact {
+                ids.retain(|id| self.get(*id).is_some_and(|key| filter.matches(key)));
+            }
+            return ids;
+        }
         let mut ids: Vec<FlowId> = self
             .keys()
             .filter(|key| filter.matches(key))

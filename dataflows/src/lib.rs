@@ -7,12 +7,14 @@
 //! - [`model`]: the domain types that flow through the dataflow (keys, buckets, counters).
 //! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
 //! - [`keys`]: the fields of every flow a worker owns, stored once per flow.
+//! - [`flow_index`]: a worker's flows by namespace, kept with the key store for filtered reads.
 //! - [`views`]: the registry of incremental views, one file per view.
 //! - [`inputs`]: the input sessions and how records enter them.
 //! - [`queries`]: reads of a worker's shard of the views (List, FilterHints, expiry).
 //! - [`traces`]: the long differential-dataflow type names, spelled once.
 
 pub mod filter;
+pub mod flow_index;
 pub mod inputs;
 pub mod keys;
 pub mod model;

@@ -1,10 +1,11 @@
 //! Compiles a request `Filter` (SPEC §5) into id sets the workers can test, resolving string
 //! matches, aliases, fuzzy matching and policy matches against the catalog once per request.
 //!
-//! The scan compares every stored string (and decodes every trace) a filter constrains, so a
-//! request's compilation runs on tokio's blocking pool, not on an async thread, and the tables
-//! are read a chunk of values at a time (see `intern::InternTable::scan_from`): a writer waits
-//! for one chunk, never for a whole scan.
+//! A field matched only by exact values is resolved by looking each value (and the stored
+//! spellings aliased to it) up in the string table. A fuzzy match compares every stored string
+//! (and a policy match decodes every trace), so a request's compilation runs on tokio's
+//! blocking pool, not on an async thread, and the tables are read a chunk of values at a time
+//! (see `intern::InternTable::scan_from`): a writer waits for one chunk, never for a whole scan.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use eddy_dataflows::filter::{FlowFilter, IdSet};
 
 use crate::api::status::ApiError;
 use crate::catalog::Catalog;
+use crate::intern::Symbols;
 use crate::proto::{
     Filter, MatchType, PolicyHit, PolicyKind, PolicyMatch, PolicyTrace, StringMatch,
 };
@@ -25,15 +27,31 @@ enum Aliases {
 }
 
 impl Aliases {
+    /// (stored value, the other spelling it also answers to) pairs of this kind.
+    fn pairs(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Aliases::None => &[],
+            Aliases::Names => &[("pub", "PUBLIC NETWORK"), ("pvt", "PRIVATE NETWORK")],
+            Aliases::Namespaces => &[("-", "Global"), ("Global", "-")],
+        }
+    }
+
     /// The other spelling a stored value also answers to.
     fn of(self, stored: &str) -> Option<&'static str> {
-        match (self, stored) {
-            (Aliases::Names, "pub") => Some("PUBLIC NETWORK"),
-            (Aliases::Names, "pvt") => Some("PRIVATE NETWORK"),
-            (Aliases::Namespaces, "-") => Some("Global"),
-            (Aliases::Namespaces, "Global") => Some("-"),
-            _ => None,
-        }
+        self.pairs()
+            .iter()
+            .find(|(value, _)| *value == stored)
+            .map(|(_, alias)| *alias)
+    }
+
+    /// The stored values that answer to `wanted`: itself and any value aliased to it.
+    fn stored_spellings(self, wanted: &str) -> impl Iterator<Item = &str> {
+        std::iter::once(wanted).chain(
+            self.pairs()
+                .iter()
+                .filter(move |(_, alias)| *alias == wanted)
+                .map(|(value, _)| *value),
+        )
     }
 }
 
@@ -84,16 +102,37 @@ impl StringMatcher {
     }
 
     fn matches_one(&self, value: &str) -> bool {
-        self.exact.iter().any(|exact| exact == value) || {
-            let lowered = value.to_lowercase();
-            self.fuzzy
-                .iter()
-                .any(|fuzzy| lowered.contains(fuzzy.as_str()))
-        }
+        self.exact.iter().any(|exact| exact == value)
+            || !self.fuzzy.is_empty() && {
+                let lowered = value.to_lowercase();
+                self.fuzzy
+                    .iter()
+                    .any(|fuzzy| lowered.contains(fuzzy.as_str()))
+            }
     }
 
     fn matches(&self, stored: &str) -> bool {
         self.matches_one(stored) || self.aliases.of(stored).is_some_and(|a| self.matches_one(a))
+    }
+
+    /// Whether the matching strings can be looked up rather than found by a scan.
+    fn exact_only(&self) -> bool {
+        self.fuzzy.is_empty()
+    }
+
+    /// The ids in `from..below` of the stored strings an exact-only matcher matches,
+    /// ascending, found by lookups in the string table.
+    fn look_up(&self, symbols: &Symbols, from: u32, below: u32) -> Vec<u32> {
+        let mut ids: Vec<u32> = self
+            .exact
+            .iter()
+            .flat_map(|exact| self.aliases.stored_spellings(exact))
+            .filter_map(|stored| symbols.lookup(stored))
+            .filter(|id| (from..below).contains(id))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 }
 
@@ -228,21 +267,29 @@ impl FilterMatcher {
             (&self.dest_namespaces, &mut compiled.dest_namespaces),
             (&self.protocols, &mut compiled.protocols),
         ];
-        let mut fields: Vec<_> = fields
+        // Read first: a string interned during the lookups gets an id at or above it and is
+        // left to the next resolution, which starts there.
+        let below = catalog.symbols.next_id();
+        let (exact, mut scanned): (Vec<_>, Vec<_>) = fields
             .into_iter()
             .filter_map(|(matcher, set)| Some((matcher.as_ref()?, set.as_mut()?)))
-            .collect();
-        let symbols = if fields.is_empty() {
-            catalog.symbols.len() as u32
-        } else {
+            .partition(|(matcher, _)| matcher.exact_only());
+        for (matcher, set) in exact {
+            for id in matcher.look_up(&catalog.symbols, resolved.symbols, below) {
+                set.push_newest(id);
+            }
+        }
+        if !scanned.is_empty() {
+            // Strings interned since `below` wait for the next resolution, as above.
             catalog.symbols.scan_from(resolved.symbols, |id, value| {
-                for (matcher, set) in fields.iter_mut() {
-                    if matcher.matches(value) {
+                for (matcher, set) in scanned.iter_mut() {
+                    if id < below && matcher.matches(value) {
                         set.push_newest(id);
                     }
                 }
-            })
-        };
+            });
+        }
+        let symbols = below;
         let traces = match compiled.traces.as_mut() {
             Some(set) => catalog.scan_traces_from(resolved.traces, |id, trace| {
                 if trace_matches(trace, &self.policies, &self.pending_actions) {
@@ -363,5 +410,52 @@ mod scan_tests {
         let names = compiled.dest_names.expect("the field is constrained");
         assert_eq!(names.ids(), &expected[..]);
         assert!(compiled.source_names.is_none());
+    }
+
+    /// Exact matches are looked up: the value and the stored spelling aliased to it are found,
+    /// only among the ids not resolved yet, and a later resolution adds what was interned since.
+    #[test]
+    fn exact_matches_are_looked_up_with_their_aliases_and_resolved_incrementally() {
+        let catalog = Catalog::new(CatalogLimits::default());
+        let ids = |values: &[&str]| -> Vec<u32> {
+            values
+                .iter()
+                .map(|value| catalog.symbols.intern(value).expect("room"))
+                .collect()
+        };
+        let first = ids(&["web", "-", "Global", "frontend", "pub"]);
+        let exact = |value: &str| StringMatch {
+            value: value.into(),
+            r#type: MatchType::Exact as i32,
+        };
+        let filter = Filter {
+            dest_namespaces: vec![exact("Global"), exact("frontend"), exact("missing")],
+            source_names: vec![exact("PUBLIC NETWORK")],
+            ..Default::default()
+        };
+        let matcher = FilterMatcher::new(Some(&filter)).expect("a valid filter");
+        let mut compiled = matcher.unresolved();
+        let resolved = matcher.resolve(&mut compiled, &catalog, Resolved::default());
+        let namespaces = |compiled: &FlowFilter| {
+            compiled
+                .dest_namespaces
+                .as_ref()
+                .expect("constrained")
+                .ids()
+                .to_vec()
+        };
+        assert_eq!(namespaces(&compiled), vec![first[1], first[2], first[3]]);
+        assert_eq!(
+            compiled.source_names.as_ref().expect("constrained").ids(),
+            &[first[4]]
+        );
+        assert_eq!(resolved.symbols, catalog.symbols.next_id());
+        let later = ids(&["missing", "other"]);
+        let again = matcher.resolve(&mut compiled, &catalog, resolved);
+        assert_eq!(
+            namespaces(&compiled),
+            vec![first[1], first[2], first[3], later[0]]
+        );
+        assert_eq!(again.symbols, later[1] + 1);
     }
 }

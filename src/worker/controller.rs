@@ -41,6 +41,7 @@ use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Taken};
+use crate::worker::shared_reads::ViewChanges;
 
 /// Records gathered before they are forwarded to the workers.
 pub const FORWARD_RECORDS: usize = 4096;
@@ -91,6 +92,14 @@ pub enum Request {
     Read(Command),
 }
 
+/// What the controller tells the tokio side as it goes.
+pub struct Announcements {
+    /// The current bucket, sent at every epoch end once its expiry was sent to the workers.
+    pub epochs: watch::Sender<Bucket>,
+    /// The changes forwarded to the workers, each counted before it is sent.
+    pub changes: Arc<ViewChanges>,
+}
+
 /// The controller's state.
 pub struct Controller {
     workers: Vec<Sender<Command>>,
@@ -100,6 +109,9 @@ pub struct Controller {
     pacing: Pacing,
     progress: Arc<Progress>,
     epochs: watch::Sender<Bucket>,
+    /// Counted before each ingest batch or expiry is sent: shared reads join a running read
+    /// only while it has not moved.
+    changes: Arc<ViewChanges>,
     tick: Tick,
     /// Records forwarded in the open tick.
     open_records: usize,
@@ -119,8 +131,9 @@ impl Controller {
         retention: Retention,
         pacing: Pacing,
         progress: Arc<Progress>,
-        epochs: watch::Sender<Bucket>,
+        announcements: Announcements,
     ) -> Self {
+        let Announcements { epochs, changes } = announcements;
         Controller {
             workers,
             threads,
@@ -129,6 +142,7 @@ impl Controller {
             pacing,
             progress,
             epochs,
+            changes,
             tick: 0,
             open_records: 0,
             open_used: false,
@@ -256,6 +270,7 @@ impl Controller {
             self.open_records += batch.records.len();
             self.open_used = true;
             let owners = batch.owners(self.workers.len());
+            self.changes.count_one();
             let taken = Taken::new(callers, owners.len());
             if owners.is_empty() {
                 // Nothing to insert: the callers' updates were all skipped before the engine.
@@ -287,6 +302,7 @@ impl Controller {
         if floor > self.floor {
             self.floor = floor;
             let as_of = self.close_tick();
+            self.changes.count_one();
             self.broadcast(Command::Expire { as_of, floor });
             // The retraction lands in a later tick: the next query closes the open one.
             self.open_used = true;

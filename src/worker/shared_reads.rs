@@ -3,9 +3,16 @@
 //! workers at once, so many clients asking the same thing (Whisker polls List from every open
 //! browser) cost one scan, not one each.
 //!
-//! Read-your-writes (SPEC §9.1) holds for every joined caller: a waiting read leaves the table
-//! before it is sent to the controller, so it is sent after every caller that joined it
-//! arrived, and the controller closes a tick after every update receipted before that.
+//! A read already sent to the workers may be joined too, while nothing has changed the views
+//! since it was sent ([`ViewChanges`]): callers asking while a scan runs get its answer
+//! instead of queueing one scan each.
+//!
+//! Read-your-writes (SPEC §9.1) holds for every joined caller. A read that waits for its slot
+//! is sent after every caller that joined it arrived, and the controller closes a tick after
+//! every update receipted before that. A read sent already is joined only while the count of
+//! changes forwarded to the workers is the one read just before it was sent: an update is
+//! forwarded (and counted) before it can be receipted, so every update receipted before such
+//! a caller arrived was forwarded before the read reached the controller.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -86,12 +93,31 @@ impl ReadTotals {
     }
 }
 
+/// How many changes (ingest batches, expiries) the controller has forwarded to the workers.
+/// The controller counts a change before it sends it, so before any of its updates is
+/// receipted.
+#[derive(Debug, Default)]
+pub struct ViewChanges(AtomicU64);
+
+impl ViewChanges {
+    /// Counts one change about to be sent to the workers.
+    pub fn count_one(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The changes counted so far.
+    pub fn counted(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// The dispatch slots every shared read takes and the totals they keep. Cheap to clone.
 #[derive(Clone)]
 pub struct ReadSlots {
     slots: Arc<Semaphore>,
     limits: ReadLimits,
     totals: Arc<watch::Sender<ReadTotals>>,
+    changes: Arc<ViewChanges>,
 }
 
 /// Leave to run one read on the workers; the slot frees when this drops.
@@ -110,7 +136,21 @@ impl ReadSlots {
             slots: Arc::new(Semaphore::new(limits.in_flight)),
             limits,
             totals: Arc::new(watch::Sender::new(ReadTotals::default())),
+            changes: Arc::new(ViewChanges::default()),
         }
+    }
+
+    /// New slots for `limits` that watch the same changes as these.
+    pub fn with_limits(&self, limits: ReadLimits) -> Self {
+        ReadSlots {
+            changes: Arc::clone(&self.changes),
+            ..ReadSlots::new(limits)
+        }
+    }
+
+    /// The count of changes these slots watch; the controller counts into it.
+    pub fn changes(&self) -> Arc<ViewChanges> {
+        Arc::clone(&self.changes)
     }
 
     /// The limits in force.
@@ -149,15 +189,17 @@ impl ReadSlots {
     }
 }
 
-/// A read waiting for its slot, which callers with the same key may still join.
+/// A read waiting for its slot, or sent with the changes counted just before, which callers
+/// with the same key may still join.
 struct Waiting<K, V> {
     id: u64,
     key: K,
     callers: usize,
+    sent_after: Option<u64>,
     answer: WeakShared<BoxFuture<'static, V>>,
 }
 
-/// The reads of one kind waiting for a slot, by key.
+/// The reads of one kind waiting for a slot or running, by key.
 pub struct SharedReads<K, V> {
     kind: ReadKind,
     slots: ReadSlots,
@@ -180,10 +222,11 @@ where
         })
     }
 
-    /// The answer to the read `key` names: joins a waiting read with the same key if it has
-    /// room, else queues `read`, which runs once it has a slot (it may drop the slot once the
-    /// workers answered) and answers every caller that joined it meanwhile.
-    /// The caller joins (or queues) when this is called, not when the answer is first polled.
+    /// The answer to the read `key` names: joins a read with the same key if it has room and
+    /// is waiting, or was sent with nothing changed since; else queues `read`, which runs once
+    /// it has a slot (it may drop the slot once the workers answered) and answers every caller
+    /// that joined it. The caller joins (or queues) when this is called, not when the answer
+    /// is first polled.
     pub fn read<F, Fut>(self: &Arc<Self>, key: K, read: F) -> impl Future<Output = V>
     where
         F: FnOnce(ReadSlot) -> Fut + Send + 'static,
@@ -191,8 +234,12 @@ where
     {
         let max_waiters = self.slots.limits.max_waiters;
         let mut waiting = self.waiting.lock();
-        // A read every caller left is never polled again: forget it.
-        waiting.retain(|entry| entry.answer.upgrade().is_some());
+        let changes = self.slots.changes.counted();
+        // A read every caller left is never polled again, and one sent before a change cannot
+        // answer a caller arriving now: forget them.
+        waiting.retain(|entry| {
+            entry.sent_after.is_none_or(|sent| sent == changes) && entry.answer.upgrade().is_some()
+        });
         for entry in waiting.iter_mut() {
             if entry.callers < max_waiters && entry.key == key {
                 if let Some(answer) = entry.answer.upgrade() {
@@ -216,15 +263,20 @@ where
                 id,
                 key,
                 callers: 1,
+                sent_after: None,
                 answer: weak,
             });
         }
         answer
     }
 
-    /// The read `id` got its slot: no caller joins it from now on.
+    /// The read `id` got its slot and is about to be sent: callers join it from now on only
+    /// while no change is counted.
     fn dispatch(&self, id: u64) {
-        self.waiting.lock().retain(|entry| entry.id != id);
+        let changes = self.slots.changes.counted();
+        if let Some(entry) = self.waiting.lock().iter_mut().find(|entry| entry.id == id) {
+            entry.sent_after = Some(changes);
+        }
         self.slots.count(self.kind, false);
     }
 }
@@ -299,6 +351,36 @@ mod tests {
         assert_eq!(answers, vec![1, 1, 1, 2]);
         assert_eq!(slots.totals().dispatched(ReadKind::Stats), 3);
         assert_eq!(slots.totals().joined(ReadKind::Stats), 1);
+    }
+
+    #[tokio::test]
+    async fn a_sent_read_is_joined_until_a_change_is_counted() {
+        let slots = slots(2, 16);
+        let table = SharedReads::new(ReadKind::List, slots.clone());
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let first = tokio::spawn(table.read(1u32, move |_slot| async move {
+            let _ = released.await;
+            10
+        }));
+        let mut totals = slots.watch_totals();
+        totals
+            .wait_for(|totals| totals.dispatched(ReadKind::List) == 1)
+            .await
+            .expect("the totals sender lives in `slots`");
+        let joined = tokio::spawn(table.read(1u32, |_slot| async { 20 }));
+        totals
+            .wait_for(|totals| totals.joined(ReadKind::List) == 1)
+            .await
+            .expect("the totals sender lives in `slots`");
+        slots.changes().count_one();
+        // Joins or queues here, while the first read still runs.
+        let after_change = table.read(1u32, |_slot| async { 30 });
+        assert!(release.send(()).is_ok(), "the first read still runs");
+        assert_eq!(first.await.expect("the caller finishes"), 10);
+        assert_eq!(joined.await.expect("the caller finishes"), 10);
+        assert_eq!(after_change.await, 30);
+        assert_eq!(slots.totals().dispatched(ReadKind::List), 2);
+        assert_eq!(slots.totals().joined(ReadKind::List), 1);
     }
 
     #[tokio::test]
