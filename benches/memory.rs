@@ -14,9 +14,9 @@
 //! ingest does, and the key stores, after noting every key; the rest of the server's live heap
 //! is the engine's arrangements and fixed buffers.
 //!
-//! `cargo bench --bench memory [-- KEYS [WINDOW_SECONDS]]`: about 16 windows (4 minutes at
-//! the defaults). Each window's load must finish within the window (about 17 k/s at the
-//! defaults).
+//! `cargo bench --features count-allocations --bench memory [-- KEYS [WINDOW_SECONDS]]`: 16
+//! windows (4 minutes at the defaults). Each window's load must finish within the window (about
+//! 17 k/s at the defaults; on a busy machine give a wider window).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
