@@ -5,11 +5,18 @@
 //! after 4 windows 4 × KEYS rows (1,000,000) are retained, and from then on each boundary
 //! drops the oldest bucket as a new one is loaded. After each load the server's resident set
 //! is read from `/proc/PID/statm`; a cycle is 4 windows (every retained bucket replaced), and
-//! the bench runs the filling cycle plus three more.
+//! the bench runs the filling cycle plus three more. With `--features count-allocations` the
+//! server's live heap (`eddy_heap_live_bytes`) is read too, so allocator slack (resident minus
+//! live heap) is told apart from retained data.
 //!
-//! `cargo bench --bench memory [-- KEYS [WINDOW_SECONDS]]`: about 16 windows (4 minutes at
-//! the defaults). Each window's load must finish within the window (about 17 k/s at the
-//! defaults).
+//! Before the server starts, the bench measures in its own process (a counting allocator) the
+//! heap two owners take for KEYS keys: the catalog, after preparing one update of every key as
+//! ingest does, and the key stores, after noting every key; the rest of the server's live heap
+//! is the engine's arrangements and fixed buffers.
+//!
+//! `cargo bench --features count-allocations --bench memory [-- KEYS [WINDOW_SECONDS]]`: 16
+//! windows (4 minutes at the defaults). Each window's load must finish within the window (about
+//! 17 k/s at the defaults; on a busy machine give a wider window).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -17,14 +24,19 @@ mod support;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use eddy::catalog::{Catalog, CatalogLimits};
+use eddy::ingest::{prepare, Bounds, InputLimits};
+use eddy::retention::Retention;
 use eddy::synth::realistic::{update, BucketChoice};
+use eddy_dataflows::keys::FlowKeys;
 use support::children::ServerChild;
+use support::heap::{live_heap_bytes, CountingAllocator};
 use support::ingest::send_spread;
 use support::process::numeric_arguments;
 use support::server::connect;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 const DEFAULT_KEYS: u64 = 250_000;
 const DEFAULT_WINDOW: i64 = 15;
@@ -51,10 +63,56 @@ async fn next_boundary(window: i64) -> i64 {
     boundary
 }
 
+/// Live heap bytes the catalog and the key store hold for `keys` keys of the realistic
+/// workload, measured in this process: the catalog after preparing one update of every key,
+/// the key store after noting every prepared key.
+fn owners(keys: u64, window: i64) -> (usize, usize) {
+    let retention = Retention {
+        window,
+        closed_buckets: RETAINED as i64,
+    };
+    let limits = InputLimits::default();
+    let now = unix_now() as i64;
+    let closed = (now / window - 1) * window;
+    let bounds = Bounds {
+        retention: &retention,
+        limits: &limits,
+        now,
+    };
+    let mut flow_keys = Vec::with_capacity(keys as usize);
+    let before = live_heap_bytes();
+    let catalog = Catalog::new(CatalogLimits::default());
+    for key in 0..keys {
+        let update = update(key, 0, 0, window, BucketChoice::Exactly(closed));
+        let record = prepare(&update, &catalog, bounds).expect("a realistic update is prepared");
+        flow_keys.push(record.key);
+    }
+    let catalog_bytes = live_heap_bytes().saturating_sub(before);
+    let before = live_heap_bytes();
+    let mut store = FlowKeys::default();
+    for key in &flow_keys {
+        store.note(key, 1);
+    }
+    let store_bytes = live_heap_bytes().saturating_sub(before);
+    assert_eq!(store.len(), keys as usize, "every key is distinct");
+    drop(catalog);
+    (catalog_bytes, store_bytes)
+}
+
 fn main() {
     let args = numeric_arguments("[KEYS [WINDOW_SECONDS]]");
     let keys = args.first().copied().unwrap_or(DEFAULT_KEYS);
     let window = args.get(1).map_or(DEFAULT_WINDOW, |&w| w as i64);
+    let (catalog_bytes, store_bytes) = owners(keys, window);
+    let rows = (keys * RETAINED) as f64;
+    println!(
+        "In this process, for {keys} keys: catalog {:.1} MB ({:.0} bytes per retained row), \
+         key store {:.1} MB ({:.0} bytes per retained row).",
+        catalog_bytes as f64 / 1e6,
+        catalog_bytes as f64 / rows,
+        store_bytes as f64 / 1e6,
+        store_bytes as f64 / rows,
+    );
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
         let eddy = ServerChild::eddy(&[
@@ -64,18 +122,20 @@ fn main() {
             format!("{}s", window * RETAINED as i64),
         ]);
         let empty = eddy.resident_bytes();
+        let empty_heap = eddy.live_heap_bytes();
         let mut loaders = Vec::new();
         for _ in 0..LOAD_STREAMS {
             loaders.push(connect(eddy.address).await);
         }
         println!(
             "{keys} keys per bucket, {window} s window, {RETAINED} buckets retained; \
-             empty server resident {:.1} MB.",
-            empty as f64 / 1e6
+             empty server resident {:.1} MB, live heap {}.",
+            empty as f64 / 1e6,
+            empty_heap.map_or("not counted".into(), |heap| format!("{:.1} MB", heap as f64 / 1e6)),
         );
         println!();
-        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row |");
-        println!("|---|---|---|---|---|---|---|");
+        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row | live heap per row | slack (resident − live heap) per row |");
+        println!("|---|---|---|---|---|---|---|---|---|");
         let windows = RETAINED * (1 + CYCLES);
         for step in 0..windows {
             let boundary = next_boundary(window).await;
@@ -93,14 +153,20 @@ fn main() {
             );
             let rows = keys * (step + 1).min(RETAINED);
             let resident = eddy.resident_bytes();
+            let heap = eddy.live_heap_bytes();
+            let per_row = |bytes: Option<u64>| {
+                bytes.map_or("–".to_string(), |bytes| format!("{:.0}", bytes as f64 / rows as f64))
+            };
             println!(
-                "| {} | {} | {rows} | {load:.1} s ({:.0} k/s) | {:.0} MB | {:.0} | {:.0} |",
+                "| {} | {} | {rows} | {load:.1} s ({:.0} k/s) | {:.0} MB | {:.0} | {:.0} | {} | {} |",
                 step + 1,
                 step / RETAINED,
                 keys as f64 / load / 1e3,
                 resident as f64 / 1e6,
                 resident as f64 / rows as f64,
                 resident.saturating_sub(empty) as f64 / rows as f64,
+                per_row(heap),
+                per_row(heap.map(|heap| resident.saturating_sub(heap))),
             );
         }
     });

@@ -6,13 +6,13 @@ pub mod collector;
 pub mod rules;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use eddy_dataflows::model::{FlowKey, PolicyRule, TraceId};
 use prost::Message;
 
 use crate::catalog::collector::CollectorCounters;
 use crate::catalog::rules::TraceRuleTable;
+use crate::intern::encoding::{Bytes, LabelSet};
 use crate::intern::{CatalogTable, InternTable, InternerFull, Symbols, TableLimit};
 use crate::proto::PolicyTrace;
 
@@ -63,9 +63,9 @@ pub struct Catalog {
     /// Names, namespaces, protocols and policy fields.
     pub symbols: Symbols,
     /// Sorted, de-duplicated label sets.
-    pub label_sets: InternTable<Arc<[String]>>,
+    pub label_sets: InternTable<LabelSet>,
     /// Canonical policy traces, by their protobuf encoding.
-    pub traces: InternTable<Arc<[u8]>>,
+    pub traces: InternTable<Bytes>,
     /// The distinct rules of every trace, and those not yet handed to the engine.
     pub rules: TraceRuleTable,
     /// Held from [`Catalog::take_new_rules`] until the batch carrying those rules is handed
@@ -146,8 +146,8 @@ impl Catalog {
     /// The canonical trace behind `id` (empty for an unknown id).
     pub fn trace(&self, id: u32) -> PolicyTrace {
         self.traces
-            .get(id)
-            .and_then(|bytes| PolicyTrace::decode(&bytes[..]).ok())
+            .read_stored(id, |bytes| PolicyTrace::decode(bytes).ok())
+            .flatten()
             .unwrap_or_default()
     }
 
@@ -155,7 +155,7 @@ impl Catalog {
     /// the id the next new trace will get (the next `from`).
     pub fn scan_traces_from(&self, from: u32, mut visit: impl FnMut(u32, &PolicyTrace)) -> u32 {
         self.traces.scan_from(from, |id, bytes| {
-            if let Ok(trace) = PolicyTrace::decode(&bytes[..]) {
+            if let Ok(trace) = PolicyTrace::decode(bytes) {
                 visit(id, &trace);
             }
         })
@@ -163,10 +163,7 @@ impl Catalog {
 
     /// The labels of set `id` (empty for an unknown id).
     pub fn label_set(&self, id: u32) -> Vec<String> {
-        self.label_sets
-            .get(id)
-            .map(|labels| labels.to_vec())
-            .unwrap_or_default()
+        self.label_sets.get(id).unwrap_or_default()
     }
 
     /// Begins a new collection round on every table (call with the gate held exclusively)

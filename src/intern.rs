@@ -9,17 +9,24 @@
 //! retained flow uses any more are removed by the catalog collector, so churn (pods that come
 //! and go) does not fill the tables. Every entry remembers the collection round in which it was
 //! last interned (its "touched" round), so the collector never removes an entry that a batch
-//! interned after the collector noted it unused (see `catalog::collector`). State: every
-//! distinct value held once behind a cheap clone (`Arc`), in a map from value to id and one from
-//! id to entry.
+//! interned after the collector noted it unused (see `catalog::collector`).
+//!
+//! State, per table: every distinct value's bytes once, in one byte arena (see
+//! [`encoding`] for how each table's values become bytes); a map from id to the value's place
+//! in the arena and its touched round (16 bytes an entry); and a hash table of ids, hashed by
+//! their value's bytes, for finding a value's id (4 bytes an entry). Removed values leave
+//! holes in the arena, reclaimed by compacting it once the holes outweigh the live bytes.
 
-use std::borrow::Borrow;
-use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub mod encoding;
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use hashbrown::HashTable;
 use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
+
+use crate::intern::encoding::{stored_hash, Encoding, Utf8};
 
 /// Values copied out of a table per lock hold when scanning it: a queued writer waits for at
 /// most one chunk, never for a whole scan.
@@ -92,124 +99,193 @@ pub struct InternerFull {
     pub limit: TableLimit,
 }
 
-/// The bytes a value counts for against its table's byte bound: the bytes of its content.
-pub trait Weigh {
-    /// The value's size in bytes.
-    fn weight(&self) -> usize;
+/// Where one value lies in its table's arena, and the collection round it was last interned
+/// in (saturated at `u32::MAX`, some 2,000 years of 15-second rounds).
+struct Slot {
+    start: u32,
+    len: u32,
+    touched: AtomicU32,
 }
 
-impl Weigh for Arc<str> {
-    fn weight(&self) -> usize {
-        self.len()
+impl Slot {
+    fn range(&self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
     }
 }
 
-impl Weigh for Arc<[u8]> {
-    fn weight(&self) -> usize {
-        self.len()
-    }
+/// A collection round as a slot stores it.
+fn stamp(round: u64) -> u32 {
+    u32::try_from(round).unwrap_or(u32::MAX)
 }
 
-impl Weigh for Arc<[String]> {
-    fn weight(&self) -> usize {
-        self.iter().map(String::len).sum()
-    }
-}
+/// Arena bytes of removed values a table always tolerates before compacting.
+const COMPACT_FLOOR: usize = 64 * 1024;
 
-/// One value and the collection round it was last interned in.
-struct Entry<K> {
-    value: K,
-    touched: AtomicU64,
-}
-
-struct Table<K> {
-    ids: FxHashMap<K, u32>,
-    values: FxHashMap<u32, Entry<K>>,
+struct Table {
+    /// The bytes of every value held, and holes left by removed ones.
+    arena: Vec<u8>,
+    /// Each value's place in the arena, by id.
+    slots: FxHashMap<u32, Slot>,
+    /// The ids, hashed by their value's bytes ([`stored_hash`]).
+    index: HashTable<u32>,
     /// The id the next new value gets.
     next: u32,
     /// Changes whenever a value is added or removed.
     version: u64,
-    /// Bytes of the values held.
+    /// Bytes the values held count for (see [`Encoding::weight`]).
     bytes: usize,
+    /// Arena bytes of removed values.
+    holes: usize,
+}
+
+impl Table {
+    fn stored(&self, slot: &Slot) -> &[u8] {
+        &self.arena[slot.range()]
+    }
+
+    /// The id of the value `matches` accepts among those hashed to `hash`.
+    fn find(&self, hash: u64, matches: impl Fn(&[u8]) -> bool) -> Option<u32> {
+        self.index
+            .find(hash, |id| {
+                self.slots
+                    .get(id)
+                    .is_some_and(|slot| matches(self.stored(slot)))
+            })
+            .copied()
+    }
+
+    /// Rewrites the arena with the live values only, in id order, and returns its memory.
+    fn compact(&mut self) {
+        let mut ids: Vec<u32> = self.slots.keys().copied().collect();
+        ids.sort_unstable();
+        let mut arena = Vec::with_capacity(self.arena.len() - self.holes);
+        for id in ids {
+            if let Some(slot) = self.slots.get_mut(&id) {
+                let start = arena.len();
+                arena.extend_from_slice(&self.arena[slot.range()]);
+                slot.start = start as u32;
+            }
+        }
+        self.arena = arena;
+        self.holes = 0;
+    }
+
+    /// Shrinks the id map and the hash table to what they hold.
+    fn shrink(&mut self) {
+        let Table {
+            arena,
+            slots,
+            index,
+            ..
+        } = self;
+        slots.shrink_to_fit();
+        index.shrink_to_fit(|id| rehash(arena, slots, *id));
+    }
+}
+
+/// The hash of value `id`'s bytes, for moving it within the hash table.
+fn rehash(arena: &[u8], slots: &FxHashMap<u32, Slot>, id: u32) -> u64 {
+    slots
+        .get(&id)
+        .map_or(0, |slot| stored_hash(&arena[slot.range()]))
+}
+
+/// Values copied out of a table under one hold of its lock: their bytes and, for each, its
+/// id and its range in those bytes.
+struct Chunk {
+    bytes: Vec<u8>,
+    values: Vec<(u32, std::ops::Range<usize>)>,
 }
 
 /// A bounded map between values and `u32` ids. Ids are given in increasing order and never
 /// reused, so an id means the same value for as long as it exists; values no longer used
 /// anywhere are removed by [`InternTable::remove_unused`] (see `catalog::collector`).
-pub struct InternTable<K> {
-    table: RwLock<Table<K>>,
+pub struct InternTable<E: Encoding> {
+    table: RwLock<Table>,
     name: CatalogTable,
     limit: TableLimit,
     /// The current collection round: every intern stamps the entry it returns with it.
     round: AtomicU64,
+    encoding: std::marker::PhantomData<fn() -> E>,
 }
 
-impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
+impl<E: Encoding> InternTable<E> {
     /// An empty table called `name` that holds at most `limit`.
     pub fn new(name: CatalogTable, limit: TableLimit) -> Self {
         InternTable {
             table: RwLock::new(Table {
-                ids: FxHashMap::default(),
-                values: FxHashMap::default(),
+                arena: Vec::new(),
+                slots: FxHashMap::default(),
+                index: HashTable::new(),
                 next: 0,
                 version: 0,
                 bytes: 0,
+                holes: 0,
             }),
             name,
             limit,
             round: AtomicU64::new(0),
+            encoding: std::marker::PhantomData,
         }
     }
 
     /// The id of `value`, adding it if it is new.
-    pub fn intern<Q>(&self, value: &Q) -> Result<u32, InternerFull>
-    where
-        K: Borrow<Q> + for<'a> From<&'a Q>,
-        Q: Hash + Eq + ?Sized,
-    {
+    pub fn intern(&self, value: &E::Value) -> Result<u32, InternerFull> {
         self.intern_noting_new(value).map(|(id, _)| id)
     }
 
     /// The id of `value`, adding it if it is new, and whether this call added it. Either way
     /// the entry is stamped with the current collection round.
-    pub fn intern_noting_new<Q>(&self, value: &Q) -> Result<(u32, bool), InternerFull>
-    where
-        K: Borrow<Q> + for<'a> From<&'a Q>,
-        Q: Hash + Eq + ?Sized,
-    {
+    pub fn intern_noting_new(&self, value: &E::Value) -> Result<(u32, bool), InternerFull> {
         let round = self.round.load(Ordering::Acquire);
+        let hash = E::hash(value);
+        let matches = |stored: &[u8]| E::matches(value, stored);
         {
             let table = self.table.read();
-            if let Some(id) = table.ids.get(value) {
-                touch(&table, *id, round);
-                return Ok((*id, false));
+            if let Some(id) = table.find(hash, matches) {
+                touch(&table, id, round);
+                return Ok((id, false));
             }
         }
         let mut table = self.table.write();
-        if let Some(id) = table.ids.get(value).copied() {
+        if let Some(id) = table.find(hash, matches) {
             touch(&table, id, round);
             return Ok((id, false));
         }
-        let owned = K::from(value);
-        let weight = owned.weight();
-        if table.values.len() >= self.limit.entries
+        let weight = E::weight(value);
+        if table.slots.len() >= self.limit.entries
             || table.bytes.saturating_add(weight) > self.limit.bytes
             || table.next == u32::MAX
         {
             return Err(self.full());
         }
+        let start = table.arena.len();
+        E::encode(value, &mut table.arena);
+        if table.arena.len() > u32::MAX as usize {
+            // Places in the arena are u32: a table holds at most 4 GiB of bytes.
+            table.arena.truncate(start);
+            return Err(self.full());
+        }
         let id = table.next;
+        let len = (table.arena.len() - start) as u32;
         table.next += 1;
         table.version += 1;
         table.bytes += weight;
-        table.values.insert(
+        table.slots.insert(
             id,
-            Entry {
-                value: owned.clone(),
-                touched: AtomicU64::new(round),
+            Slot {
+                start: start as u32,
+                len,
+                touched: AtomicU32::new(stamp(round)),
             },
         );
-        table.ids.insert(owned, id);
+        let Table {
+            arena,
+            slots,
+            index,
+            ..
+        } = &mut *table;
+        index.insert_unique(hash, id, |id| rehash(arena, slots, *id));
         Ok((id, true))
     }
 
@@ -231,96 +307,110 @@ impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
     }
 
     /// The id of `value`, if it is in the table.
-    pub fn lookup<Q>(&self, value: &Q) -> Option<u32>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        self.table.read().ids.get(value).copied()
+    pub fn lookup(&self, value: &E::Value) -> Option<u32> {
+        self.table
+            .read()
+            .find(E::hash(value), |stored| E::matches(value, stored))
     }
 
     /// The id of `value`, if it is in the table, stamping it like an intern does.
-    pub fn find<Q>(&self, value: &Q) -> Option<u32>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
+    pub fn find(&self, value: &E::Value) -> Option<u32> {
         let round = self.round.load(Ordering::Acquire);
         let table = self.table.read();
-        let id = table.ids.get(value).copied()?;
+        let id = table.find(E::hash(value), |stored| E::matches(value, stored))?;
         touch(&table, id, round);
         Some(id)
     }
 
     /// The value behind `id`.
-    pub fn get(&self, id: u32) -> Option<K> {
-        self.table.read().values.get(&id).map(|e| e.value.clone())
+    pub fn get(&self, id: u32) -> Option<E::Owned> {
+        let table = self.table.read();
+        let slot = table.slots.get(&id)?;
+        Some(E::decode(table.stored(slot)))
     }
 
-    /// Calls `visit` with every value whose id is at least `from`, in id order, and returns
-    /// the id the next new value will get (the next `from`). Values are copied out (cheap
-    /// clones) a chunk at a time and visited without the table's lock.
-    pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &K)) -> u32 {
+    /// Calls `read` with the stored bytes of `id` (see [`encoding`]), under the table's lock.
+    pub fn read_stored<T>(&self, id: u32, read: impl FnOnce(&[u8]) -> T) -> Option<T> {
+        let table = self.table.read();
+        let slot = table.slots.get(&id)?;
+        Some(read(table.stored(slot)))
+    }
+
+    /// Calls `visit` with the stored bytes of every value whose id is at least `from`, in id
+    /// order, and returns the id the next new value will get (the next `from`). Values are
+    /// copied out a chunk at a time and visited without the table's lock.
+    pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &[u8])) -> u32 {
         let mut from = from;
         loop {
             let (chunk, next) = self.chunk_from(from);
-            for (id, value) in &chunk {
-                visit(*id, value);
+            for (id, range) in &chunk.values {
+                visit(*id, &chunk.bytes[range.clone()]);
             }
-            match chunk.last() {
-                Some((last, _)) if chunk.len() == SCAN_CHUNK => from = last + 1,
+            match chunk.values.last() {
+                Some((last, _)) if chunk.values.len() == SCAN_CHUNK => from = last + 1,
                 _ => return next,
             }
         }
     }
 
     /// Up to [`SCAN_CHUNK`] values with ids at least `from`, in id order, and the next id.
-    fn chunk_from(&self, from: u32) -> (Vec<(u32, K)>, u32) {
+    fn chunk_from(&self, from: u32) -> (Chunk, u32) {
         let table = self.table.read();
-        let mut chunk = Vec::new();
-        if (table.next - from.min(table.next)) as usize <= table.values.len() {
-            for id in from..table.next {
-                if let Some(entry) = table.values.get(&id) {
-                    chunk.push((id, entry.value.clone()));
-                    if chunk.len() == SCAN_CHUNK {
-                        break;
-                    }
-                }
-            }
+        let ids: Vec<u32> = if (table.next - from.min(table.next)) as usize <= table.slots.len() {
+            (from..table.next)
+                .filter(|id| table.slots.contains_key(id))
+                .take(SCAN_CHUNK)
+                .collect()
         } else {
             let mut newer: Vec<u32> = table
-                .values
+                .slots
                 .keys()
                 .copied()
                 .filter(|id| *id >= from)
                 .collect();
             newer.sort_unstable();
             newer.truncate(SCAN_CHUNK);
-            chunk.extend(
-                newer
-                    .into_iter()
-                    .filter_map(|id| Some((id, table.values.get(&id)?.value.clone()))),
-            );
+            newer
+        };
+        let mut chunk = Chunk {
+            bytes: Vec::new(),
+            values: Vec::with_capacity(ids.len()),
+        };
+        for id in ids {
+            if let Some(slot) = table.slots.get(&id) {
+                let start = chunk.bytes.len();
+                chunk.bytes.extend_from_slice(table.stored(slot));
+                chunk.values.push((id, start..chunk.bytes.len()));
+            }
         }
         (chunk, table.next)
     }
 
-    /// Every (id, value), in no particular order, and the id the next new value will get.
-    pub fn snapshot(&self) -> (Vec<(u32, K)>, u32) {
-        let table = self.table.read();
-        let values = table
-            .values
-            .iter()
-            .map(|(id, entry)| (*id, entry.value.clone()))
-            .collect();
-        (values, table.next)
+    /// Every id with its stored bytes, ordered by those bytes, and the id the next new value
+    /// will get. The bytes are copied out under the table's lock and sorted without it.
+    pub fn ids_by_stored_bytes(&self) -> (Vec<u32>, u32) {
+        let (bytes, mut values, next) = {
+            let table = self.table.read();
+            let values: Vec<(u32, std::ops::Range<usize>)> = table
+                .slots
+                .iter()
+                .map(|(id, slot)| (*id, slot.range()))
+                .collect();
+            (table.arena.clone(), values, table.next)
+        };
+        values.sort_unstable_by(|(a, a_range), (b, b_range)| {
+            bytes[a_range.clone()]
+                .cmp(&bytes[b_range.clone()])
+                .then(a.cmp(b))
+        });
+        (values.into_iter().map(|(id, _)| id).collect(), next)
     }
 
     /// The ids below `below` in the table that `pick` accepts, ascending.
     pub fn ids_below(&self, below: u32, pick: impl Fn(u32) -> bool) -> Vec<u32> {
         let table = self.table.read();
         let mut ids: Vec<u32> = table
-            .values
+            .slots
             .keys()
             .copied()
             .filter(|id| *id < below && pick(*id))
@@ -351,33 +441,42 @@ impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
     /// Removes the values whose ids are in `unused`, except id 0 (the table's first value) and
     /// those interned since collection round `round` began. Returns the ids it removed.
     pub fn remove_unused(&self, unused: &[u32], round: u64) -> Vec<u32> {
+        let round = stamp(round);
         let mut table = self.table.write();
         let mut removed = Vec::new();
         for id in unused.iter().filter(|id| **id != 0) {
             let untouched = table
-                .values
+                .slots
                 .get(id)
-                .is_some_and(|entry| entry.touched.load(Ordering::Relaxed) < round);
+                .is_some_and(|slot| slot.touched.load(Ordering::Relaxed) < round);
             if !untouched {
                 continue;
             }
-            if let Some(entry) = table.values.remove(id) {
-                table.ids.remove(&entry.value);
-                table.bytes -= entry.value.weight();
-                removed.push(*id);
+            let Some(slot) = table.slots.remove(id) else {
+                continue;
+            };
+            let stored = &table.arena[slot.range()];
+            let (hash, weight) = (stored_hash(stored), E::stored_weight(stored));
+            if let Ok(entry) = table.index.find_entry(hash, |held| held == id) {
+                entry.remove();
             }
+            table.bytes -= weight;
+            table.holes += slot.len as usize;
+            removed.push(*id);
         }
         if !removed.is_empty() {
             table.version += 1;
-            table.values.shrink_to_fit();
-            table.ids.shrink_to_fit();
+            if table.holes > COMPACT_FLOOR.max(table.arena.len() / 2) {
+                table.compact();
+            }
+            table.shrink();
         }
         removed
     }
 
     /// How many values the table holds.
     pub fn len(&self) -> usize {
-        self.table.read().values.len()
+        self.table.read().slots.len()
     }
 
     /// Whether the table is empty.
@@ -385,27 +484,33 @@ impl<K: Hash + Eq + Clone + Weigh> InternTable<K> {
         self.len() == 0
     }
 
-    /// Bytes of the values the table holds.
+    /// Bytes the values the table holds count for (see [`Encoding::weight`]).
     pub fn bytes(&self) -> usize {
         self.table.read().bytes
+    }
+
+    /// Bytes of the table's arena, holes of removed values included.
+    pub fn arena_bytes(&self) -> usize {
+        self.table.read().arena.len()
     }
 }
 
 /// Stamps entry `id` with `round` (a store only when it changes, to keep the line shared).
 /// Returns whether the entry exists.
-fn touch<K>(table: &Table<K>, id: u32, round: u64) -> bool {
-    let Some(entry) = table.values.get(&id) else {
+fn touch(table: &Table, id: u32, round: u64) -> bool {
+    let Some(slot) = table.slots.get(&id) else {
         return false;
     };
-    if entry.touched.load(Ordering::Relaxed) < round {
-        entry.touched.store(round, Ordering::Relaxed);
+    let round = stamp(round);
+    if slot.touched.load(Ordering::Relaxed) < round {
+        slot.touched.store(round, Ordering::Relaxed);
     }
     true
 }
 
 /// The string table, with a cached byte-order rank of every string for sorting by name.
 pub struct Symbols {
-    table: InternTable<Arc<str>>,
+    table: InternTable<Utf8>,
     /// The ranks and the table version they were computed at.
     ranks: Mutex<(u64, Arc<Vec<u32>>)>,
 }
@@ -429,7 +534,7 @@ impl Symbols {
     }
 
     /// The underlying table.
-    pub fn table(&self) -> &InternTable<Arc<str>> {
+    pub fn table(&self) -> &InternTable<Utf8> {
         &self.table
     }
 
@@ -445,17 +550,16 @@ impl Symbols {
 
     /// The string behind `id` (empty for an unknown id).
     pub fn resolve(&self, id: u32) -> String {
-        self.table
-            .get(id)
-            .map(|s| s.to_string())
-            .unwrap_or_default()
+        self.table.get(id).unwrap_or_default()
     }
 
     /// Calls `visit` with every string whose id is at least `from`, in id order, and returns
     /// the id the next new string will get (the next `from`). Does not hold the table's lock
     /// while visiting.
     pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &str)) -> u32 {
-        self.table.scan_from(from, |id, value| visit(id, value))
+        self.table.scan_from(from, |id, stored| {
+            visit(id, std::str::from_utf8(stored).unwrap_or_default())
+        })
     }
 
     /// The id the next new string will get: every string's id is below it.
@@ -481,12 +585,9 @@ impl Symbols {
         if cached.0 == version {
             return cached.1.clone();
         }
-        let (values, next) = self.table.snapshot();
-        let mut order: Vec<(&Arc<str>, u32)> =
-            values.iter().map(|(id, value)| (value, *id)).collect();
-        order.sort_unstable();
+        let (order, next) = self.table.ids_by_stored_bytes();
         let mut ranks = vec![u32::MAX; next as usize];
-        for (rank, (_, id)) in order.into_iter().enumerate() {
+        for (rank, id) in order.into_iter().enumerate() {
             ranks[id as usize] = rank as u32;
         }
         *cached = (version, Arc::new(ranks));
@@ -497,8 +598,9 @@ impl Symbols {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::intern::encoding::LabelSet;
 
-    fn strings(limit: TableLimit) -> InternTable<Arc<str>> {
+    fn strings(limit: TableLimit) -> InternTable<Utf8> {
         InternTable::new(CatalogTable::Strings, limit)
     }
 
@@ -514,7 +616,7 @@ mod tests {
         assert_eq!(table.get(a).as_deref(), Some("a"));
         let mut seen = Vec::new();
         assert_eq!(
-            table.scan_from(0, |id, value| seen.push((id, value.to_string()))),
+            table.scan_from(0, |id, value| seen.push((id, Utf8::decode(value)))),
             c + 1
         );
         assert_eq!(seen, vec![(a, "a".to_string()), (c, "c".to_string())]);
@@ -569,12 +671,116 @@ mod tests {
         let removed = table.remove_unused(&[5, SCAN_CHUNK as u32 + 1], 1);
         assert_eq!(removed.len(), 2);
         let mut seen = Vec::new();
-        let next = table.scan_from(3, |id, value| seen.push((id, value.to_string())));
+        let next = table.scan_from(3, |id, value| seen.push((id, Utf8::decode(value))));
         assert_eq!(next, count as u32);
         let expected: Vec<(u32, String)> = (3..count as u32)
             .filter(|id| !removed.contains(id))
             .map(|id| (id, id.to_string()))
             .collect();
         assert_eq!(seen, expected);
+    }
+
+    fn label_sets(limit: TableLimit) -> InternTable<LabelSet> {
+        InternTable::new(CatalogTable::LabelSets, limit)
+    }
+
+    fn labels(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| value.to_string()).collect()
+    }
+
+    #[test]
+    fn label_sets_are_found_by_their_labels_and_weigh_their_labels_bytes() {
+        let table = label_sets(TableLimit::entries(10));
+        let empty = table.intern(&[]).expect("room");
+        let web = table
+            .intern(&labels(&["app=web", "team=core"]))
+            .expect("room");
+        let joined = table.intern(&labels(&["app=webteam=core"])).expect("room");
+        assert_eq!(
+            (empty, web, joined),
+            (0, 1, 2),
+            "the same bytes split differently are another set"
+        );
+        assert_eq!(table.intern(&labels(&["app=web", "team=core"])), Ok(web));
+        assert_eq!(table.lookup(&labels(&["app=web"])), None);
+        assert_eq!(table.get(web), Some(labels(&["app=web", "team=core"])));
+        assert_eq!(table.get(empty), Some(Vec::new()));
+        assert_eq!(table.bytes(), 32, "16 + 16 bytes of labels");
+        assert_eq!(table.arena_bytes(), 35, "one length byte per label");
+        assert_eq!(table.remove_unused(&[web], 1), vec![web]);
+        assert_eq!(table.bytes(), 16);
+        assert_eq!(table.lookup(&labels(&["app=web", "team=core"])), None);
+        assert_eq!(table.lookup(&labels(&["app=webteam=core"])), Some(joined));
+    }
+
+    #[test]
+    fn an_arena_mostly_of_holes_is_compacted_and_every_value_keeps_its_id() {
+        let table = strings(TableLimit::entries(100_000));
+        let values: Vec<String> = (0..20_000).map(|n| format!("pod-{n:08}")).collect();
+        let ids: Vec<u32> = values
+            .iter()
+            .map(|value| table.intern(value).expect("room"))
+            .collect();
+        assert_eq!(table.arena_bytes(), 20_000 * 12);
+        let (dropped, kept): (Vec<usize>, Vec<usize>) = (0..values.len()).partition(|n| n % 4 != 0);
+        let unused: Vec<u32> = dropped.iter().map(|n| ids[*n]).collect();
+        assert_eq!(table.remove_unused(&unused, 1).len(), dropped.len());
+        assert_eq!(table.arena_bytes(), kept.len() * 12, "compacted");
+        assert_eq!(table.bytes(), kept.len() * 12);
+        for n in &kept {
+            assert_eq!(table.lookup(&values[*n]), Some(ids[*n]));
+            assert_eq!(table.get(ids[*n]).as_deref(), Some(values[*n].as_str()));
+        }
+        for n in &dropped {
+            assert_eq!(table.lookup(&values[*n]), None);
+            assert_eq!(table.get(ids[*n]), None);
+        }
+        let again = table.intern(&values[1]).expect("room");
+        assert_eq!(
+            again, 20_000,
+            "a value interned again after removal gets a new id"
+        );
+        assert_eq!(table.get(again).as_deref(), Some(values[1].as_str()));
+        let mut scanned = 0;
+        table.scan_from(0, |id, stored| {
+            assert_eq!(table.get(id).as_deref().map(str::as_bytes), Some(stored));
+            scanned += 1;
+        });
+        assert_eq!(scanned, kept.len() + 1);
+    }
+
+    #[test]
+    fn a_few_removals_leave_holes_until_they_outweigh_the_floor() {
+        let table = strings(TableLimit::entries(10));
+        let first = table.intern("first").expect("room");
+        let a = table.intern("aaaa").expect("room");
+        let b = table.intern("bbbb").expect("room");
+        assert_eq!(table.remove_unused(&[first, a], 1), vec![a], "id 0 is kept");
+        assert_eq!(table.arena_bytes(), 13, "a hole under the floor stays");
+        assert_eq!(table.bytes(), 9);
+        assert_eq!(table.lookup("bbbb"), Some(b));
+        let c = table.intern("cc").expect("room");
+        assert_eq!(table.get(c).as_deref(), Some("cc"));
+        assert_eq!(table.arena_bytes(), 15);
+    }
+
+    #[test]
+    fn ranks_follow_byte_order_and_skip_removed_strings() {
+        let symbols = Symbols::new(TableLimit::entries(10));
+        let zeta = symbols.intern("zeta").expect("room");
+        let alpha = symbols.intern("alpha").expect("room");
+        let mid = symbols.intern("mid").expect("room");
+        assert_eq!(*symbols.ranks(), vec![0, 3, 1, 2]);
+        assert_eq!(symbols.table().remove_unused(&[mid], 1), vec![mid]);
+        let ranks = symbols.ranks();
+        assert_eq!(
+            (
+                ranks[0],
+                ranks[alpha as usize],
+                ranks[zeta as usize],
+                ranks[mid as usize]
+            ),
+            (0, 1, 2, u32::MAX)
+        );
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 #[cfg(feature = "count-allocations")]
 pub mod alloc_count;
+pub mod allocator;
 pub mod api;
 pub mod catalog;
 pub mod cli;

@@ -152,6 +152,7 @@ async fn the_exposition_parses_back_with_every_family_typed_and_the_process_metr
         .collect();
     if cfg!(feature = "count-allocations") {
         expected.insert("eddy_allocations_total".into(), "counter".into());
+        expected.insert("eddy_heap_live_bytes".into(), "gauge".into());
     }
     assert_eq!(types(&text), expected, "families and types in\n{text}");
     common::assert_accounting(&server.state);

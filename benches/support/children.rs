@@ -149,12 +149,24 @@ impl ServerChild {
     /// with `--features count-allocations`).
     pub fn allocations(&mut self) -> Option<u64> {
         match &mut self.allocations {
-            AllocationCount::Metrics(address) => scrape_allocations(*address),
+            AllocationCount::Metrics(address) => {
+                scrape_metric(*address, "eddy_allocations_total").map(|value| value as u64)
+            }
             AllocationCount::Pipe { ask, answers } => {
                 writeln!(ask).ok()?;
                 ask.flush().ok()?;
                 answers.recv_timeout(START_BOUND).ok()?.parse().ok()
             }
+        }
+    }
+
+    /// Eddy's live heap bytes (`eddy_heap_live_bytes`, present in `count-allocations` builds).
+    pub fn live_heap_bytes(&self) -> Option<u64> {
+        match &self.allocations {
+            AllocationCount::Metrics(address) => {
+                scrape_metric(*address, "eddy_heap_live_bytes").map(|value| value as u64)
+            }
+            AllocationCount::Pipe { .. } => None,
         }
     }
 }
@@ -166,8 +178,9 @@ impl Drop for ServerChild {
     }
 }
 
-/// `eddy_allocations_total` from the `/metrics` page at `address`, if it is there.
-fn scrape_allocations(address: SocketAddr) -> Option<u64> {
+/// The value of the unlabelled sample `name` on the `/metrics` page at `address`, if it is
+/// there.
+fn scrape_metric(address: SocketAddr, name: &str) -> Option<f64> {
     let mut stream = TcpStream::connect(address).ok()?;
     write!(
         stream,
@@ -177,7 +190,6 @@ fn scrape_allocations(address: SocketAddr) -> Option<u64> {
     let mut page = String::new();
     stream.read_to_string(&mut page).ok()?;
     page.lines()
-        .find_map(|line| line.strip_prefix("eddy_allocations_total "))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|value| value.trim().parse::<f64>().ok())
-        .map(|value| value as u64)
 }

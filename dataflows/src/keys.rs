@@ -11,12 +11,14 @@
 //!
 //! Invariant: every flow with a live row in this worker's flows view, or with a record inserted
 //! at a tick the view does not reflect yet, has its key here.
+//!
+//! State: one hash table of entries (a key and a tick, 80 bytes), found by the key's own flow
+//! id, so the id is not stored a second time as a map key.
 
-use std::collections::hash_map::Entry as Slot;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+use std::hash::BuildHasher;
 
-use rustc_hash::FxHasher;
+use hashbrown::HashTable;
+use rustc_hash::FxBuildHasher;
 
 use crate::filter::FlowFilter;
 use crate::flow_index::FlowIndex;
@@ -34,21 +36,31 @@ struct Entry {
     inserted_at: Tick,
 }
 
+/// The hash an entry is kept under: its flow id's.
+fn hash_of(id: FlowId) -> u64 {
+    FxBuildHasher.hash_one(id)
+}
+
 /// The keys of the flows one worker owns, by flow id.
 #[derive(Debug, Default)]
 pub struct FlowKeys {
-    entries: HashMap<FlowId, Entry, BuildHasherDefault<FxHasher>>,
+    entries: HashTable<Entry>,
     index: FlowIndex,
 }
 
 impl FlowKeys {
     /// Notes that a record of `key` is inserted at `tick`.
     pub fn note(&mut self, key: &FlowKey, tick: Tick) {
-        match self.entries.entry(key.id) {
-            Slot::Occupied(mut slot) => slot.get_mut().inserted_at = tick,
-            Slot::Vacant(slot) => {
+        let id = key.id;
+        match self.entries.entry(
+            hash_of(id),
+            |entry| entry.key.id == id,
+            |entry| hash_of(entry.key.id),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut held) => held.get_mut().inserted_at = tick,
+            hashbrown::hash_table::Entry::Vacant(vacant) => {
                 self.index.add(key);
-                slot.insert(Entry {
+                vacant.insert(Entry {
                     key: *key,
                     inserted_at: tick,
                 });
@@ -58,15 +70,20 @@ impl FlowKeys {
 
     /// The key of flow `id`, if this worker holds it.
     pub fn get(&self, id: FlowId) -> Option<&FlowKey> {
-        self.entries.get(&id).map(|entry| &entry.key)
+        self.entries
+            .find(hash_of(id), |entry| entry.key.id == id)
+            .map(|entry| &entry.key)
     }
 
     /// Forgets flow `id` unless a record was inserted for it at `reflected` or later (a tick
     /// the flows view may not show yet).
     pub fn forget_unless_inserted_since(&mut self, id: FlowId, reflected: Tick) {
-        if let Slot::Occupied(slot) = self.entries.entry(id) {
-            if slot.get().inserted_at < reflected {
-                self.index.remove(&slot.remove().key);
+        if let Ok(held) = self
+            .entries
+            .find_entry(hash_of(id), |entry| entry.key.id == id)
+        {
+            if held.get().inserted_at < reflected {
+                self.index.remove(&held.remove().0.key);
             }
         }
     }
@@ -83,7 +100,7 @@ impl FlowKeys {
 
     /// Every key held, in no particular order.
     pub fn keys(&self) -> impl Iterator<Item = &FlowKey> {
-        self.entries.values().map(|entry| &entry.key)
+        self.entries.iter().map(|entry| &entry.key)
     }
 
     /// The ids of the flows whose key matches `filter`, ascending: the candidates of a
