@@ -4,6 +4,7 @@
 //! read through the one generic query ([`registry::ViewQuery`]).
 
 pub mod bucketed;
+pub mod changes;
 pub mod flows;
 pub mod hints;
 pub mod policy_stats;

@@ -11,6 +11,11 @@
 //! compact; the merged answer of every worker must equal the reference on the records still
 //! retained.
 //!
+//! Each worker also watches every view as a subscriber does: a snapshot at the first read,
+//! then at every later read the changes since the one before (`ViewReader::changes`); the
+//! snapshot plus every change so far, merged over the workers, must be the view's rows per
+//! bucket, each once, at every read.
+//!
 //! `EDDY_PROPTEST_CASES=n` sets the number of cases (default 24).
 
 use std::sync::{Arc, Mutex};
@@ -19,7 +24,9 @@ use eddy_dataflows::inputs::EngineInputs;
 use eddy_dataflows::keys::owner_of;
 use eddy_dataflows::model::{Bucket, BucketRange, FlowKey, FlowRecord, Stats, Tick};
 use eddy_dataflows::queries::expire;
-use eddy_dataflows::views::registry::{ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery};
+use eddy_dataflows::views::registry::{
+    ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery, Watch,
+};
 use eddy_dataflows::views::REGISTERED;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -124,8 +131,44 @@ fn query_of(view: usize, seed: &QuerySeed) -> ViewQuery {
     }
 }
 
+/// Every row of `view`, one per bucket, in its default order: what a subscriber holds.
+fn all_rows(view: usize) -> ViewQuery {
+    let schema = REGISTERED[view].schema();
+    ViewQuery {
+        range: BucketRange {
+            gte: Bucket::MIN,
+            lt: Bucket::MAX,
+        },
+        per_bucket: true,
+        window: W,
+        filters: Vec::new(),
+        sort: schema.default_sort,
+        limit: None,
+        sort_is_string: false,
+    }
+}
+
+/// Rows with their multiplicities, summed per distinct row, zeros dropped, in `view`'s order.
+fn consolidated(view: usize, changes: impl IntoIterator<Item = (Row, i64)>) -> Vec<(Row, i64)> {
+    let mut held: Vec<(Row, i64)> = Vec::new();
+    for (row, count) in changes {
+        match held.iter_mut().find(|(kept, _)| *kept == row) {
+            Some((_, total)) => *total += count,
+            None => held.push((row, count)),
+        }
+    }
+    held.retain(|(_, count)| *count != 0);
+    let query = all_rows(view);
+    held.sort_by(|a, b| query.order(&a.0, &b.0));
+    held
+}
+
+/// What every read expects: each query's rows, and each view's rows per bucket (each once).
+type Expected = (Vec<Vec<Vec<Row>>>, Vec<Vec<Vec<(Row, i64)>>>);
+
 /// Resolves the ops into steps and the expected answer of every read, from the reference.
-fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
+fn plan(ops: &[Op]) -> (Vec<Step>, Expected) {
+    let mut watched = Vec::new();
     let mut floor = Bucket::MIN;
     let mut retained: Vec<FlowRecord> = Vec::new();
     let mut inserts: Vec<(Vec<FlowRecord>, bool)> = Vec::new();
@@ -192,22 +235,36 @@ fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
                         .map(|(view, query)| REGISTERED[*view].reference(&retained, query))
                         .collect(),
                 );
+                watched.push(
+                    (0..REGISTERED.len())
+                        .map(|view| {
+                            let rows = REGISTERED[view].reference(&retained, &all_rows(view));
+                            consolidated(view, rows.into_iter().map(|row| (row, 1)))
+                        })
+                        .collect(),
+                );
                 Step::Read(queries)
             }
         };
         steps.push(step);
     }
-    (steps, expected)
+    (steps, (expected, watched))
 }
 
 /// Every worker's answer to every read: (read number, query number, rows).
 type Answers = Arc<Mutex<Vec<(usize, usize, Vec<Row>)>>>;
 
-/// Runs the steps on `workers` workers and returns the merged answer of every read.
-fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
+/// Every worker's watched rows at every read: (read number, view, rows with multiplicity).
+type Watched = Arc<Mutex<Vec<(usize, usize, Vec<(Row, i64)>)>>>;
+
+/// Runs the steps on `workers` workers and returns the merged answer of every read, and what
+/// a subscriber to every view holds at every read.
+fn run(workers: usize, steps: Vec<Step>) -> Expected {
     let steps = Arc::new(steps);
     let answers: Answers = Arc::default();
     let shared = answers.clone();
+    let watched: Watched = Arc::default();
+    let shared_watched = watched.clone();
     let plan = steps.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -216,6 +273,7 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
         let mine = |record: &&FlowRecord| owner_of(record.key.id, peers) == index;
         let mut tick: Tick = 0;
         let mut reads = 0;
+        let mut held: Vec<Vec<(Row, i64)>> = vec![Vec::new(); REGISTERED.len()];
         for step in plan.iter() {
             match step {
                 Step::Insert(records) => {
@@ -240,6 +298,23 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
                             .expect("no worker panicked holding the answers")
                             .push((reads, at, rows));
                     }
+                    for (view, held) in held.iter_mut().enumerate() {
+                        let watch = if reads == 0 {
+                            Watch::Snapshot
+                        } else {
+                            Watch::Changes
+                        };
+                        let changes = views.registered[view].changes(watch, W, tick);
+                        match changes.snapshot {
+                            Some(rows) => *held = rows.into_iter().map(|row| (row, 1)).collect(),
+                            None => held.extend(changes.changes),
+                        }
+                        *held = consolidated(view, held.drain(..));
+                        shared_watched
+                            .lock()
+                            .expect("no worker panicked holding the watched rows")
+                            .push((reads, view, held.clone()));
+                    }
                     reads += 1;
                 }
             }
@@ -256,11 +331,27 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
     .into_iter()
     .for_each(|result| result.expect("every worker finished"));
     let answers = answers.lock().expect("the workers are done").clone();
+    let watched = watched.lock().expect("the workers are done").clone();
     let reads = steps
         .iter()
         .filter(|step| matches!(step, Step::Read(_)))
         .count();
-    (0..reads)
+    let held = (0..reads)
+        .map(|read| {
+            (0..REGISTERED.len())
+                .map(|view| {
+                    consolidated(
+                        view,
+                        watched
+                            .iter()
+                            .filter(|(r, v, _)| *r == read && *v == view)
+                            .flat_map(|(_, _, rows)| rows.iter().cloned()),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let read = (0..reads)
         .map(|read| {
             let Some(Step::Read(queries)) = steps
                 .iter()
@@ -282,7 +373,8 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    (read, held)
 }
 
 fn update_seed() -> impl Strategy<Value = UpdateSeed> {
@@ -338,8 +430,9 @@ proptest! {
     fn every_registered_view_matches_its_reference(ops in prop::collection::vec(op(), 1..16)) {
         let (steps, expected) = plan(&ops);
         for workers in [1, 2] {
-            let answers = run(workers, steps.clone());
-            prop_assert_eq!(&answers, &expected, "{} workers", workers);
+            let (answers, watched) = run(workers, steps.clone());
+            prop_assert_eq!(&answers, &expected.0, "{} workers", workers);
+            prop_assert_eq!(&watched, &expected.1, "{} workers, watched", workers);
         }
     }
 }
@@ -396,7 +489,7 @@ fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
         ]
     };
     for workers in [1, 2] {
-        let answers = run(workers, steps.clone());
+        let (answers, _) = run(workers, steps.clone());
         assert_eq!(
             answers,
             vec![

@@ -2,28 +2,39 @@
 //! a pure function, consolidated per ingest batch, arranged by key (exchanged by the key's
 //! hash, so every bucket of a key lives on one worker) and read per bucket or summed over a
 //! range. A view of this shape implements [`BucketedView`]; this file gives it its build,
-//! input, read, compaction and reference, as a [`ViewDefinition`].
+//! input, read, compaction, changes for subscribers and reference, as a [`ViewDefinition`].
+//!
+//! Changes: an operator after the arrangement notes the updates of each batch it built (on
+//! the worker that owns their keys) in a [`ChangeLog`] with their ticks, and the probe comes
+//! after it, so every tick the views reflect is in the log; a read of the changes takes the log's entries of the ticks the arrangement holds
+//! (the delta of each (key, bucket)), reads each changed (key, bucket)'s measures from the
+//! arrangement as of those ticks (the new row) and subtracts the delta (the old row). The
+//! arrangement is compacted one tick behind the frontier, so "every tick before the
+//! frontier" is always a time it can still tell apart.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use differential_dataflow::consolidation::consolidate;
-use differential_dataflow::difference::{IsZero, Monoid, Semigroup};
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::input::{Input, InputSession};
 use differential_dataflow::operators::arrange::TraceAgent;
-use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::cursor::{Cursor, Navigable};
 use differential_dataflow::trace::implementations::ValSpine;
-use differential_dataflow::trace::TraceReader;
+use differential_dataflow::trace::{SpanOf, TraceReader};
 use differential_dataflow::ExchangeData;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
 use timely::progress::frontier::AntichainRef;
 
 use crate::model::{Bucket, FlowRecord, Tick};
 use crate::queries::cursor_over_all;
+use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
-    BuiltView, Row, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema,
+    BuiltView, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
 };
 
 /// A view of measures per (key, bucket). Implementing this (one file) and adding one line to
@@ -32,8 +43,8 @@ pub trait BucketedView: Clone + Sync + 'static {
     /// What rows are grouped by, besides the bucket.
     type Key: ExchangeData + Hashable + Copy;
     /// What is summed: the difference type of the arrangement. A row is absent when its
-    /// measures are zero ([`IsZero`]).
-    type Measures: ExchangeData + Monoid + Copy;
+    /// measures are zero ([`IsZero`]); negation gives a changed row's old measures.
+    type Measures: ExchangeData + Abelian + Copy;
 
     /// Name, description, typed columns.
     fn schema(&self) -> &'static ViewSchema;
@@ -95,7 +106,17 @@ impl<V: BucketedView> ViewDefinition for V {
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
         let (input, rows) = scope.new_collection::<(V::Key, Bucket), V::Measures>();
         let arranged = rows.arrange_by_key_named(BucketedView::schema(self).name);
-        arranged.stream.probe_with(probe);
+        let log: SharedLog<(V::Key, Bucket), V::Measures> =
+            Rc::new(RefCell::new(ChangeLog::default()));
+        let noted = log.clone();
+        arranged
+            .stream
+            .inspect(move |span: &SpanOf<Spine<V>>| {
+                if let Some(batch) = &span.inner {
+                    note_batch::<V>(&mut noted.borrow_mut(), batch);
+                }
+            })
+            .probe_with(probe);
         BuiltView {
             feed: Box::new(Feed::<V> {
                 view: self.clone(),
@@ -105,6 +126,7 @@ impl<V: BucketedView> ViewDefinition for V {
             reader: Box::new(Reader::<V> {
                 view: self.clone(),
                 trace: arranged.trace,
+                log,
             }),
         }
     }
@@ -115,6 +137,25 @@ impl<V: BucketedView> ViewDefinition for V {
             query,
             BucketedView::reference(self, records),
         ))
+    }
+}
+
+/// Notes every update of `batch` in `log`.
+fn note_batch<V: BucketedView>(
+    log: &mut ChangeLog<(V::Key, Bucket), V::Measures>,
+    batch: &<Spine<V> as TraceReader>::Batch,
+) {
+    let mut cursor = batch.cursor();
+    while let Some(key) = cursor.get_key(batch) {
+        let key = *key;
+        while let Some(bucket) = cursor.get_val(batch) {
+            let bucket = *bucket;
+            cursor.map_times(batch, |time, measures| {
+                log.record(*time, (key, bucket), *measures);
+            });
+            cursor.step_val(batch);
+        }
+        cursor.step_key(batch);
     }
 }
 
@@ -151,6 +192,63 @@ impl<V: BucketedView> ViewFeed for Feed<V> {
 struct Reader<V: BucketedView> {
     view: V,
     trace: TraceAgent<Spine<V>>,
+    log: SharedLog<(V::Key, Bucket), V::Measures>,
+}
+
+impl<V: BucketedView> Reader<V> {
+    /// The measures of every (key, bucket) in `wanted` (ascending), summed over the ticks
+    /// before `before`; all of them when `wanted` is `None`.
+    fn measures_before(
+        &mut self,
+        wanted: Option<&[(V::Key, Bucket)]>,
+        before: Tick,
+    ) -> Vec<Update<V>> {
+        let (mut cursor, storage) = cursor_over_all(&mut self.trace);
+        let mut sums = Vec::new();
+        match wanted {
+            Some(wanted) => {
+                for &(key, bucket) in wanted {
+                    let mut measures = V::Measures::zero();
+                    cursor.seek_key(&storage, &key);
+                    if cursor.get_key(&storage) == Some(&key) {
+                        // An earlier bucket of this key may have left the values at their end.
+                        // Stepped, not sought: a list's seek_val also moves its cursors that
+                        // are past their last key.
+                        cursor.rewind_vals(&storage);
+                        while cursor.get_val(&storage).is_some_and(|at| *at < bucket) {
+                            cursor.step_val(&storage);
+                        }
+                        if cursor.get_val(&storage) == Some(&bucket) {
+                            cursor.map_times(&storage, |time, diff| {
+                                if *time < before {
+                                    measures.plus_equals(diff);
+                                }
+                            });
+                        }
+                    }
+                    sums.push(((key, bucket), measures));
+                }
+            }
+            None => {
+                while let Some(key) = cursor.get_key(&storage) {
+                    let key = *key;
+                    while let Some(bucket) = cursor.get_val(&storage) {
+                        let bucket = *bucket;
+                        let mut measures = V::Measures::zero();
+                        cursor.map_times(&storage, |time, diff| {
+                            if *time < before {
+                                measures.plus_equals(diff);
+                            }
+                        });
+                        sums.push(((key, bucket), measures));
+                        cursor.step_val(&storage);
+                    }
+                    cursor.step_key(&storage);
+                }
+            }
+        }
+        sums
+    }
 }
 
 impl<V: BucketedView> ViewReader for Reader<V> {
@@ -173,8 +271,53 @@ impl<V: BucketedView> ViewReader for Reader<V> {
         query.finish(rows_in_range(&self.view, query, sums))
     }
 
+    fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
+        let mut delta = {
+            let mut log = self.log.borrow_mut();
+            match watch {
+                Watch::Snapshot => log.set_recording(true),
+                Watch::Changes => {}
+                Watch::Stop => {
+                    log.set_recording(false);
+                    log.forget_before(before);
+                    return ViewChanges::default();
+                }
+            }
+            log.take_before(before)
+        };
+        consolidate(&mut delta);
+        let wanted: Vec<(V::Key, Bucket)> = delta.iter().map(|(row, _)| *row).collect();
+        let now = self.measures_before(Some(&wanted), before);
+        let view = self.view.clone();
+        let row = |(key, bucket): &(V::Key, Bucket), measures: &V::Measures| {
+            view.row(key, *bucket, bucket.saturating_add(window), measures)
+        };
+        let mut changes = Vec::new();
+        for ((at, change), (_, new)) in delta.iter().zip(&now) {
+            let mut old = *change;
+            old.negate();
+            old.plus_equals(new);
+            if !old.is_zero() {
+                changes.push((row(at, &old), -1));
+            }
+            if !new.is_zero() {
+                changes.push((row(at, new), 1));
+            }
+        }
+        let snapshot = (watch == Watch::Snapshot).then(|| {
+            self.measures_before(None, before)
+                .iter()
+                .filter(|(_, measures)| !measures.is_zero())
+                .map(|(at, measures)| row(at, measures))
+                .collect()
+        });
+        ViewChanges { changes, snapshot }
+    }
+
     fn compact_to(&mut self, tick: Tick) {
-        let frontier = [tick];
+        self.log.borrow_mut().forget_before(tick);
+        // One tick behind: the ticks before the frontier stay apart from the frontier itself.
+        let frontier = [tick.saturating_sub(1)];
         let frontier = AntichainRef::new(&frontier);
         self.trace.set_logical_compaction(frontier);
         self.trace.set_physical_compaction(frontier);
