@@ -9,6 +9,7 @@ pub mod index;
 pub mod limits;
 pub mod outbound;
 pub mod slots;
+pub mod views;
 
 pub use hub::StreamHub;
 pub use limits::{StreamCounters, StreamLimits};

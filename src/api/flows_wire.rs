@@ -71,7 +71,7 @@ impl UnaryService<FilterHintsRequest> for FilterHintsMethod {
 }
 
 /// The client address of a call, as tonic records it for plain and TLS connections.
-fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
+pub(crate) fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
     let extensions = request.extensions();
     extensions
         .get::<TcpConnectInfo>()
@@ -86,7 +86,7 @@ fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
 
 /// Refuses a compressed request: this service accepts none (as tonic does when no encoding is
 /// enabled).
-fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
+pub(crate) fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
     match request.headers().get("grpc-encoding") {
         Some(encoding) if encoding.as_bytes() != b"identity" => {
             Err(Status::unimplemented(format!(
