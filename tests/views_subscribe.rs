@@ -98,6 +98,17 @@ async fn until_mark(stream: &mut Streaming<SubscribeResponse>) -> (Vec<(String, 
     }
 }
 
+/// The status a subscription ends with, past any message still queued.
+async fn ending(stream: &mut Streaming<SubscribeResponse>) -> tonic::Status {
+    loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("the subscription ended without a status"),
+            Err(status) => return status,
+        }
+    }
+}
+
 /// `after` − `before` as changes: rows gone −1, rows new +1, sorted.
 fn difference(before: &[String], after: &[String]) -> Vec<(String, i64)> {
     let mut changes: Vec<(String, i64)> = before
@@ -248,13 +259,7 @@ async fn a_consumer_behind_by_more_than_its_buffer_is_ended() {
         )
         .await;
     server.advance_clock(WINDOW).await;
-    let status = loop {
-        match stream.message().await {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("the subscription ended without a status"),
-            Err(status) => break status,
-        }
-    };
+    let status = ending(&mut stream).await;
     assert_eq!(status.code(), Code::ResourceExhausted);
     assert!(
         status.message().contains("consumer too slow"),
@@ -315,10 +320,7 @@ async fn shutdown_ends_subscriptions_with_unavailable() {
     let mut stream = subscribe(&server, Vec::new()).await;
     until_mark(&mut stream).await;
     server.state.view_streams.shutdown();
-    let status = stream
-        .message()
-        .await
-        .expect_err("the subscription is ended");
+    let status = ending(&mut stream).await;
     assert_eq!(status.code(), Code::Unavailable);
     let refused = views(&server)
         .subscribe(SubscribeRequest {

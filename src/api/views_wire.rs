@@ -7,13 +7,12 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use tonic::codec::{BufferSettings, Streaming};
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
-use tonic_prost::{ProstCodec, ProstDecoder};
+use tonic_prost::ProstCodec;
 
-use crate::api::flows_wire::{check_uncompressed, peer_of};
+use crate::api::flows_wire::live_stream;
 use crate::api::views::ViewsService;
 use crate::proto::views::{
     ListViewsRequest, ListViewsResponse, ReadRequest, ReadResponse, SubscribeRequest,
@@ -64,38 +63,6 @@ impl UnaryService<ReadRequest> for ReadMethod {
     }
 }
 
-/// `Views.Subscribe`: decodes the one request message, subscribes, and answers with the
-/// subscription's outbound body.
-async fn subscribe<B>(
-    service: ViewsService,
-    request: http::Request<B>,
-    limit: usize,
-) -> Result<http::Response<tonic::body::Body>, Status>
-where
-    B: Body + Send + 'static,
-    B::Error: Into<StdError> + Send + 'static,
-{
-    check_uncompressed(&request)?;
-    let peer = peer_of(&request);
-    let mut messages = Streaming::new_request(
-        ProstDecoder::<SubscribeRequest>::new(BufferSettings::default()),
-        request.into_body(),
-        None,
-        Some(limit),
-    );
-    let message = messages
-        .message()
-        .await?
-        .ok_or_else(|| Status::internal("Missing request message."))?;
-    let outbound = service.subscribe(message, peer)?;
-    let mut response = http::Response::new(tonic::body::Body::new(outbound));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/grpc"),
-    );
-    Ok(response)
-}
-
 impl<B> Service<http::Request<B>> for ViewsWire
 where
     B: Body + Send + 'static,
@@ -125,7 +92,8 @@ where
                 Ok(grpc.unary(ReadMethod(service), request).await)
             }),
             "/eddy.views.v1.Views/Subscribe" => Box::pin(async move {
-                Ok(subscribe(service, request, decoding_limit)
+                let open = |message: SubscribeRequest, peer| service.subscribe(message, peer);
+                Ok(live_stream(request, decoding_limit, open)
                     .await
                     .unwrap_or_else(Status::into_http))
             }),

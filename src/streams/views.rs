@@ -35,10 +35,11 @@ use crate::api::views::{columns, wire_row};
 use crate::catalog::Catalog;
 use crate::proto::views::{self as wire, subscribe_response::Event, SubscribeResponse};
 use crate::retention::Retention;
+use crate::streams::admission::{admit, shutting_down};
 use crate::streams::encoded::{Chunk, Frames};
 use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Departure, Offer, Outbound, Outbox};
-use crate::streams::slots::{Refusal, Slots};
+use crate::streams::slots::Slots;
 use crate::worker::Engine;
 
 /// A subscription as the hub receives it: a view, its checked filters (column index and the
@@ -135,46 +136,21 @@ impl ViewHub {
         if *self.stop.borrow() {
             return Err(shutting_down());
         }
-        let slot = self.slots.take(peer).map_err(|refusal| match refusal {
-            Refusal::Limit(limit) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                ApiError::ResourceExhausted(format!("too many live streams (limit {limit})"))
-            }
-            Refusal::Peer(peer, cap) => {
-                self.counters
-                    .refused_per_peer
-                    .fetch_add(1, Ordering::Relaxed);
-                ApiError::ResourceExhausted(format!(
-                    "too many live streams from {peer} (limit {cap} per client address)"
-                ))
-            }
-        })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(slot));
-        let subscription = ViewSubscription {
-            id,
-            view,
-            group,
-            filters,
-            outbox: outbox.clone(),
-        };
-        let refused = match self.requests.try_send(subscription) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters
-                    .refused_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-                Some(ApiError::ResourceExhausted(format!(
-                    "too many live streams waiting to start (limit {}); try again",
-                    self.limits.queue
-                )))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Some(shutting_down()),
-        };
-        if let Some(error) = refused {
-            outbox.release();
-            return Err(error);
-        }
+        let outbox = admit(
+            &self.slots,
+            &self.counters,
+            &self.limits,
+            &self.requests,
+            peer,
+            |outbox| ViewSubscription {
+                id,
+                view,
+                group,
+                filters,
+                outbox,
+            },
+        )?;
         Ok(Outbound {
             id,
             outbox,
@@ -182,10 +158,6 @@ impl ViewHub {
             departures: self.departures.clone(),
         })
     }
-}
-
-fn shutting_down() -> ApiError {
-    ApiError::Unavailable("live streams are shutting down".into())
 }
 
 fn shutdown_status() -> Status {
@@ -265,7 +237,10 @@ impl Hub {
                         return;
                     }
                     let epoch = *self.epochs.borrow_and_update();
-                    self.emit(epoch).await;
+                    // The engine may announce the epoch it started in again.
+                    if epoch != *self.sent.borrow() {
+                        self.emit(epoch).await;
+                    }
                 }
             }
         }
