@@ -42,7 +42,8 @@ fn bucket(index: i64) -> Bucket {
     BASE + index * W
 }
 
-/// Key `index`: namespaces and names from a small domain so rows collide.
+/// Key `index`: namespaces, names, ports (53 or 443) and protocols (two) from a small domain
+/// so rows collide.
 fn key(index: u32) -> FlowKey {
     FlowKey {
         id: u64::from(index) + 1,
@@ -52,12 +53,12 @@ fn key(index: u32) -> FlowKey {
         dest_name: 10 + index,
         dest_namespace: index / 3,
         dest_type: 1,
-        dest_port: 443,
+        dest_port: if index.is_multiple_of(2) { 53 } else { 443 },
         dest_service_name: 0,
         dest_service_namespace: 0,
         dest_service_port_name: 0,
         dest_service_port: 0,
-        proto: 0,
+        proto: index % 3 / 2,
         reporter: 2,
         action: 1,
         trace: 0,
