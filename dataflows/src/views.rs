@@ -36,6 +36,7 @@ macro_rules! registered_views {
 // One line per registered view: `file::View,`.
 registered_views! {
     top_talkers::TopTalkers,
+    dns::DnsFlows,
 }
 
 /// The registered view called `name`, with its index in [`REGISTERED`].
