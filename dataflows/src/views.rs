@@ -37,6 +37,7 @@ macro_rules! registered_views {
 registered_views! {
     top_talkers::TopTalkers,
     dns::DnsFlows,
+    policy_changes::PolicyChanges,
 }
 
 /// The registered view called `name`, with its index in [`REGISTERED`].

@@ -48,25 +48,31 @@ fn bucket(index: i64) -> Bucket {
     BASE + index * W
 }
 
-/// Key `index`: namespaces, names, ports (53 or 443) and protocols (two) from a small domain
-/// so rows collide.
+/// Key `index`: one of five connections (namespaces, names and port 53 or 443 from a small
+/// domain, so rows collide), allowed for keys 0–4 and denied for 5–8 (so a connection's
+/// action can change between buckets), over two protocols.
 fn key(index: u32) -> FlowKey {
+    let connection = index % 5;
     FlowKey {
         id: u64::from(index) + 1,
-        source_name: index,
-        source_namespace: index % 3,
+        source_name: connection,
+        source_namespace: connection % 3,
         source_type: 1,
-        dest_name: 10 + index,
-        dest_namespace: index / 3,
+        dest_name: 10 + connection,
+        dest_namespace: connection / 3,
         dest_type: 1,
-        dest_port: if index.is_multiple_of(2) { 53 } else { 443 },
+        dest_port: if connection.is_multiple_of(2) {
+            53
+        } else {
+            443
+        },
         dest_service_name: 0,
         dest_service_namespace: 0,
         dest_service_port_name: 0,
         dest_service_port: 0,
         proto: index % 3 / 2,
         reporter: 2,
-        action: 1,
+        action: if index < 5 { 1 } else { 2 },
         trace: 0,
     }
 }

@@ -55,6 +55,21 @@ pub trait BucketedView: Clone + Sync + 'static {
     /// The row of `key` over `[start, end)` with `measures` summed, in the schema's order.
     fn row(&self, key: &Self::Key, start: i64, end: i64, measures: &Self::Measures) -> Row;
 
+    /// Whether a key's rows are derived from all its buckets together
+    /// ([`BucketedView::key_rows`]) instead of one row per bucket or one summed over the range.
+    const ROWS_SPAN_BUCKETS: bool = false;
+
+    /// With [`BucketedView::ROWS_SPAN_BUCKETS`]: the rows of `key` from its nonzero measures
+    /// per bucket in the range read, ascending (each bucket `window` long).
+    fn key_rows(
+        &self,
+        _key: &Self::Key,
+        _buckets: &[(Bucket, Self::Measures)],
+        _window: i64,
+    ) -> Vec<Row> {
+        Vec::new()
+    }
+
     /// The measures per (key, bucket) of `records`, computed from scratch without
     /// [`BucketedView::row_of`]: what the property tests compare the arrangement with.
     fn reference(&self, records: &[FlowRecord]) -> BTreeMap<(Self::Key, Bucket), Self::Measures>;
@@ -64,6 +79,12 @@ pub trait BucketedView: Clone + Sync + 'static {
 type Update<V> = (
     (<V as BucketedView>::Key, Bucket),
     <V as BucketedView>::Measures,
+);
+
+/// A key with its nonzero measures per bucket, ascending.
+type KeyBuckets<V> = (
+    <V as BucketedView>::Key,
+    Vec<(Bucket, <V as BucketedView>::Measures)>,
 );
 
 type Spine<V> = ValSpine<<V as BucketedView>::Key, Bucket, Tick, <V as BucketedView>::Measures>;
@@ -76,11 +97,14 @@ fn rows_in_range<V: BucketedView>(
 ) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut totals: BTreeMap<V::Key, V::Measures> = BTreeMap::new();
+    let mut spans: BTreeMap<V::Key, Vec<(Bucket, V::Measures)>> = BTreeMap::new();
     for ((key, bucket), measures) in sums {
         if !query.range.contains(bucket) || measures.is_zero() {
             continue;
         }
-        if query.per_bucket {
+        if V::ROWS_SPAN_BUCKETS {
+            spans.entry(key).or_default().push((bucket, measures));
+        } else if query.per_bucket {
             let end = bucket.saturating_add(query.window);
             rows.push(view.row(&key, bucket, end, &measures));
         } else {
@@ -95,7 +119,21 @@ fn rows_in_range<V: BucketedView>(
             .iter()
             .map(|(key, measures)| view.row(key, query.range.gte, query.range.lt, measures)),
     );
+    for (key, buckets) in &spans {
+        rows.extend(view.key_rows(key, buckets, query.window));
+    }
     rows
+}
+
+/// Each row of `rows` with `multiplicity`, equal rows summed and zero sums dropped.
+fn add_rows(changes: &mut Vec<(Row, i64)>, rows: Vec<Row>, multiplicity: i64) {
+    for row in rows {
+        match changes.iter_mut().find(|(held, _)| *held == row) {
+            Some((_, total)) => *total += multiplicity,
+            None => changes.push((row, multiplicity)),
+        }
+    }
+    changes.retain(|(_, total)| *total != 0);
 }
 
 impl<V: BucketedView> ViewDefinition for V {
@@ -196,6 +234,89 @@ struct Reader<V: BucketedView> {
 }
 
 impl<V: BucketedView> Reader<V> {
+    /// The nonzero measures of every bucket of each key of `keys` (ascending), summed over
+    /// the ticks before `before`; every key when `keys` is `None`.
+    fn buckets_before(&mut self, keys: Option<&[V::Key]>, before: Tick) -> Vec<KeyBuckets<V>> {
+        let all = match keys {
+            None => self.measures_before(None, before),
+            Some(keys) => {
+                let (mut cursor, storage) = cursor_over_all(&mut self.trace);
+                let mut sums = Vec::new();
+                for key in keys {
+                    cursor.seek_key(&storage, key);
+                    if cursor.get_key(&storage) != Some(key) {
+                        continue;
+                    }
+                    cursor.rewind_vals(&storage);
+                    while let Some(bucket) = cursor.get_val(&storage) {
+                        let bucket = *bucket;
+                        let mut measures = V::Measures::zero();
+                        cursor.map_times(&storage, |time, diff| {
+                            if *time < before {
+                                measures.plus_equals(diff);
+                            }
+                        });
+                        sums.push(((*key, bucket), measures));
+                        cursor.step_val(&storage);
+                    }
+                }
+                sums
+            }
+        };
+        let mut by_key: BTreeMap<V::Key, Vec<(Bucket, V::Measures)>> = BTreeMap::new();
+        for ((key, bucket), measures) in all {
+            if !measures.is_zero() {
+                by_key.entry(key).or_default().push((bucket, measures));
+            }
+        }
+        by_key.into_iter().collect()
+    }
+
+    /// [`ViewReader::changes`] for a view whose rows span buckets: each changed key's rows
+    /// from its old buckets (−1) and its new ones (+1), equal rows cancelled.
+    fn key_changes(
+        &mut self,
+        watch: Watch,
+        window: i64,
+        before: Tick,
+        delta: &[Update<V>],
+    ) -> ViewChanges {
+        let mut keys: Vec<V::Key> = delta.iter().map(|((key, _), _)| *key).collect();
+        keys.dedup();
+        let now = self.buckets_before(Some(&keys), before);
+        let mut changes = Vec::new();
+        for key in &keys {
+            let new: Vec<(Bucket, V::Measures)> = now
+                .iter()
+                .find(|(at, _)| at == key)
+                .map(|(_, buckets)| buckets.clone())
+                .unwrap_or_default();
+            let mut old: BTreeMap<Bucket, V::Measures> = new.iter().copied().collect();
+            for ((_, bucket), change) in delta.iter().filter(|((at, _), _)| at == key) {
+                let mut undone = *change;
+                undone.negate();
+                old.entry(*bucket)
+                    .or_insert_with(V::Measures::zero)
+                    .plus_equals(&undone);
+            }
+            let old: Vec<(Bucket, V::Measures)> = old
+                .into_iter()
+                .filter(|(_, measures)| !measures.is_zero())
+                .collect();
+            let mut here = Vec::new();
+            add_rows(&mut here, self.view.key_rows(key, &old, window), -1);
+            add_rows(&mut here, self.view.key_rows(key, &new, window), 1);
+            changes.extend(here);
+        }
+        let snapshot = (watch == Watch::Snapshot).then(|| {
+            self.buckets_before(None, before)
+                .iter()
+                .flat_map(|(key, buckets)| self.view.key_rows(key, buckets, window))
+                .collect()
+        });
+        ViewChanges { changes, snapshot }
+    }
+
     /// The measures of every (key, bucket) in `wanted` (ascending), summed over the ticks
     /// before `before`; all of them when `wanted` is `None`.
     fn measures_before(
@@ -286,6 +407,9 @@ impl<V: BucketedView> ViewReader for Reader<V> {
             log.take_before(before)
         };
         consolidate(&mut delta);
+        if V::ROWS_SPAN_BUCKETS {
+            return self.key_changes(watch, window, before, &delta);
+        }
         let wanted: Vec<(V::Key, Bucket)> = delta.iter().map(|(row, _)| *row).collect();
         let now = self.measures_before(Some(&wanted), before);
         let view = self.view.clone();
