@@ -19,10 +19,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("goldmane_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
-    let mut config = tonic_prost_build::Config::new();
-    config.enable_type_names();
-    tonic_prost_build::configure()
-        .build_transport(false)
-        .compile_fds_with_config(descriptors, config)?;
+    // goldmane's servers are generated; eddy.views.v1's is written by hand (`api::views_wire`,
+    // its Subscribe sends bytes encoded once for many subscribers), so only its client is.
+    for views in [false, true] {
+        let mut files = descriptors.clone();
+        files
+            .file
+            .retain(|file| (file.package() == "eddy.views.v1") == views);
+        let mut config = tonic_prost_build::Config::new();
+        config.enable_type_names();
+        tonic_prost_build::configure()
+            .build_transport(false)
+            .build_server(!views)
+            .compile_fds_with_config(files, config)?;
+    }
     Ok(())
 }

@@ -12,3 +12,4 @@ pub mod statistics;
 pub mod status;
 pub mod timerange;
 pub mod views;
+pub mod views_wire;

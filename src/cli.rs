@@ -6,7 +6,7 @@
 //! Code map: `connect` (--server, TLS, the channel), `filter` (filter flags to `Filter`),
 //! `time` (durations, `--since`/`--until`, RFC 3339), `output` (-o and colour), `table` and
 //! `render` (aligned rows, units), `error` (one-line errors, exit codes), one file per command
-//! (`flows`, `list`, `hints`, `watch`, `stats`, `views`, `views_read`, `health`, `completions`, `man`), and `flowgen/`
+//! (`flows`, `list`, `hints`, `watch`, `stats`, `views`, `views_read`, `views_watch`, `health`, `completions`, `man`), and `flowgen/`
 //! (nodes, pacing, the report). Nothing here is used by the server.
 
 pub mod completions;
@@ -26,6 +26,7 @@ pub mod table;
 pub mod time;
 pub mod views;
 pub mod views_read;
+pub mod views_watch;
 pub mod watch;
 
 use std::future::Future;

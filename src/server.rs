@@ -22,6 +22,7 @@ use crate::api::oversize::OversizeStatusLayer;
 use crate::api::request_limits::RequestLimits;
 use crate::api::statistics::StatisticsService;
 use crate::api::views::ViewsService;
+use crate::api::views_wire::ViewsWire;
 use crate::catalog::collector::CatalogCollector;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
@@ -29,10 +30,10 @@ use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::proto::statistics_server::StatisticsServer;
-use crate::proto::views::views_server::ViewsServer;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
 use crate::state::ServerState;
+use crate::streams::views::ViewHub;
 use crate::streams::{StreamHub, StreamLimits};
 use crate::worker::clock::Clock;
 use crate::worker::controller::TICK_RECORDS;
@@ -120,6 +121,12 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock.now(),
         config.streams,
     );
+    let view_streams = ViewHub::start(
+        engine.clone(),
+        catalog.clone(),
+        config.retention,
+        config.streams,
+    );
     let shutdown = Shutdown::new();
     let health = Health::start(
         engine.clone(),
@@ -128,15 +135,18 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         shutdown.clone(),
     );
     let hub = streams.clone();
+    let view_hub = view_streams.clone();
     let stopping = shutdown.wait();
     tokio::spawn(async move {
         stopping.await;
         hub.shutdown();
+        view_hub.shutdown();
     });
     Ok(ServerState {
         engine,
         catalog,
         streams,
+        view_streams,
         retention: config.retention,
         clock,
         ingest: Arc::new(IngestCounters::default()),
@@ -205,10 +215,10 @@ pub async fn serve_with(
             StatisticsServer::new(StatisticsService::new(state.clone()))
                 .max_decoding_message_size(MAX_DECODED_MESSAGE),
         )
-        .add_service(
-            ViewsServer::new(ViewsService::new(state.clone()))
-                .max_decoding_message_size(MAX_DECODED_MESSAGE),
-        )
+        .add_service(ViewsWire::new(
+            ViewsService::new(state.clone()),
+            MAX_DECODED_MESSAGE,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

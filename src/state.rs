@@ -14,6 +14,7 @@ use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::Metrics;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
+use crate::streams::views::ViewHub;
 use crate::streams::StreamHub;
 use crate::worker::clock::Clock;
 use crate::worker::Engine;
@@ -37,6 +38,8 @@ pub struct ServerState {
     pub connect: Arc<ConnectCalls>,
     /// Live streams.
     pub streams: StreamHub,
+    /// Live subscriptions to the registered views.
+    pub view_streams: ViewHub,
     /// Eddy's own measurements (open clients, query latency, emitter progress).
     pub metrics: Arc<Metrics>,
     /// Readiness and liveness.

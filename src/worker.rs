@@ -30,7 +30,7 @@ use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
-use eddy_dataflows::views::registry::{Row, ViewQuery};
+use eddy_dataflows::views::registry::{Row, ViewChanges, ViewQuery, Watch};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -338,6 +338,26 @@ impl Engine {
             })
             .await?;
         Ok(query.merge(parts))
+    }
+
+    /// Asks every worker for the rows of the registered view numbered `view` that changed
+    /// since its last watch (rows one per bucket, each `window` long), and with
+    /// [`Watch::Snapshot`] for every row: one answer per worker, each complete up to the ticks
+    /// that worker reflects, and seeing every update receipted before the call.
+    pub async fn view_changes(
+        &self,
+        view: usize,
+        watch: Watch,
+        window: i64,
+    ) -> Result<Vec<ViewChanges>, EngineStopped> {
+        self.query(|reply| Command::ViewChanges {
+            as_of: 0,
+            view,
+            watch,
+            window,
+            reply,
+        })
+        .await
     }
 
     /// Waits until everything handed to the engine so far, and any retention change it

@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 37] = [
+const FAMILIES: [(&str, &str); 42] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -50,6 +50,17 @@ const FAMILIES: [(&str, &str); 37] = [
     ("eddy_streams_slow_consumer_terminations_total", "counter"),
     ("eddy_streams_late_terminations_total", "counter"),
     ("eddy_streams_queued_results", "gauge"),
+    ("eddy_view_subscriptions", "gauge"),
+    (
+        "eddy_view_subscriptions_slow_consumer_terminations_total",
+        "counter",
+    ),
+    ("eddy_view_subscriptions_refused_total", "counter"),
+    ("eddy_view_subscriptions_queued_messages", "gauge"),
+    (
+        "eddy_view_subscriptions_messages_delivered_total",
+        "counter",
+    ),
     ("eddy_view_rows", "gauge"),
     ("eddy_view_size_reads_total", "counter"),
 ];

@@ -3,7 +3,7 @@
 //! oneof), is decoded into its generated Rust type and written in both spellings; every
 //! field of the descriptor must appear with its value.
 
-use eddy::proto::views::{ListViewsResponse, ReadResponse};
+use eddy::proto::views::{ListViewsResponse, ReadResponse, SubscribeResponse};
 use eddy::proto::{
     FilterHint, FilterHintsResult, Flow, FlowListResult, FlowReceipt, FlowResult, StatisticsResult,
 };
@@ -121,6 +121,7 @@ fn json_of(name: &str, message: &DynamicMessage, spelling: Spelling) -> Option<J
         "goldmane.Flow" => through::<Flow>(message, spelling),
         "eddy.views.v1.ListViewsResponse" => through::<ListViewsResponse>(message, spelling),
         "eddy.views.v1.ReadResponse" => through::<ReadResponse>(message, spelling),
+        "eddy.views.v1.SubscribeResponse" => through::<SubscribeResponse>(message, spelling),
         _ => return None,
     })
 }

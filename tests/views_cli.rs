@@ -186,3 +186,164 @@ async fn views_read_reports_bad_requests_in_one_line() {
     let message = String::from_utf8_lossy(&not_a_number.stderr);
     assert!(message.contains("`lots` is not an integer"), "{message}");
 }
+
+#[tokio::test]
+async fn views_watch_prints_the_snapshot_as_a_table() {
+    let server = TestServer::start(1).await;
+    known_traffic(&server).await;
+    let table = stdout(
+        &views(
+            &server,
+            &["watch", "top_talkers"],
+            &[
+                "--where",
+                "dest_namespace=shop",
+                "--epochs",
+                "0",
+                "-o",
+                "table",
+                "--color",
+                "never",
+            ],
+        )
+        .await,
+    );
+    let lines: Vec<Vec<String>> = table.lines().map(cells).collect();
+    assert_eq!(lines[0][0], "snapshot at 2023-11-14T22:15:00Z (2 rows)");
+    assert_eq!(lines[1][..3], ["+/-", "SOURCE_NAMESPACE", "DEST_NAMESPACE"]);
+    let rows: Vec<(String, String, String, String)> = lines[2..]
+        .iter()
+        .map(|row| {
+            (
+                row[0].clone(),
+                row[1].clone(),
+                row[2].clone(),
+                row[5].clone(),
+            )
+        })
+        .collect();
+    let row = |sign: &str, source: &str, bytes: &str| {
+        (
+            sign.to_string(),
+            source.to_string(),
+            "shop".to_string(),
+            bytes.to_string(),
+        )
+    };
+    assert_eq!(
+        rows,
+        vec![row("+1", "shop", "1400"), row("+1", "web", "200")]
+    );
+}
+
+/// Each ndjson line `eddy views watch` prints, as it prints it.
+fn watch_lines(args: Vec<String>) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (lines, received) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(&args)
+            .env_remove("EDDY_SERVER")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("eddy runs");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        for line in std::io::BufReader::new(stdout).lines() {
+            let _ = lines.send(line.expect("eddy writes text"));
+        }
+        let status = child.wait().expect("eddy exits");
+        let _ = lines.send(format!("exit {}", status.success()));
+    });
+    received
+}
+
+/// A change line as (multiplicity, source, destination, bytes).
+fn change_of(line: &str) -> (String, String, String, String) {
+    let message: Value = serde_json::from_str(line).expect("one JSON message a line");
+    let change = &message["change"];
+    let values = &change["row"]["values"];
+    (
+        change["multiplicity"].as_str().unwrap_or("1").to_string(),
+        values[0]["stringValue"].as_str().unwrap_or("").to_string(),
+        values[1]["stringValue"].as_str().unwrap_or("").to_string(),
+        values[4]["integerValue"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+#[tokio::test]
+async fn views_watch_prints_the_snapshot_then_an_epochs_changes_as_ndjson() {
+    let server = TestServer::start(2).await;
+    known_traffic(&server).await;
+    let mut lines = watch_lines(
+        [
+            "views",
+            "watch",
+            "top_talkers",
+            "--where",
+            "source_namespace=shop",
+            "--epochs",
+            "1",
+            "-o",
+            "ndjson",
+            "--server",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([server.address.to_string()])
+        .collect(),
+    );
+    let mut snapshot = Vec::new();
+    loop {
+        let line = lines.recv().await.expect("eddy prints the snapshot");
+        if line.contains("\"mark\"") {
+            assert!(line.contains("\"snapshot\":true"), "{line}");
+            break;
+        }
+        snapshot.push(change_of(&line));
+    }
+    snapshot.sort();
+    let change = |sign: &str, dest: &str, bytes: &str| {
+        (
+            sign.to_string(),
+            "shop".to_string(),
+            dest.to_string(),
+            bytes.to_string(),
+        )
+    };
+    assert_eq!(
+        snapshot,
+        vec![change("1", "payments", "2000"), change("1", "shop", "1400")]
+    );
+    // One more update of shop → payments in the same bucket, then the epoch ends.
+    let recent = bucket(NOW) - WINDOW + 1;
+    server
+        .ingest(vec![flow(
+            key(("shop", "checkout"), ("payments", "api")),
+            recent,
+            1,
+        )])
+        .await;
+    server.advance_clock(WINDOW).await;
+    let mut changes = Vec::new();
+    loop {
+        let line = lines.recv().await.expect("eddy prints the epoch");
+        if line.contains("\"mark\"") {
+            assert!(!line.contains("\"snapshot\":true"), "{line}");
+            break;
+        }
+        changes.push(change_of(&line));
+    }
+    changes.sort();
+    assert_eq!(
+        changes,
+        vec![
+            change("-1", "payments", "2000"),
+            change("1", "payments", "2200")
+        ]
+    );
+    assert_eq!(
+        lines.recv().await.as_deref(),
+        Some("exit true"),
+        "--epochs 1 ends it"
+    );
+}

@@ -4,11 +4,11 @@
 //! read through the one generic query ([`registry::ViewQuery`]).
 
 pub mod bucketed;
+pub mod changes;
 pub mod flows;
 pub mod hints;
 pub mod policy_stats;
 pub mod registry;
-pub mod top_talkers;
 
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::progress::frontier::AntichainRef;
@@ -19,9 +19,24 @@ use crate::keys::FlowKeys;
 use crate::model::Tick;
 use crate::traces::{FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, StatRows};
 
-/// Every view read through the generic query, in the order the API lists them. A view's
-/// index here is its number in a read command.
-pub static REGISTERED: &[&dyn registry::ViewDefinition] = &[&top_talkers::TopTalkers];
+/// Declares each registered view's module (its one file under `views/`) and lists the
+/// views in [`REGISTERED`], in the order given.
+macro_rules! registered_views {
+    ($($module:ident::$view:ident,)*) => {
+        $(pub mod $module;)*
+
+        /// Every view read through the generic query, in the order the API lists them. A
+        /// view's index here is its number in a read command.
+        pub static REGISTERED: &[&dyn registry::ViewDefinition] = &[$(&$module::$view),*];
+    };
+}
+
+// One line per registered view: `file::View,`.
+registered_views! {
+    top_talkers::TopTalkers,
+    dns::DnsFlows,
+    policy_changes::PolicyChanges,
+}
 
 /// The registered view called `name`, with its index in [`REGISTERED`].
 pub fn registered(name: &str) -> Option<(usize, &'static dyn registry::ViewDefinition)> {

@@ -1,6 +1,12 @@
 //! Property test: every registered view (`views::REGISTERED`), read through the generic query
 //! on 1 and 2 timely workers, against its own from-scratch reference, after random inserts,
-//! retractions of earlier inserts and expiry.
+//! retractions and expiry.
+//!
+//! A retraction negates one retained (flow, bucket) row's whole accumulated value, and that row
+//! takes no insert afterwards: the engine's `Stats` are exact only under that invariant (its
+//! only retraction is expiry, of whole rows; see `model::Stats`), and expiry reads the flows
+//! view. Retracting part of a row could leave the flows view with a row whose `records` sum to
+//! zero dropped and its counters lost, so expiry would then under-retract the other views.
 //!
 //! Each case is planned first: the records each step inserts or retracts (records below the
 //! retention floor dropped, as the engine does), each expiry's floor, and at each read a few
@@ -11,6 +17,11 @@
 //! compact; the merged answer of every worker must equal the reference on the records still
 //! retained.
 //!
+//! Each worker also watches every view as a subscriber does: a snapshot at the first read,
+//! then at every later read the changes since the one before (`ViewReader::changes`); the
+//! snapshot plus every change so far, merged over the workers, must be the view's rows per
+//! bucket, each once, at every read.
+//!
 //! `EDDY_PROPTEST_CASES=n` sets the number of cases (default 24).
 
 use std::sync::{Arc, Mutex};
@@ -19,7 +30,9 @@ use eddy_dataflows::inputs::EngineInputs;
 use eddy_dataflows::keys::owner_of;
 use eddy_dataflows::model::{Bucket, BucketRange, FlowKey, FlowRecord, Stats, Tick};
 use eddy_dataflows::queries::expire;
-use eddy_dataflows::views::registry::{ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery};
+use eddy_dataflows::views::registry::{
+    ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery, Watch,
+};
 use eddy_dataflows::views::REGISTERED;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -35,24 +48,31 @@ fn bucket(index: i64) -> Bucket {
     BASE + index * W
 }
 
-/// Key `index`: namespaces and names from a small domain so rows collide.
+/// Key `index`: one of five connections (namespaces, names and port 53 or 443 from a small
+/// domain, so rows collide), allowed for keys 0–4 and denied for 5–8 (so a connection's
+/// action can change between buckets), over two protocols.
 fn key(index: u32) -> FlowKey {
+    let connection = index % 5;
     FlowKey {
         id: u64::from(index) + 1,
-        source_name: index,
-        source_namespace: index % 3,
+        source_name: connection,
+        source_namespace: connection % 3,
         source_type: 1,
-        dest_name: 10 + index,
-        dest_namespace: index / 3,
+        dest_name: 10 + connection,
+        dest_namespace: connection / 3,
         dest_type: 1,
-        dest_port: 443,
+        dest_port: if connection.is_multiple_of(2) {
+            53
+        } else {
+            443
+        },
         dest_service_name: 0,
         dest_service_namespace: 0,
         dest_service_port_name: 0,
         dest_service_port: 0,
-        proto: 0,
+        proto: index % 3 / 2,
         reporter: 2,
-        action: 1,
+        action: if index < 5 { 1 } else { 2 },
         trace: 0,
     }
 }
@@ -124,11 +144,47 @@ fn query_of(view: usize, seed: &QuerySeed) -> ViewQuery {
     }
 }
 
+/// Every row of `view`, one per bucket, in its default order: what a subscriber holds.
+fn all_rows(view: usize) -> ViewQuery {
+    let schema = REGISTERED[view].schema();
+    ViewQuery {
+        range: BucketRange {
+            gte: Bucket::MIN,
+            lt: Bucket::MAX,
+        },
+        per_bucket: true,
+        window: W,
+        filters: Vec::new(),
+        sort: schema.default_sort,
+        limit: None,
+        sort_is_string: false,
+    }
+}
+
+/// Rows with their multiplicities, summed per distinct row, zeros dropped, in `view`'s order.
+fn consolidated(view: usize, changes: impl IntoIterator<Item = (Row, i64)>) -> Vec<(Row, i64)> {
+    let mut held: Vec<(Row, i64)> = Vec::new();
+    for (row, count) in changes {
+        match held.iter_mut().find(|(kept, _)| *kept == row) {
+            Some((_, total)) => *total += count,
+            None => held.push((row, count)),
+        }
+    }
+    held.retain(|(_, count)| *count != 0);
+    let query = all_rows(view);
+    held.sort_by(|a, b| query.order(&a.0, &b.0));
+    held
+}
+
+/// What every read expects: each query's rows, and each view's rows per bucket (each once).
+type Expected = (Vec<Vec<Vec<Row>>>, Vec<Vec<Vec<(Row, i64)>>>);
+
 /// Resolves the ops into steps and the expected answer of every read, from the reference.
-fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
+fn plan(ops: &[Op]) -> (Vec<Step>, Expected) {
+    let mut watched = Vec::new();
     let mut floor = Bucket::MIN;
     let mut retained: Vec<FlowRecord> = Vec::new();
-    let mut inserts: Vec<(Vec<FlowRecord>, bool)> = Vec::new();
+    let mut closed: Vec<(u64, Bucket)> = Vec::new();
     let mut steps = Vec::new();
     let mut expected = Vec::new();
     for op in ops {
@@ -152,31 +208,37 @@ fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
                         },
                     )
                     .filter(|record| record.bucket >= floor)
+                    .filter(|record| !closed.contains(&(record.key.id, record.bucket)))
                     .collect();
                 retained.extend(&records);
-                inserts.push((records.clone(), false));
                 Step::Insert(records)
             }
-            Op::Retract(which) if !inserts.is_empty() => {
-                let count = inserts.len();
-                let (records, retracted) = &mut inserts[which % count];
-                let retractions: Vec<FlowRecord> = if *retracted {
-                    Vec::new()
-                } else {
-                    records
-                        .iter()
-                        .filter(|record| record.bucket >= floor)
-                        .map(|record| FlowRecord {
-                            stats: record.stats.negated(),
-                            ..*record
-                        })
-                        .collect()
+            Op::Retract(which) => {
+                let mut rows: Vec<FlowRecord> = Vec::new();
+                for record in &retained {
+                    match rows.iter_mut().find(|row| {
+                        (row.key.id, row.bucket, row.labels)
+                            == (record.key.id, record.bucket, record.labels)
+                    }) {
+                        Some(row) => row.stats.add(&record.stats),
+                        None => rows.push(*record),
+                    }
+                }
+                rows.retain(|row| row.stats.records != 0);
+                let retraction: Vec<FlowRecord> = match rows.len() {
+                    0 => Vec::new(),
+                    count => {
+                        let row = rows[which % count];
+                        closed.push((row.key.id, row.bucket));
+                        vec![FlowRecord {
+                            stats: row.stats.negated(),
+                            ..row
+                        }]
+                    }
                 };
-                *retracted = true;
-                retained.extend(&retractions);
-                Step::Retract(retractions)
+                retained.extend(&retraction);
+                Step::Retract(retraction)
             }
-            Op::Retract(_) => Step::Retract(Vec::new()),
             Op::Expire(at) => {
                 floor = floor.max(bucket(*at));
                 retained.retain(|record| record.bucket >= floor);
@@ -192,22 +254,36 @@ fn plan(ops: &[Op]) -> (Vec<Step>, Vec<Vec<Vec<Row>>>) {
                         .map(|(view, query)| REGISTERED[*view].reference(&retained, query))
                         .collect(),
                 );
+                watched.push(
+                    (0..REGISTERED.len())
+                        .map(|view| {
+                            let rows = REGISTERED[view].reference(&retained, &all_rows(view));
+                            consolidated(view, rows.into_iter().map(|row| (row, 1)))
+                        })
+                        .collect(),
+                );
                 Step::Read(queries)
             }
         };
         steps.push(step);
     }
-    (steps, expected)
+    (steps, (expected, watched))
 }
 
 /// Every worker's answer to every read: (read number, query number, rows).
 type Answers = Arc<Mutex<Vec<(usize, usize, Vec<Row>)>>>;
 
-/// Runs the steps on `workers` workers and returns the merged answer of every read.
-fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
+/// Every worker's watched rows at every read: (read number, view, rows with multiplicity).
+type Watched = Arc<Mutex<Vec<(usize, usize, Vec<(Row, i64)>)>>>;
+
+/// Runs the steps on `workers` workers and returns the merged answer of every read, and what
+/// a subscriber to every view holds at every read.
+fn run(workers: usize, steps: Vec<Step>) -> Expected {
     let steps = Arc::new(steps);
     let answers: Answers = Arc::default();
     let shared = answers.clone();
+    let watched: Watched = Arc::default();
+    let shared_watched = watched.clone();
     let plan = steps.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -216,6 +292,7 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
         let mine = |record: &&FlowRecord| owner_of(record.key.id, peers) == index;
         let mut tick: Tick = 0;
         let mut reads = 0;
+        let mut held: Vec<Vec<(Row, i64)>> = vec![Vec::new(); REGISTERED.len()];
         for step in plan.iter() {
             match step {
                 Step::Insert(records) => {
@@ -240,6 +317,23 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
                             .expect("no worker panicked holding the answers")
                             .push((reads, at, rows));
                     }
+                    for (view, held) in held.iter_mut().enumerate() {
+                        let watch = if reads == 0 {
+                            Watch::Snapshot
+                        } else {
+                            Watch::Changes
+                        };
+                        let changes = views.registered[view].changes(watch, W, tick);
+                        match changes.snapshot {
+                            Some(rows) => *held = rows.into_iter().map(|row| (row, 1)).collect(),
+                            None => held.extend(changes.changes),
+                        }
+                        *held = consolidated(view, held.drain(..));
+                        shared_watched
+                            .lock()
+                            .expect("no worker panicked holding the watched rows")
+                            .push((reads, view, held.clone()));
+                    }
                     reads += 1;
                 }
             }
@@ -256,11 +350,27 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
     .into_iter()
     .for_each(|result| result.expect("every worker finished"));
     let answers = answers.lock().expect("the workers are done").clone();
+    let watched = watched.lock().expect("the workers are done").clone();
     let reads = steps
         .iter()
         .filter(|step| matches!(step, Step::Read(_)))
         .count();
-    (0..reads)
+    let held = (0..reads)
+        .map(|read| {
+            (0..REGISTERED.len())
+                .map(|view| {
+                    consolidated(
+                        view,
+                        watched
+                            .iter()
+                            .filter(|(r, v, _)| *r == read && *v == view)
+                            .flat_map(|(_, _, rows)| rows.iter().cloned()),
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    let read = (0..reads)
         .map(|read| {
             let Some(Step::Read(queries)) = steps
                 .iter()
@@ -282,7 +392,8 @@ fn run(workers: usize, steps: Vec<Step>) -> Vec<Vec<Vec<Row>>> {
                 })
                 .collect()
         })
-        .collect()
+        .collect();
+    (read, held)
 }
 
 fn update_seed() -> impl Strategy<Value = UpdateSeed> {
@@ -338,8 +449,9 @@ proptest! {
     fn every_registered_view_matches_its_reference(ops in prop::collection::vec(op(), 1..16)) {
         let (steps, expected) = plan(&ops);
         for workers in [1, 2] {
-            let answers = run(workers, steps.clone());
-            prop_assert_eq!(&answers, &expected, "{} workers", workers);
+            let (answers, watched) = run(workers, steps.clone());
+            prop_assert_eq!(&answers, &expected.0, "{} workers", workers);
+            prop_assert_eq!(&watched, &expected.1, "{} workers, watched", workers);
         }
     }
 }
@@ -396,7 +508,7 @@ fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
         ]
     };
     for workers in [1, 2] {
-        let answers = run(workers, steps.clone());
+        let (answers, _) = run(workers, steps.clone());
         assert_eq!(
             answers,
             vec![

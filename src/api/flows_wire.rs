@@ -17,9 +17,11 @@ use tonic::{Request, Response, Status};
 use tonic_prost::{ProstCodec, ProstDecoder};
 
 use crate::api::flows::FlowsService;
+use crate::api::status::ApiError;
 use crate::proto::{
     FilterHintsRequest, FilterHintsResult, FlowListRequest, FlowListResult, FlowStreamRequest,
 };
+use crate::streams::outbound::Outbound;
 
 /// The `goldmane.Flows` service as tonic serves it.
 #[derive(Clone)]
@@ -98,21 +100,23 @@ fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
     }
 }
 
-/// `Flows.Stream`: decodes the one request message, subscribes, and answers with the
-/// stream's [`Outbound`] as the body.
-async fn stream<B>(
-    service: FlowsService,
+/// A server-streaming call answered by a live stream: decodes the one request message `M`
+/// (at most `limit` bytes), opens the stream with `open` for the client's address, and
+/// answers with the stream's [`Outbound`] as the body. `Flows.Stream` and `Views.Subscribe`.
+pub(crate) async fn live_stream<M, B>(
     request: http::Request<B>,
     limit: usize,
+    open: impl FnOnce(M, Option<IpAddr>) -> Result<Outbound, ApiError>,
 ) -> Result<http::Response<tonic::body::Body>, Status>
 where
+    M: prost::Message + Default + Send + 'static,
     B: Body + Send + 'static,
     B::Error: Into<StdError> + Send + 'static,
 {
     check_uncompressed(&request)?;
     let peer = peer_of(&request);
     let mut messages = Streaming::new_request(
-        ProstDecoder::<FlowStreamRequest>::new(BufferSettings::default()),
+        ProstDecoder::<M>::new(BufferSettings::default()),
         request.into_body(),
         None,
         Some(limit),
@@ -121,7 +125,7 @@ where
         .message()
         .await?
         .ok_or_else(|| Status::internal("Missing request message."))?;
-    let outbound = service.stream(message, peer)?;
+    let outbound = open(message, peer)?;
     let mut response = http::Response::new(tonic::body::Body::new(outbound));
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -159,7 +163,8 @@ where
                 Ok(grpc.unary(FilterHintsMethod(service), request).await)
             }),
             "/goldmane.Flows/Stream" => Box::pin(async move {
-                Ok(stream(service, request, decoding_limit)
+                let open = |message: FlowStreamRequest, peer| service.stream(message, peer);
+                Ok(live_stream(request, decoding_limit, open)
                     .await
                     .unwrap_or_else(Status::into_http))
             }),

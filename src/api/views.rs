@@ -1,5 +1,6 @@
-//! The `eddy.views.v1.Views` service: lists the registered views and reads any of them
-//! through the engine's one generic read. Requests are checked against the view's schema
+//! The `eddy.views.v1.Views` service: lists the registered views, reads any of them
+//! through the engine's one generic read, and subscribes to their changes through the view
+//! hub (`streams::views`); `api::views_wire` puts it on the wire. Requests are checked against the view's schema
 //! here (unknown view, unknown column, wrong type, empty range); string values are looked up
 //! in the catalog on the way in and resolved on the way out.
 
@@ -8,17 +9,19 @@ use eddy_dataflows::views::registry::{
     Column, ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery, ViewSchema,
 };
 use eddy_dataflows::views::{registered, REGISTERED};
-use tonic::{Request, Response, Status};
+use std::net::IpAddr;
+
+use prost::Message;
 
 use crate::api::status::ApiError;
 use crate::api::timerange::bucket_range;
 use crate::catalog::Catalog;
-use crate::proto::views::views_server::Views;
 use crate::proto::views::{
-    self as wire, value::Kind, ListViewsRequest, ListViewsResponse, ReadRequest, ReadResponse,
+    self as wire, value::Kind, ListViewsResponse, ReadRequest, ReadResponse, SubscribeRequest,
     ViewInfo,
 };
 use crate::state::ServerState;
+use crate::streams::outbound::Outbound;
 
 /// The `Views` service.
 #[derive(Clone)]
@@ -43,7 +46,8 @@ fn column_type(kind: ColumnType) -> wire::ColumnType {
     }
 }
 
-fn columns(schema: &ViewSchema) -> Vec<wire::Column> {
+/// The columns of `schema` as the API describes them.
+pub(crate) fn columns(schema: &ViewSchema) -> Vec<wire::Column> {
     schema
         .columns
         .iter()
@@ -113,6 +117,13 @@ fn type_name(kind: ColumnType) -> &'static str {
         ColumnType::Float => "float",
         ColumnType::Bool => "bool",
         ColumnType::Timestamp => "timestamp",
+    }
+}
+
+/// `row` as the API sends it, strings resolved to text.
+pub(crate) fn wire_row(row: &[Value], catalog: &Catalog) -> wire::Row {
+    wire::Row {
+        values: row.iter().map(|value| wire_value(value, catalog)).collect(),
     }
 }
 
@@ -194,7 +205,8 @@ impl ViewsService {
         })
     }
 
-    async fn read(&self, request: ReadRequest) -> Result<ReadResponse, ApiError> {
+    /// `Views.Read`: one view's rows at one consistent time.
+    pub async fn read(&self, request: ReadRequest) -> Result<ReadResponse, ApiError> {
         let checked = self.check(&request)?;
         let query = checked.query;
         let rows: Vec<Row> = if checked.matches_nothing {
@@ -243,18 +255,41 @@ impl ViewsService {
     }
 }
 
-#[tonic::async_trait]
-impl Views for ViewsService {
-    async fn list_views(
-        &self,
-        _request: Request<ListViewsRequest>,
-    ) -> Result<Response<ListViewsResponse>, Status> {
+impl ViewsService {
+    /// `Views.ListViews`: every registered view with its typed columns.
+    pub fn list_views(&self) -> ListViewsResponse {
         let views = REGISTERED.iter().map(|view| info(view.schema())).collect();
-        Ok(Response::new(ListViewsResponse { views }))
+        ListViewsResponse { views }
     }
 
-    async fn read(&self, request: Request<ReadRequest>) -> Result<Response<ReadResponse>, Status> {
-        let response = self.read(request.into_inner()).await?;
-        Ok(Response::new(response))
+    /// `Views.Subscribe`: a subscription to a view's rows and changes for a client at
+    /// `peer`, filters checked as in Read.
+    pub fn subscribe(
+        &self,
+        request: SubscribeRequest,
+        peer: Option<IpAddr>,
+    ) -> Result<Outbound, ApiError> {
+        let (index, view) = registered(&request.view).ok_or_else(|| {
+            ApiError::NotFound(format!("view: no view is called {:?}", request.view))
+        })?;
+        let schema = view.schema();
+        let mut filters = Vec::with_capacity(request.filters.len());
+        for (at, filter) in request.filters.iter().enumerate() {
+            let field = format!("filters[{at}]");
+            let column = schema.column(&filter.column).ok_or_else(|| {
+                ApiError::invalid(
+                    &field,
+                    format!("view {} has no column {:?}", schema.name, filter.column),
+                )
+            })?;
+            let value = filter.value.clone().unwrap_or_default();
+            engine_value(&schema.columns[column], &value, &self.state.catalog)
+                .map_err(|problem| ApiError::invalid(&field, problem))?;
+            filters.push((column, value));
+        }
+        let group = request.encode_to_vec();
+        self.state
+            .view_streams
+            .subscribe(index, filters, group, peer)
     }
 }

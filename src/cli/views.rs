@@ -1,5 +1,6 @@
-//! `eddy views list|read`: Eddy's own views API (`eddy.views.v1.Views`) from the command
-//! line: the subcommands, the client they share, and `list`. `read` is in `views_read`.
+//! `eddy views list|read|watch`: Eddy's own views API (`eddy.views.v1.Views`) from the
+//! command line: the subcommands, the client they share, and `list`. `read` is in
+//! `views_read`, `watch` in `views_watch`.
 
 use clap::{Args, Subcommand};
 use tonic::transport::Channel;
@@ -10,6 +11,7 @@ use crate::cli::flows::MAX_RESPONSE;
 use crate::cli::output::{Format, Output, OutputArgs};
 use crate::cli::table::{Align, Table};
 use crate::cli::views_read::ReadArgs;
+use crate::cli::views_watch::WatchViewArgs;
 use crate::proto::views::views_client::ViewsClient;
 use crate::proto::views::{ColumnType, ListViewsRequest, ViewInfo};
 
@@ -28,6 +30,9 @@ pub enum ViewsCommand {
     List(ListViewsArgs),
     /// Read one view's rows: filtered, sorted, limited (Views.Read).
     Read(ReadArgs),
+    /// Print one view's rows, then the rows that change at every epoch, until Ctrl-C
+    /// (Views.Subscribe).
+    Watch(WatchViewArgs),
 }
 
 /// `eddy views list`.
@@ -46,6 +51,7 @@ pub async fn run(args: ViewsArgs) -> Result<(), CliError> {
     match args.command {
         ViewsCommand::List(args) => list(args).await,
         ViewsCommand::Read(args) => crate::cli::views_read::run(args).await,
+        ViewsCommand::Watch(args) => crate::cli::views_watch::run(args).await,
     }
 }
 

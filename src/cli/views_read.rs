@@ -49,7 +49,8 @@ pub struct ReadArgs {
     pub output: OutputArgs,
 }
 
-fn parse_where(text: &str) -> Result<(String, String), String> {
+/// Parses `--where COLUMN=VALUE`.
+pub(crate) fn parse_where(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((column, value)) if !column.trim().is_empty() => {
             Ok((column.trim().to_string(), value.to_string()))
@@ -83,10 +84,12 @@ fn column<'a>(view: Option<&'a ViewInfo>, name: &str) -> Option<&'a Column> {
     view.and_then(|view| view.columns.iter().find(|column| column.name == name))
 }
 
-/// The request `args` describe, typed by `view`'s columns when the server has the view.
-fn request(args: &ReadArgs, view: Option<&ViewInfo>) -> Result<ReadRequest, CliError> {
-    let filters = args
-        .filters
+/// The filters of `--where`, typed by `view`'s columns when the server has the view.
+pub(crate) fn filters(
+    wanted: &[(String, String)],
+    view: Option<&ViewInfo>,
+) -> Result<Vec<Filter>, CliError> {
+    wanted
         .iter()
         .map(|(name, text)| {
             let kind = match column(view, name) {
@@ -98,7 +101,12 @@ fn request(args: &ReadArgs, view: Option<&ViewInfo>) -> Result<ReadRequest, CliE
                 value: Some(Value { kind: Some(kind) }),
             })
         })
-        .collect::<Result<Vec<_>, CliError>>()?;
+        .collect()
+}
+
+/// The request `args` describe, typed by `view`'s columns when the server has the view.
+fn request(args: &ReadArgs, view: Option<&ViewInfo>) -> Result<ReadRequest, CliError> {
+    let filters = filters(&args.filters, view)?;
     let sort = args.sort.as_ref().map(|name| {
         let text =
             column(view, name).is_some_and(|column| column.r#type == ColumnType::String as i32);
@@ -118,7 +126,8 @@ fn request(args: &ReadArgs, view: Option<&ViewInfo>) -> Result<ReadRequest, CliE
     })
 }
 
-fn cell(value: &Value) -> Cell {
+/// A value as a table shows it.
+pub(crate) fn cell(value: &Value) -> Cell {
     match &value.kind {
         Some(Kind::StringValue(text)) if text.is_empty() => "-".into(),
         Some(Kind::StringValue(text)) => text.clone().into(),
@@ -132,7 +141,7 @@ fn cell(value: &Value) -> Cell {
 
 /// A column's title: its name in capitals. Leaked: the titles of one answer live until the
 /// command exits, and `Table` holds static titles.
-fn title(column: &Column) -> (&'static str, Align) {
+pub(crate) fn title(column: &Column) -> (&'static str, Align) {
     let align = match ColumnType::try_from(column.r#type) {
         Ok(ColumnType::Integer | ColumnType::Float) => Align::Right,
         _ => Align::Left,

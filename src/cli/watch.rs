@@ -65,7 +65,7 @@ impl Interrupt {
     }
 
     /// Completes on Ctrl-C; safe to drop and call again.
-    async fn wait(&mut self) {
+    pub async fn wait(&mut self) {
         if !self.fired {
             let _ = self.signal.as_mut().await;
             self.fired = true;

@@ -77,6 +77,7 @@ pub fn register_all(
     engine(&table, state)?;
     views(&table, sizes)?;
     streams(&table, state)?;
+    view_streams(&table, state)?;
     catalog(&table, state)?;
     emitter(&table, state)?;
     durability(&table, state)?;
@@ -267,6 +268,44 @@ fn streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     table.counter(
         "eddy_streams_results_delivered_total",
         "Live stream results queued to subscribers.",
+        move || hub.counters().delivered.load(Ordering::Relaxed),
+    )
+}
+
+fn view_streams(table: &Table, state: &ServerState) -> prometheus::Result<()> {
+    let hub = state.view_streams.clone();
+    table.gauge(
+        "eddy_view_subscriptions",
+        "Open Views.Subscribe calls.",
+        move || hub.counters().active.load(Ordering::Relaxed) as f64,
+    )?;
+    let hub = state.view_streams.clone();
+    table.counter(
+        "eddy_view_subscriptions_slow_consumer_terminations_total",
+        "Subscriptions ended with RESOURCE_EXHAUSTED because the client fell behind.",
+        move || hub.counters().too_slow.load(Ordering::Relaxed),
+    )?;
+    let hub = state.view_streams.clone();
+    table.counter(
+        "eddy_view_subscriptions_refused_total",
+        "Subscriptions refused at the stream limit, the per-peer cap or a full queue of new ones.",
+        move || {
+            let counters = hub.counters();
+            counters.refused.load(Ordering::Relaxed)
+                + counters.refused_per_peer.load(Ordering::Relaxed)
+                + counters.refused_queue_full.load(Ordering::Relaxed)
+        },
+    )?;
+    let hub = state.view_streams.clone();
+    table.gauge(
+        "eddy_view_subscriptions_queued_messages",
+        "Messages waiting in subscriptions' queues right after the last epoch was queued.",
+        move || hub.counters().queued.load(Ordering::Relaxed) as f64,
+    )?;
+    let hub = state.view_streams.clone();
+    table.counter(
+        "eddy_view_subscriptions_messages_delivered_total",
+        "Subscription messages (rows with their multiplicity, and marks) queued to subscribers.",
         move || hub.counters().delivered.load(Ordering::Relaxed),
     )
 }

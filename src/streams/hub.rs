@@ -45,6 +45,7 @@ use crate::api::status::ApiError;
 use crate::catalog::Catalog;
 use crate::proto::Filter;
 use crate::retention::Retention;
+use crate::streams::admission::{admit, shutting_down};
 use crate::streams::backfill::{
     backfill_task, bucket_rows_query, Backfill, BackfillContext, BackfillGuard,
 };
@@ -52,7 +53,7 @@ use crate::streams::encoded::{encode, Chunk, Frames};
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Departure, Offer, Outbound, Outbox};
-use crate::streams::slots::{Refusal, Slots};
+use crate::streams::slots::Slots;
 use crate::worker::Engine;
 
 /// A subscription as the hub receives it.
@@ -186,46 +187,23 @@ impl StreamHub {
             return Err(shutting_down());
         }
         let matcher = FilterMatcher::new(Some(&filter))?;
-        let slot = self.slots.take(peer).map_err(|refusal| match refusal {
-            Refusal::Limit(limit) => {
-                self.counters.refused.fetch_add(1, Ordering::Relaxed);
-                ApiError::ResourceExhausted(format!("too many live streams (limit {limit})"))
-            }
-            Refusal::Peer(peer, cap) => {
-                self.counters
-                    .refused_per_peer
-                    .fetch_add(1, Ordering::Relaxed);
-                ApiError::ResourceExhausted(format!(
-                    "too many live streams from {peer} (limit {cap} per client address)"
-                ))
-            }
-        })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = Arc::new(Outbox::new(slot));
-        let subscription = Box::new(Subscription {
-            id,
-            filter,
-            matcher,
-            start,
-            outbox: outbox.clone(),
-        });
-        let refused = match self.requests.try_send(subscription) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.counters
-                    .refused_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
-                Some(ApiError::ResourceExhausted(format!(
-                    "too many live streams waiting to start (limit {}); try again",
-                    self.limits.queue
-                )))
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => Some(shutting_down()),
-        };
-        if let Some(error) = refused {
-            outbox.release();
-            return Err(error);
-        }
+        let outbox = admit(
+            &self.slots,
+            &self.counters,
+            &self.limits,
+            &self.requests,
+            peer,
+            |outbox| {
+                Box::new(Subscription {
+                    id,
+                    filter,
+                    matcher,
+                    start,
+                    outbox,
+                })
+            },
+        )?;
         Ok(Outbound {
             id,
             outbox,
@@ -233,10 +211,6 @@ impl StreamHub {
             departures: self.departures.clone(),
         })
     }
-}
-
-fn shutting_down() -> ApiError {
-    ApiError::Unavailable("live streams are shutting down".into())
 }
 
 struct Hub {

@@ -158,6 +158,21 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflec
             let _ = reply.try_send(rows);
             false
         }
+        Command::ViewChanges {
+            view,
+            watch,
+            window,
+            reply,
+            ..
+        } => {
+            let changes = views
+                .registered
+                .get_mut(view)
+                .map(|view| view.changes(watch, window, reflected))
+                .unwrap_or_default();
+            let _ = reply.try_send(changes);
+            false
+        }
         Command::Expire { floor, .. } => {
             let expired = expire::expired(&mut views.flows, &views.keys, floor);
             inputs.retract(&expired.retractions);

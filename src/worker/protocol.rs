@@ -14,7 +14,7 @@ use eddy_dataflows::queries::list::{ListPartial, ListQuery};
 use eddy_dataflows::queries::sizes::ViewSizes;
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
 use eddy_dataflows::queries::used_ids::{IdMarks, UsedIds};
-use eddy_dataflows::views::registry::{Row, ViewQuery};
+use eddy_dataflows::views::registry::{Row, ViewChanges, ViewQuery, Watch};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 
@@ -138,6 +138,22 @@ pub enum Command {
         /// Where the partial answer goes.
         reply: Reply<Vec<Row>>,
     },
+    /// Answer a subscription's [`Watch`] of a registered view once every tick up to `as_of`
+    /// is reflected: the rows that changed on this worker since the last watch, up to the
+    /// ticks the views reflect, and with a snapshot every row. Broadcast; each worker sends
+    /// exactly one [`ViewChanges`] on `reply`.
+    ViewChanges {
+        /// The last closed tick the answer must include.
+        as_of: Tick,
+        /// The view's index in the registry.
+        view: usize,
+        /// What is asked for.
+        watch: Watch,
+        /// The aggregation window: a row ends this long after its bucket starts.
+        window: i64,
+        /// Where the worker's changes go.
+        reply: Reply<ViewChanges>,
+    },
     /// Retention moved (SPEC §2.3): from now on drop records for buckets below `floor`, and
     /// once every tick up to `as_of` is reflected, retract everything held below `floor`.
     /// Broadcast. Nothing comes back.
@@ -184,6 +200,7 @@ impl Command {
             | Command::Hints { as_of, .. }
             | Command::Stats { as_of, .. }
             | Command::View { as_of, .. }
+            | Command::ViewChanges { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }
@@ -199,6 +216,7 @@ impl Command {
             | Command::Hints { as_of, .. }
             | Command::Stats { as_of, .. }
             | Command::View { as_of, .. }
+            | Command::ViewChanges { as_of, .. }
             | Command::Expire { as_of, .. }
             | Command::Sync { as_of, .. }
             | Command::Sizes { as_of, .. }

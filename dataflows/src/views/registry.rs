@@ -240,10 +240,38 @@ pub trait ViewFeed {
     fn advance_to(&mut self, tick: Tick);
 }
 
+/// What a subscription asks a view's reader for at an epoch (or when new subscribers come).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Watch {
+    /// The changes since the last call, and every row as of now: the view's changes are
+    /// recorded from now on.
+    Snapshot,
+    /// The changes since the last call.
+    Changes,
+    /// Nothing: the view has no subscriber any more and stops recording its changes.
+    Stop,
+}
+
+/// What a view's reader answers a [`Watch`] with, on one worker: rows one per bucket, every
+/// tick before `before` included and none after.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ViewChanges {
+    /// Each row that changed with its multiplicity: a changed row is the old row with −1 and
+    /// the new row with +1; a row that appeared is +1 only, one that left −1 only.
+    pub changes: Vec<(Row, i64)>,
+    /// Every row, when a snapshot was asked for.
+    pub snapshot: Option<Vec<Row>>,
+}
+
 /// A view's arrangement on one worker.
 pub trait ViewReader {
     /// Answers `query` from this worker's shard ([`ViewQuery::finish`]ed).
     fn read(&mut self, query: &ViewQuery) -> Vec<Row>;
+
+    /// The rows (one per bucket, each ending `window` after its start) that changed since
+    /// the last call, up to the ticks before `before` (every one of them is in the
+    /// arrangement), and with [`Watch::Snapshot`] every row as of then.
+    fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges;
 
     /// Allows the arrangement to forget history before `tick` and merge its batches.
     fn compact_to(&mut self, tick: Tick);

@@ -1,0 +1,103 @@
+//! `eddy.views.v1.Views` on the wire: routes each method's path to [`ViewsService`], with
+//! protobuf for `ListViews` and `Read`. `Subscribe` decodes its request through tonic, and its
+//! response body is the subscription's [`Outbound`](crate::streams::outbound::Outbound), as
+//! for `goldmane.Flows/Stream` (`api::flows_wire`): runs of messages the view hub encoded once
+//! for every subscriber of a filter, written as they are.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Request, Response, Status};
+use tonic_prost::ProstCodec;
+
+use crate::api::flows_wire::live_stream;
+use crate::api::views::ViewsService;
+use crate::proto::views::{
+    ListViewsRequest, ListViewsResponse, ReadRequest, ReadResponse, SubscribeRequest,
+};
+
+/// The `eddy.views.v1.Views` service as tonic serves it.
+#[derive(Clone)]
+pub struct ViewsWire {
+    service: ViewsService,
+    max_decoding_message_size: usize,
+}
+
+impl ViewsWire {
+    /// Serves `service`, refusing request messages larger than `max_decoding_message_size`.
+    pub fn new(service: ViewsService, max_decoding_message_size: usize) -> Self {
+        ViewsWire {
+            service,
+            max_decoding_message_size,
+        }
+    }
+}
+
+impl NamedService for ViewsWire {
+    const NAME: &'static str = "eddy.views.v1.Views";
+}
+
+struct ListViewsMethod(ViewsService);
+
+impl UnaryService<ListViewsRequest> for ListViewsMethod {
+    type Response = ListViewsResponse;
+    type Future = BoxFuture<Response<ListViewsResponse>, Status>;
+
+    fn call(&mut self, _request: Request<ListViewsRequest>) -> Self::Future {
+        let answer = self.0.list_views();
+        Box::pin(async move { Ok(Response::new(answer)) })
+    }
+}
+
+struct ReadMethod(ViewsService);
+
+impl UnaryService<ReadRequest> for ReadMethod {
+    type Response = ReadResponse;
+    type Future = BoxFuture<Response<ReadResponse>, Status>;
+
+    fn call(&mut self, request: Request<ReadRequest>) -> Self::Future {
+        let service = self.0.clone();
+        Box::pin(async move { Ok(Response::new(service.read(request.into_inner()).await?)) })
+    }
+}
+
+impl<B> Service<http::Request<B>> for ViewsWire
+where
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let service = self.service.clone();
+        let decoding_limit = self.max_decoding_message_size;
+        let limit = Some(decoding_limit);
+        match request.uri().path() {
+            "/eddy.views.v1.Views/ListViews" => Box::pin(async move {
+                let mut grpc = Grpc::new(ProstCodec::default());
+                grpc = grpc.apply_max_message_size_config(limit, None);
+                Ok(grpc.unary(ListViewsMethod(service), request).await)
+            }),
+            "/eddy.views.v1.Views/Read" => Box::pin(async move {
+                let mut grpc = Grpc::new(ProstCodec::default());
+                grpc = grpc.apply_max_message_size_config(limit, None);
+                Ok(grpc.unary(ReadMethod(service), request).await)
+            }),
+            "/eddy.views.v1.Views/Subscribe" => Box::pin(async move {
+                let open = |message: SubscribeRequest, peer| service.subscribe(message, peer);
+                Ok(live_stream(request, decoding_limit, open)
+                    .await
+                    .unwrap_or_else(Status::into_http))
+            }),
+            _ => Box::pin(async move { Ok(Status::unimplemented("no such method").into_http()) }),
+        }
+    }
+}
