@@ -12,10 +12,11 @@
 //! older buckets come from files), from the files plus the log (a restart within the
 //! de-duplication horizon, which re-reads the log's last 6 minutes to refill the
 //! de-duplication windows), and from the log alone (the bucket folder removed). Each reports
-//! retained rows per second and the server's CPU seconds, then each stage's rate (retained
-//! rows over the stage's seconds): decoding the files, converting their rows into engine
-//! records, the part of both the engine waited for, the engine taking the records until it
-//! reflects them, and replaying the log.
+//! retained rows per second, the server's CPU seconds and minor page faults (fresh pages the
+//! kernel zeroed), then each stage's rate (retained rows over the stage's seconds, summed over
+//! the loading threads): decoding the files, converting their rows into engine records, the
+//! part of both the engine waited for, the engine taking the records until it reflects them,
+//! and replaying the log.
 //!
 //! `cargo bench --bench durability [-- KEYS [UPDATES]]`: KEYS 250,000 by default (1 M
 //! retained rows), UPDATES per ingest run 400,000. The data directory is a temporary
@@ -85,17 +86,25 @@ async fn start(durability: &DurabilityArgs) -> (ServerState, SocketAddr) {
     (state, address)
 }
 
-/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
-fn cpu_seconds() -> f64 {
+/// The numeric fields of `/proc/self/stat` after the process's name (the state first).
+fn stat_fields() -> Vec<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
     let after_name = stat.rsplit(')').next().unwrap_or_default();
-    let fields: Vec<u64> = after_name
+    after_name
         .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|field| field.parse().ok())
-        .collect();
-    fields.iter().sum::<u64>() as f64 / 100.0
+        .map(|field| field.parse().unwrap_or(0))
+        .collect()
+}
+
+/// CPU seconds this process has used (user and system), from `/proc/self/stat`.
+fn cpu_seconds() -> f64 {
+    stat_fields().iter().skip(11).take(2).sum::<u64>() as f64 / 100.0
+}
+
+/// Minor page faults this process has taken (each fresh page the kernel zeroed for it),
+/// from `/proc/self/stat`.
+fn page_faults() -> u64 {
+    stat_fields().get(7).copied().unwrap_or(0)
 }
 
 /// Sends `streams` (one update list each) as pipelined `Connect` streams; returns updates per
@@ -273,10 +282,11 @@ async fn fill(keys: u64, directory: &Path) {
 fn recover_child(directory: &Path, label: &str) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async {
-        let (cpu, started) = (cpu_seconds(), Instant::now());
+        let (cpu, faults, started) = (cpu_seconds(), page_faults(), Instant::now());
         let (state, _) = start(&durable(directory)).await;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu;
+        let faults = page_faults() - faults;
         let rows = state
             .engine
             .sizes()
@@ -297,7 +307,7 @@ fn recover_child(directory: &Path, label: &str) {
             }
         };
         println!(
-            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s | {} | {} | {} | {} | {} |",
+            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s | {faults} | {} | {} | {} | {} | {} |",
             rows as f64 / seconds / 1e3,
             rate(stages.decode),
             rate(stages.convert),
@@ -328,8 +338,8 @@ fn main() {
     // with no engine but their own.
     drop(runtime);
     println!();
-    println!("| recovered from | retained rows | time | rate | server CPU | decode files | convert rows | waited for the loader | engine (hand-over + settle) | log replay |");
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("| recovered from | retained rows | time | rate | server CPU | page faults | decode files | convert rows | waited for the loaders | engine (hand-over + settle) | log replay |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, parts) in [
         ("bucket files", &["buckets"][..]),
         (

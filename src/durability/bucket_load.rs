@@ -4,8 +4,6 @@
 //! hashing no value bytes per row. Each row becomes a `FlowRecord` carrying its totals and
 //! update count.
 
-use std::ops::Range;
-
 use eddy_dataflows::model::{FlowKey, FlowRecord};
 use prost::Message;
 use rustc_hash::FxHashMap;
@@ -56,33 +54,6 @@ impl From<&str> for NotLoaded {
 impl From<InternerFull> for NotLoaded {
     fn from(full: InternerFull) -> Self {
         NotLoaded::Full(full)
-    }
-}
-
-/// Each row's range of elements in a list column.
-fn list_ranges(
-    definition: &[i16],
-    repetition: &[i16],
-    count: usize,
-) -> Result<Vec<Range<usize>>, String> {
-    let mut ranges: Vec<Range<usize>> = Vec::with_capacity(count);
-    let mut next = 0;
-    for (defined, repeated) in definition.iter().zip(repetition) {
-        if *repeated == 0 {
-            ranges.push(next..next);
-        }
-        if *defined > 0 {
-            next += 1;
-            ranges
-                .last_mut()
-                .ok_or("a list starts with a repeated level")?
-                .end = next;
-        }
-    }
-    if ranges.len() == count && definition.len() == repetition.len() {
-        Ok(ranges)
-    } else {
-        Err("a label column has the wrong number of rows".into())
     }
 }
 
@@ -146,37 +117,65 @@ fn label_sets_of(
             Ok::<_, String>(number)
         })
         .collect::<Result<_, _>>()?;
-    let ranges = list_ranges(&coded.definition, &coded.repetition, count)?;
+    // Each row's labels are collected from the levels as they come (a repetition level of 0
+    // starts a row, a definition level above 0 is a label), with no per-row ranges.
     let mut key: Vec<u32> = Vec::new();
     let mut sets = Vec::with_capacity(count);
-    for range in ranges {
-        let elements = coded
-            .indices
-            .get(range)
-            .ok_or("fewer label values than levels")?;
-        key.clear();
-        for element in elements {
+    let (mut next, mut started) = (0, false);
+    for (defined, repeated) in coded.definition.iter().zip(&coded.repetition) {
+        if *repeated == 0 {
+            if started {
+                sets.push(label_set_id(&key, catalog, label_texts, label_sets)?);
+            }
+            key.clear();
+            started = true;
+        }
+        if *defined > 0 {
+            if !started {
+                return Err("a list starts with a repeated level".to_string().into());
+            }
+            let element = coded
+                .indices
+                .get(next)
+                .ok_or("fewer label values than levels")?;
+            next += 1;
             key.push(
                 *numbers
                     .get(*element as usize)
                     .ok_or("a label code past the labels")?,
             );
         }
-        let id = match label_sets.get(key.as_slice()) {
-            Some(id) => *id,
-            None => {
-                let owned: Vec<String> = key
-                    .iter()
-                    .map(|number| label_texts[*number as usize].to_string())
-                    .collect();
-                let id = catalog.label_sets.intern(&*label_set(&owned))?;
-                label_sets.insert(key.as_slice().into(), id);
-                id
-            }
-        };
-        sets.push(id);
     }
-    Ok(sets)
+    if started {
+        sets.push(label_set_id(&key, catalog, label_texts, label_sets)?);
+    }
+    if sets.len() == count && coded.definition.len() == coded.repetition.len() {
+        Ok(sets)
+    } else {
+        Err("a label column has the wrong number of rows"
+            .to_string()
+            .into())
+    }
+}
+
+/// The catalog id of the label set of labels numbered `key`, interned the first time the
+/// recovery meets it.
+fn label_set_id(
+    key: &[u32],
+    catalog: &Catalog,
+    label_texts: &[Box<str>],
+    label_sets: &mut FxHashMap<Box<[u32]>, u32>,
+) -> Result<u32, NotLoaded> {
+    if let Some(id) = label_sets.get(key) {
+        return Ok(*id);
+    }
+    let owned: Vec<String> = key
+        .iter()
+        .map(|number| label_texts[*number as usize].to_string())
+        .collect();
+    let id = catalog.label_sets.intern(&*label_set(&owned))?;
+    label_sets.insert(key.into(), id);
+    Ok(id)
 }
 
 /// The catalog id and canonical encoding of each distinct trace of a column chunk, decoded

@@ -10,7 +10,7 @@
 //! is replayed unless its bucket's file was loaded and covers the record holding it. A file
 //! failing its checksum is set aside and its bucket recovered from the log alone.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -37,8 +37,12 @@ use crate::retention::Retention;
 use crate::state::ServerState;
 use crate::worker::protocol::IngestBatch;
 
-/// Records handed to the engine at once when loading a bucket file.
+/// Records handed to the engine at once when loading a bucket file or replaying the log.
 const LOAD_CHUNK: usize = 64 * 1024;
+
+/// Bucket files read, decoded and converted at once, each on its own blocking thread with its
+/// own cache, while the engine takes the records of the file before them.
+const LOADERS: usize = 2;
 
 /// What recovery found, for the log line.
 #[derive(Default)]
@@ -126,8 +130,11 @@ pub async fn recover(
     let mut kept = Vec::new();
     let paths = segment_paths(&wal_directory)?;
     let count = paths.len();
-    let mut ingest = ConnectionIngest::new();
+    let mut replaying = Replaying::default();
     let log_started = Instant::now();
+    // The catalog's gate is held while replayed records wait to be handed over: no
+    // collection removes one of their ids meanwhile.
+    let gate = state.catalog.gate.read().await;
     for (index, path) in paths.into_iter().enumerate() {
         let last = index + 1 == count;
         let recovered = recover_segment(
@@ -139,13 +146,15 @@ pub async fn recover(
             &covered,
             &counters,
             &mut found,
-            &mut ingest,
+            &mut replaying,
         )
         .await?;
         if let Some(info) = recovered {
             kept.push(info);
         }
     }
+    hand_over(state, std::mem::take(&mut replaying.records)).await?;
+    drop(gate);
     found.stages.log = log_started.elapsed();
     // Positions never go back, even when every segment was deleted: a file covers a
     // position, and a later record must lie past it.
@@ -257,9 +266,9 @@ fn load_file(
 type Loading = tokio::task::JoinHandle<(Result<FileLoad, String>, Interned, RecoveryStages)>;
 
 /// Loads every retained bucket file into the engine; sets aside those failing their checksum.
-/// A blocking thread reads, decodes and converts the files one after the other; the next
-/// file is converted while the engine takes the current one's records. Returns the files
-/// kept on disk.
+/// [`LOADERS`] blocking threads read, decode and convert the next files while the engine
+/// takes the current one's records; files are handed over in order. Returns the files kept
+/// on disk.
 async fn load_bucket_files(
     directory: &Path,
     bucket_directory: &Path,
@@ -273,12 +282,12 @@ async fn load_bucket_files(
         format!("--data-dir (EDDY_DATA_DIR): cannot read the bucket files: {error}")
     })?;
     // Starts loading a file inside retention (others are not read, and are deleted at the
-    // first epoch), with the cache `idle` holds.
-    let load = |bucket: Bucket, path: &Path, idle: &mut Option<Interned>| -> Option<Loading> {
+    // first epoch), with a cache from `idle`.
+    let load = |bucket: Bucket, path: &Path, idle: &mut Vec<Interned>| -> Option<Loading> {
         if bucket < floor {
             return None;
         }
-        let mut interned = idle.take().unwrap_or_default();
+        let mut interned = idle.pop().unwrap_or_default();
         let (path, catalog, retention) =
             (path.to_path_buf(), state.catalog.clone(), state.retention);
         Some(tokio::task::spawn_blocking(move || {
@@ -290,33 +299,40 @@ async fn load_bucket_files(
     let mut written = BTreeMap::new();
     // The catalog's gate is held while ids are cached: no collection removes one meanwhile.
     let gate = state.catalog.gate.read().await;
-    let mut idle = Some(Interned::default());
-    let mut files = files.into_iter().peekable();
-    let mut loading = files
-        .peek()
-        .and_then(|(bucket, path)| load(*bucket, path, &mut idle));
-    while let Some((bucket, path)) = files.next() {
+    let mut idle: Vec<Interned> = Vec::with_capacity(LOADERS);
+    let mut files = files.into_iter();
+    // The files being loaded, in order: at most `LOADERS` at once.
+    let mut queue: VecDeque<(Bucket, PathBuf, Option<Loading>)> = VecDeque::new();
+    let mut start_loading = |queue: &mut VecDeque<(Bucket, PathBuf, Option<Loading>)>,
+                             idle: &mut Vec<Interned>| {
+        while queue.len() < LOADERS {
+            let Some((bucket, path)) = files.next() else {
+                break;
+            };
+            let task = load(bucket, &path, idle);
+            queue.push_back((bucket, path, task));
+        }
+    };
+    start_loading(&mut queue, &mut idle);
+    while let Some((bucket, path, current)) = queue.pop_front() {
         let cannot = |error: std::io::Error| format!("cannot read `{}`: {error}", path.display());
         let bytes = std::fs::metadata(&path).map_err(cannot)?.len();
         let mut file = WrittenFile {
             bytes,
             covered: None,
         };
-        let current = loading.take();
         let loaded = match current {
             Some(task) => {
                 let waited = Instant::now();
                 let (loaded, interned, stages) = task.await.map_err(|joined| joined.to_string())?;
                 found.stages.waited += waited.elapsed();
                 found.stages.add(&stages);
-                idle = Some(interned);
+                idle.push(interned);
                 Some(loaded?)
             }
             None => None,
         };
-        loading = files
-            .peek()
-            .and_then(|(bucket, path)| load(*bucket, path, &mut idle));
+        start_loading(&mut queue, &mut idle);
         let damage = match loaded {
             Some(FileLoad::Loaded { covered, groups }) => {
                 hand_over_groups(state, groups, counters, found).await?;
@@ -408,7 +424,7 @@ async fn recover_segment(
     covered: &BTreeMap<Bucket, u64>,
     counters: &DurabilityCounters,
     found: &mut Found,
-    ingest: &mut ConnectionIngest,
+    replaying: &mut Replaying,
 ) -> Result<Option<SegmentInfo>, String> {
     let bytes = std::fs::read(&path)
         .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
@@ -473,7 +489,7 @@ async fn recover_segment(
             }
         }
         found.logged += replayed.iter().filter(|replay| **replay).count() as u64;
-        replay(state, ingest, &batch, &replayed, now, counters).await?;
+        replay(state, replaying, &batch, &replayed, now, counters).await?;
     }
     info.end = end;
     Ok(Some(info))
@@ -514,22 +530,33 @@ pub fn set_aside(
     Ok(())
 }
 
-/// Hands the updates of one logged batch that `replayed` marks to the engine as the
-/// collector did (read in place, records remembered across the log in `ingest`), and refills
-/// the de-duplication window of its peer with all of them if it arrived within the horizon.
+/// The log's replay in progress: the records remembered across the log, and the replayed
+/// records not yet handed to the engine.
+#[derive(Default)]
+struct Replaying {
+    /// Records remembered by their key and label bytes, as a `Connect` call does.
+    ingest: ConnectionIngest,
+    /// Replayed records waiting to go to the engine [`LOAD_CHUNK`] at a time.
+    records: Vec<FlowRecord>,
+}
+
+/// Prepares the updates of one logged batch that `replayed` marks as the collector did (read
+/// in place, records remembered across the log), keeping them for the engine until
+/// [`LOAD_CHUNK`] wait, and refills the de-duplication window of its peer with all of them if
+/// it arrived within the horizon. Call with the catalog's gate held shared, until the kept
+/// records are handed over.
 async fn replay(
     state: &ServerState,
-    ingest: &mut ConnectionIngest,
+    replaying: &mut Replaying,
     batch: &BatchView<'_>,
     replayed: &[bool],
     now: i64,
     counters: &DurabilityCounters,
 ) -> Result<(), String> {
     let recent = batch.arrival > now - HORIZON_SECONDS;
-    let gate = state.catalog.gate.read().await;
-    let mut records = Vec::with_capacity(batch.updates.len());
+    let Replaying { ingest, records } = replaying;
     let mut fingerprints = Vec::new();
-    let mut expired = 0;
+    let (mut expired, mut kept) = (0, 0);
     for (update, replay) in batch.updates.iter().zip(replayed) {
         if !recent && !replay {
             continue;
@@ -544,6 +571,7 @@ async fn replay(
                 }
                 if *replay {
                     records.push(done.record);
+                    kept += 1;
                 }
             }
             Err(Refused::NotPrepared(NotPrepared::Skipped(_))) => expired += u64::from(*replay),
@@ -568,13 +596,15 @@ async fn replay(
     }
     counters
         .recovered_updates
-        .fetch_add(records.len() as u64, Ordering::Relaxed);
+        .fetch_add(kept, Ordering::Relaxed);
     counters
         .recovered_expired
         .fetch_add(expired, Ordering::Relaxed);
-    let handed = hand_over(state, records).await;
-    drop(gate);
-    handed
+    if records.len() >= LOAD_CHUNK {
+        let full = std::mem::replace(records, Vec::with_capacity(LOAD_CHUNK));
+        hand_over(state, full).await?;
+    }
+    Ok(())
 }
 
 /// At every epoch: deletes the bucket files retention no longer needs, writes the files of
