@@ -8,7 +8,6 @@
 pub mod admin;
 #[cfg(feature = "count-allocations")]
 pub mod alloc_count;
-pub mod allocator;
 pub mod api;
 pub mod catalog;
 pub mod cli;

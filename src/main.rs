@@ -6,8 +6,7 @@ use clap::Parser;
 use eddy::config::{Cli, Command, ServeArgs};
 
 /// mimalloc: the server allocates and frees many small strings per update (protobuf decode),
-/// where it measured faster than the system allocator (BENCHMARKS.md); freed memory is purged
-/// at once (see `eddy::allocator`).
+/// where it measured faster than the system allocator (BENCHMARKS.md).
 #[cfg(not(feature = "count-allocations"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,7 +17,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 static ALLOCATOR: eddy::alloc_count::CountingMiMalloc = eddy::alloc_count::CountingMiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    eddy::allocator::purge_freed_memory_at_once();
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(*args),
