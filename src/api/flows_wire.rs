@@ -100,6 +100,25 @@ fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
     }
 }
 
+/// A unary call answered by `method`, its request message decoded up to `limit` bytes.
+/// `Flows.List`, `Flows.FilterHints`, `Views.ListViews` and `Views.Read`.
+pub(crate) async fn unary<Req, Resp, M, B>(
+    method: M,
+    request: http::Request<B>,
+    limit: usize,
+) -> http::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    M: UnaryService<Req, Response = Resp>,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send,
+{
+    let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default())
+        .apply_max_message_size_config(Some(limit), None);
+    grpc.unary(method, request).await
+}
+
 /// A server-streaming call answered by a live stream: decodes the one request message `M`
 /// (at most `limit` bytes), opens the stream with `open` for the client's address, and
 /// answers with the stream's [`Outbound`] as the body. `Flows.Stream` and `Views.Subscribe`.
@@ -150,17 +169,14 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let service = self.service.clone();
         let decoding_limit = self.max_decoding_message_size;
-        let limit = Some(decoding_limit);
         match request.uri().path() {
-            "/goldmane.Flows/List" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::default());
-                grpc = grpc.apply_max_message_size_config(limit, None);
-                Ok(grpc.unary(ListMethod(service), request).await)
-            }),
+            "/goldmane.Flows/List" => {
+                Box::pin(
+                    async move { Ok(unary(ListMethod(service), request, decoding_limit).await) },
+                )
+            }
             "/goldmane.Flows/FilterHints" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::default());
-                grpc = grpc.apply_max_message_size_config(limit, None);
-                Ok(grpc.unary(FilterHintsMethod(service), request).await)
+                Ok(unary(FilterHintsMethod(service), request, decoding_limit).await)
             }),
             "/goldmane.Flows/Stream" => Box::pin(async move {
                 let open = |message: FlowStreamRequest, peer| service.stream(message, peer);

@@ -8,11 +8,10 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
-use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::server::{NamedService, UnaryService};
 use tonic::{Request, Response, Status};
-use tonic_prost::ProstCodec;
 
-use crate::api::flows_wire::live_stream;
+use crate::api::flows_wire::{live_stream, unary};
 use crate::api::views::ViewsService;
 use crate::proto::views::{
     ListViewsRequest, ListViewsResponse, ReadRequest, ReadResponse, SubscribeRequest,
@@ -79,18 +78,15 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let service = self.service.clone();
         let decoding_limit = self.max_decoding_message_size;
-        let limit = Some(decoding_limit);
         match request.uri().path() {
             "/eddy.views.v1.Views/ListViews" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::default());
-                grpc = grpc.apply_max_message_size_config(limit, None);
-                Ok(grpc.unary(ListViewsMethod(service), request).await)
+                Ok(unary(ListViewsMethod(service), request, decoding_limit).await)
             }),
-            "/eddy.views.v1.Views/Read" => Box::pin(async move {
-                let mut grpc = Grpc::new(ProstCodec::default());
-                grpc = grpc.apply_max_message_size_config(limit, None);
-                Ok(grpc.unary(ReadMethod(service), request).await)
-            }),
+            "/eddy.views.v1.Views/Read" => {
+                Box::pin(
+                    async move { Ok(unary(ReadMethod(service), request, decoding_limit).await) },
+                )
+            }
             "/eddy.views.v1.Views/Subscribe" => Box::pin(async move {
                 let open = |message: SubscribeRequest, peer| service.subscribe(message, peer);
                 Ok(live_stream(request, decoding_limit, open)

@@ -29,7 +29,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eddy_dataflows::filter::FlowFilter;
@@ -45,7 +45,7 @@ use crate::api::status::ApiError;
 use crate::catalog::Catalog;
 use crate::proto::Filter;
 use crate::retention::Retention;
-use crate::streams::admission::{admit, shutting_down};
+use crate::streams::admission::{shutting_down, Admission, HubInbox};
 use crate::streams::backfill::{
     backfill_task, bucket_rows_query, Backfill, BackfillContext, BackfillGuard,
 };
@@ -53,7 +53,6 @@ use crate::streams::encoded::{encode, Chunk, Frames};
 use crate::streams::index::{indexed_sizes, GroupId, GroupIndex};
 use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Departure, Offer, Outbound, Outbox};
-use crate::streams::slots::Slots;
 use crate::worker::Engine;
 
 /// A subscription as the hub receives it.
@@ -93,13 +92,7 @@ struct Group {
 /// The handle the `Flows` service uses. Cheap to clone.
 #[derive(Clone)]
 pub struct StreamHub {
-    requests: mpsc::Sender<Box<Subscription>>,
-    departures: mpsc::Sender<Departure>,
-    stop: Arc<watch::Sender<bool>>,
-    counters: Arc<StreamCounters>,
-    limits: StreamLimits,
-    slots: Arc<Slots>,
-    next_id: Arc<AtomicU64>,
+    admission: Admission<Box<Subscription>>,
     emitted: watch::Receiver<Bucket>,
 }
 
@@ -112,25 +105,17 @@ impl StreamHub {
         now: i64,
         limits: StreamLimits,
     ) -> StreamHub {
-        let (requests, inbox) = mpsc::channel(limits.queue.max(1));
-        let (departures, departed) = mpsc::channel(limits.max_streams.max(1));
-        let (stop, stopping) = watch::channel(false);
+        let (admission, inbox) = Admission::new(limits);
         let last_emitted = retention.bucket_of(now) - 2 * retention.window;
         let (emitted_tx, emitted) = watch::channel(last_emitted);
-        let counters = Arc::new(StreamCounters::default());
-        let slots = Arc::new(Slots::new(
-            limits.max_streams,
-            limits.per_peer,
-            counters.active.clone(),
-        ));
         let hub = Hub {
             epochs: engine.epochs(),
             engine,
             catalog,
             retention,
             limits,
-            counters: counters.clone(),
-            departures: departures.clone(),
+            counters: admission.counters().clone(),
+            departures: admission.departures().clone(),
             turns: Arc::new(Semaphore::new(limits.backfills.max(1))),
             last_emitted,
             emitted: emitted_tx,
@@ -141,17 +126,8 @@ impl StreamHub {
             index_stale: false,
             next_group: 0,
         };
-        tokio::spawn(hub.run(inbox, departed, stopping));
-        StreamHub {
-            requests,
-            departures,
-            stop: Arc::new(stop),
-            counters,
-            limits,
-            slots,
-            next_id: Arc::new(AtomicU64::new(1)),
-            emitted,
-        }
+        tokio::spawn(hub.run(inbox));
+        StreamHub { admission, emitted }
     }
 
     /// The last bucket the hub has handled (emitted, or skipped without subscribers): its rows
@@ -162,17 +138,17 @@ impl StreamHub {
 
     /// Ends every open stream with `UNAVAILABLE` and refuses new ones (SPEC §11.6).
     pub fn shutdown(&self) {
-        self.stop.send_replace(true);
+        self.admission.shutdown();
     }
 
     /// The hub's counters.
     pub fn counters(&self) -> &StreamCounters {
-        &self.counters
+        self.admission.counters()
     }
 
     /// Streams held by `peer` under the per-peer cap (0 when the cap is off).
     pub fn streams_of(&self, peer: IpAddr) -> usize {
-        self.slots.held_by(peer)
+        self.admission.streams_of(peer)
     }
 
     /// Opens a stream for a client at `peer`. `start` is the absolute start time, or `None`
@@ -183,32 +159,18 @@ impl StreamHub {
         start: Option<i64>,
         peer: Option<IpAddr>,
     ) -> Result<Outbound, ApiError> {
-        if *self.stop.borrow() {
+        if self.admission.stopped() {
             return Err(shutting_down());
         }
         let matcher = FilterMatcher::new(Some(&filter))?;
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = admit(
-            &self.slots,
-            &self.counters,
-            &self.limits,
-            &self.requests,
-            peer,
-            |outbox| {
-                Box::new(Subscription {
-                    id,
-                    filter,
-                    matcher,
-                    start,
-                    outbox,
-                })
-            },
-        )?;
-        Ok(Outbound {
-            id,
-            outbox,
-            ended: false,
-            departures: self.departures.clone(),
+        self.admission.open(peer, |id, outbox| {
+            Box::new(Subscription {
+                id,
+                filter,
+                matcher,
+                start,
+                outbox,
+            })
         })
     }
 }
@@ -233,12 +195,12 @@ struct Hub {
 }
 
 impl Hub {
-    async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<Box<Subscription>>,
-        mut departed: mpsc::Receiver<Departure>,
-        mut stopping: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, inbox: HubInbox<Box<Subscription>>) {
+        let HubInbox {
+            subscriptions: mut inbox,
+            mut departed,
+            mut stopping,
+        } = inbox;
         loop {
             tokio::select! {
                 _ = stopping.changed() => return self.stop(inbox),

@@ -20,7 +20,7 @@
 use std::cmp::Ordering as Order;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use eddy_dataflows::model::Bucket;
@@ -35,11 +35,10 @@ use crate::api::views::{columns, wire_row};
 use crate::catalog::Catalog;
 use crate::proto::views::{self as wire, subscribe_response::Event, SubscribeResponse};
 use crate::retention::Retention;
-use crate::streams::admission::{admit, shutting_down};
+use crate::streams::admission::{Admission, HubInbox};
 use crate::streams::encoded::{Chunk, Frames};
 use crate::streams::limits::{StreamCounters, StreamLimits};
 use crate::streams::outbound::{Departure, Offer, Outbound, Outbox};
-use crate::streams::slots::Slots;
 use crate::worker::Engine;
 
 /// A subscription as the hub receives it: a view, its checked filters (column index and the
@@ -55,13 +54,7 @@ pub struct ViewSubscription {
 /// The handle the `Views` service uses. Cheap to clone.
 #[derive(Clone)]
 pub struct ViewHub {
-    requests: mpsc::Sender<ViewSubscription>,
-    departures: mpsc::Sender<Departure>,
-    stop: Arc<watch::Sender<bool>>,
-    counters: Arc<StreamCounters>,
-    limits: StreamLimits,
-    slots: Arc<Slots>,
-    next_id: Arc<AtomicU64>,
+    admission: Admission<ViewSubscription>,
     epochs_sent: watch::Receiver<Bucket>,
 }
 
@@ -73,15 +66,7 @@ impl ViewHub {
         retention: Retention,
         limits: StreamLimits,
     ) -> ViewHub {
-        let (requests, inbox) = mpsc::channel(limits.queue.max(1));
-        let (departures, departed) = mpsc::channel(limits.max_streams.max(1));
-        let (stop, stopping) = watch::channel(false);
-        let counters = Arc::new(StreamCounters::default());
-        let slots = Arc::new(Slots::new(
-            limits.max_streams,
-            limits.per_peer,
-            counters.active.clone(),
-        ));
+        let (admission, inbox) = Admission::new(limits);
         let mut epochs = engine.epochs();
         let (sent, epochs_sent) = watch::channel(*epochs.borrow_and_update());
         let hub = Hub {
@@ -89,21 +74,15 @@ impl ViewHub {
             catalog,
             window: retention.window,
             limits,
-            counters: counters.clone(),
+            counters: admission.counters().clone(),
             epochs,
             sent,
             views: HashMap::new(),
             subscribers: HashMap::new(),
         };
-        tokio::spawn(hub.run(inbox, departed, stopping));
+        tokio::spawn(hub.run(inbox));
         ViewHub {
-            requests,
-            departures,
-            stop: Arc::new(stop),
-            counters,
-            limits,
-            slots,
-            next_id: Arc::new(AtomicU64::new(1)),
+            admission,
             epochs_sent,
         }
     }
@@ -115,12 +94,12 @@ impl ViewHub {
 
     /// Ends every subscription with `UNAVAILABLE` and refuses new ones (SPEC §11.6).
     pub fn shutdown(&self) {
-        self.stop.send_replace(true);
+        self.admission.shutdown();
     }
 
     /// The hub's counters.
     pub fn counters(&self) -> &StreamCounters {
-        &self.counters
+        self.admission.counters()
     }
 
     /// Subscribes a client at `peer` to the registered view numbered `view`, keeping the rows
@@ -133,29 +112,12 @@ impl ViewHub {
         group: Vec<u8>,
         peer: Option<IpAddr>,
     ) -> Result<Outbound, ApiError> {
-        if *self.stop.borrow() {
-            return Err(shutting_down());
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let outbox = admit(
-            &self.slots,
-            &self.counters,
-            &self.limits,
-            &self.requests,
-            peer,
-            |outbox| ViewSubscription {
-                id,
-                view,
-                group,
-                filters,
-                outbox,
-            },
-        )?;
-        Ok(Outbound {
+        self.admission.open(peer, |id, outbox| ViewSubscription {
             id,
+            view,
+            group,
+            filters,
             outbox,
-            ended: false,
-            departures: self.departures.clone(),
         })
     }
 }
@@ -208,12 +170,12 @@ struct Hub {
 }
 
 impl Hub {
-    async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<ViewSubscription>,
-        mut departed: mpsc::Receiver<Departure>,
-        mut stopping: watch::Receiver<bool>,
-    ) {
+    async fn run(mut self, inbox: HubInbox<ViewSubscription>) {
+        let HubInbox {
+            subscriptions: mut inbox,
+            mut departed,
+            mut stopping,
+        } = inbox;
         loop {
             tokio::select! {
                 _ = stopping.changed() => return self.stop(inbox),
