@@ -271,7 +271,7 @@ fn hybrid(
                 .ok_or("a bit-packed run passes its page's end")?;
             let (packed, rest) = data.split_at(bytes);
             data = rest;
-            let values = (run * 8).min(left);
+            let values = run.saturating_mul(8).min(left);
             for index in 0..values {
                 let bit = index * width;
                 let mut word = [0u8; 8];
@@ -436,6 +436,20 @@ mod tests {
         let mut out = Vec::new();
         hybrid(data, width, count, |value| out.push(value))?;
         Ok(out)
+    }
+
+    #[test]
+    fn a_bit_packed_run_of_width_zero_may_claim_any_length() {
+        // A bit-packed run header claiming 2^62 groups of width 0: no bytes follow, and only
+        // the values asked for are read.
+        let mut data = Vec::new();
+        let mut header = ((1u64 << 62) << 1) | 1;
+        while header >= 0x80 {
+            data.push((header as u8) | 0x80);
+            header >>= 7;
+        }
+        data.push(header as u8);
+        assert_eq!(decoded(&data, 0, 5).expect("the run decodes"), vec![0; 5]);
     }
 
     #[test]
