@@ -4,6 +4,8 @@
 //! A whole table is measured before printing; a streaming table (`watch`) uses fixed widths;
 //! a paged table (`list`) is measured on its first page and only widens after that.
 
+use std::borrow::Cow;
+
 /// How a cell is coloured on a terminal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Style {
@@ -74,7 +76,7 @@ pub enum Align {
 /// A table measured as a whole.
 #[derive(Clone, Debug)]
 pub struct Table {
-    columns: Vec<(&'static str, Align)>,
+    columns: Vec<(Cow<'static, str>, Align)>,
     rows: Vec<Vec<Cell>>,
 }
 
@@ -83,12 +85,7 @@ fn width(text: &str) -> usize {
 }
 
 /// Formats one line from cells, padding each to `widths` (the last column is not padded).
-pub fn line(
-    cells: &[Cell],
-    widths: &[usize],
-    columns: &[(&'static str, Align)],
-    color: bool,
-) -> String {
+pub fn line<T>(cells: &[Cell], widths: &[usize], columns: &[(T, Align)], color: bool) -> String {
     let mut out = String::new();
     for (index, cell) in cells.iter().enumerate() {
         let wanted = widths.get(index).copied().unwrap_or(0);
@@ -124,8 +121,11 @@ pub fn line(
 }
 
 /// The header line, bold on a terminal.
-pub fn header(widths: &[usize], columns: &[(&'static str, Align)], color: bool) -> String {
-    let cells: Vec<Cell> = columns.iter().map(|(name, _)| Cell::from(*name)).collect();
+pub fn header<T: AsRef<str>>(widths: &[usize], columns: &[(T, Align)], color: bool) -> String {
+    let cells: Vec<Cell> = columns
+        .iter()
+        .map(|(name, _)| Cell::from(name.as_ref()))
+        .collect();
     let text = line(&cells, widths, columns, false);
     if color {
         format!("\x1b[1m{}\x1b[0m\n", text.trim_end())
@@ -136,9 +136,12 @@ pub fn header(widths: &[usize], columns: &[(&'static str, Align)], color: bool) 
 
 impl Table {
     /// An empty table with these column titles and alignments.
-    pub fn new(columns: Vec<(&'static str, Align)>) -> Table {
+    pub fn new<T: Into<Cow<'static, str>>>(columns: Vec<(T, Align)>) -> Table {
         Table {
-            columns,
+            columns: columns
+                .into_iter()
+                .map(|(title, align)| (title.into(), align))
+                .collect(),
             rows: Vec::new(),
         }
     }

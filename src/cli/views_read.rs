@@ -139,15 +139,13 @@ pub(crate) fn cell(value: &Value) -> Cell {
     }
 }
 
-/// A column's title: its name in capitals. Leaked: the titles of one answer live until the
-/// command exits, and `Table` holds static titles.
-pub(crate) fn title(column: &Column) -> (&'static str, Align) {
+/// A column's title: its name in capitals.
+pub(crate) fn title(column: &Column) -> (String, Align) {
     let align = match ColumnType::try_from(column.r#type) {
         Ok(ColumnType::Integer | ColumnType::Float) => Align::Right,
         _ => Align::Left,
     };
-    let name: &'static str = Box::leak(column.name.to_uppercase().into_boxed_str());
-    (name, align)
+    (column.name.to_uppercase(), align)
 }
 
 /// Runs `eddy views read`.

@@ -58,7 +58,7 @@ impl Pending {
             self.rows.len()
         ))?;
         if !self.rows.is_empty() {
-            let mut titles = vec![("+/-", Align::Right)];
+            let mut titles = vec![("+/-".to_string(), Align::Right)];
             titles.extend(self.columns.iter().map(title));
             let mut table = Table::new(titles);
             for row in self.rows.drain(..) {
