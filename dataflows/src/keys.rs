@@ -128,26 +128,10 @@ impl FlowKeys {
 mod tests {
     use super::*;
     use crate::filter::IdSet;
+    use crate::model::test_key;
 
     fn key(id: FlowId, dest_namespace: u32) -> FlowKey {
-        FlowKey {
-            id,
-            source_name: 1,
-            source_namespace: 2,
-            source_type: 1,
-            dest_name: 3,
-            dest_namespace,
-            dest_type: 1,
-            dest_port: 443,
-            dest_service_name: 0,
-            dest_service_namespace: 0,
-            dest_service_port_name: 0,
-            dest_service_port: 0,
-            proto: 4,
-            reporter: 1,
-            action: 1,
-            trace: 0,
-        }
+        test_key(id, 2, dest_namespace)
     }
 
     #[test]

@@ -268,6 +268,30 @@ impl BucketRange {
     }
 }
 
+/// A flow key with fixed fields but its id and namespaces, for unit tests of the key store
+/// and the flow index.
+#[cfg(test)]
+pub(crate) fn test_key(id: FlowId, source_namespace: Sym, dest_namespace: Sym) -> FlowKey {
+    FlowKey {
+        id,
+        source_name: 1,
+        source_namespace,
+        source_type: 1,
+        dest_name: 3,
+        dest_namespace,
+        dest_type: 1,
+        dest_port: 443,
+        dest_service_name: 0,
+        dest_service_namespace: 0,
+        dest_service_port_name: 0,
+        dest_service_port: 0,
+        proto: 4,
+        reporter: 1,
+        action: 1,
+        trace: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
