@@ -1,5 +1,6 @@
 //! The gRPC services, one file each, plus the conversions and the error mapping they share.
 
+pub mod calls;
 pub mod collector;
 pub mod convert;
 pub mod filter;

@@ -8,14 +8,12 @@ use std::convert::Infallible;
 use std::task::{Context, Poll};
 
 use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
-use tonic::server::{NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::server::NamedService;
+use tonic::Status;
 
-use crate::api::flows_wire::{live_stream, unary};
+use crate::api::calls::{live_stream, unary};
 use crate::api::views::ViewsService;
-use crate::proto::views::{
-    ListViewsRequest, ListViewsResponse, ReadRequest, ReadResponse, SubscribeRequest,
-};
+use crate::proto::views::{ListViewsRequest, SubscribeRequest};
 
 /// The `eddy.views.v1.Views` service as tonic serves it.
 #[derive(Clone)]
@@ -38,30 +36,6 @@ impl NamedService for ViewsWire {
     const NAME: &'static str = "eddy.views.v1.Views";
 }
 
-struct ListViewsMethod(ViewsService);
-
-impl UnaryService<ListViewsRequest> for ListViewsMethod {
-    type Response = ListViewsResponse;
-    type Future = BoxFuture<Response<ListViewsResponse>, Status>;
-
-    fn call(&mut self, _request: Request<ListViewsRequest>) -> Self::Future {
-        let answer = self.0.list_views();
-        Box::pin(async move { Ok(Response::new(answer)) })
-    }
-}
-
-struct ReadMethod(ViewsService);
-
-impl UnaryService<ReadRequest> for ReadMethod {
-    type Response = ReadResponse;
-    type Future = BoxFuture<Response<ReadResponse>, Status>;
-
-    fn call(&mut self, request: Request<ReadRequest>) -> Self::Future {
-        let service = self.0.clone();
-        Box::pin(async move { Ok(Response::new(service.read(request.into_inner()).await?)) })
-    }
-}
-
 impl<B> Service<http::Request<B>> for ViewsWire
 where
     B: Body + Send + 'static,
@@ -80,13 +54,17 @@ where
         let decoding_limit = self.max_decoding_message_size;
         match request.uri().path() {
             "/eddy.views.v1.Views/ListViews" => Box::pin(async move {
-                Ok(unary(ListViewsMethod(service), request, decoding_limit).await)
+                let list_views =
+                    move |_: ListViewsRequest| std::future::ready(Ok(service.list_views()));
+                Ok(unary(request, decoding_limit, list_views).await)
             }),
-            "/eddy.views.v1.Views/Read" => {
-                Box::pin(
-                    async move { Ok(unary(ReadMethod(service), request, decoding_limit).await) },
-                )
-            }
+            "/eddy.views.v1.Views/Read" => Box::pin(async move {
+                let read = move |message| {
+                    let service = service.clone();
+                    async move { service.read(message).await }
+                };
+                Ok(unary(request, decoding_limit, read).await)
+            }),
             "/eddy.views.v1.Views/Subscribe" => Box::pin(async move {
                 let open = |message: SubscribeRequest, peer| service.subscribe(message, peer);
                 Ok(live_stream(request, decoding_limit, open)

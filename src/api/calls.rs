@@ -1,0 +1,115 @@
+//! The call shapes Eddy's hand-routed gRPC services share: a unary method answered by an
+//! async function of its request message, and a server-streaming call answered by a live
+//! stream's [`Outbound`] (`goldmane.Flows` in `api::flows_wire`, `eddy.views.v1.Views` in
+//! `api::views_wire`).
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use tonic::codec::{BufferSettings, Streaming};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
+use tonic::server::{Grpc, UnaryService};
+use tonic::transport::server::TcpConnectInfo;
+use tonic::transport::server::TlsConnectInfo;
+use tonic::{Request, Response, Status};
+use tonic_prost::{ProstCodec, ProstDecoder};
+
+use crate::api::status::ApiError;
+use crate::streams::outbound::Outbound;
+
+/// A unary method: `answer` applied to each request message.
+struct UnaryMethod<F>(F);
+
+impl<Req, Resp, F, Answer> UnaryService<Req> for UnaryMethod<F>
+where
+    F: FnMut(Req) -> Answer,
+    Answer: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+{
+    type Response = Resp;
+    type Future = BoxFuture<Response<Resp>, Status>;
+
+    fn call(&mut self, request: Request<Req>) -> Self::Future {
+        let answer = (self.0)(request.into_inner());
+        Box::pin(async move { Ok(Response::new(answer.await?)) })
+    }
+}
+
+/// A unary call answered by `answer`, its request message decoded up to `limit` bytes.
+pub(crate) async fn unary<Req, Resp, Answer, B>(
+    request: http::Request<B>,
+    limit: usize,
+    answer: impl FnMut(Req) -> Answer + Send + 'static,
+) -> http::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Resp: prost::Message + Send + 'static,
+    Answer: Future<Output = Result<Resp, ApiError>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send,
+{
+    let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default())
+        .apply_max_message_size_config(Some(limit), None);
+    grpc.unary(UnaryMethod(answer), request).await
+}
+
+/// A server-streaming call answered by a live stream: decodes the one request message `M`
+/// (at most `limit` bytes), opens the stream with `open` for the client's address, and
+/// answers with the stream's [`Outbound`] as the body. `Flows.Stream` and `Views.Subscribe`.
+pub(crate) async fn live_stream<M, B>(
+    request: http::Request<B>,
+    limit: usize,
+    open: impl FnOnce(M, Option<IpAddr>) -> Result<Outbound, ApiError>,
+) -> Result<http::Response<tonic::body::Body>, Status>
+where
+    M: prost::Message + Default + Send + 'static,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    check_uncompressed(&request)?;
+    let peer = peer_of(&request);
+    let mut messages = Streaming::new_request(
+        ProstDecoder::<M>::new(BufferSettings::default()),
+        request.into_body(),
+        None,
+        Some(limit),
+    );
+    let message = messages
+        .message()
+        .await?
+        .ok_or_else(|| Status::internal("Missing request message."))?;
+    let outbound = open(message, peer)?;
+    let mut response = http::Response::new(tonic::body::Body::new(outbound));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    Ok(response)
+}
+
+/// The client address of a call, as tonic records it for plain and TLS connections.
+fn peer_of<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
+        .map(|address| address.ip())
+}
+
+/// Refuses a compressed request: this service accepts none (as tonic does when no encoding is
+/// enabled).
+fn check_uncompressed<B>(request: &http::Request<B>) -> Result<(), Status> {
+    match request.headers().get("grpc-encoding") {
+        Some(encoding) if encoding.as_bytes() != b"identity" => {
+            Err(Status::unimplemented(format!(
+                "Content is compressed with `{}` which isn't supported",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )))
+        }
+        _ => Ok(()),
+    }
+}
