@@ -118,6 +118,7 @@ async fn reflection_lists_and_describes_every_service_without_a_proto_file() {
         "goldmane.FlowCollector",
         "goldmane.Flows",
         "goldmane.Statistics",
+        "eddy.views.v1.Views",
         "grpc.health.v1.Health",
     ] {
         assert!(
