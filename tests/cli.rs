@@ -7,32 +7,16 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Output;
 
-use assert_cmd::Command;
 use common::*;
 use eddy::proto::{Action, EndpointType, PolicyKind, PolicyTrace, Reporter};
 use serde_json::Value;
-
-/// Runs `eddy` with `args` (and a clean environment for its own variables) off the runtime.
-async fn eddy(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(&args)
-            .env_remove("EDDY_SERVER")
-            .env_remove("NO_COLOR")
-            .timeout(std::time::Duration::from_secs(60))
-            .output()
-            .expect("eddy runs")
-    })
-    .await
-    .expect("the blocking task finishes")
-}
 
 /// `eddy <command...> --server <address> <flags...>`.
 async fn against(server: &TestServer, command: &[&str], flags: &[&str]) -> Output {
     let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
     args.extend(["--server".to_string(), server.address.to_string()]);
     args.extend(flags.iter().map(|s| s.to_string()));
-    eddy(args).await
+    run_eddy(args).await
 }
 
 fn stdout(output: &Output) -> String {
@@ -545,7 +529,7 @@ async fn bad_flags_and_failed_calls_give_one_clear_line_and_an_exit_code() {
         &["flows", "list", "--tls-ca", "/nonexistent/ca.pem"],
     ];
     for args in usage {
-        let output = eddy(args.iter().map(|s| s.to_string()).collect()).await;
+        let output = run_eddy(args.iter().map(|s| s.to_string()).collect()).await;
         assert_eq!(
             output.status.code(),
             Some(2),
@@ -605,7 +589,7 @@ async fn bad_flags_and_failed_calls_give_one_clear_line_and_an_exit_code() {
     ] {
         let mut args: Vec<String> = command.iter().map(|s| s.to_string()).collect();
         args.extend(["--server".into(), address.clone()]);
-        let output = eddy(args).await;
+        let output = run_eddy(args).await;
         assert_eq!(output.status.code(), Some(3), "{command:?}");
         let line = stderr(&output);
         assert_eq!(line.lines().count(), 1, "{line}");
@@ -675,7 +659,7 @@ async fn watch_prints_each_bucket_as_it_is_emitted() {
             address.clone(),
         ];
         args.extend(flags.iter().map(|f| f.to_string()));
-        eddy(args)
+        run_eddy(args)
     };
     let all = run(&["--since", "30s", "--count", "4", "-o", "ndjson"]).await;
     assert_eq!(letters(&all), set("ABCD"));

@@ -2,6 +2,7 @@
 //! and `--tls-server-name` against an in-process server with certificates made at run time;
 //! every refusal is one line with a TLS hint and a non-zero exit code.
 
+mod common;
 mod operations;
 
 use std::net::SocketAddr;
@@ -9,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Arc;
 
-use assert_cmd::Command;
+use common::run_eddy;
 use eddy::retention::Retention;
 use eddy::server::{build_state, serve_with, ServerConfig};
 use eddy::tls::ServerTls;
@@ -33,19 +34,6 @@ async fn start(tls: Option<&ServerTls>) -> SocketAddr {
     address
 }
 
-async fn eddy(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(&args)
-            .env_remove("EDDY_SERVER")
-            .timeout(std::time::Duration::from_secs(60))
-            .output()
-            .expect("eddy runs")
-    })
-    .await
-    .expect("the blocking task finishes")
-}
-
 /// `eddy flows list -o json --server <address>` plus `flags`.
 async fn list(address: &str, flags: &[&PathBuf], extra: &[&str]) -> Output {
     let mut args: Vec<String> = ["flows", "list", "-o", "json", "--server", address]
@@ -58,7 +46,7 @@ async fn list(address: &str, flags: &[&PathBuf], extra: &[&str]) -> Output {
         args.push(path.display().to_string());
     }
     args.extend(extra.iter().map(|s| s.to_string()));
-    eddy(args).await
+    run_eddy(args).await
 }
 
 fn one_line(output: &Output) -> String {
@@ -157,7 +145,7 @@ async fn the_tls_flags_reach_an_mtls_server_and_refusals_are_explained() {
         "{line}"
     );
 
-    let half = eddy(
+    let half = run_eddy(
         ["flows", "list", "--tls-cert", "x.pem"]
             .iter()
             .map(|s| s.to_string())

@@ -7,23 +7,8 @@ mod common;
 
 use std::process::Output;
 
-use assert_cmd::Command;
 use common::*;
 use serde_json::Value;
-
-/// Runs `eddy` with `args` and a clean environment for its own variables, off the runtime.
-async fn eddy(args: Vec<String>) -> Output {
-    tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_eddy"))
-            .args(&args)
-            .env_remove("EDDY_SERVER")
-            .timeout(std::time::Duration::from_secs(60))
-            .output()
-            .expect("eddy runs")
-    })
-    .await
-    .expect("the blocking task finishes")
-}
 
 /// `eddy views <command...> --server <address> <flags...>`.
 async fn views(server: &TestServer, command: &[&str], flags: &[&str]) -> Output {
@@ -34,7 +19,7 @@ async fn views(server: &TestServer, command: &[&str], flags: &[&str]) -> Output 
         .collect();
     args.extend(["--server".to_string(), server.address.to_string()]);
     args.extend(flags.iter().map(|s| s.to_string()));
-    eddy(args).await
+    run_eddy(args).await
 }
 
 fn stdout(output: &Output) -> String {

@@ -585,3 +585,19 @@ pub fn assert_accounting(state: &ServerState) -> u64 {
     );
     received
 }
+
+/// Runs the `eddy` binary with `args`, off the runtime, with a clean environment for its own
+/// variables (`EDDY_SERVER`, `NO_COLOR`) and a 60 s limit.
+pub async fn run_eddy(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        assert_cmd::Command::new(env!("CARGO_BIN_EXE_eddy"))
+            .args(&args)
+            .env_remove("EDDY_SERVER")
+            .env_remove("NO_COLOR")
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .expect("eddy runs")
+    })
+    .await
+    .expect("the blocking task finishes")
+}
