@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{exact, flow, key, TestServer, NOW, WINDOW};
+use common::{case_runtime, exact, flow, key, TestServer, NOW, WINDOW};
 use eddy::proto::{Filter, FlowListRequest, FlowResult, StringMatch};
 use eddy::retention::Retention;
 use proptest::prelude::*;
@@ -146,11 +146,7 @@ fn flow_of(update: &Update, now: i64) -> eddy::proto::Flow {
 }
 
 fn run_case(workers: usize, ops: Vec<Op>, filters: Vec<Wanted>) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| TestCaseError::fail(format!("no tokio runtime: {e}")))?;
+    let runtime = case_runtime()?;
     runtime.block_on(async move {
         let retention = Retention {
             window: WINDOW,

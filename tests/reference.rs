@@ -35,7 +35,7 @@ mod semantics;
 #[path = "reference/stats.rs"]
 mod stats;
 
-use common::{TestServer, NOW};
+use common::{case_runtime, TestServer, NOW};
 use eddy::proto::Flow;
 use eddy::retention::Retention;
 use proptest::prelude::*;
@@ -62,11 +62,7 @@ fn config() -> Config {
 
 /// Runs one case on a fresh server with `workers` workers.
 fn run_case(workers: usize, case: Case) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| TestCaseError::fail(format!("no tokio runtime: {e}")))?;
+    let runtime = case_runtime()?;
     runtime.block_on(async move {
         let retention = Retention {
             window: W,

@@ -23,7 +23,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{key, TestServer, NOW};
+use common::{case_runtime, key, TestServer, NOW};
 use eddy::proto::{Flow, PolicyHit, PolicyMatch, PolicyTrace, StatisticsRequest, StatisticsResult};
 use eddy::retention::Retention;
 use proptest::collection::vec;
@@ -502,11 +502,7 @@ async fn check(
 }
 
 fn run_case(workers: usize, case: Case) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| TestCaseError::fail(format!("no tokio runtime: {e}")))?;
+    let runtime = case_runtime()?;
     runtime.block_on(async move {
         let retention = Retention {
             window: W,

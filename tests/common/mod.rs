@@ -601,3 +601,12 @@ pub async fn run_eddy(args: Vec<String>) -> std::process::Output {
     .await
     .expect("the blocking task finishes")
 }
+
+/// The runtime a property-test case runs its server and clients on (two threads).
+pub fn case_runtime() -> Result<tokio::runtime::Runtime, proptest::test_runner::TestCaseError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("no tokio runtime: {e}")))
+}
