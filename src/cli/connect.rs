@@ -34,6 +34,11 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// How a `call` this server refused reads: the status, with a hint for these flags.
+    pub fn refused(&self, call: &'static str) -> impl Fn(tonic::Status) -> CliError + Copy + '_ {
+        move |status| CliError::status(call, status, &self.server, self.uses_tls())
+    }
+
     /// Whether any TLS flag is set (or the URL says `https`).
     pub fn uses_tls(&self) -> bool {
         self.tls_ca.is_some()

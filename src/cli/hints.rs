@@ -99,14 +99,7 @@ pub async fn run(args: HintsArgs) -> Result<(), CliError> {
     let result = client(channel)
         .filter_hints(request)
         .await
-        .map_err(|status| {
-            CliError::status(
-                "Flows.FilterHints",
-                status,
-                &args.server.server,
-                args.server.uses_tls(),
-            )
-        })?
+        .map_err(args.server.refused("Flows.FilterHints"))?
         .into_inner();
     let mut out = Output::new(&args.output);
     match out.format {

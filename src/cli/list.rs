@@ -91,14 +91,7 @@ impl Lister<'_> {
             .flows
             .list(request)
             .await
-            .map_err(|status| {
-                CliError::status(
-                    "Flows.List",
-                    status,
-                    &self.server.server,
-                    self.server.uses_tls(),
-                )
-            })?
+            .map_err(self.server.refused("Flows.List"))?
             .into_inner())
     }
 }

@@ -166,14 +166,7 @@ pub async fn run(args: StatsArgs) -> Result<(), CliError> {
         policy_match: (policy_match != PolicyMatch::default()).then_some(policy_match),
         time_series: args.time_series,
     };
-    let failed = |status| {
-        CliError::status(
-            "Statistics.List",
-            status,
-            &args.server.server,
-            args.server.uses_tls(),
-        )
-    };
+    let failed = args.server.refused("Statistics.List");
     let mut stream = StatisticsClient::new(channel)
         .max_decoding_message_size(crate::cli::flows::MAX_RESPONSE)
         .list(request)

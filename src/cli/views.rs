@@ -69,9 +69,7 @@ pub async fn views(
     let answer = client
         .list_views(ListViewsRequest {})
         .await
-        .map_err(|status| {
-            CliError::status("Views.ListViews", status, &server.server, server.uses_tls())
-        })?;
+        .map_err(server.refused("Views.ListViews"))?;
     Ok(answer.into_inner().views)
 }
 

@@ -157,14 +157,7 @@ pub async fn run(args: ReadArgs) -> Result<(), CliError> {
     let answer = client
         .read(request)
         .await
-        .map_err(|status| {
-            CliError::status(
-                "Views.Read",
-                status,
-                &args.server.server,
-                args.server.uses_tls(),
-            )
-        })?
+        .map_err(args.server.refused("Views.Read"))?
         .into_inner();
     let mut out = Output::new(&args.output);
     match out.format {
