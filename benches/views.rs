@@ -35,7 +35,7 @@ use eddy::streams::StreamLimits;
 use eddy::synth::realistic::{update, BucketChoice};
 use eddy::worker::clock::ManualClock;
 use eddy::worker::protocol::IngestBatch;
-use eddy_dataflows::model::{BucketRange, FlowRecord, Tick};
+use eddy_dataflows::model::{BucketRange, FlowRecord, PolicyRule, Tick, TraceId};
 use eddy_dataflows::views::registry::{ColumnType, ViewDefinition, ViewQuery};
 use eddy_dataflows::views::REGISTERED;
 use support::latency::Latencies;
@@ -77,16 +77,22 @@ fn records(state: &ServerState, keys: u64) -> Vec<FlowRecord> {
     records
 }
 
-/// Feeds `records` to `view` alone on one timely worker; returns the seconds it took.
-fn build_alone(view: &'static dyn ViewDefinition, records: Arc<Vec<FlowRecord>>) -> f64 {
+/// Feeds `records` (their traces' `rules` first) to `view` alone on one timely worker;
+/// returns the seconds it took.
+fn build_alone(
+    view: &'static dyn ViewDefinition,
+    records: Arc<Vec<FlowRecord>>,
+    rules: Arc<Vec<(TraceId, PolicyRule)>>,
+) -> f64 {
     timely::execute_directly(move |worker| {
         let probe = ProbeHandle::new();
         let mut built = worker.dataflow(|scope| view.build(scope, &probe));
+        built.feed.insert_rules(&rules);
         let started = Instant::now();
         let mut tick: Tick = 0;
         for batch in records.chunks(BATCH) {
             for record in batch {
-                built.feed.note(record);
+                built.feed.insert(record);
             }
             built.feed.end_batch();
             tick += 1;
@@ -118,8 +124,11 @@ fn read_query(view: &dyn ViewDefinition, per_bucket: bool) -> ViewQuery {
     }
 }
 
-async fn ingest(state: &ServerState, records: Vec<FlowRecord>) {
-    let mut rules = state.catalog.take_new_rules();
+async fn ingest(
+    state: &ServerState,
+    records: Vec<FlowRecord>,
+    mut rules: Vec<(TraceId, PolicyRule)>,
+) {
     for batch in records.chunks(BATCH) {
         let batch = IngestBatch {
             records: batch.to_vec(),
@@ -138,12 +147,14 @@ async fn builds_and_reads(keys: u64) {
     let gate = state.catalog.gate.read().await;
     let handover = state.catalog.handover.lock().await;
     let records = records(&state, keys);
+    let rules = state.catalog.take_new_rules();
     let count = records.len() as f64;
     println!("| view | alone, 1 worker | records |");
     println!("|---|---|---|");
     let shared = Arc::new(records.clone());
+    let shared_rules = Arc::new(rules.clone());
     for view in REGISTERED {
-        let seconds = build_alone(*view, shared.clone());
+        let seconds = build_alone(*view, shared.clone(), shared_rules.clone());
         println!(
             "| {} | {:.2} M/s | {count} |",
             view.schema().name,
@@ -151,7 +162,7 @@ async fn builds_and_reads(keys: u64) {
         );
     }
     let started = Instant::now();
-    ingest(&state, records).await;
+    ingest(&state, records, rules).await;
     let seconds = started.elapsed().as_secs_f64();
     drop(handover);
     drop(gate);
@@ -276,7 +287,8 @@ async fn subscribe(keys: u64, subscribers: usize, epochs: usize) {
                 records.push(record);
             }
         }
-        ingest(&state, records).await;
+        let rules = state.catalog.take_new_rules();
+        ingest(&state, records, rules).await;
         drop(handover);
         drop(gate);
         let passed = Instant::now();

@@ -9,9 +9,10 @@
 //! - [`keys`]: the fields of every flow a worker owns, stored once per flow.
 //! - [`flow_index`]: a worker's flows by namespace, kept with the key store for filtered reads.
 //! - [`views`]: the registry of incremental views, one file per view.
-//! - [`inputs`]: the input sessions and how records enter them.
-//! - [`queries`]: reads of a worker's shard of the views (List, FilterHints, expiry).
-//! - [`traces`]: the long differential-dataflow type names, spelled once.
+//! - [`inputs`]: every view's input and the one way records enter them.
+//! - [`queries`]: Goldmane's reads of a worker's shard of its views (List, FilterHints,
+//!   Statistics, expiry), and the views' sizes.
+//! - [`traces`]: the long differential-dataflow type names of Goldmane's views.
 
 pub mod filter;
 pub mod flow_index;

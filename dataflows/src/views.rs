@@ -1,23 +1,18 @@
-//! The registry of incremental views: each is built by a pure function from the engine's
-//! input collections, in the order listed here. The views Goldmane's services read are
-//! fields below; every other view is a file under `views/` and one line of [`REGISTERED`],
-//! read through the one generic query ([`registry::ViewQuery`]).
+//! The registry of incremental views: each is a file under `views/` and one line of
+//! [`REGISTERED`], built by the engine from its own input in the order listed here and read
+//! through the one generic query ([`registry::ViewQuery`]). Goldmane's views (flows, hints,
+//! policy statistics) are entries like the others; Goldmane's queries (`queries/`) reach
+//! their readers by type ([`Views::reader`]) to read them with their own layouts.
 
 pub mod bucketed;
 pub mod changes;
-pub mod flows;
-pub mod hints;
-pub mod policy_stats;
 pub mod registry;
+pub mod scratch;
+pub mod sums;
 
-use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::progress::frontier::AntichainRef;
+use std::any::Any;
 
-use differential_dataflow::trace::TraceReader;
-
-use crate::keys::FlowKeys;
 use crate::model::Tick;
-use crate::traces::{FlowRows, FlowsTrace, HintRows, HintsTrace, PolicyStatsTrace, StatRows};
 
 /// Declares each registered view's module (its one file under `views/`) and lists the
 /// views in [`REGISTERED`], in the order given.
@@ -36,6 +31,9 @@ registered_views! {
     top_talkers::TopTalkers,
     dns::DnsFlows,
     policy_changes::PolicyChanges,
+    flows::Flows,
+    hints::FilterHints,
+    policy_stats::PolicyStats,
 }
 
 /// The registered view called `name`, with its index in [`REGISTERED`].
@@ -47,59 +45,33 @@ pub fn registered(name: &str) -> Option<(usize, &'static dyn registry::ViewDefin
         .find(|(_, view)| view.schema().name == name)
 }
 
-/// The traces of every view on one worker. Only this worker's thread can read them.
+/// The arrangements of every view on one worker. Only this worker's thread can read them.
 pub struct Views {
-    /// Per (flow id, bucket, label pair) counters: List, Stream, label intersection, expiry.
-    pub flows: FlowsTrace,
-    /// The key of every flow this worker owns, by id: what the flows view's ids stand for.
-    pub keys: FlowKeys,
-    /// Per (field, value, bucket) presence: unfiltered FilterHints.
-    pub hints: HintsTrace,
-    /// Per (policy rule, direction, bucket) counters: Statistics.
-    pub policy_stats: PolicyStatsTrace,
     /// The arrangements of the [`REGISTERED`] views, in that order.
     pub registered: Vec<Box<dyn registry::ViewReader>>,
 }
 
-/// The engine's input collections, from which every view is built. `inputs::EngineInputs`
-/// keeps them consistent: every update enters all of them.
-pub struct Inputs<'scope> {
-    /// One row per flow update, weighted by its counters.
-    pub rows: FlowRows<'scope>,
-    /// Each update's hint rows ([`hints::rows_of`]).
-    pub hint_rows: HintRows<'scope>,
-    /// Each update's counters per distinct rule of its trace
-    /// ([`policy_stats::TraceRules::rows_of`]).
-    pub stat_rows: StatRows<'scope>,
-}
-
 impl Views {
-    /// Builds every view from the inputs, attaching each to `probe`.
-    pub fn build(inputs: Inputs<'_>, probe: &ProbeHandle<Tick>) -> Views {
-        let Inputs {
-            rows,
-            hint_rows,
-            stat_rows,
-        } = inputs;
-        Views {
-            flows: flows::build(rows, probe),
-            keys: FlowKeys::default(),
-            hints: hints::build(hint_rows, probe),
-            policy_stats: policy_stats::build(stat_rows, probe),
-            registered: Vec::new(),
-        }
+    /// The reader of the registered view whose reader is an `R`: how a query written for one
+    /// view's own layout (Goldmane's List, FilterHints, Statistics, expiry) reaches it. One
+    /// type comparison per registered view, once per query.
+    pub fn reader<R: registry::ViewReader>(&mut self) -> &mut R {
+        self.registered
+            .iter_mut()
+            .find_map(|reader| {
+                let reader: &mut dyn Any = reader.as_mut();
+                reader.downcast_mut::<R>()
+            })
+            .expect("every reader a query asks for by type is registered (views::REGISTERED)")
+    }
+
+    /// Every view's reader, in the registry's order.
+    pub fn readers_mut(&mut self) -> impl Iterator<Item = &mut dyn registry::ViewReader> {
+        self.registered.iter_mut().map(|reader| reader.as_mut())
     }
 
     /// Allows every view to forget history before `tick` and merge its batches.
     pub fn compact_to(&mut self, tick: Tick) {
-        let frontier = [tick];
-        let frontier = AntichainRef::new(&frontier);
-        self.flows.set_logical_compaction(frontier);
-        self.flows.set_physical_compaction(frontier);
-        self.hints.set_logical_compaction(frontier);
-        self.hints.set_physical_compaction(frontier);
-        self.policy_stats.set_logical_compaction(frontier);
-        self.policy_stats.set_physical_compaction(frontier);
         for view in &mut self.registered {
             view.compact_to(tick);
         }

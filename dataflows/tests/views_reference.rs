@@ -8,6 +8,9 @@
 //! view. Retracting part of a row could leave the flows view with a row whose `records` sum to
 //! zero dropped and its counters lost, so expiry would then under-retract the other views.
 //!
+//! Every worker holds the same policy rules for the keys' traces from the start, as the
+//! engine's workers do, so the policy statistics view has rows to compare.
+//!
 //! Each case is planned first: the records each step inserts or retracts (records below the
 //! retention floor dropped, as the engine does), each expiry's floor, and at each read a few
 //! random queries per view built from the view's schema (a filter on any column, any sort
@@ -28,7 +31,9 @@ use std::sync::{Arc, Mutex};
 
 use eddy_dataflows::inputs::EngineInputs;
 use eddy_dataflows::keys::owner_of;
-use eddy_dataflows::model::{Bucket, BucketRange, FlowKey, FlowRecord, Stats, Tick};
+use eddy_dataflows::model::{
+    Bucket, BucketRange, FlowKey, FlowRecord, PolicyRule, StatLevel, Stats, Tick, TraceId,
+};
 use eddy_dataflows::queries::expire;
 use eddy_dataflows::views::registry::{
     ColumnFilter, ColumnType, Row, Sort, Value, ViewQuery, Watch,
@@ -50,7 +55,8 @@ fn bucket(index: i64) -> Bucket {
 
 /// Key `index`: one of five connections (namespaces, names and port 53 or 443 from a small
 /// domain, so rows collide), allowed for keys 0–4 and denied for 5–8 (so a connection's
-/// action can change between buckets), over two protocols.
+/// action can change between buckets), over two protocols, each with its own trace
+/// ([`rules`]).
 fn key(index: u32) -> FlowKey {
     let connection = index % 5;
     FlowKey {
@@ -73,8 +79,36 @@ fn key(index: u32) -> FlowKey {
         proto: index % 3 / 2,
         reporter: 2,
         action: if index < 5 { 1 } else { 2 },
-        trace: 0,
+        trace: index,
     }
+}
+
+/// The policy rules of the keys' traces: key `k` has trace `k`, which hits a policy (listed
+/// twice: a flow counts once per distinct rule) and one of its rules; odd traces' hits deny.
+/// No two keys hit the same rule: the test retracts single flows, which is exact only for a
+/// row that retraction removes whole (see `model::Stats`), and expiry, the engine's one
+/// retraction, removes every flow of a bucket at once. Names and namespaces come from the
+/// filters' small domain of string ids.
+fn rules() -> Vec<(TraceId, PolicyRule)> {
+    (0..KEYS)
+        .flat_map(|trace| {
+            let policy = PolicyRule {
+                kind: 1,
+                tier: 1,
+                namespace: trace,
+                name: trace % 4,
+                action: 1 + (trace % 2) as i32,
+                rule_index: 0,
+                level: StatLevel::Policy,
+            };
+            let rule = PolicyRule {
+                rule_index: i64::from(1 + trace % 3),
+                level: StatLevel::Rule,
+                ..policy
+            };
+            [(trace, policy), (trace, rule), (trace, policy)]
+        })
+        .collect()
 }
 
 /// One generated update: key, bucket and counters.
@@ -251,13 +285,16 @@ fn plan(ops: &[Op]) -> (Vec<Step>, Expected) {
                 expected.push(
                     queries
                         .iter()
-                        .map(|(view, query)| REGISTERED[*view].reference(&retained, query))
+                        .map(|(view, query)| {
+                            REGISTERED[*view].reference(&retained, &rules(), query)
+                        })
                         .collect(),
                 );
                 watched.push(
                     (0..REGISTERED.len())
                         .map(|view| {
-                            let rows = REGISTERED[view].reference(&retained, &all_rows(view));
+                            let rows =
+                                REGISTERED[view].reference(&retained, &rules(), &all_rows(view));
                             consolidated(view, rows.into_iter().map(|row| (row, 1)))
                         })
                         .collect(),
@@ -289,26 +326,19 @@ fn run(workers: usize, steps: Vec<Step>) -> Expected {
         let (index, peers) = (worker.index(), worker.peers());
         let probe = ProbeHandle::new();
         let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
+        inputs.insert_rules(&rules());
         let mine = |record: &&FlowRecord| owner_of(record.key.id, peers) == index;
         let mut tick: Tick = 0;
         let mut reads = 0;
         let mut held: Vec<Vec<(Row, i64)>> = vec![Vec::new(); REGISTERED.len()];
         for step in plan.iter() {
             match step {
-                Step::Insert(records) => {
-                    inputs.insert(records.iter().filter(mine), &mut views.keys)
-                }
+                Step::Insert(records) => inputs.insert(records.iter().filter(mine)),
                 Step::Retract(records) => {
                     let owned: Vec<FlowRecord> = records.iter().filter(mine).copied().collect();
                     inputs.retract(&owned);
                 }
-                Step::Expire(floor) => {
-                    let expired = expire::expired(&mut views.flows, &views.keys, *floor);
-                    inputs.retract(&expired.retractions);
-                    for id in expired.gone {
-                        views.keys.forget_unless_inserted_since(id, tick);
-                    }
-                }
+                Step::Expire(floor) => expire::expire(&mut views, &mut inputs, *floor, tick),
                 Step::Read(queries) => {
                     for (at, (view, query)) in queries.iter().enumerate() {
                         let rows = views.registered[*view].read(query);

@@ -13,7 +13,7 @@ use prometheus::IntCounter;
 use crate::worker::Engine;
 
 /// When the sizes were measured (server clock, Unix seconds) and what they were.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Measured {
     at: i64,
     sizes: ViewSizes,
@@ -56,12 +56,16 @@ impl ViewSizesCache {
 
     /// The last sizes read, if any read has succeeded.
     pub fn latest(&self) -> Option<ViewSizes> {
-        self.latest.lock().map(|measured| measured.sizes)
+        self.latest
+            .lock()
+            .as_ref()
+            .map(|measured| measured.sizes.clone())
     }
 
     fn is_fresh(&self, now: i64) -> bool {
         self.latest
             .lock()
+            .as_ref()
             .is_some_and(|measured| now - measured.at < self.interval)
     }
 }

@@ -4,7 +4,7 @@
 //! worker, and keeps every trace's rules.
 //! Queries wait until the views reflect their tick, then read this worker's shard.
 //!
-//! State: the input sessions, the view traces and key store, the commands waiting for the
+//! State: the views' inputs and arrangements, the commands waiting for the
 //! frontier, and the retention floor. The loop never blocks on tokio; it parks only when idle, and the controller
 //! unparks it after every send.
 
@@ -63,7 +63,7 @@ pub fn run(
                         .iter()
                         .filter(|record| owner_of(record.key.id, peers) == index);
                     let retained = mine.clone().filter(|record| record.bucket >= floor);
-                    inputs.insert(retained, &mut views.keys);
+                    inputs.insert(retained);
                     let dropped = mine.filter(|record| record.bucket < floor).count();
                     if dropped > 0 {
                         counters
@@ -131,18 +131,18 @@ pub fn run(
 fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflected: Tick) -> bool {
     match command {
         Command::List { query, reply, .. } => {
-            let partial = list::list(&mut views.flows, &views.keys, &query);
+            let partial = list::list(views, &query);
             // The reply channel has room for every worker; a closed one means the caller left.
             let _ = reply.try_send(partial);
             false
         }
         Command::Hints { query, reply, .. } => {
-            let values = hints::hints(&mut views.flows, &views.keys, &mut views.hints, &query);
+            let values = hints::hints(views, &query);
             let _ = reply.try_send(values);
             false
         }
         Command::Stats { query, reply, .. } => {
-            let rows = stats::stats(&mut views.policy_stats, &query);
+            let rows = stats::stats(views, &query);
             let _ = reply.try_send(rows);
             false
         }
@@ -174,15 +174,11 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflec
             false
         }
         Command::Expire { floor, .. } => {
-            let expired = expire::expired(&mut views.flows, &views.keys, floor);
-            inputs.retract(&expired.retractions);
-            for id in expired.gone {
-                views.keys.forget_unless_inserted_since(id, reflected);
-            }
+            expire::expire(views, inputs, floor, reflected);
             true
         }
         Command::UsedIds { marks, reply, .. } => {
-            let _ = reply.try_send(used_ids::used_ids(&mut views.flows, &views.keys, marks));
+            let _ = reply.try_send(used_ids::used_ids(views, marks));
             false
         }
         Command::Sync { reply, .. } => {

@@ -9,7 +9,9 @@ use crate::keys::FlowKeys;
 use crate::model::BucketRange;
 use crate::queries::{cursor_over_all, visit_flows};
 use crate::traces::{FlowsTrace, HintsTrace};
-use crate::views::hints::HintField;
+use crate::views::flows::FlowsReader;
+use crate::views::hints::{HintField, HintsReader};
+use crate::views::Views;
 
 /// A validated FilterHints query, as every worker receives it.
 #[derive(Clone, Debug)]
@@ -23,16 +25,12 @@ pub struct HintsQuery {
 }
 
 /// Answers `query` from this worker's shard: the distinct values (ids), ascending.
-pub fn hints(
-    flows: &mut FlowsTrace,
-    keys: &FlowKeys,
-    hints: &mut HintsTrace,
-    query: &HintsQuery,
-) -> Vec<u32> {
+pub fn hints(views: &mut Views, query: &HintsQuery) -> Vec<u32> {
     if query.filter.is_empty() {
-        from_hints_view(hints, query)
+        from_hints_view(views.reader::<HintsReader>().trace(), query)
     } else {
-        from_flows_view(flows, keys, query)
+        let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
+        from_flows_view(flows, &keys, query)
     }
 }
 

@@ -11,6 +11,8 @@ use crate::keys::FlowKeys;
 use crate::model::{Bucket, BucketRange, FlowId, FlowKey, LabelPair, Stats};
 use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
+use crate::views::flows::FlowsReader;
+use crate::views::Views;
 
 /// A field a List may be sorted by (SPEC §4.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +193,12 @@ impl TopRows {
 /// Answers `query` from this worker's shard of the flows view. A filtered query reads only
 /// the flows whose key matches, found in the key store; a key is looked up only for a row
 /// that could make the page (or, for sorts by a key field, to place the row).
-pub fn list(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> ListPartial {
+pub fn list(views: &mut Views, query: &ListQuery) -> ListPartial {
+    let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
+    list_flows(flows, &keys, query)
+}
+
+fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> ListPartial {
     let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     let mut top = TopRows {
         limit: query.limit,

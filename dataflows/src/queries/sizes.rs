@@ -1,68 +1,87 @@
-//! The size read: how many live rows each view holds on this worker, for metrics.
+//! The size read: how many live rows each registered view holds on this worker, for metrics,
+//! and how many distinct flows the flows view holds.
 //!
 //! A row is live when its differences, summed over every time, are not zero. The read walks
 //! every key once, so it costs time proportional to the views' size: callers ask rarely
 //! (Eddy refreshes it at most once per window).
 
 use differential_dataflow::difference::{IsZero, Semigroup};
-use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::cursor::{Cursor, Navigable};
+use differential_dataflow::trace::TraceReader;
 
 use crate::queries::cursor_over_all;
-use crate::views::Views;
+use crate::views::flows::FlowsReader;
+use crate::views::registry::LiveRows;
+use crate::views::{Views, REGISTERED};
 
-/// Live rows per view on one worker.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Live rows per view on one worker, or summed over workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ViewSizes {
     /// Distinct flow keys with data in any retained bucket.
     pub flow_keys: u64,
-    /// (flow key, bucket, label pair) rows of the flows view.
+    /// (flow key, bucket, label pair) rows of the flows view (also among `rows`).
     pub flow_rows: u64,
-    /// (field, value, bucket) rows of the hints view.
-    pub hint_rows: u64,
-    /// (rule, direction, bucket) rows of the policy statistics view.
-    pub policy_stat_rows: u64,
+    /// Live rows of each registered view, in the registry's order.
+    pub rows: Vec<u64>,
 }
 
 impl ViewSizes {
     /// Live rows per view, by view name (the `view` label of `eddy_view_rows`).
     pub fn per_view(&self) -> Vec<(&'static str, u64)> {
-        vec![
-            ("flows", self.flow_rows),
-            ("hints", self.hint_rows),
-            ("policy_stats", self.policy_stat_rows),
-        ]
+        REGISTERED
+            .iter()
+            .zip(&self.rows)
+            .map(|(view, rows)| (view.schema().name, *rows))
+            .collect()
     }
 
     /// Adds another worker's sizes to these.
     pub fn add(&mut self, other: &ViewSizes) {
         self.flow_keys += other.flow_keys;
         self.flow_rows += other.flow_rows;
-        self.hint_rows += other.hint_rows;
-        self.policy_stat_rows += other.policy_stat_rows;
+        if self.rows.len() < other.rows.len() {
+            self.rows.resize(other.rows.len(), 0);
+        }
+        for (rows, theirs) in self.rows.iter_mut().zip(&other.rows) {
+            *rows += theirs;
+        }
     }
 }
 
 /// Counts the live rows of every view on this worker.
 pub fn sizes(views: &mut Views) -> ViewSizes {
-    let (mut cursor, storage) = cursor_over_all(&mut views.flows);
-    let (flow_keys, flow_rows) = live(&mut cursor, &storage);
-    let (mut cursor, storage) = cursor_over_all(&mut views.hints);
-    let (_, hint_rows) = live(&mut cursor, &storage);
-    let (mut cursor, storage) = cursor_over_all(&mut views.policy_stats);
-    let (_, policy_stat_rows) = live(&mut cursor, &storage);
+    let mut flows = LiveRows::default();
+    let mut rows = Vec::with_capacity(REGISTERED.len());
+    for reader in views.readers_mut() {
+        let live = reader.live_rows();
+        if (reader as &mut dyn std::any::Any).is::<FlowsReader>() {
+            flows = live;
+        }
+        rows.push(live.rows);
+    }
     ViewSizes {
-        flow_keys,
-        flow_rows,
-        hint_rows,
-        policy_stat_rows,
+        flow_keys: flows.keys,
+        flow_rows: flows.rows,
+        rows,
     }
 }
 
-/// The keys with at least one live value, and the live (key, value) pairs.
-fn live<C: Cursor>(cursor: &mut C, storage: &C::Storage) -> (u64, u64) {
-    let (mut keys, mut rows) = (0, 0);
+/// The live rows of `trace`: its keys with at least one live value, and its live (key,
+/// value) pairs.
+pub(crate) fn live_rows<Tr>(trace: &mut Tr) -> LiveRows
+where
+    Tr: TraceReader,
+    Tr::Batch: Navigable,
+    <Tr::Batch as Navigable>::Cursor: Cursor,
+{
+    let (mut cursor, storage) = cursor_over_all(trace);
+    live(&mut cursor, &storage)
+}
+
+fn live<C: Cursor>(cursor: &mut C, storage: &C::Storage) -> LiveRows {
+    let mut live = LiveRows::default();
     while cursor.key_valid(storage) {
-        let before = rows;
+        let before = live.rows;
         while cursor.val_valid(storage) {
             let mut sum: Option<C::Diff> = None;
             cursor.map_times(storage, |_, diff| {
@@ -73,14 +92,14 @@ fn live<C: Cursor>(cursor: &mut C, storage: &C::Storage) -> (u64, u64) {
                 }
             });
             if sum.is_some_and(|total| !total.is_zero()) {
-                rows += 1;
+                live.rows += 1;
             }
             cursor.step_val(storage);
         }
-        if rows > before {
-            keys += 1;
+        if live.rows > before {
+            live.keys += 1;
         }
         cursor.step_key(storage);
     }
-    (keys, rows)
+    live
 }

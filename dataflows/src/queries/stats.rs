@@ -7,6 +7,8 @@ use crate::filter::IdSet;
 use crate::model::{Bucket, BucketRange, PolicyRule, StatKey, StatLevel, Stats};
 use crate::queries::cursor_over_all;
 use crate::traces::PolicyStatsTrace;
+use crate::views::policy_stats::PolicyStatsReader;
+use crate::views::Views;
 
 /// A validated Statistics query, as every worker receives it.
 #[derive(Clone, Debug)]
@@ -46,7 +48,11 @@ impl StatsQuery {
 pub type StatsRow = (StatKey, Bucket, Stats);
 
 /// Answers `query` from this worker's shard, rows in key then bucket order.
-pub fn stats(policy_stats: &mut PolicyStatsTrace, query: &StatsQuery) -> Vec<StatsRow> {
+pub fn stats(views: &mut Views, query: &StatsQuery) -> Vec<StatsRow> {
+    stats_of(views.reader::<PolicyStatsReader>().trace(), query)
+}
+
+fn stats_of(policy_stats: &mut PolicyStatsTrace, query: &StatsQuery) -> Vec<StatsRow> {
     let (mut cursor, storage) = cursor_over_all(policy_stats);
     let mut rows = Vec::new();
     while let Some(key) = cursor.get_key(&storage) {

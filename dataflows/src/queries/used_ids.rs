@@ -12,6 +12,8 @@ use crate::keys::FlowKeys;
 use crate::model::{FlowKey, Stats};
 use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
+use crate::views::flows::FlowsReader;
+use crate::views::Views;
 
 /// A set of ids below a mark, one bit each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -109,7 +111,12 @@ fn key_strings(key: &FlowKey) -> [u32; 8] {
 }
 
 /// The string, label-set and trace ids below `marks` that this worker's retained flows use.
-pub fn used_ids(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
+pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
+    let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
+    used_ids_of(flows, &keys, marks)
+}
+
+fn used_ids_of(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
     visit_flows(flows, None, |_, cursor, storage| {
         while let Some((_, (source_labels, dest_labels))) = cursor.get_val(storage) {

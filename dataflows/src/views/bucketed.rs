@@ -30,11 +30,13 @@ use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
 use timely::progress::frontier::AntichainRef;
 
-use crate::model::{Bucket, FlowRecord, Tick};
+use crate::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use crate::queries::cursor_over_all;
+use crate::queries::sizes::live_rows;
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
-    BuiltView, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
+    BuiltView, LiveRows, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader,
+    ViewSchema, Watch,
 };
 
 /// A view of measures per (key, bucket). Implementing this (one file) and adding one line to
@@ -169,7 +171,12 @@ impl<V: BucketedView> ViewDefinition for V {
         }
     }
 
-    fn reference(&self, records: &[FlowRecord], query: &ViewQuery) -> Vec<Row> {
+    fn reference(
+        &self,
+        records: &[FlowRecord],
+        _rules: &[(TraceId, PolicyRule)],
+        query: &ViewQuery,
+    ) -> Vec<Row> {
         query.finish(rows_in_range(
             self,
             query,
@@ -445,5 +452,9 @@ impl<V: BucketedView> ViewReader for Reader<V> {
         let frontier = AntichainRef::new(&frontier);
         self.trace.set_logical_compaction(frontier);
         self.trace.set_physical_compaction(frontier);
+    }
+
+    fn live_rows(&mut self) -> LiveRows {
+        live_rows(&mut self.trace)
     }
 }

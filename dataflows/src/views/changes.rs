@@ -3,6 +3,11 @@
 //! takes the entries of the ticks the arrangement already holds; the rest wait for the next
 //! read. While nobody subscribes, entries are dropped as soon as the views reflect their
 //! tick, so the log holds at most the ticks still in flight.
+//!
+//! A view whose batches are large (the flows view) notes nothing while nobody subscribes: it
+//! tells the log how far the batches it skipped went ([`ChangeLog::skip_through`]), and a
+//! snapshot then reads the arrangement through those ticks ([`ChangeLog::snapshot_before`]),
+//! so no skipped update is missing from the snapshot nor counted again as a change.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -14,6 +19,7 @@ use crate::model::Tick;
 pub struct ChangeLog<R, M> {
     recording: bool,
     entries: Vec<(Tick, R, M)>,
+    skipped_before: Tick,
 }
 
 impl<R, M> Default for ChangeLog<R, M> {
@@ -21,6 +27,7 @@ impl<R, M> Default for ChangeLog<R, M> {
         ChangeLog {
             recording: false,
             entries: Vec::new(),
+            skipped_before: 0,
         }
     }
 }
@@ -37,6 +44,25 @@ impl<R: Clone, M: Clone> ChangeLog<R, M> {
     /// Whether changes are kept until read.
     pub fn set_recording(&mut self, recording: bool) {
         self.recording = recording;
+    }
+
+    /// Whether changes are kept until read (a view that skips its batches while nobody
+    /// subscribes notes them only then).
+    pub fn is_recording(&self) -> bool {
+        self.recording
+    }
+
+    /// Notes that a batch of updates at ticks before the frontier `upper` (a span's upper;
+    /// empty: no tick after it) was not noted.
+    pub fn skip_through(&mut self, upper: &[Tick]) {
+        let upper = upper.iter().copied().max().unwrap_or(Tick::MAX);
+        self.skipped_before = self.skipped_before.max(upper);
+    }
+
+    /// The ticks a snapshot asked for at `before` must read: those before `before`, and every
+    /// tick of a skipped batch (in the arrangement already, and in no later change).
+    pub fn snapshot_before(&self, before: Tick) -> Tick {
+        before.max(self.skipped_before)
     }
 
     /// Takes the rows sent at ticks before `before`.
@@ -93,5 +119,17 @@ mod tests {
         assert_eq!(log.take_before(4), vec![(7, -2)]);
         assert_eq!(log.take_before(5), vec![(9, 5)]);
         assert!(log.is_empty());
+    }
+
+    #[test]
+    fn a_snapshot_reads_through_the_skipped_batches() {
+        let mut log: ChangeLog<u32, i64> = ChangeLog::default();
+        assert_eq!(log.snapshot_before(3), 3);
+        log.skip_through(&[5]);
+        log.skip_through(&[4]);
+        assert_eq!(log.snapshot_before(3), 5);
+        assert_eq!(log.snapshot_before(7), 7);
+        log.skip_through(&[]);
+        assert_eq!(log.snapshot_before(7), Tick::MAX);
     }
 }

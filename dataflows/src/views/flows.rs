@@ -1,6 +1,10 @@
 //! The flows view: one fixed-size row per (flow id, bucket, label pair) whose difference is the
 //! summed `Stats` of the updates that carried that label pair in that bucket. The flow's key
-//! fields are not in the row: the owning worker's key store holds them once per flow.
+//! fields are not in the row: the owning worker's key store holds them once per flow, filled
+//! by this view's input as records are inserted. Goldmane's List, Stream, filtered
+//! FilterHints and expiry read it with its own layout (`queries/`, through
+//! [`FlowsReader::trace_and_keys`]); the generic API reads one row per flow and bucket, the
+//! key's fields and the counters summed over label pairs.
 //!
 //! Arranged by flow id and exchanged by [`owner_of`], so every bucket of a flow lives on the
 //! worker that owns it, the one its records were inserted on: the exchange moves nothing.
@@ -9,28 +13,511 @@
 //! (SPEC §3.4), exact under retraction and independent of arrival order. A flow whose nodes
 //! report the same labels has one row per bucket.
 //!
+//! Subscribers: the view notes its batches only while someone subscribes (it holds every
+//! update of every flow), and the keys of the flows retracted meanwhile, so a flow that
+//! expiry removed (and the key store forgot) still has its old rows. The key of a retraction
+//! inserted before the first subscriber came is not needed: the event loop answers a
+//! subscription queued after an expiry only once the views reflect its retraction, so that
+//! retraction is in the subscription's snapshot, not in a change.
+//!
 //! [`owner_of`]: crate::keys::owner_of
 
+use std::cell::{Ref, RefCell};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::rc::Rc;
+
+use differential_dataflow::input::Input;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::implementations::ValBatcher;
+use differential_dataflow::trace::{Navigable, SpanOf};
+use rustc_hash::FxHasher;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::Scope;
 
-use crate::model::{Bucket, FlowId, LabelPair, Stats, Tick};
-use crate::traces::{FlowRows, FlowsSpine, FlowsTrace};
+use crate::keys::FlowKeys;
+use crate::model::{
+    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick,
+    TraceId,
+};
+use crate::queries::cursor_over_all;
+use crate::queries::sizes::live_rows;
+use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
+use crate::views::changes::{ChangeLog, SharedLog};
+use crate::views::registry::{
+    BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition,
+    ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
+};
+use crate::views::sums::{self, BucketSums};
 
-/// Builds the flows view from the input rows.
-pub fn build(rows: FlowRows<'_>, probe: &ProbeHandle<Tick>) -> FlowsTrace {
-    // Timely sends a datum to worker `hash % peers`: the flow id itself gives `owner_of`.
-    let by_owner =
-        Exchange::new(|update: &((FlowId, (Bucket, LabelPair)), Tick, Stats)| (update.0).0);
-    let arranged = arrange_core::<_, _, ValBatcher<_, _, _, _>, FlowsSpine>(
-        rows.inner,
-        by_owner,
-        "flows::arrange",
-        ValBatcher::new,
-    );
-    arranged.stream.probe_with(probe);
-    arranged.trace
+/// The flows view (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct Flows;
+
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "id",
+        kind: ColumnType::Integer,
+        description: "the flow's id, one to one with its key (FlowResult.id)",
+    },
+    Column {
+        name: "source_name",
+        kind: ColumnType::String,
+        description: "name of the source endpoint",
+    },
+    Column {
+        name: "source_namespace",
+        kind: ColumnType::String,
+        description: "namespace of the source endpoint",
+    },
+    Column {
+        name: "source_type",
+        kind: ColumnType::Integer,
+        description: "goldmane.EndpointType number of the source",
+    },
+    Column {
+        name: "dest_name",
+        kind: ColumnType::String,
+        description: "name of the destination endpoint",
+    },
+    Column {
+        name: "dest_namespace",
+        kind: ColumnType::String,
+        description: "namespace of the destination endpoint",
+    },
+    Column {
+        name: "dest_type",
+        kind: ColumnType::Integer,
+        description: "goldmane.EndpointType number of the destination",
+    },
+    Column {
+        name: "dest_port",
+        kind: ColumnType::Integer,
+        description: "destination port",
+    },
+    Column {
+        name: "dest_service_name",
+        kind: ColumnType::String,
+        description: "destination service name",
+    },
+    Column {
+        name: "dest_service_namespace",
+        kind: ColumnType::String,
+        description: "destination service namespace",
+    },
+    Column {
+        name: "dest_service_port_name",
+        kind: ColumnType::String,
+        description: "destination service port name",
+    },
+    Column {
+        name: "dest_service_port",
+        kind: ColumnType::Integer,
+        description: "destination service port",
+    },
+    Column {
+        name: "protocol",
+        kind: ColumnType::String,
+        description: "L4 protocol",
+    },
+    Column {
+        name: "reporter",
+        kind: ColumnType::Integer,
+        description: "goldmane.Reporter number (1 source, 2 destination)",
+    },
+    Column {
+        name: "action",
+        kind: ColumnType::Integer,
+        description: "goldmane.Action number (1 allow, 2 deny, 3 pass)",
+    },
+    Column {
+        name: "start_time",
+        kind: ColumnType::Timestamp,
+        description: "start of the bucket, or of the range when summed",
+    },
+    Column {
+        name: "end_time",
+        kind: ColumnType::Timestamp,
+        description: "end of the bucket, or of the range when summed",
+    },
+    Column {
+        name: "updates",
+        kind: ColumnType::Integer,
+        description: "flow updates aggregated",
+    },
+    Column {
+        name: "packets_in",
+        kind: ColumnType::Integer,
+        description: "packets received",
+    },
+    Column {
+        name: "packets_out",
+        kind: ColumnType::Integer,
+        description: "packets sent",
+    },
+    Column {
+        name: "bytes_in",
+        kind: ColumnType::Integer,
+        description: "bytes received",
+    },
+    Column {
+        name: "bytes_out",
+        kind: ColumnType::Integer,
+        description: "bytes sent",
+    },
+    Column {
+        name: "connections_started",
+        kind: ColumnType::Integer,
+        description: "connections started",
+    },
+    Column {
+        name: "connections_completed",
+        kind: ColumnType::Integer,
+        description: "connections completed",
+    },
+    Column {
+        name: "connections_live",
+        kind: ColumnType::Integer,
+        description: "connections live",
+    },
+];
+
+const SCHEMA: ViewSchema = ViewSchema {
+    name: "flows",
+    description: "Goldmane's flows (Flows.List): one row per flow key and bucket, or per key \
+                  summed over the range, with the key's fields and its counters.",
+    columns: COLUMNS,
+    default_sort: Sort {
+        column: 15,
+        descending: true,
+    },
+};
+
+/// The row of flow `key` over `[start, end)` with `stats`, in the schema's order.
+fn row(key: &FlowKey, start: i64, end: i64, stats: &Stats) -> Row {
+    vec![
+        Value::Integer(key.id as i64),
+        Value::String(key.source_name),
+        Value::String(key.source_namespace),
+        Value::Integer(i64::from(key.source_type)),
+        Value::String(key.dest_name),
+        Value::String(key.dest_namespace),
+        Value::Integer(i64::from(key.dest_type)),
+        Value::Integer(key.dest_port),
+        Value::String(key.dest_service_name),
+        Value::String(key.dest_service_namespace),
+        Value::String(key.dest_service_port_name),
+        Value::Integer(key.dest_service_port),
+        Value::String(key.proto),
+        Value::Integer(i64::from(key.reporter)),
+        Value::Integer(i64::from(key.action)),
+        Value::Timestamp(start),
+        Value::Timestamp(end),
+        Value::Integer(stats.records),
+        Value::Integer(stats.packets_in),
+        Value::Integer(stats.packets_out),
+        Value::Integer(stats.bytes_in),
+        Value::Integer(stats.bytes_out),
+        Value::Integer(stats.connections_started),
+        Value::Integer(stats.connections_completed),
+        Value::Integer(stats.connections_live),
+    ]
+}
+
+/// Whether a flow's counters in a bucket make a row: it had updates there.
+fn has_updates(stats: &Stats) -> bool {
+    stats.records > 0
+}
+
+/// The key store and, while someone subscribes, the keys of the flows retracted since the
+/// last read of the changes (by flow id, with the tick of the latest retraction).
+#[derive(Default)]
+struct FlowStore {
+    keys: FlowKeys,
+    retracted: HashMap<FlowId, (Tick, FlowKey), BuildHasherDefault<FxHasher>>,
+}
+
+impl FlowStore {
+    /// The key of flow `id`: stored, or retracted since the last read of the changes.
+    fn key(&self, id: FlowId) -> Option<&FlowKey> {
+        self.keys
+            .get(id)
+            .or_else(|| self.retracted.get(&id).map(|(_, key)| key))
+    }
+}
+
+impl ViewDefinition for Flows {
+    fn schema(&self) -> &'static ViewSchema {
+        &SCHEMA
+    }
+
+    fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
+        let (input, rows) = scope.new_collection();
+        // Timely sends a datum to worker `hash % peers`: the flow id itself gives `owner_of`.
+        let by_owner =
+            Exchange::new(|update: &((FlowId, (Bucket, LabelPair)), Tick, Stats)| (update.0).0);
+        let arranged = arrange_core::<_, _, ValBatcher<_, _, _, _>, FlowsSpine>(
+            rows.inner,
+            by_owner,
+            "flows::arrange",
+            ValBatcher::new,
+        );
+        let log: SharedLog<(FlowId, Bucket), Stats> = Rc::new(RefCell::new(ChangeLog::default()));
+        let noted = log.clone();
+        arranged
+            .stream
+            .inspect(move |span: &SpanOf<FlowsSpine>| {
+                let mut log = noted.borrow_mut();
+                match &span.inner {
+                    Some(batch) if log.is_recording() => {
+                            note_batch(&mut log, batch);
+                    }
+                    Some(_) => log.skip_through(span.upper().elements()),
+                    None => {}
+                }
+            })
+            .probe_with(probe);
+        let store = Rc::new(RefCell::new(FlowStore::default()));
+        BuiltView {
+            feed: Box::new(FlowsFeed {
+                input,
+                store: store.clone(),
+                log: log.clone(),
+            }),
+            reader: Box::new(FlowsReader {
+                arranged: Arranged {
+                    trace: arranged.trace,
+                },
+                store,
+                log,
+            }),
+        }
+    }
+
+    fn reference(
+        &self,
+        records: &[FlowRecord],
+        _rules: &[(TraceId, PolicyRule)],
+        query: &ViewQuery,
+    ) -> Vec<Row> {
+        let keys: HashMap<FlowId, FlowKey> = records
+            .iter()
+            .map(|record| (record.key.id, record.key))
+            .collect();
+        let sums = records
+            .iter()
+            .map(|record| ((record.key.id, record.bucket), record.stats));
+        sums::reference(
+            sums,
+            has_updates,
+            &|id, start, end, stats| keys.get(id).map(|key| row(key, start, end, stats)),
+            query,
+        )
+    }
+}
+
+/// Notes every update of `batch` in `log`, by (flow, bucket).
+fn note_batch(
+    log: &mut ChangeLog<(FlowId, Bucket), Stats>,
+    batch: &<FlowsTrace as differential_dataflow::trace::TraceReader>::Batch,
+) {
+    let mut cursor = batch.cursor();
+    while let Some(id) = cursor.get_key(batch) {
+        let id = *id;
+        while let Some((bucket, _)) = cursor.get_val(batch) {
+            let bucket = *bucket;
+            cursor.map_times(batch, |time, stats| log.record(*time, (id, bucket), *stats));
+            cursor.step_val(batch);
+        }
+        cursor.step_key(batch);
+    }
+}
+
+/// The input of the flows view on one worker, with the key store it fills.
+struct FlowsFeed {
+    input: FlowRowsInput,
+    store: Rc<RefCell<FlowStore>>,
+    log: SharedLog<(FlowId, Bucket), Stats>,
+}
+
+impl FlowsFeed {
+    fn update(&mut self, record: &FlowRecord) {
+        self.input.update(
+            (record.key.id, (record.bucket, record.labels)),
+            record.stats,
+        );
+    }
+}
+
+impl ViewFeed for FlowsFeed {
+    fn note(&mut self, record: &FlowRecord) {
+        self.update(record);
+        if self.log.borrow().is_recording() {
+            let tick = *self.input.time();
+            self.store
+                .borrow_mut()
+                .retracted
+                .insert(record.key.id, (tick, record.key));
+        }
+    }
+
+    fn insert(&mut self, record: &FlowRecord) {
+        let tick = *self.input.time();
+        self.store.borrow_mut().keys.note(&record.key, tick);
+        self.update(record);
+    }
+
+    fn end_batch(&mut self) {}
+
+    fn advance_to(&mut self, tick: Tick) {
+        if tick > *self.input.time() {
+            self.input.advance_to(tick);
+            self.input.flush();
+        }
+    }
+}
+
+/// The flows view's arrangement, read as counters per (flow, bucket).
+struct Arranged {
+    trace: FlowsTrace,
+}
+
+impl BucketSums for Arranged {
+    type Key = FlowId;
+    type Measures = Stats;
+
+    fn sums(
+        &mut self,
+        range: &BucketRange,
+        wanted: Option<&[(FlowId, Bucket)]>,
+        before: Tick,
+        visit: &mut dyn FnMut(FlowId, Bucket, Stats),
+    ) {
+        let (mut cursor, storage) = cursor_over_all(&mut self.trace);
+        let Some(wanted) = wanted else {
+            while let Some(id) = cursor.get_key(&storage).copied() {
+                // Label pairs of one bucket are adjacent: summed into the bucket's counters.
+                let mut open: Option<(Bucket, Stats)> = None;
+                while let Some((bucket, _)) = cursor.get_val(&storage) {
+                    let bucket = *bucket;
+                    if range.contains(bucket) {
+                        let mut stats = Stats::default();
+                        cursor.map_times(&storage, |time, diff| {
+                            if *time < before {
+                                stats.add(diff);
+                            }
+                        });
+                        match open.as_mut() {
+                            Some((at, sum)) if *at == bucket => sum.add(&stats),
+                            _ => {
+                                if let Some((at, sum)) = open.replace((bucket, stats)) {
+                                    visit(id, at, sum);
+                                }
+                            }
+                        }
+                    }
+                    cursor.step_val(&storage);
+                }
+                if let Some((at, sum)) = open {
+                    visit(id, at, sum);
+                }
+                cursor.step_key(&storage);
+            }
+            return;
+        };
+        for &(id, bucket) in wanted {
+            let mut stats = Stats::default();
+            cursor.seek_key(&storage, &id);
+            if cursor.get_key(&storage) == Some(&id) {
+                // An earlier bucket of this flow may have left the values at their end.
+                // Stepped, not sought: a list's seek_val also moves its cursors that are past
+                // their last key.
+                cursor.rewind_vals(&storage);
+                while let Some((at, _)) = cursor.get_val(&storage) {
+                    if *at > bucket {
+                        break;
+                    }
+                    if *at == bucket {
+                        cursor.map_times(&storage, |time, diff| {
+                            if *time < before {
+                                stats.add(diff);
+                            }
+                        });
+                    }
+                    cursor.step_val(&storage);
+                }
+            }
+            visit(id, bucket, stats);
+        }
+    }
+
+    fn present(stats: &Stats) -> bool {
+        has_updates(stats)
+    }
+}
+
+/// The flows view's arrangement and key store on one worker.
+pub struct FlowsReader {
+    arranged: Arranged,
+    store: Rc<RefCell<FlowStore>>,
+    log: SharedLog<(FlowId, Bucket), Stats>,
+}
+
+impl FlowsReader {
+    /// The arrangement, and the key of every flow it holds: what Goldmane's reads scan.
+    pub fn trace_and_keys(&mut self) -> (&mut FlowsTrace, Ref<'_, FlowKeys>) {
+        let keys = Ref::map(self.store.borrow(), |store| &store.keys);
+        (&mut self.arranged.trace, keys)
+    }
+
+    /// Forgets flow `id`'s key unless a record was inserted for it at `reflected` or later
+    /// (`FlowKeys::forget_unless_inserted_since`).
+    pub fn forget_unless_inserted_since(&mut self, id: FlowId, reflected: Tick) {
+        self.store
+            .borrow_mut()
+            .keys
+            .forget_unless_inserted_since(id, reflected);
+    }
+}
+
+impl ViewReader for FlowsReader {
+    fn read(&mut self, query: &ViewQuery) -> Vec<Row> {
+        let store = self.store.borrow();
+        let row_of = |id: &FlowId, start, end, stats: &Stats| {
+            store.keys.get(*id).map(|key| row(key, start, end, stats))
+        };
+        sums::read(&mut self.arranged, &row_of, query)
+    }
+
+    fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
+        let changes = {
+            let store = self.store.borrow();
+            let row_of = |id: &FlowId, start, end, stats: &Stats| {
+                let key = store.key(*id);
+                debug_assert!(key.is_some(), "a changed flow's key is stored or retracted");
+                key.map(|key| row(key, start, end, stats))
+            };
+            sums::changes(&mut self.arranged, &row_of, &self.log, watch, window, before)
+        };
+        let mut store = self.store.borrow_mut();
+        match watch {
+            Watch::Stop => store.retracted.clear(),
+            Watch::Snapshot | Watch::Changes => {
+                store.retracted.retain(|_, (tick, _)| *tick >= before);
+            }
+        }
+        changes
+    }
+
+    fn compact_to(&mut self, tick: Tick) {
+        self.log.borrow_mut().forget_before(tick);
+        sums::compact_behind(&mut self.arranged.trace, tick);
+    }
+
+    fn live_rows(&mut self) -> LiveRows {
+        live_rows(&mut self.arranged.trace)
+    }
 }

@@ -1,16 +1,45 @@
 //! The hints view: one row per (field, value, bucket) counting the updates that carried the
 //! value, for the fields FilterHints reports (SPEC §6). Policy fields are kept as trace ids;
-//! the frontend expands a trace into its tiers, names, kinds and namespaces.
+//! the frontend expands a trace into its tiers, names, kinds and namespaces. Goldmane's
+//! unfiltered FilterHints reads it with its own layout (`queries/hints.rs`, through
+//! [`HintsReader::trace`]); the generic API reads the name fields' rows (field, value,
+//! bucket, updates), the field as its `goldmane.FilterType` number. The trace rows are left
+//! out there: a trace id is no string.
 //!
-//! Its input is derived from each update by [`rows_of`] and summed per tick before it enters,
-//! so the many updates of a tick that share a namespace cost one row, not one each.
+//! Its input is derived from each update by [`rows_of`] and summed per tick before it enters
+//! ([`Scratch`]), so the many updates of a tick that share a namespace cost one row, not one
+//! each.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use differential_dataflow::hashable::Hashable;
+use differential_dataflow::input::Input;
+use differential_dataflow::operators::arrange::arrangement::arrange_core;
+use differential_dataflow::trace::implementations::KeyBatcher;
+use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::{Navigable, SpanOf};
 use serde::{Deserialize, Serialize};
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
+use timely::dataflow::Scope;
 
-use crate::model::{Bucket, FlowKey, FlowRecord, Tick};
-use crate::traces::{HintRows, HintsTrace};
+use crate::model::{Bucket, BucketRange, FlowKey, FlowRecord, PolicyRule, Tick, TraceId};
+use crate::queries::cursor_over_all;
+use crate::queries::sizes::live_rows;
+use crate::traces::{HintRowsInput, HintsSpine, HintsTrace};
+use crate::views::changes::{ChangeLog, SharedLog};
+use crate::views::registry::{
+    BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition,
+    ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
+};
+use crate::views::scratch::Scratch;
+use crate::views::sums::{self, BucketSums};
+
+/// The hints view (see the module documentation).
+#[derive(Clone, Copy, Debug)]
+pub struct FilterHints;
 
 /// A key field whose distinct values FilterHints reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -37,6 +66,18 @@ impl HintField {
         HintField::Trace,
     ];
 
+    /// The `goldmane.FilterType` number of this field, or `None` for the trace (whose
+    /// policy fields the frontend derives).
+    fn filter_type(self) -> Option<i64> {
+        match self {
+            HintField::DestName => Some(1),
+            HintField::SourceName => Some(2),
+            HintField::DestNamespace => Some(3),
+            HintField::SourceNamespace => Some(4),
+            HintField::Trace => None,
+        }
+    }
+
     /// The value of this field in `key`.
     pub fn value_of(self, key: &FlowKey) -> u32 {
         match self {
@@ -62,9 +103,239 @@ pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 5] {
     })
 }
 
-/// Builds the hints view from the hint rows (derived from each update by [`rows_of`]).
-pub fn build(hint_rows: HintRows<'_>, probe: &ProbeHandle<Tick>) -> HintsTrace {
-    let arranged = hint_rows.arrange_by_self_named("hints::arrange");
-    arranged.stream.probe_with(probe);
-    arranged.trace
+const COLUMNS: &[Column] = &[
+    Column {
+        name: "field",
+        kind: ColumnType::Integer,
+        description: "goldmane.FilterType number: 1 dest_name, 2 source_name, \
+                      3 dest_namespace, 4 source_namespace",
+    },
+    Column {
+        name: "value",
+        kind: ColumnType::String,
+        description: "a value of the field",
+    },
+    Column {
+        name: "start_time",
+        kind: ColumnType::Timestamp,
+        description: "start of the bucket, or of the range when summed",
+    },
+    Column {
+        name: "end_time",
+        kind: ColumnType::Timestamp,
+        description: "end of the bucket, or of the range when summed",
+    },
+    Column {
+        name: "updates",
+        kind: ColumnType::Integer,
+        description: "flow updates carrying the value",
+    },
+];
+
+const SCHEMA: ViewSchema = ViewSchema {
+    name: "hints",
+    description: "Goldmane's filter hints (Flows.FilterHints): the values of the endpoint name \
+                  and namespace fields per bucket, with the updates carrying each.",
+    columns: COLUMNS,
+    default_sort: Sort {
+        column: 4,
+        descending: true,
+    },
+};
+
+/// The generic row of a (field, value) over `[start, end)` with `updates`, if the field has
+/// one.
+fn row(&(field, value): &(HintField, u32), start: i64, end: i64, updates: &isize) -> Option<Row> {
+    Some(vec![
+        Value::Integer(field.filter_type()?),
+        Value::String(value),
+        Value::Timestamp(start),
+        Value::Timestamp(end),
+        Value::Integer(*updates as i64),
+    ])
+}
+
+fn has_updates(updates: &isize) -> bool {
+    *updates > 0
+}
+
+impl ViewDefinition for FilterHints {
+    fn schema(&self) -> &'static ViewSchema {
+        &SCHEMA
+    }
+
+    fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
+        let (input, hint_rows) = scope.new_collection::<HintRow, isize>();
+        // Exchanged by (field, value), not by the whole row: every bucket of a value lives on
+        // one worker, so a row summed over a range is whole on one worker.
+        let by_value = Exchange::new(|update: &((HintRow, ()), Tick, isize)| {
+            let ((field, value, _), ()) = update.0;
+            (field, value).hashed()
+        });
+        let arranged = arrange_core::<_, _, KeyBatcher<_, _, _>, HintsSpine>(
+            hint_rows.map(|row| (row, ())).inner,
+            by_value,
+            "hints::arrange",
+            KeyBatcher::new,
+        );
+        let log: SharedLog<((HintField, u32), Bucket), isize> =
+            Rc::new(RefCell::new(ChangeLog::default()));
+        let noted = log.clone();
+        arranged
+            .stream
+            .inspect(move |span: &SpanOf<HintsSpine>| {
+                let mut log = noted.borrow_mut();
+                match &span.inner {
+                    Some(batch) if log.is_recording() => {
+                            let mut cursor = batch.cursor();
+                            while let Some(&(field, value, bucket)) = cursor.get_key(batch) {
+                                cursor.map_times(batch, |time, updates| {
+                                    log.record(*time, ((field, value), bucket), *updates);
+                                });
+                                cursor.step_key(batch);
+                            }
+                    }
+                    Some(_) => log.skip_through(span.upper().elements()),
+                    None => {}
+                }
+            })
+            .probe_with(probe);
+        BuiltView {
+            feed: Box::new(HintsFeed {
+                input,
+                scratch: Scratch::default(),
+            }),
+            reader: Box::new(HintsReader {
+                arranged: Arranged {
+                    trace: arranged.trace,
+                },
+                log,
+            }),
+        }
+    }
+
+    fn reference(
+        &self,
+        records: &[FlowRecord],
+        _rules: &[(TraceId, PolicyRule)],
+        query: &ViewQuery,
+    ) -> Vec<Row> {
+        let sums = records.iter().flat_map(|record| {
+            HintField::ALL.map(|field| {
+                (
+                    ((field, field.value_of(&record.key)), record.bucket),
+                    record.stats.records as isize,
+                )
+            })
+        });
+        sums::reference(sums, has_updates, &row, query)
+    }
+}
+
+/// The input of the hints view on one worker: the open tick's rows, summed.
+struct HintsFeed {
+    input: HintRowsInput,
+    scratch: Scratch<HintRow, isize>,
+}
+
+impl ViewFeed for HintsFeed {
+    fn note(&mut self, record: &FlowRecord) {
+        self.scratch.extend(rows_of(record));
+    }
+
+    fn end_batch(&mut self) {}
+
+    fn advance_to(&mut self, tick: Tick) {
+        if tick > *self.input.time() {
+            for (row, count) in self.scratch.take() {
+                self.input.update(row, count);
+            }
+            self.input.advance_to(tick);
+            self.input.flush();
+        }
+    }
+}
+
+/// The hints view's arrangement, read as updates per ((field, value), bucket).
+struct Arranged {
+    trace: HintsTrace,
+}
+
+impl BucketSums for Arranged {
+    type Key = (HintField, u32);
+    type Measures = isize;
+
+    fn sums(
+        &mut self,
+        range: &BucketRange,
+        wanted: Option<&[((HintField, u32), Bucket)]>,
+        before: Tick,
+        visit: &mut dyn FnMut((HintField, u32), Bucket, isize),
+    ) {
+        let (mut cursor, storage) = cursor_over_all(&mut self.trace);
+        let sum = |cursor: &mut _, storage: &_| {
+            let mut updates = 0isize;
+            Cursor::map_times(cursor, storage, |time: &Tick, diff: &isize| {
+                if *time < before {
+                    updates += diff;
+                }
+            });
+            updates
+        };
+        let Some(wanted) = wanted else {
+            while let Some(&(field, value, bucket)) = cursor.get_key(&storage) {
+                if range.contains(bucket) {
+                    visit((field, value), bucket, sum(&mut cursor, &storage));
+                }
+                cursor.step_key(&storage);
+            }
+            return;
+        };
+        for &((field, value), bucket) in wanted {
+            let key = (field, value, bucket);
+            cursor.seek_key(&storage, &key);
+            let updates = if cursor.get_key(&storage) == Some(&key) {
+                sum(&mut cursor, &storage)
+            } else {
+                0
+            };
+            visit((field, value), bucket, updates);
+        }
+    }
+
+    fn present(updates: &isize) -> bool {
+        has_updates(updates)
+    }
+}
+
+/// The hints view's arrangement on one worker.
+pub struct HintsReader {
+    arranged: Arranged,
+    log: SharedLog<((HintField, u32), Bucket), isize>,
+}
+
+impl HintsReader {
+    /// The arrangement: what Goldmane's unfiltered FilterHints scans.
+    pub fn trace(&mut self) -> &mut HintsTrace {
+        &mut self.arranged.trace
+    }
+}
+
+impl ViewReader for HintsReader {
+    fn read(&mut self, query: &ViewQuery) -> Vec<Row> {
+        sums::read(&mut self.arranged, &row, query)
+    }
+
+    fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
+        sums::changes(&mut self.arranged, &row, &self.log, watch, window, before)
+    }
+
+    fn compact_to(&mut self, tick: Tick) {
+        self.log.borrow_mut().forget_before(tick);
+        sums::compact_behind(&mut self.arranged.trace, tick);
+    }
+
+    fn live_rows(&mut self) -> LiveRows {
+        live_rows(&mut self.arranged.trace)
+    }
 }

@@ -6,13 +6,14 @@
 //! Everything here is plain data (no closures), so a query could be sequenced to workers in
 //! other processes like any other command.
 
+use std::any::Any;
 use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
-use crate::model::{BucketRange, FlowRecord, Sym, Tick};
+use crate::model::{BucketRange, FlowRecord, PolicyRule, Sym, Tick, TraceId};
 
 /// The type of a column, as the API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -205,6 +206,43 @@ impl ViewQuery {
     pub fn merge(&self, parts: impl IntoIterator<Item = Vec<Row>>) -> Vec<Row> {
         self.finish(parts.into_iter().flatten().collect())
     }
+
+    /// An empty answer to collect rows into one at a time ([`TopRows`]).
+    pub fn top_rows(&self) -> TopRows<'_> {
+        TopRows {
+            query: self,
+            rows: Vec::new(),
+        }
+    }
+}
+
+/// The answer to a [`ViewQuery`] collected one row at a time: rows that fail a filter are
+/// dropped at once, and under a limit (on a sort column that is not a string) at most twice
+/// the limit are held, so a read of a large view holds its best rows, not all of them.
+pub struct TopRows<'query> {
+    query: &'query ViewQuery,
+    rows: Vec<Row>,
+}
+
+impl TopRows<'_> {
+    /// Adds `row` if it passes the query's filters.
+    pub fn push(&mut self, row: Row) {
+        if !self.query.keeps(&row) {
+            return;
+        }
+        self.rows.push(row);
+        if let (Some(limit), false) = (self.query.limit, self.query.sort_is_string) {
+            if self.rows.len() >= limit.saturating_mul(2).max(64) {
+                self.rows.sort_by(|a, b| self.query.order(a, b));
+                self.rows.truncate(limit);
+            }
+        }
+    }
+
+    /// The answer: the rows kept, [`ViewQuery::finish`]ed.
+    pub fn finish(self) -> Vec<Row> {
+        self.query.finish(self.rows)
+    }
 }
 
 /// A registered view, type-erased: its schema, its build on one worker, and its reference.
@@ -216,8 +254,14 @@ pub trait ViewDefinition: Sync {
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView;
 
     /// The answer to `query` computed from scratch from every record ever inserted
-    /// (retractions included, records below `floor` left out): what the view must read.
-    fn reference(&self, records: &[FlowRecord], query: &ViewQuery) -> Vec<Row>;
+    /// (retractions included, records below `floor` left out) and the rules of every trace
+    /// the records use: what the view must read.
+    fn reference(
+        &self,
+        records: &[FlowRecord],
+        rules: &[(TraceId, PolicyRule)],
+        query: &ViewQuery,
+    ) -> Vec<Row>;
 }
 
 /// The two halves of a view on one worker: where its rows go in, where they are read.
@@ -228,10 +272,25 @@ pub struct BuiltView {
     pub reader: Box<dyn ViewReader>,
 }
 
-/// A view's input on one worker: derives rows from each record, consolidated per batch.
+/// A view's input on one worker: derives rows from each record, consolidated per batch, and
+/// takes the other engine commands it needs (each with a default that ignores it).
 pub trait ViewFeed {
     /// Notes the rows `record` contributes (a retraction contributes their negation).
     fn note(&mut self, record: &FlowRecord);
+
+    /// Notes a newly inserted record, not a retraction: by default as [`ViewFeed::note`]. A
+    /// view that keeps state per flow besides its rows (the flows view's key store) notes it
+    /// here.
+    fn insert(&mut self, record: &FlowRecord) {
+        self.note(record);
+    }
+
+    /// Takes the distinct rules of newly interned traces (every worker gets every trace's
+    /// rules, before or with the trace's first record).
+    fn insert_rules(&mut self, _rules: &[(TraceId, PolicyRule)]) {}
+
+    /// Forgets the rules of traces no retained flow uses any more.
+    fn retract_rules(&mut self, _rules: &[(TraceId, PolicyRule)]) {}
 
     /// Sends the rows noted since the last call, consolidated, into the view's input.
     fn end_batch(&mut self);
@@ -263,8 +322,21 @@ pub struct ViewChanges {
     pub snapshot: Option<Vec<Row>>,
 }
 
-/// A view's arrangement on one worker.
-pub trait ViewReader {
+/// The live rows of a view's arrangement on one worker (for metrics): the keys with at least
+/// one live value, and the live (key, value) pairs. A row is live when its differences,
+/// summed over every time, are not zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveRows {
+    /// Keys of the arrangement with a live value.
+    pub keys: u64,
+    /// Live (key, value) pairs.
+    pub rows: u64,
+}
+
+/// A view's arrangement on one worker. `Any`, so that a query written for one view's own
+/// layout (Goldmane's List, FilterHints, Statistics and expiry) can reach its reader by type
+/// ([`crate::views::Views::reader`]).
+pub trait ViewReader: Any {
     /// Answers `query` from this worker's shard ([`ViewQuery::finish`]ed).
     fn read(&mut self, query: &ViewQuery) -> Vec<Row>;
 
@@ -275,4 +347,7 @@ pub trait ViewReader {
 
     /// Allows the arrangement to forget history before `tick` and merge its batches.
     fn compact_to(&mut self, tick: Tick);
+
+    /// Counts the arrangement's live rows. Walks it whole: callers ask rarely.
+    fn live_rows(&mut self) -> LiveRows;
 }
