@@ -237,8 +237,13 @@ async fn fill(keys: u64, directory: &Path) {
     let current = now - now.rem_euclid(WINDOW);
     let streams: Vec<Vec<FlowUpdate>> = (0..STREAMS as u64)
         .map(|stream| {
-            (0..4)
-                .flat_map(|age| (stream..keys).step_by(STREAMS).map(move |key| (age, key)))
+            // Each key's four buckets in turn, so every bucket takes updates until the fill
+            // ends and its file, written after, covers the whole log (a bucket filled first
+            // could have its file written at an epoch during the fill, covering less, and
+            // never again).
+            (stream..keys)
+                .step_by(STREAMS)
+                .flat_map(|key| (0..4).map(move |age| (age, key)))
                 .map(|(age, key)| {
                     let bucket = BucketChoice::Exactly(current - (4 - age) * WINDOW);
                     realistic::update(key, 0, age as u64, WINDOW, bucket)
