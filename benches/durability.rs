@@ -21,6 +21,12 @@
 //! `cargo bench --bench durability [-- KEYS [UPDATES]]`: KEYS 250,000 by default (1 M
 //! retained rows), UPDATES per ingest run 400,000. The data directory is a temporary
 //! directory (on the file system of `TMPDIR`).
+//!
+//! For comparing builds on one data directory: `durability-* fill DIRECTORY KEYS` fills
+//! DIRECTORY (which must not exist) as above and stops; `durability-* recover COPY LABEL`
+//! recovers COPY (a copy of it, or of its `buckets` or `wal` folder alone: recovery changes
+//! the directory) and prints the row above. Its buckets stay inside retention for an hour,
+//! and its log inside the de-duplication horizon for 6 minutes.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -231,8 +237,13 @@ async fn fill(keys: u64, directory: &Path) {
     let current = now - now.rem_euclid(WINDOW);
     let streams: Vec<Vec<FlowUpdate>> = (0..STREAMS as u64)
         .map(|stream| {
-            (0..4)
-                .flat_map(|age| (stream..keys).step_by(STREAMS).map(move |key| (age, key)))
+            // Each key's four buckets in turn, so every bucket takes updates until the fill
+            // ends and its file, written after, covers the whole log (a bucket filled first
+            // could have its file written at an epoch during the fill, covering less, and
+            // never again).
+            (stream..keys)
+                .step_by(STREAMS)
+                .flat_map(|key| (0..4).map(move |age| (age, key)))
                 .map(|(age, key)| {
                     let bucket = BucketChoice::Exactly(current - (4 - age) * WINDOW);
                     realistic::update(key, 0, age as u64, WINDOW, bucket)
@@ -324,6 +335,15 @@ fn main() {
         (args.first().map(String::as_str), args.get(1), args.get(2))
     {
         return recover_child(Path::new(directory), label);
+    }
+    if let (Some("fill"), Some(directory), Some(keys)) =
+        (args.first().map(String::as_str), args.get(1), args.get(2))
+    {
+        let keys = keys.parse().expect("KEYS is a number");
+        let directory = Path::new(directory);
+        std::fs::create_dir(directory).expect("DIRECTORY is new");
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        return runtime.block_on(fill(keys, directory));
     }
     let keys: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(250_000);
     let updates: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(400_000);

@@ -190,6 +190,57 @@ fn rehash(arena: &[u8], slots: &FxHashMap<u32, Slot>, id: u32) -> u64 {
         .map_or(0, |slot| stored_hash(&arena[slot.range()]))
 }
 
+/// A value to intern, as a caller hands it in ([`Given`]) or as its stored bytes
+/// ([`Stored`]): hashed and compared as its stored bytes would be.
+trait Candidate<E: Encoding> {
+    fn hash(&self) -> u64;
+    fn matches(&self, stored: &[u8]) -> bool;
+    fn weight(&self) -> usize;
+    fn encode(&self, arena: &mut Vec<u8>);
+}
+
+/// A value as callers hand it in.
+struct Given<'a, E: Encoding>(&'a E::Value);
+
+impl<E: Encoding> Candidate<E> for Given<'_, E> {
+    fn hash(&self) -> u64 {
+        E::hash(self.0)
+    }
+
+    fn matches(&self, stored: &[u8]) -> bool {
+        E::matches(self.0, stored)
+    }
+
+    fn weight(&self) -> usize {
+        E::weight(self.0)
+    }
+
+    fn encode(&self, arena: &mut Vec<u8>) {
+        E::encode(self.0, arena);
+    }
+}
+
+/// A value as its stored bytes.
+struct Stored<'a, E: Encoding>(&'a [u8], std::marker::PhantomData<fn() -> E>);
+
+impl<E: Encoding> Candidate<E> for Stored<'_, E> {
+    fn hash(&self) -> u64 {
+        stored_hash(self.0)
+    }
+
+    fn matches(&self, stored: &[u8]) -> bool {
+        self.0 == stored
+    }
+
+    fn weight(&self) -> usize {
+        E::stored_weight(self.0)
+    }
+
+    fn encode(&self, arena: &mut Vec<u8>) {
+        arena.extend_from_slice(self.0);
+    }
+}
+
 /// Values copied out of a table under one hold of its lock: their bytes and, for each, its
 /// id and its range in those bytes.
 struct Chunk {
@@ -238,21 +289,85 @@ impl<E: Encoding> InternTable<E> {
     /// the entry is stamped with the current collection round.
     pub fn intern_noting_new(&self, value: &E::Value) -> Result<(u32, bool), InternerFull> {
         let round = self.round.load(Ordering::Acquire);
-        let hash = E::hash(value);
-        let matches = |stored: &[u8]| E::matches(value, stored);
+        let value = Given::<E>(value);
+        let hash = value.hash();
         {
             let table = self.table.read();
-            if let Some(id) = table.find(hash, matches) {
+            if let Some(id) = table.find(hash, |stored| value.matches(stored)) {
                 touch(&table, id, round);
                 return Ok((id, false));
             }
         }
-        let mut table = self.table.write();
-        if let Some(id) = table.find(hash, matches) {
-            touch(&table, id, round);
+        self.add(&mut self.table.write(), &value, hash, round)
+    }
+
+    /// The ids of `values`, in order, adding those that are new: the bulk form of
+    /// [`InternTable::intern`], for many values at once (a column chunk's distinct values at
+    /// recovery). Values are hashed outside the table's lock, found under one hold of it
+    /// shared, and the new ones added under one hold of it exclusive. Fails at the first value
+    /// that finds the table full; those before it stay interned.
+    pub fn intern_all<V: AsRef<E::Value>>(&self, values: &[V]) -> Result<Vec<u32>, InternerFull> {
+        let given: Vec<Given<E>> = values.iter().map(|value| Given(value.as_ref())).collect();
+        self.intern_candidates(&given)
+    }
+
+    /// [`InternTable::intern_all`] for values handed in as their stored bytes (see
+    /// [`encoding`]), which the caller built as the table's encoding does.
+    pub fn intern_all_stored<V: AsRef<[u8]>>(
+        &self,
+        values: &[V],
+    ) -> Result<Vec<u32>, InternerFull> {
+        let stored: Vec<Stored<E>> = values
+            .iter()
+            .map(|value| Stored(value.as_ref(), std::marker::PhantomData))
+            .collect();
+        self.intern_candidates(&stored)
+    }
+
+    /// The ids of `values`, adding the new ones, under one hold of the lock shared for the
+    /// finds and one exclusive for the additions.
+    fn intern_candidates(&self, values: &[impl Candidate<E>]) -> Result<Vec<u32>, InternerFull> {
+        let round = self.round.load(Ordering::Acquire);
+        let hashes: Vec<u64> = values.iter().map(Candidate::hash).collect();
+        let mut ids = vec![0; values.len()];
+        let mut missing = Vec::new();
+        {
+            let table = self.table.read();
+            for (index, (value, hash)) in values.iter().zip(&hashes).enumerate() {
+                match table.find(*hash, |stored| value.matches(stored)) {
+                    Some(id) => {
+                        touch(&table, id, round);
+                        ids[index] = id;
+                    }
+                    None => missing.push(index),
+                }
+            }
+        }
+        if !missing.is_empty() {
+            let mut table = self.table.write();
+            for index in missing {
+                ids[index] = self
+                    .add(&mut table, &values[index], hashes[index], round)?
+                    .0;
+            }
+        }
+        Ok(ids)
+    }
+
+    /// The id of `value` (of `hash`) in `table`, held exclusive: found, or added if new, and
+    /// whether it was added; stamped with `round` either way.
+    fn add(
+        &self,
+        table: &mut Table,
+        value: &impl Candidate<E>,
+        hash: u64,
+        round: u64,
+    ) -> Result<(u32, bool), InternerFull> {
+        if let Some(id) = table.find(hash, |stored| value.matches(stored)) {
+            touch(table, id, round);
             return Ok((id, false));
         }
-        let weight = E::weight(value);
+        let weight = value.weight();
         if table.slots.len() >= self.limit.entries
             || table.bytes.saturating_add(weight) > self.limit.bytes
             || table.next == u32::MAX
@@ -260,7 +375,7 @@ impl<E: Encoding> InternTable<E> {
             return Err(self.full());
         }
         let start = table.arena.len();
-        E::encode(value, &mut table.arena);
+        value.encode(&mut table.arena);
         if table.arena.len() > u32::MAX as usize {
             // Places in the arena are u32: a table holds at most 4 GiB of bytes.
             table.arena.truncate(start);
@@ -284,7 +399,7 @@ impl<E: Encoding> InternTable<E> {
             slots,
             index,
             ..
-        } = &mut *table;
+        } = table;
         index.insert_unique(hash, id, |id| rehash(arena, slots, *id));
         Ok((id, true))
     }
@@ -543,6 +658,12 @@ impl Symbols {
         self.table.intern(value)
     }
 
+    /// The ids of `values`, in order, adding those that are new, under one hold of the
+    /// table's lock (see [`InternTable::intern_all`]).
+    pub fn intern_all<V: AsRef<str>>(&self, values: &[V]) -> Result<Vec<u32>, InternerFull> {
+        self.table.intern_all(values)
+    }
+
     /// The id of `value`, if known.
     pub fn lookup(&self, value: &str) -> Option<u32> {
         self.table.lookup(value)
@@ -659,6 +780,45 @@ mod tests {
         assert_eq!(table.remove_unused(&[six], 1), vec![six]);
         assert_eq!(table.bytes(), 4);
         assert!(table.intern("fivee").is_ok());
+    }
+
+    #[test]
+    fn interning_many_at_once_gives_the_ids_one_at_a_time_would() {
+        let table = strings(TableLimit {
+            entries: 5,
+            bytes: 100,
+        });
+        let known = table.intern("known").expect("room");
+        let ids = table
+            .intern_all(&["new", "known", "other", "new"])
+            .expect("room for two new values");
+        assert_eq!(ids, vec![known + 1, known, known + 2, known + 1]);
+        assert_eq!(table.lookup("other"), Some(known + 2));
+        assert_eq!(table.len(), 3);
+        let full = table
+            .intern_all(&["fourth", "fifth", "sixth"])
+            .expect_err("room for two more values only");
+        assert_eq!(full.table, CatalogTable::Strings);
+        assert_eq!(table.lookup("fifth"), Some(known + 4), "those before stay");
+        assert_eq!(table.lookup("sixth"), None);
+    }
+
+    #[test]
+    fn label_sets_interned_as_their_stored_bytes_find_the_same_ids() {
+        let table = label_sets(TableLimit::entries(10));
+        let set = table.intern(&labels(&["a=1", "b=22"])).expect("room");
+        let stored = |values: &[&str]| {
+            let mut bytes = Vec::new();
+            encoding::encode_labels(values.iter().copied(), &mut bytes);
+            bytes
+        };
+        let ids = table
+            .intern_all_stored(&[stored(&["a=1", "b=22"]), stored(&["c=3"])])
+            .expect("room");
+        assert_eq!(ids, vec![set, set + 1]);
+        assert_eq!(table.lookup(&labels(&["c=3"])), Some(set + 1));
+        assert_eq!(table.get(set + 1), Some(labels(&["c=3"])));
+        assert_eq!(table.bytes(), 10, "weighed by their labels' bytes");
     }
 
     #[test]

@@ -12,11 +12,12 @@ use crate::catalog::Catalog;
 use crate::durability::bucket_read::{enum_value, RowGroup, Values};
 use crate::durability::checkpoint::POLICIES_PROTO_COLUMN;
 use crate::durability::coded_column::Coded;
-use crate::ingest::canonical::{canonical_trace_bytes, flow_id, label_set};
+use crate::ingest::canonical::{canonical_trace_bytes, flow_id_of};
 use crate::ingest::policy_rules::rules_of_trace;
 use crate::ingest::Measures;
+use crate::intern::encoding::encode_labels;
 use crate::intern::InternerFull;
-use crate::proto::{self, Action, EndpointType, PolicyTrace, Reporter};
+use crate::proto::{Action, EndpointType, PolicyTrace, Reporter};
 use crate::proto_json::from_json;
 use crate::retention::Retention;
 
@@ -91,7 +92,8 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
 }
 
 /// A list column's label sets, one per row: each distinct label is numbered once per chunk,
-/// each distinct set interned once per recovery.
+/// each distinct set interned once per recovery, the chunk's new sets under one hold of the
+/// catalog table's lock.
 fn label_sets_of(
     coded: &Coded,
     count: usize,
@@ -119,13 +121,18 @@ fn label_sets_of(
         .collect::<Result<_, _>>()?;
     // Each row's labels are collected from the levels as they come (a repetition level of 0
     // starts a row, a definition level above 0 is a label), with no per-row ranges.
+    let mut rows = RowSets {
+        known: label_sets,
+        sets: Vec::with_capacity(count),
+        new: FxHashMap::default(),
+        waiting: Vec::new(),
+    };
     let mut key: Vec<u32> = Vec::new();
-    let mut sets = Vec::with_capacity(count);
     let (mut next, mut started) = (0, false);
     for (defined, repeated) in coded.definition.iter().zip(&coded.repetition) {
         if *repeated == 0 {
             if started {
-                sets.push(label_set_id(&key, catalog, label_texts, label_sets)?);
+                rows.push(&key);
             }
             key.clear();
             started = true;
@@ -147,35 +154,90 @@ fn label_sets_of(
         }
     }
     if started {
-        sets.push(label_set_id(&key, catalog, label_texts, label_sets)?);
+        rows.push(&key);
     }
-    if sets.len() == count && coded.definition.len() == coded.repetition.len() {
-        Ok(sets)
-    } else {
-        Err("a label column has the wrong number of rows"
+    if rows.sets.len() != count || coded.definition.len() != coded.repetition.len() {
+        return Err("a label column has the wrong number of rows"
             .to_string()
-            .into())
+            .into());
     }
+    rows.intern_new(catalog, label_texts)
 }
 
-/// The catalog id of the label set of labels numbered `key`, interned the first time the
-/// recovery meets it.
-fn label_set_id(
-    key: &[u32],
-    catalog: &Catalog,
-    label_texts: &[Box<str>],
-    label_sets: &mut FxHashMap<Box<[u32]>, u32>,
-) -> Result<u32, NotLoaded> {
-    if let Some(id) = label_sets.get(key) {
-        return Ok(*id);
+/// The label sets of a list column's rows as they are collected: each row's catalog id, or
+/// for a set this recovery has not met, its place among the chunk's new sets.
+struct RowSets<'a> {
+    /// Label sets' catalog ids, by their labels' numbers in the order written.
+    known: &'a mut FxHashMap<Box<[u32]>, u32>,
+    /// Each row's id (0 until interned for a row waiting for a new set).
+    sets: Vec<u32>,
+    /// The chunk's new sets, by their labels' numbers, with their places.
+    new: FxHashMap<Box<[u32]>, usize>,
+    /// Rows waiting for a new set: the row and the set's place.
+    waiting: Vec<(usize, usize)>,
+}
+
+impl RowSets<'_> {
+    /// Adds the next row, of the labels numbered `key`.
+    fn push(&mut self, key: &[u32]) {
+        if let Some(id) = self.known.get(key) {
+            self.sets.push(*id);
+            return;
+        }
+        let place = match self.new.get(key) {
+            Some(place) => *place,
+            None => {
+                let place = self.new.len();
+                self.new.insert(key.into(), place);
+                place
+            }
+        };
+        self.waiting.push((self.sets.len(), place));
+        self.sets.push(0);
     }
-    let owned: Vec<String> = key
-        .iter()
-        .map(|number| label_texts[*number as usize].to_string())
-        .collect();
-    let id = catalog.label_sets.intern(&*label_set(&owned))?;
-    label_sets.insert(key.into(), id);
-    Ok(id)
+
+    /// Interns the chunk's new sets (their labels sorted and de-duplicated, as the catalog
+    /// keeps them) under one hold of the table's lock, and returns every row's id.
+    fn intern_new(
+        self,
+        catalog: &Catalog,
+        label_texts: &[Box<str>],
+    ) -> Result<Vec<u32>, NotLoaded> {
+        let RowSets {
+            known,
+            mut sets,
+            new,
+            waiting,
+        } = self;
+        if new.is_empty() {
+            return Ok(sets);
+        }
+        let mut new: Vec<(Box<[u32]>, usize)> = new.into_iter().collect();
+        new.sort_unstable_by_key(|(_, place)| *place);
+        let mut bytes = Vec::new();
+        let mut ranges = Vec::with_capacity(new.len());
+        let mut texts: Vec<&str> = Vec::new();
+        for (key, _) in &new {
+            texts.clear();
+            texts.extend(key.iter().map(|number| &*label_texts[*number as usize]));
+            if !texts.windows(2).all(|pair| pair[0] < pair[1]) {
+                texts.sort_unstable();
+                texts.dedup();
+            }
+            let start = bytes.len();
+            encode_labels(texts.iter().copied(), &mut bytes);
+            ranges.push(start..bytes.len());
+        }
+        let stored: Vec<&[u8]> = ranges.into_iter().map(|range| &bytes[range]).collect();
+        let ids = catalog.label_sets.intern_all_stored(&stored)?;
+        for (row, place) in waiting {
+            sets[row] = ids[place];
+        }
+        for ((key, _), id) in new.into_iter().zip(ids) {
+            known.insert(key, id);
+        }
+        Ok(sets)
+    }
 }
 
 /// The catalog id and canonical encoding of each distinct trace of a column chunk, decoded
@@ -228,15 +290,13 @@ pub fn records_of(
     let mut strings: Vec<StringColumn> = Vec::with_capacity(8);
     for index in [3, 4, 6, 7, 10, 11, 12, 14] {
         let coded = text_column(columns, index, count)?;
-        let values = coded
+        let texts: Vec<&str> = coded
             .distinct
             .iter()
-            .map(|value| {
-                let text = utf8(value)?;
-                Ok::<_, NotLoaded>((catalog.symbols.intern(text)?, text))
-            })
+            .map(|value| utf8(value))
             .collect::<Result<_, _>>()?;
-        strings.push((&coded.indices, values));
+        let ids = catalog.symbols.intern_all(&texts)?;
+        strings.push((&coded.indices, ids.into_iter().zip(texts).collect()));
     }
     let mut enums: Vec<(&[u32], Vec<i32>)> = Vec::with_capacity(4);
     for (position, index) in [5, 8, 15, 16].into_iter().enumerate() {
@@ -270,7 +330,6 @@ pub fn records_of(
         };
         labels.push(label_sets_of(coded, count, catalog, interned)?);
     }
-    let mut key = proto::FlowKey::default();
     let mut loaded = Loaded {
         records: Vec::with_capacity(count),
         ..Loaded::default()
@@ -287,23 +346,13 @@ pub fn records_of(
             continue;
         }
         let mut ids = [0u32; 8];
+        let mut texts = [""; 8];
         for (index, (codes, values)) in strings.iter().enumerate() {
             let (id, text) = values
                 .get(codes[row] as usize)
                 .ok_or("a text code past its values")?;
             ids[index] = *id;
-            let field = match index {
-                0 => &mut key.source_name,
-                1 => &mut key.source_namespace,
-                2 => &mut key.dest_name,
-                3 => &mut key.dest_namespace,
-                4 => &mut key.dest_service_name,
-                5 => &mut key.dest_service_namespace,
-                6 => &mut key.dest_service_port_name,
-                _ => &mut key.proto,
-            };
-            field.clear();
-            field.push_str(text);
+            texts[index] = text;
         }
         let mut numbers = [0i32; 4];
         for (index, (codes, values)) in enums.iter().enumerate() {
@@ -311,32 +360,42 @@ pub fn records_of(
                 .get(codes[row] as usize)
                 .ok_or("an enum code past its values")?;
         }
-        [key.source_type, key.dest_type, key.reporter, key.action] = numbers;
-        key.dest_port = dest_port[row];
-        key.dest_service_port = service_port[row];
+        let [source_type, dest_type, reporter, action] = numbers;
         let (trace, trace_bytes) = traces
             .get(trace_column.indices[row] as usize)
             .ok_or("a trace code past its traces")?;
+        let id = flow_id_of(
+            texts,
+            [
+                i64::from(source_type),
+                i64::from(dest_type),
+                dest_port[row],
+                service_port[row],
+                i64::from(reporter),
+                i64::from(action),
+            ],
+            trace_bytes,
+        );
         let mut stats = measures.stats();
         stats.records = counters[7][row];
         loaded.updates += updates;
         loaded.records.push(FlowRecord {
             key: FlowKey {
-                id: flow_id(&key, trace_bytes),
+                id,
                 source_name: ids[0],
                 source_namespace: ids[1],
-                source_type: key.source_type,
+                source_type,
                 dest_name: ids[2],
                 dest_namespace: ids[3],
-                dest_type: key.dest_type,
-                dest_port: key.dest_port,
+                dest_type,
+                dest_port: dest_port[row],
                 dest_service_name: ids[4],
                 dest_service_namespace: ids[5],
                 dest_service_port_name: ids[6],
-                dest_service_port: key.dest_service_port,
+                dest_service_port: service_port[row],
                 proto: ids[7],
-                reporter: key.reporter,
-                action: key.action,
+                reporter,
+                action,
                 trace: *trace,
             },
             bucket: retention.bucket_of(measures.start_time),

@@ -62,28 +62,39 @@ pub fn label_set(labels: &[String]) -> Cow<'_, [String]> {
 /// A positive 63-bit id from every key field and the canonical trace's encoding. The same
 /// key gives the same id in every process and across restarts.
 pub fn flow_id(key: &FlowKey, canonical_trace: &[u8]) -> u64 {
+    flow_id_of(
+        [
+            &key.source_name,
+            &key.source_namespace,
+            &key.dest_name,
+            &key.dest_namespace,
+            &key.dest_service_name,
+            &key.dest_service_namespace,
+            &key.dest_service_port_name,
+            &key.proto,
+        ],
+        [
+            i64::from(key.source_type),
+            i64::from(key.dest_type),
+            key.dest_port,
+            key.dest_service_port,
+            i64::from(key.reporter),
+            i64::from(key.action),
+        ],
+        canonical_trace,
+    )
+}
+
+/// [`flow_id`] from a key's fields: its texts (source name and namespace, destination name
+/// and namespace, service name, namespace and port name, protocol) and its numbers (source
+/// and destination type, destination port, service port, reporter, action), in that order.
+pub fn flow_id_of(texts: [&str; 8], numbers: [i64; 6], canonical_trace: &[u8]) -> u64 {
     let mut hasher = Xxh3::new();
-    for text in [
-        &key.source_name,
-        &key.source_namespace,
-        &key.dest_name,
-        &key.dest_namespace,
-        &key.dest_service_name,
-        &key.dest_service_namespace,
-        &key.dest_service_port_name,
-        &key.proto,
-    ] {
+    for text in texts {
         hasher.update(&(text.len() as u64).to_le_bytes());
         hasher.update(text.as_bytes());
     }
-    for number in [
-        i64::from(key.source_type),
-        i64::from(key.dest_type),
-        key.dest_port,
-        key.dest_service_port,
-        i64::from(key.reporter),
-        i64::from(key.action),
-    ] {
+    for number in numbers {
         hasher.update(&number.to_le_bytes());
     }
     hasher.update(canonical_trace);

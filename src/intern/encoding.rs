@@ -142,16 +142,21 @@ fn stored_labels(mut stored: &[u8]) -> impl Iterator<Item = &[u8]> {
     })
 }
 
+/// Appends the stored bytes of the label set of `labels` (sorted, de-duplicated) to `arena`.
+pub fn encode_labels<'a>(labels: impl IntoIterator<Item = &'a str>, arena: &mut Vec<u8>) {
+    for label in labels {
+        let (length, used) = varint(label.len());
+        arena.extend_from_slice(&length[..used]);
+        arena.extend_from_slice(label.as_bytes());
+    }
+}
+
 impl Encoding for LabelSet {
     type Value = [String];
     type Owned = Vec<String>;
 
     fn encode(value: &[String], arena: &mut Vec<u8>) {
-        for label in value {
-            let (length, used) = varint(label.len());
-            arena.extend_from_slice(&length[..used]);
-            arena.extend_from_slice(label.as_bytes());
-        }
+        encode_labels(value.iter().map(String::as_str), arena);
     }
 
     fn hash(value: &[String]) -> u64 {
