@@ -45,6 +45,16 @@ use crate::worker::{Engine, EngineConfig};
 pub const MAX_DECODED_MESSAGE: usize = 4 * 1024 * 1024;
 /// Most concurrent HTTP/2 streams on one connection (many `Stream` calls may share one).
 pub const MAX_CONCURRENT_STREAMS: u32 = 16_384;
+/// HTTP/2 flow-control window of one stream: bytes a call's client may have sent that the
+/// server has not read (hyper's default, 1 MiB: a full batch of `Connect` updates).
+pub const STREAM_WINDOW: u32 = 1024 * 1024;
+/// HTTP/2 flow-control window of one connection: bytes all its streams together may have sent
+/// that the server has not read. A `Connect` call reads nothing while its batch is handed over,
+/// so under hyper's default (1 MiB, shared) 64 calls on one connection had about 16 KiB each
+/// (some 30 realistic updates) waiting when they read their next batch, and paid the costs of
+/// a batch that often. This lets 32 calls each fill their stream window; it bounds what one
+/// connection holds unread.
+pub const CONNECTION_WINDOW: u32 = 32 * STREAM_WINDOW;
 
 /// Everything needed to build the server's state.
 #[derive(Clone, Copy, Debug)]
@@ -202,6 +212,8 @@ pub async fn serve_with(
         .layer(OversizeStatusLayer)
         .layer(WholeFramesLayer)
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
+        .initial_stream_window_size(Some(STREAM_WINDOW))
+        .initial_connection_window_size(Some(CONNECTION_WINDOW))
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
         .add_service(

@@ -88,6 +88,27 @@ impl UsedIdsRead {
     }
 }
 
+/// An ingest batch in the engine's ordered queue: see [`Engine::enqueue`].
+pub struct Queued<'a> {
+    engine: &'a Engine,
+    /// Fired once every worker the batch was sent to took it; `None` for an empty batch.
+    taken: Option<oneshot::Receiver<()>>,
+}
+
+impl Queued<'_> {
+    /// Waits until every worker the batch went to took it. Once this returns, any later query
+    /// sees it; if it fails, no worker holds the batch.
+    pub async fn taken(self) -> Result<(), EngineStopped> {
+        let Some(taken_by_worker) = self.taken else {
+            return self.engine.running();
+        };
+        tokio::select! {
+            taken = taken_by_worker => taken.map_err(|_| EngineStopped),
+            _ = self.engine.failed() => Err(EngineStopped),
+        }
+    }
+}
+
 /// The engine stopped: its threads are gone, or one of them failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the dataflow engine is not running")]
@@ -246,18 +267,30 @@ impl Engine {
     /// Hands a batch to the engine and waits until a worker took it. Once this returns, any
     /// later query sees it; if it fails, no worker holds the batch.
     pub async fn ingest(&self, batch: IngestBatch) -> Result<(), EngineStopped> {
+        self.enqueue(batch).await?.taken().await
+    }
+
+    /// Puts a batch in the engine's ordered queue and returns once it is there, before any
+    /// worker took it: every batch and ordered read sent after this returns comes after it.
+    /// Callers that must keep batches in order (trace rules before the records using them, the
+    /// log's order) hold their lock only this long; [`Queued::taken`] then waits for the
+    /// workers without holding back the next batch.
+    pub async fn enqueue(&self, batch: IngestBatch) -> Result<Queued<'_>, EngineStopped> {
         if batch.records.is_empty()
             && batch.trace_rules.is_empty()
             && batch.retired_rules.is_empty()
         {
-            return self.running();
+            return Ok(Queued {
+                engine: self,
+                taken: None,
+            });
         }
         let (taken, taken_by_worker) = oneshot::channel();
         self.send(Request::Ingest(batch, taken)).await?;
-        tokio::select! {
-            taken = taken_by_worker => taken.map_err(|_| EngineStopped),
-            _ = self.failed() => Err(EngineStopped),
-        }
+        Ok(Queued {
+            engine: self,
+            taken: Some(taken_by_worker),
+        })
     }
 
     /// Whether no worker or controller has died.

@@ -243,8 +243,8 @@ async fn serve_connection(
                 return refuse(&receipts, error).await;
             }
         }
-        // Held until the batch is handed over: the catalog collector must not remove an id
-        // this batch interned before the engine holds it.
+        // Held until the batch is queued in the engine: the catalog collector must not remove
+        // an id this batch interned before the batch is ahead of its used-ids read.
         let gate = state.catalog.gate.read().await;
         let now = state.now();
         prepared.clear();
@@ -276,8 +276,9 @@ async fn serve_connection(
             state.ingest.skipped(SkipReason::Duplicate, now);
         }
         // Another connection may have taken the traces these records use; holding the lock
-        // until this batch is handed over keeps it behind the batch carrying their rules. The
-        // log is written under it too, so it holds batches in the order the engine gets them.
+        // until this batch is queued keeps it behind the batch carrying their rules. The log is
+        // written under it too, so it holds batches in the order the engine gets them. Neither
+        // lock waits for the workers: batches of many connections queue together.
         let encoded = encode_stored(&state, peer, now, &batch, &prepared);
         let handover = state.catalog.handover.lock().await;
         let written = match (&state.durability, encoded) {
@@ -302,9 +303,15 @@ async fn serve_connection(
             trace_rules: state.catalog.take_new_rules(),
             retired_rules: Vec::new(),
         };
-        let handed = state.engine.ingest(handed).await;
+        // Queued behind every batch before it and ahead of every later batch and ordered read
+        // (the collector's used-ids read among them): the locks' order holds from here on.
+        let queued = state.engine.enqueue(handed).await;
         drop(handover);
         drop(gate);
+        let handed = match queued {
+            Ok(queued) => queued.taken().await,
+            Err(stopped) => Err(stopped),
+        };
         if let Err(stopped) = handed {
             let _ = receipts
                 .send(Err(Status::unavailable(stopped.to_string())))
