@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::model::{Bucket, FlowRecord, Sym};
 use crate::views::bucketed::BucketedView;
-use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema};
+use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema, columns, SPAN_COLUMNS};
 use crate::views::top_talkers::Traffic;
 
 /// The DNS view (see the module documentation).
@@ -23,43 +23,38 @@ const DNS_PORT: i64 = 53;
 /// A (source namespace, protocol) pair.
 type Asker = (Sym, Sym);
 
-const COLUMNS: &[Column] = &[
-    Column {
-        name: "source_namespace",
-        kind: ColumnType::String,
-        description: "namespace of the endpoint asking",
-    },
-    Column {
-        name: "protocol",
-        kind: ColumnType::String,
-        description: "L4 protocol (udp, tcp)",
-    },
-    Column {
-        name: "start_time",
-        kind: ColumnType::Timestamp,
-        description: "start of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "end_time",
-        kind: ColumnType::Timestamp,
-        description: "end of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "updates",
-        kind: ColumnType::Integer,
-        description: "flow updates to port 53",
-    },
-    Column {
-        name: "packets",
-        kind: ColumnType::Integer,
-        description: "packets in and out",
-    },
-    Column {
-        name: "bytes",
-        kind: ColumnType::Integer,
-        description: "bytes in and out",
-    },
-];
+const COLUMNS: &[Column] = &columns::<7>(&[
+    &[
+        Column {
+            name: "source_namespace",
+            kind: ColumnType::String,
+            description: "namespace of the endpoint asking",
+        },
+        Column {
+            name: "protocol",
+            kind: ColumnType::String,
+            description: "L4 protocol (udp, tcp)",
+        },
+    ],
+    &SPAN_COLUMNS,
+    &[
+        Column {
+            name: "updates",
+            kind: ColumnType::Integer,
+            description: "flow updates to port 53",
+        },
+        Column {
+            name: "packets",
+            kind: ColumnType::Integer,
+            description: "packets in and out",
+        },
+        Column {
+            name: "bytes",
+            kind: ColumnType::Integer,
+            description: "bytes in and out",
+        },
+    ],
+]);
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "dns",

@@ -47,143 +47,101 @@ use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{
-    BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition,
-    ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
-};
+use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS, COUNTER_COLUMNS};
 use crate::views::sums::{self, BucketSums};
 
 /// The flows view (see the module documentation).
 #[derive(Clone, Copy, Debug)]
 pub struct Flows;
 
-const COLUMNS: &[Column] = &[
-    Column {
-        name: "id",
-        kind: ColumnType::Integer,
-        description: "the flow's id, one to one with its key (FlowResult.id)",
-    },
-    Column {
-        name: "source_name",
-        kind: ColumnType::String,
-        description: "name of the source endpoint",
-    },
-    Column {
-        name: "source_namespace",
-        kind: ColumnType::String,
-        description: "namespace of the source endpoint",
-    },
-    Column {
-        name: "source_type",
-        kind: ColumnType::Integer,
-        description: "goldmane.EndpointType number of the source",
-    },
-    Column {
-        name: "dest_name",
-        kind: ColumnType::String,
-        description: "name of the destination endpoint",
-    },
-    Column {
-        name: "dest_namespace",
-        kind: ColumnType::String,
-        description: "namespace of the destination endpoint",
-    },
-    Column {
-        name: "dest_type",
-        kind: ColumnType::Integer,
-        description: "goldmane.EndpointType number of the destination",
-    },
-    Column {
-        name: "dest_port",
-        kind: ColumnType::Integer,
-        description: "destination port",
-    },
-    Column {
-        name: "dest_service_name",
-        kind: ColumnType::String,
-        description: "destination service name",
-    },
-    Column {
-        name: "dest_service_namespace",
-        kind: ColumnType::String,
-        description: "destination service namespace",
-    },
-    Column {
-        name: "dest_service_port_name",
-        kind: ColumnType::String,
-        description: "destination service port name",
-    },
-    Column {
-        name: "dest_service_port",
-        kind: ColumnType::Integer,
-        description: "destination service port",
-    },
-    Column {
-        name: "protocol",
-        kind: ColumnType::String,
-        description: "L4 protocol",
-    },
-    Column {
-        name: "reporter",
-        kind: ColumnType::Integer,
-        description: "goldmane.Reporter number (1 source, 2 destination)",
-    },
-    Column {
-        name: "action",
-        kind: ColumnType::Integer,
-        description: "goldmane.Action number (1 allow, 2 deny, 3 pass)",
-    },
-    Column {
-        name: "start_time",
-        kind: ColumnType::Timestamp,
-        description: "start of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "end_time",
-        kind: ColumnType::Timestamp,
-        description: "end of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "updates",
-        kind: ColumnType::Integer,
-        description: "flow updates aggregated",
-    },
-    Column {
-        name: "packets_in",
-        kind: ColumnType::Integer,
-        description: "packets received",
-    },
-    Column {
-        name: "packets_out",
-        kind: ColumnType::Integer,
-        description: "packets sent",
-    },
-    Column {
-        name: "bytes_in",
-        kind: ColumnType::Integer,
-        description: "bytes received",
-    },
-    Column {
-        name: "bytes_out",
-        kind: ColumnType::Integer,
-        description: "bytes sent",
-    },
-    Column {
-        name: "connections_started",
-        kind: ColumnType::Integer,
-        description: "connections started",
-    },
-    Column {
-        name: "connections_completed",
-        kind: ColumnType::Integer,
-        description: "connections completed",
-    },
-    Column {
-        name: "connections_live",
-        kind: ColumnType::Integer,
-        description: "connections live",
-    },
-];
+const COLUMNS: &[Column] = &columns::<25>(&[
+    &[
+        Column {
+            name: "id",
+            kind: ColumnType::Integer,
+            description: "the flow's id, one to one with its key (FlowResult.id)",
+        },
+        Column {
+            name: "source_name",
+            kind: ColumnType::String,
+            description: "name of the source endpoint",
+        },
+        Column {
+            name: "source_namespace",
+            kind: ColumnType::String,
+            description: "namespace of the source endpoint",
+        },
+        Column {
+            name: "source_type",
+            kind: ColumnType::Integer,
+            description: "goldmane.EndpointType number of the source",
+        },
+        Column {
+            name: "dest_name",
+            kind: ColumnType::String,
+            description: "name of the destination endpoint",
+        },
+        Column {
+            name: "dest_namespace",
+            kind: ColumnType::String,
+            description: "namespace of the destination endpoint",
+        },
+        Column {
+            name: "dest_type",
+            kind: ColumnType::Integer,
+            description: "goldmane.EndpointType number of the destination",
+        },
+        Column {
+            name: "dest_port",
+            kind: ColumnType::Integer,
+            description: "destination port",
+        },
+        Column {
+            name: "dest_service_name",
+            kind: ColumnType::String,
+            description: "destination service name",
+        },
+        Column {
+            name: "dest_service_namespace",
+            kind: ColumnType::String,
+            description: "destination service namespace",
+        },
+        Column {
+            name: "dest_service_port_name",
+            kind: ColumnType::String,
+            description: "destination service port name",
+        },
+        Column {
+            name: "dest_service_port",
+            kind: ColumnType::Integer,
+            description: "destination service port",
+        },
+        Column {
+            name: "protocol",
+            kind: ColumnType::String,
+            description: "L4 protocol",
+        },
+        Column {
+            name: "reporter",
+            kind: ColumnType::Integer,
+            description: "goldmane.Reporter number (1 source, 2 destination)",
+        },
+        Column {
+            name: "action",
+            kind: ColumnType::Integer,
+            description: "goldmane.Action number (1 allow, 2 deny, 3 pass)",
+        },
+    ],
+    &SPAN_COLUMNS,
+    &[
+        Column {
+            name: "updates",
+            kind: ColumnType::Integer,
+            description: "flow updates aggregated",
+        },
+    ],
+    &COUNTER_COLUMNS,
+]);
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "flows",

@@ -30,10 +30,7 @@ use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{HintRowsInput, HintsSpine, HintsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{
-    BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition,
-    ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
-};
+use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS};
 use crate::views::scratch::Scratch;
 use crate::views::sums::{self, BucketSums};
 
@@ -103,34 +100,29 @@ pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 5] {
     })
 }
 
-const COLUMNS: &[Column] = &[
-    Column {
-        name: "field",
-        kind: ColumnType::Integer,
-        description: "goldmane.FilterType number: 1 dest_name, 2 source_name, \
-                      3 dest_namespace, 4 source_namespace",
-    },
-    Column {
-        name: "value",
-        kind: ColumnType::String,
-        description: "a value of the field",
-    },
-    Column {
-        name: "start_time",
-        kind: ColumnType::Timestamp,
-        description: "start of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "end_time",
-        kind: ColumnType::Timestamp,
-        description: "end of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "updates",
-        kind: ColumnType::Integer,
-        description: "flow updates carrying the value",
-    },
-];
+const COLUMNS: &[Column] = &columns::<5>(&[
+    &[
+        Column {
+            name: "field",
+            kind: ColumnType::Integer,
+            description: "goldmane.FilterType number: 1 dest_name, 2 source_name, \
+                          3 dest_namespace, 4 source_namespace",
+        },
+        Column {
+            name: "value",
+            kind: ColumnType::String,
+            description: "a value of the field",
+        },
+    ],
+    &SPAN_COLUMNS,
+    &[
+        Column {
+            name: "updates",
+            kind: ColumnType::Integer,
+            description: "flow updates carrying the value",
+        },
+    ],
+]);
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "hints",

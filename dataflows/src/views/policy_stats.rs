@@ -33,10 +33,7 @@ use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{PolicyStatsSpine, PolicyStatsTrace, StatRowsInput};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{
-    BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition,
-    ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch,
-};
+use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS, COUNTER_COLUMNS};
 use crate::views::scratch::Scratch;
 use crate::views::sums::{self, BucketSums};
 
@@ -44,98 +41,59 @@ use crate::views::sums::{self, BucketSums};
 #[derive(Clone, Copy, Debug)]
 pub struct PolicyStats;
 
-const COLUMNS: &[Column] = &[
-    Column {
-        name: "kind",
-        kind: ColumnType::Integer,
-        description: "goldmane.PolicyKind number of the policy",
-    },
-    Column {
-        name: "tier",
-        kind: ColumnType::String,
-        description: "tier of the policy",
-    },
-    Column {
-        name: "namespace",
-        kind: ColumnType::String,
-        description: "namespace of the policy (empty for global policies)",
-    },
-    Column {
-        name: "name",
-        kind: ColumnType::String,
-        description: "name of the policy",
-    },
-    Column {
-        name: "action",
-        kind: ColumnType::Integer,
-        description: "goldmane.Action number of the hit (1 allow, 2 deny, 3 pass)",
-    },
-    Column {
-        name: "rule_index",
-        kind: ColumnType::Integer,
-        description: "index of the rule hit (0 on policy rows)",
-    },
-    Column {
-        name: "per_rule",
-        kind: ColumnType::Bool,
-        description: "true: a row per rule (StatisticsGroupBy PolicyRule); false: per policy",
-    },
-    Column {
-        name: "direction",
-        kind: ColumnType::Integer,
-        description: "goldmane.RuleDirection number of the flows (1 ingress, 2 egress)",
-    },
-    Column {
-        name: "start_time",
-        kind: ColumnType::Timestamp,
-        description: "start of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "end_time",
-        kind: ColumnType::Timestamp,
-        description: "end of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "updates",
-        kind: ColumnType::Integer,
-        description: "flow updates that hit the rule",
-    },
-    Column {
-        name: "packets_in",
-        kind: ColumnType::Integer,
-        description: "packets received",
-    },
-    Column {
-        name: "packets_out",
-        kind: ColumnType::Integer,
-        description: "packets sent",
-    },
-    Column {
-        name: "bytes_in",
-        kind: ColumnType::Integer,
-        description: "bytes received",
-    },
-    Column {
-        name: "bytes_out",
-        kind: ColumnType::Integer,
-        description: "bytes sent",
-    },
-    Column {
-        name: "connections_started",
-        kind: ColumnType::Integer,
-        description: "connections started",
-    },
-    Column {
-        name: "connections_completed",
-        kind: ColumnType::Integer,
-        description: "connections completed",
-    },
-    Column {
-        name: "connections_live",
-        kind: ColumnType::Integer,
-        description: "connections live",
-    },
-];
+const COLUMNS: &[Column] = &columns::<18>(&[
+    &[
+        Column {
+            name: "kind",
+            kind: ColumnType::Integer,
+            description: "goldmane.PolicyKind number of the policy",
+        },
+        Column {
+            name: "tier",
+            kind: ColumnType::String,
+            description: "tier of the policy",
+        },
+        Column {
+            name: "namespace",
+            kind: ColumnType::String,
+            description: "namespace of the policy (empty for global policies)",
+        },
+        Column {
+            name: "name",
+            kind: ColumnType::String,
+            description: "name of the policy",
+        },
+        Column {
+            name: "action",
+            kind: ColumnType::Integer,
+            description: "goldmane.Action number of the hit (1 allow, 2 deny, 3 pass)",
+        },
+        Column {
+            name: "rule_index",
+            kind: ColumnType::Integer,
+            description: "index of the rule hit (0 on policy rows)",
+        },
+        Column {
+            name: "per_rule",
+            kind: ColumnType::Bool,
+            description: "true: a row per rule (StatisticsGroupBy PolicyRule); false: per policy",
+        },
+        Column {
+            name: "direction",
+            kind: ColumnType::Integer,
+            description: "goldmane.RuleDirection number of the flows (1 ingress, 2 egress)",
+        },
+    ],
+    &SPAN_COLUMNS,
+    &[
+        Column {
+            name: "updates",
+            kind: ColumnType::Integer,
+            description: "flow updates that hit the rule",
+        },
+    ],
+    &COUNTER_COLUMNS,
+]);
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "policy_stats",

@@ -50,6 +50,80 @@ pub struct Sort {
     pub descending: bool,
 }
 
+/// The two columns of a row's span, after a view's key columns: its bucket's start and end,
+/// or the range's when a read sums over it.
+pub const SPAN_COLUMNS: [Column; 2] = [
+    Column {
+        name: "start_time",
+        kind: ColumnType::Timestamp,
+        description: "start of the bucket, or of the range when summed",
+    },
+    Column {
+        name: "end_time",
+        kind: ColumnType::Timestamp,
+        description: "end of the bucket, or of the range when summed",
+    },
+];
+
+/// The counters of a flow's `Stats` after its update count, in their order: the last columns
+/// of a view that sums whole counters.
+pub const COUNTER_COLUMNS: [Column; 7] = [
+    Column {
+        name: "packets_in",
+        kind: ColumnType::Integer,
+        description: "packets received",
+    },
+    Column {
+        name: "packets_out",
+        kind: ColumnType::Integer,
+        description: "packets sent",
+    },
+    Column {
+        name: "bytes_in",
+        kind: ColumnType::Integer,
+        description: "bytes received",
+    },
+    Column {
+        name: "bytes_out",
+        kind: ColumnType::Integer,
+        description: "bytes sent",
+    },
+    Column {
+        name: "connections_started",
+        kind: ColumnType::Integer,
+        description: "connections started",
+    },
+    Column {
+        name: "connections_completed",
+        kind: ColumnType::Integer,
+        description: "connections completed",
+    },
+    Column {
+        name: "connections_live",
+        kind: ColumnType::Integer,
+        description: "connections live",
+    },
+];
+
+/// `N` columns: `parts` one after the other (a view's own columns and the shared groups
+/// above). Evaluated when the crate is built, so a wrong `N` fails the build.
+pub const fn columns<const N: usize>(parts: &[&[Column]]) -> [Column; N] {
+    let mut all = [SPAN_COLUMNS[0]; N];
+    let mut at = 0;
+    let mut part = 0;
+    while part < parts.len() {
+        let mut index = 0;
+        while index < parts[part].len() {
+            all[at] = parts[part][index];
+            at += 1;
+            index += 1;
+        }
+        part += 1;
+    }
+    assert!(at == N, "N counts every column of the parts");
+    all
+}
+
 /// What the API says about a view.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ViewSchema {

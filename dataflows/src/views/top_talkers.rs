@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Bucket, FlowRecord, Stats, Sym};
 use crate::views::bucketed::BucketedView;
-use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema};
+use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema, columns, SPAN_COLUMNS};
 
 /// The top talkers view (see the module documentation).
 #[derive(Clone, Copy, Debug)]
@@ -22,58 +22,53 @@ pub struct TopTalkers;
 /// A (source namespace, destination namespace) pair.
 pub type NamespacePair = (Sym, Sym);
 
-const COLUMNS: &[Column] = &[
-    Column {
-        name: "source_namespace",
-        kind: ColumnType::String,
-        description: "namespace of the source endpoint",
-    },
-    Column {
-        name: "dest_namespace",
-        kind: ColumnType::String,
-        description: "namespace of the destination endpoint",
-    },
-    Column {
-        name: "start_time",
-        kind: ColumnType::Timestamp,
-        description: "start of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "end_time",
-        kind: ColumnType::Timestamp,
-        description: "end of the bucket, or of the range when summed",
-    },
-    Column {
-        name: "bytes",
-        kind: ColumnType::Integer,
-        description: "bytes in and out",
-    },
-    Column {
-        name: "bytes_in",
-        kind: ColumnType::Integer,
-        description: "bytes received",
-    },
-    Column {
-        name: "bytes_out",
-        kind: ColumnType::Integer,
-        description: "bytes sent",
-    },
-    Column {
-        name: "packets",
-        kind: ColumnType::Integer,
-        description: "packets in and out",
-    },
-    Column {
-        name: "packets_in",
-        kind: ColumnType::Integer,
-        description: "packets received",
-    },
-    Column {
-        name: "packets_out",
-        kind: ColumnType::Integer,
-        description: "packets sent",
-    },
-];
+const COLUMNS: &[Column] = &columns::<10>(&[
+    &[
+        Column {
+            name: "source_namespace",
+            kind: ColumnType::String,
+            description: "namespace of the source endpoint",
+        },
+        Column {
+            name: "dest_namespace",
+            kind: ColumnType::String,
+            description: "namespace of the destination endpoint",
+        },
+    ],
+    &SPAN_COLUMNS,
+    &[
+        Column {
+            name: "bytes",
+            kind: ColumnType::Integer,
+            description: "bytes in and out",
+        },
+        Column {
+            name: "bytes_in",
+            kind: ColumnType::Integer,
+            description: "bytes received",
+        },
+        Column {
+            name: "bytes_out",
+            kind: ColumnType::Integer,
+            description: "bytes sent",
+        },
+        Column {
+            name: "packets",
+            kind: ColumnType::Integer,
+            description: "packets in and out",
+        },
+        Column {
+            name: "packets_in",
+            kind: ColumnType::Integer,
+            description: "packets received",
+        },
+        Column {
+            name: "packets_out",
+            kind: ColumnType::Integer,
+            description: "packets sent",
+        },
+    ],
+]);
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "top_talkers",
