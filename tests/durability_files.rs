@@ -23,9 +23,14 @@ fn updates(first: i64, count: i64) -> Vec<Flow> {
     (0..count).map(|n| numbered_flow(n, first, now)).collect()
 }
 
-/// Starts a server on `data`, sends `updates(first, count)` in batches and kills it.
-async fn ingest_and_kill(data: &Path, first: i64, count: i64) {
-    let eddy = Eddy::start(data, &[]);
+/// An hour's buckets: the updates' bucket stays open for the whole test (unless it starts in
+/// an hour's last seconds), so no epoch writes it to a bucket file and the log alone holds it.
+const HOUR_BUCKETS: [&str; 2] = ["--aggregation-window", "1h"];
+
+/// Starts a server on `data` with `flags`, sends `updates(first, count)` in batches and
+/// kills it.
+async fn ingest_and_kill(data: &Path, flags: &[&str], first: i64, count: i64) {
+    let eddy = Eddy::start(data, flags);
     let channel = connect_channel(eddy.address).await;
     for chunk in updates(first, count).chunks(50) {
         assert_eq!(
@@ -51,7 +56,7 @@ fn free_port() -> String {
 #[tokio::test]
 async fn a_torn_tail_is_cut_off_and_everything_before_it_recovered() {
     let data = tempfile::tempdir().expect("a temporary directory");
-    ingest_and_kill(data.path(), 1_000, 120).await;
+    ingest_and_kill(data.path(), &[], 1_000, 120).await;
     let last = segments(data.path()).pop().expect("a segment was written");
     let length = std::fs::metadata(&last).expect("the segment exists").len();
     // A crash in the middle of a write: a record header promising 500 bytes, and 20 of them.
@@ -90,10 +95,16 @@ async fn a_torn_tail_is_cut_off_and_everything_before_it_recovered() {
 #[tokio::test]
 async fn a_segment_failing_its_checksum_is_set_aside_and_start_up_goes_on() {
     let data = tempfile::tempdir().expect("a temporary directory");
-    ingest_and_kill(data.path(), 1_000, 100).await;
-    ingest_and_kill(data.path(), 9_000, 40).await;
+    // A bucket file would hold the damaged segment's updates too: the log must be all there is.
+    ingest_and_kill(data.path(), &HOUR_BUCKETS, 1_000, 100).await;
+    ingest_and_kill(data.path(), &HOUR_BUCKETS, 9_000, 40).await;
     let paths = segments(data.path());
     assert_eq!(paths.len(), 2, "one segment per run: {paths:?}");
+    assert_eq!(
+        files_in(&data.path().join("buckets"), "parquet"),
+        Vec::<PathBuf>::new(),
+        "no bucket closed while the two runs ingested"
+    );
     let damaged = paths[0].clone();
     let mut bytes = std::fs::read(&damaged).expect("the segment reads");
     // One flipped bit inside the first record's payload; whole records follow it.
@@ -103,7 +114,14 @@ async fn a_segment_failing_its_checksum_is_set_aside_and_start_up_goes_on() {
     let port = free_port();
     let eddy = Eddy::start(
         data.path(),
-        &["--health-port", &port, "--prometheus-port", &port],
+        &[
+            HOUR_BUCKETS[0],
+            HOUR_BUCKETS[1],
+            "--health-port",
+            &port,
+            "--prometheus-port",
+            &port,
+        ],
     );
     let channel = connect_channel(eddy.address).await;
     assert_eq!(
