@@ -1,7 +1,7 @@
 //! Goldmane's views (flows, hints, policy statistics) as registry entries, over real gRPC:
 //! listed by `ListViews`, read through `eddy.views.v1.Read` with concrete values, and in
-//! agreement with `Flows.List`, `Flows.FilterHints` and `Statistics.List` on the same data.
-//! With 1 and 2 workers.
+//! agreement with `Flows.List`, `Flows.FilterHints` and `Statistics.List` on the same data
+//! (SPEC §14.1–§14.3; §4, §6 and §8 for the Goldmane side). With 1 and 2 workers.
 
 mod common;
 

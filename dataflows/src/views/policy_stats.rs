@@ -419,7 +419,7 @@ impl ViewReader for PolicyStatsReader {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FlowKey, StatLevel, DIRECTION_EGRESS, REPORTER_SRC};
+    use crate::model::{test_key, FlowKey, StatLevel, DIRECTION_EGRESS, REPORTER_SRC};
 
     fn rule(name: u32) -> PolicyRule {
         PolicyRule {
@@ -436,22 +436,9 @@ mod tests {
     fn record(trace: TraceId) -> FlowRecord {
         FlowRecord {
             key: FlowKey {
-                id: 7,
-                source_name: 1,
-                source_namespace: 2,
-                source_type: 1,
-                dest_name: 3,
-                dest_namespace: 4,
-                dest_type: 1,
-                dest_port: 443,
-                dest_service_name: 0,
-                dest_service_namespace: 0,
-                dest_service_port_name: 0,
-                dest_service_port: 0,
-                proto: 5,
                 reporter: REPORTER_SRC,
-                action: 1,
                 trace,
+                ..test_key(7, 2, 4)
             },
             bucket: 60,
             labels: (0, 0),
