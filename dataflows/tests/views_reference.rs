@@ -140,6 +140,14 @@ enum Step {
     Retract(Vec<FlowRecord>),
     Expire(Bucket),
     Read(Vec<(usize, ViewQuery)>),
+    /// In one tick: retract records, retire their trace's rules, give the trace id new rules
+    /// (a trace id reused after its retirement) and insert records under them.
+    ReuseTrace {
+        retracted: Vec<FlowRecord>,
+        retired: Vec<(TraceId, PolicyRule)>,
+        rules: Vec<(TraceId, PolicyRule)>,
+        inserted: Vec<FlowRecord>,
+    },
 }
 
 fn query_of(view: usize, seed: &QuerySeed) -> ViewQuery {
@@ -339,6 +347,18 @@ fn run(workers: usize, steps: Vec<Step>) -> Expected {
                     inputs.retract(&owned);
                 }
                 Step::Expire(floor) => expire::expire(&mut views, &mut inputs, *floor, tick),
+                Step::ReuseTrace {
+                    retracted,
+                    retired,
+                    rules,
+                    inserted,
+                } => {
+                    let owned: Vec<FlowRecord> = retracted.iter().filter(mine).copied().collect();
+                    inputs.retract(&owned);
+                    inputs.retract_rules(retired);
+                    inputs.insert_rules(rules);
+                    inputs.insert(inserted.iter().filter(mine));
+                }
                 Step::Read(queries) => {
                     for (at, (view, query)) in queries.iter().enumerate() {
                         let rows = views.registered[*view].read(query);
@@ -547,5 +567,64 @@ fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
             ],
             "{workers} workers"
         );
+    }
+}
+
+/// A concrete case of the policy statistics view's per-trace sums (SPEC §8): within one tick a
+/// flow is retracted, its trace retired and the trace id given other rules, and a flow inserted
+/// under them. The retracted flow's sum is expanded with the rules it was inserted under, so
+/// only the new rules hold counters afterwards, as the from-scratch reference says.
+#[test]
+fn policy_statistics_expand_a_reused_trace_with_the_rules_of_its_time() {
+    const POLICY_STATS: usize = 5;
+    assert_eq!(REGISTERED[POLICY_STATS].schema().name, "policy_stats");
+    let record = |packets_in: i64| FlowRecord {
+        key: key(0),
+        bucket: bucket(0),
+        labels: (0, 0),
+        stats: Stats {
+            records: 1,
+            packets_in,
+            ..Stats::default()
+        },
+    };
+    let old = record(7);
+    let retracted = FlowRecord {
+        stats: old.stats.negated(),
+        ..old
+    };
+    let retired: Vec<_> = rules()
+        .into_iter()
+        .filter(|(trace, _)| *trace == 0)
+        .collect();
+    let reused = vec![(
+        0,
+        PolicyRule {
+            kind: 2,
+            tier: 3,
+            namespace: 4,
+            name: 5,
+            action: 2,
+            rule_index: 1,
+            level: StatLevel::Rule,
+        },
+    )];
+    let new = record(11);
+    let query = all_rows(POLICY_STATS);
+    let steps = vec![
+        Step::Insert(vec![old]),
+        Step::ReuseTrace {
+            retracted: vec![retracted],
+            retired,
+            rules: reused.clone(),
+            inserted: vec![new],
+        },
+        Step::Read(vec![(POLICY_STATS, query.clone())]),
+    ];
+    let expected = REGISTERED[POLICY_STATS].reference(&[new], &reused, &query);
+    assert_eq!(expected.len(), 1, "one row: the reused trace's one rule");
+    for workers in [1, 2] {
+        let (answers, _) = run(workers, steps.clone());
+        assert_eq!(answers, vec![vec![expected.clone()]], "{workers} workers");
     }
 }

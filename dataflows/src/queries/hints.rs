@@ -1,6 +1,8 @@
 //! The FilterHints read (SPEC §6): the distinct values of one key field over the flows that
-//! match a filter in a range. Unfiltered reads use the hints view; filtered reads take the
-//! matching flows from the key store and read only their rows of the flows view.
+//! match a filter in a range. Unfiltered reads of a field the hints view holds (namespaces,
+//! the trace) use that view; filtered reads take the matching flows from the key store and
+//! read only their rows of the flows view, and reads of a name field (one value per flow,
+//! which the hints view does not hold) walk the flows view.
 
 use differential_dataflow::trace::cursor::Cursor;
 
@@ -26,7 +28,7 @@ pub struct HintsQuery {
 
 /// Answers `query` from this worker's shard: the distinct values (ids), ascending.
 pub fn hints(views: &mut Views, query: &HintsQuery) -> Vec<u32> {
-    if query.filter.is_empty() {
+    if query.filter.is_empty() && query.field.is_held() {
         from_hints_view(views.reader::<HintsReader>().trace(), query)
     } else {
         let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
@@ -55,9 +57,9 @@ fn from_hints_view(hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
 }
 
 fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) -> Vec<u32> {
-    let candidates = keys.matching(&query.filter);
+    let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     let mut values = Vec::new();
-    visit_flows(flows, Some(&candidates), |id, cursor, storage| {
+    visit_flows(flows, candidates.as_deref(), |id, cursor, storage| {
         while let Some((bucket, _labels)) = cursor.get_val(storage) {
             if query.range.contains(*bucket) {
                 let mut records = 0i64;

@@ -1,14 +1,17 @@
 //! The hints view: one row per (field, value, bucket) counting the updates that carried the
-//! value, for the fields FilterHints reports (SPEC §6). Policy fields are kept as trace ids;
-//! the frontend expands a trace into its tiers, names, kinds and namespaces. Goldmane's
-//! unfiltered FilterHints reads it with its own layout (`queries/hints.rs`, through
-//! [`HintsReader::trace`]); the generic API reads the name fields' rows (field, value,
+//! value, for the namespace fields FilterHints reports (SPEC §6) and the policy trace. Policy
+//! fields are kept as trace ids; the frontend expands a trace into its tiers, names, kinds and
+//! namespaces. The endpoint name fields have no rows here: a name is (nearly) one per flow, so
+//! its rows would repeat the flows view row for row; FilterHints reads names from the flows
+//! view and the key store instead (`queries/hints.rs`). Goldmane's unfiltered FilterHints of a
+//! namespace or policy field reads this view with its own layout (through
+//! [`HintsReader::trace`]); the generic API reads the namespace fields' rows (field, value,
 //! bucket, updates), the field as its `goldmane.FilterType` number. The trace rows are left
 //! out there: a trace id is no string.
 //!
 //! Its input is derived from each update by [`rows_of`] and summed per tick before it enters
-//! ([`Scratch`]), so the many updates of a tick that share a namespace cost one row, not one
-//! each.
+//! ([`Scratch`]), so the many updates of a tick that share a namespace or a trace cost one row,
+//! not one each.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -54,25 +57,28 @@ pub enum HintField {
 }
 
 impl HintField {
-    /// Every field, in the order rows are produced.
-    pub const ALL: [HintField; 5] = [
-        HintField::SourceName,
-        HintField::DestName,
+    /// The `goldmane.FilterType` number of a held field with string values, or `None` for
+    /// the trace (whose policy fields the frontend derives).
+    fn filter_type(self) -> Option<i64> {
+        match self {
+            HintField::DestNamespace => Some(3),
+            HintField::SourceNamespace => Some(4),
+            HintField::SourceName | HintField::DestName | HintField::Trace => None,
+        }
+    }
+
+    /// The fields this view holds rows of, in the order rows are produced: those with few
+    /// values, shared by many flows.
+    pub const HELD: [HintField; 3] = [
         HintField::SourceNamespace,
         HintField::DestNamespace,
         HintField::Trace,
     ];
 
-    /// The `goldmane.FilterType` number of this field, or `None` for the trace (whose
-    /// policy fields the frontend derives).
-    fn filter_type(self) -> Option<i64> {
-        match self {
-            HintField::DestName => Some(1),
-            HintField::SourceName => Some(2),
-            HintField::DestNamespace => Some(3),
-            HintField::SourceNamespace => Some(4),
-            HintField::Trace => None,
-        }
+    /// Whether this view holds rows of this field (the name fields are read from the flows
+    /// view).
+    pub fn is_held(self) -> bool {
+        Self::HELD.contains(&self)
     }
 
     /// The value of this field in `key`.
@@ -90,9 +96,9 @@ impl HintField {
 /// One row of the hints view.
 pub type HintRow = (HintField, u32, Bucket);
 
-/// The hint rows one update contributes: one per field, counted by its record count.
-pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 5] {
-    HintField::ALL.map(|field| {
+/// The hint rows one update contributes: one per held field, counted by its record count.
+pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 3] {
+    HintField::HELD.map(|field| {
         (
             (field, field.value_of(&record.key), record.bucket),
             record.stats.records as isize,
@@ -105,8 +111,7 @@ const COLUMNS: &[Column] = &columns::<5>(&[
         Column {
             name: "field",
             kind: ColumnType::Integer,
-            description: "goldmane.FilterType number: 1 dest_name, 2 source_name, \
-                          3 dest_namespace, 4 source_namespace",
+            description: "goldmane.FilterType number: 3 dest_namespace, 4 source_namespace",
         },
         Column {
             name: "value",
@@ -126,8 +131,9 @@ const COLUMNS: &[Column] = &columns::<5>(&[
 
 const SCHEMA: ViewSchema = ViewSchema {
     name: "hints",
-    description: "Goldmane's filter hints (Flows.FilterHints): the values of the endpoint name \
-                  and namespace fields per bucket, with the updates carrying each.",
+    description: "Goldmane's filter hints (Flows.FilterHints): the values of the endpoint \
+                  namespace fields per bucket, with the updates carrying each (names are one \
+                  per flow: the flows view's columns).",
     columns: COLUMNS,
     default_sort: Sort {
         column: 4,
@@ -213,7 +219,7 @@ impl ViewDefinition for FilterHints {
         query: &ViewQuery,
     ) -> Vec<Row> {
         let sums = records.iter().flat_map(|record| {
-            HintField::ALL.map(|field| {
+            HintField::HELD.map(|field| {
                 (
                     ((field, field.value_of(&record.key)), record.bucket),
                     record.stats.records as isize,

@@ -3,11 +3,15 @@
 //! reads it with its own layout (`queries/stats.rs`, through [`PolicyStatsReader::trace`]);
 //! the generic API reads the same rows, the rule's fields, direction, bucket and counters.
 //!
-//! Each update is expanded on its worker into one row per distinct rule of its trace
+//! Each update's counters reach one row per distinct rule of its trace
 //! ([`TraceRules::rows_of`]), so a flow counts once per distinct rule (SPEC §8.2) and expiry,
-//! which negates a flow's counters, retracts its statistics with no extra work. The rows are
-//! consolidated per tick before they enter ([`Scratch`]): a tick's many updates that hit the
-//! same rule in the same bucket reach the batcher as one row.
+//! which negates a flow's counters, retracts its statistics with no extra work. A tick's
+//! updates are first summed by (trace, direction, bucket) as they arrive ([`Scratch`], one
+//! hash per update whatever the trace's length); when the tick closes each sum is expanded
+//! into its trace's rules and the rule rows are summed again, so a tick's many updates that
+//! hit the same rule in the same bucket reach the batcher as one row. Expanding a sum of
+//! updates gives the sum of their expansions: a rule row's counters are a sum either way.
+//!
 //! State: every trace's distinct rules on every worker ([`TraceRules`], added when a trace is
 //! first interned, removed when the catalog retires it: the engine hands this view's input
 //! the rule changes of every batch), and the output per (rule, direction, bucket).
@@ -139,9 +143,22 @@ fn has_updates(stats: &Stats) -> bool {
 /// A row of the policy statistics view's input: a rule and direction, and a bucket.
 pub type StatRow = (StatKey, Bucket);
 
+/// The updates of one trace in one direction (from their reporter) and bucket: what a tick
+/// sums, one hash per update, before each sum is expanded into its trace's rules.
+pub type TraceRow = (TraceId, i32, Bucket);
+
+/// The trace row an update is summed under.
+fn trace_row_of(record: &FlowRecord) -> TraceRow {
+    (
+        record.key.trace,
+        direction_of(record.key.reporter),
+        record.bucket,
+    )
+}
+
 /// The distinct rules of every trace the catalog holds, on one worker.
 ///
-/// Invariant: a record reaches [`TraceRules::rows_of`] only after its trace's rules were
+/// Invariant: a record's trace row reaches [`TraceRules::rows_of`] only after its trace's rules were
 /// inserted: batches are handed to the engine one at a time under the catalog's handover lock,
 /// each taking the rules queued so far, so the rules of a trace travel (to every worker) in
 /// the first batch handed over after the trace was interned, no later than any record of it,
@@ -175,15 +192,21 @@ impl TraceRules {
         }
     }
 
-    /// The rows through which one update reaches the policy statistics: one per distinct rule
-    /// of its trace, in the direction of its reporter, weighted by its counters.
-    pub fn rows_of<'a>(
-        &'a self,
-        record: &'a FlowRecord,
-    ) -> impl Iterator<Item = (StatRow, Stats)> + 'a {
-        let direction = direction_of(record.key.reporter);
+    /// Whether trace `trace` has rules here.
+    pub fn holds(&self, trace: TraceId) -> bool {
+        self.rules.contains_key(&trace)
+    }
+
+    /// The rows through which a trace's updates in one direction and bucket reach the policy
+    /// statistics: one per distinct rule of the trace, weighted by the updates' summed
+    /// counters.
+    pub fn rows_of(
+        &self,
+        &(trace, direction, bucket): &TraceRow,
+        stats: Stats,
+    ) -> impl Iterator<Item = (StatRow, Stats)> + '_ {
         self.rules
-            .get(&record.key.trace)
+            .get(&trace)
             .into_iter()
             .flatten()
             .map(move |rule| {
@@ -193,9 +216,9 @@ impl TraceRules {
                             rule: *rule,
                             direction,
                         },
-                        record.bucket,
+                        bucket,
                     ),
-                    record.stats,
+                    stats,
                 )
             })
     }
@@ -249,7 +272,8 @@ impl ViewDefinition for PolicyStats {
             feed: Box::new(PolicyStatsFeed {
                 input,
                 rules: TraceRules::default(),
-                scratch: Scratch::default(),
+                traces: Scratch::default(),
+                rule_rows: Scratch::default(),
             }),
             reader: Box::new(PolicyStatsReader {
                 arranged: Arranged {
@@ -289,23 +313,46 @@ impl ViewDefinition for PolicyStats {
 }
 
 /// The input of the policy statistics view on one worker: every trace's rules, and the open
-/// tick's rows, summed.
+/// tick's updates summed by trace row, expanded into rule rows when the tick closes.
 struct PolicyStatsFeed {
     input: StatRowsInput,
     rules: TraceRules,
-    scratch: Scratch<StatRow, Stats>,
+    /// The open tick's updates, summed by trace row.
+    traces: Scratch<TraceRow, Stats>,
+    /// The expanded rows, summed by rule row (traces share rules): empty between expansions.
+    rule_rows: Scratch<StatRow, Stats>,
+}
+
+impl PolicyStatsFeed {
+    /// Expands the summed trace rows into rule rows with the rules held now, and inserts them.
+    /// Called before the rules of a trace with summed rows change, so every sum is expanded
+    /// with the rules its updates were inserted under.
+    fn expand(&mut self) {
+        for (row, stats) in self.traces.take() {
+            self.rule_rows.extend(self.rules.rows_of(&row, stats));
+        }
+        for (row, stats) in self.rule_rows.take() {
+            self.input.update(row, stats);
+        }
+    }
 }
 
 impl ViewFeed for PolicyStatsFeed {
     fn note(&mut self, record: &FlowRecord) {
-        self.scratch.extend(self.rules.rows_of(record));
+        self.traces.extend([(trace_row_of(record), record.stats)]);
     }
 
     fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
+        // A new trace has no summed rows; a held trace gaining rules (an id reused after its
+        // retirement in the same tick) must have its sums expanded first.
+        if rules.iter().any(|(trace, _)| self.rules.holds(*trace)) {
+            self.expand();
+        }
         self.rules.insert(rules);
     }
 
     fn retract_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
+        self.expand();
         self.rules.retract(rules);
     }
 
@@ -313,9 +360,7 @@ impl ViewFeed for PolicyStatsFeed {
 
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
-            for (row, stats) in self.scratch.take() {
-                self.input.update(row, stats);
-            }
+            self.expand();
             self.input.advance_to(tick);
             self.input.flush();
         }
@@ -455,7 +500,9 @@ mod tests {
         let mut rules = TraceRules::default();
         rules.insert(&[(1, rule(10)), (1, rule(11)), (1, rule(10)), (2, rule(12))]);
         let record = record(1);
-        let rows: Vec<_> = rules.rows_of(&record).collect();
+        let rows: Vec<_> = rules
+            .rows_of(&trace_row_of(&record), record.stats)
+            .collect();
         let names: Vec<_> = rows.iter().map(|((key, _), _)| key.rule.name).collect();
         assert_eq!(names, vec![10, 11]);
         assert!(rows
@@ -470,9 +517,15 @@ mod tests {
         let mut rules = TraceRules::default();
         rules.insert(&[(1, rule(10)), (1, rule(11))]);
         rules.retract(&[(1, rule(10))]);
-        assert_eq!(rules.rows_of(&record(1)).count(), 1);
+        let rows_of = |rules: &TraceRules| {
+            let record = record(1);
+            rules
+                .rows_of(&trace_row_of(&record), record.stats)
+                .count()
+        };
+        assert_eq!(rows_of(&rules), 1);
         rules.retract(&[(1, rule(11))]);
         assert!(rules.is_empty());
-        assert_eq!(rules.rows_of(&record(1)).count(), 0);
+        assert_eq!(rows_of(&rules), 0);
     }
 }
