@@ -4,8 +4,13 @@
 //!
 //! Invariant: a flow is in the index exactly while its key is in the key store, under its own
 //! destination and source namespace.
+//!
+//! Each value's flows are a hash set, sorted when a read takes them: every new flow is added
+//! twice, and a hash set takes an id for a fraction of an ordered set's cost (measured: the
+//! ordered sets were 7% of a worker's time at 1M keys), while a read sorts only the
+//! candidates it asked for.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 
 use rustc_hash::FxHasher;
@@ -13,8 +18,11 @@ use rustc_hash::FxHasher;
 use crate::filter::{FlowFilter, IdSet};
 use crate::model::{FlowId, FlowKey, Sym};
 
-/// Flow ids by the value of one key field, each set ascending.
-type ByValue = HashMap<Sym, BTreeSet<FlowId>, BuildHasherDefault<FxHasher>>;
+/// The ids of the flows with one value of a key field.
+type FlowIds = HashSet<FlowId, BuildHasherDefault<FxHasher>>;
+
+/// Flow ids by the value of one key field.
+type ByValue = HashMap<Sym, FlowIds, BuildHasherDefault<FxHasher>>;
 
 /// The flows of one worker by destination and by source namespace.
 #[derive(Debug, Default)]
@@ -52,22 +60,20 @@ fn count(index: &ByValue, values: &IdSet) -> usize {
         .ids()
         .iter()
         .filter_map(|value| index.get(value))
-        .map(BTreeSet::len)
+        .map(FlowIds::len)
         .sum()
 }
 
 /// The flows that have one of `values`, ascending.
 fn union(index: &ByValue, values: &IdSet) -> Vec<FlowId> {
-    let sets: Vec<&BTreeSet<FlowId>> = values
+    // A flow has one value per field, so the sets are disjoint: no duplicates to drop.
+    let mut ids: Vec<FlowId> = values
         .ids()
         .iter()
         .filter_map(|value| index.get(value))
+        .flat_map(|set| set.iter().copied())
         .collect();
-    let mut ids: Vec<FlowId> = sets.iter().flat_map(|set| set.iter().copied()).collect();
-    if sets.len() > 1 {
-        // A flow has one value per field, so the sets are disjoint: no duplicates to drop.
-        ids.sort_unstable();
-    }
+    ids.sort_unstable();
     ids
 }
 
@@ -86,7 +92,7 @@ impl FlowIndex {
 
     /// How many flows the index holds.
     pub fn len(&self) -> usize {
-        self.dest_namespaces.values().map(BTreeSet::len).sum()
+        self.dest_namespaces.values().map(FlowIds::len).sum()
     }
 
     /// Whether the index holds no flow.

@@ -9,9 +9,10 @@
 //! bucket, updates), the field as its `goldmane.FilterType` number. The trace rows are left
 //! out there: a trace id is no string.
 //!
-//! Its input is derived from each update by [`rows_of`] and summed per tick before it enters
-//! ([`Scratch`]), so the many updates of a tick that share a namespace or a trace cost one row,
-//! not one each.
+//! A tick's updates are summed by their held values ([`held_values_of`]: one hash per update)
+//! as they arrive ([`Scratch`]); when the tick closes each sum becomes its hint rows
+//! ([`rows_of`]), summed again, so the many updates of a tick that share a namespace or a trace
+//! cost one row, not one each.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -96,14 +97,21 @@ impl HintField {
 /// One row of the hints view.
 pub type HintRow = (HintField, u32, Bucket);
 
-/// The hint rows one update contributes: one per held field, counted by its record count.
-pub fn rows_of(record: &FlowRecord) -> [(HintRow, isize); 3] {
-    HintField::HELD.map(|field| {
-        (
-            (field, field.value_of(&record.key), record.bucket),
-            record.stats.records as isize,
-        )
-    })
+/// The values of the held fields of one update (in [`HintField::HELD`]'s order) and its
+/// bucket: what a tick sums, one hash per update, before each sum becomes hint rows.
+pub type HeldValues = ([u32; 3], Bucket);
+
+/// The held values of `record`.
+pub fn held_values_of(record: &FlowRecord) -> HeldValues {
+    (
+        HintField::HELD.map(|field| field.value_of(&record.key)),
+        record.bucket,
+    )
+}
+
+/// The hint rows of `updates` updates with the same held values: one per held field.
+pub fn rows_of(&(values, bucket): &HeldValues, updates: isize) -> [(HintRow, isize); 3] {
+    std::array::from_fn(|at| ((HintField::HELD[at], values[at], bucket), updates))
 }
 
 const COLUMNS: &[Column] = &columns::<5>(&[
@@ -201,7 +209,8 @@ impl ViewDefinition for FilterHints {
         BuiltView {
             feed: Box::new(HintsFeed {
                 input,
-                scratch: Scratch::default(),
+                values: Scratch::default(),
+                rows: Scratch::default(),
             }),
             reader: Box::new(HintsReader {
                 arranged: Arranged {
@@ -230,22 +239,30 @@ impl ViewDefinition for FilterHints {
     }
 }
 
-/// The input of the hints view on one worker: the open tick's rows, summed.
+/// The input of the hints view on one worker: the open tick's updates summed by their held
+/// values, turned into hint rows (summed again) when the tick closes.
 struct HintsFeed {
     input: HintRowsInput,
-    scratch: Scratch<HintRow, isize>,
+    /// The open tick's updates, summed by held values.
+    values: Scratch<HeldValues, isize>,
+    /// The hint rows of the summed values: empty between ticks.
+    rows: Scratch<HintRow, isize>,
 }
 
 impl ViewFeed for HintsFeed {
     fn note(&mut self, record: &FlowRecord) {
-        self.scratch.extend(rows_of(record));
+        self.values
+            .extend([(held_values_of(record), record.stats.records as isize)]);
     }
 
     fn end_batch(&mut self) {}
 
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
-            for (row, count) in self.scratch.take() {
+            for (values, updates) in self.values.take() {
+                self.rows.extend(rows_of(&values, updates));
+            }
+            for (row, count) in self.rows.take() {
                 self.input.update(row, count);
             }
             self.input.advance_to(tick);
