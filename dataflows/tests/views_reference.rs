@@ -571,9 +571,10 @@ fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
 }
 
 /// A concrete case of the policy statistics view's per-trace sums (SPEC §8): within one tick a
-/// flow is retracted, its trace retired and the trace id given other rules, and a flow inserted
-/// under them. The retracted flow's sum is expanded with the rules it was inserted under, so
-/// only the new rules hold counters afterwards, as the from-scratch reference says.
+/// flow is retracted, its trace retired and the trace id given other rules (the catalog never
+/// reuses an id; the view must not depend on it), and a flow inserted under them. The
+/// retracted flow's sum is expanded with the rules it was inserted under, so only the new rules
+/// hold counters afterwards, as the from-scratch reference says.
 #[test]
 fn policy_statistics_expand_a_reused_trace_with_the_rules_of_its_time() {
     const POLICY_STATS: usize = 5;

@@ -343,8 +343,9 @@ impl ViewFeed for PolicyStatsFeed {
     }
 
     fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        // A new trace has no summed rows; a held trace gaining rules (an id reused after its
-        // retirement in the same tick) must have its sums expanded first.
+        // A new trace has no summed rows. A held trace gaining rules must have its sums
+        // expanded first: the catalog never reuses a trace id, but this view does not rely on
+        // it.
         if rules.iter().any(|(trace, _)| self.rules.holds(*trace)) {
             self.expand();
         }
