@@ -7,8 +7,13 @@
 //! (workers and controller; the figure a busy machine changes least) and the live heap (a
 //! counting allocator) per retained (key, bucket), catalog included.
 //!
-//! `cargo bench --bench engine` runs 100k and 1M keys with 1 and 2 workers, each in a fresh
-//! child process. `cargo bench --bench engine -- KEYS WORKERS` runs one.
+//! Two pacings: ticks as a serving engine closes them (the configured `--tick-records`, which
+//! bounds how much ingest is ahead of a query), and as recovery's bulk load does
+//! (`Engine::bulk_load`: larger ticks, no query waiting).
+//!
+//! `cargo bench --bench engine` runs 100k and 1M keys with 1 and 2 workers and both pacings,
+//! each in a fresh child process. `cargo bench --bench engine -- KEYS WORKERS [serving|bulk]`
+//! runs one (serving by default).
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
 
@@ -27,7 +32,7 @@ use eddy::worker::clock::ManualClock;
 use eddy::worker::protocol::IngestBatch;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use support::heap::{live_heap_bytes, CountingAllocator};
-use support::process::{numeric_arguments, run_in_child};
+use support::process::{arguments, run_in_child};
 use support::procfs::cpu_seconds;
 
 #[global_allocator]
@@ -41,7 +46,25 @@ const BATCH: usize = 1024;
 /// Batches handed to the engine at once, as concurrent `Connect` calls would.
 const IN_FLIGHT: usize = 8;
 
-fn run_one(keys: u64, workers: usize) {
+/// How the engine closes ticks during the timed interval.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TickPacing {
+    /// The configured tick size, as while calls are answered.
+    Serving,
+    /// Recovery's larger ticks (`Engine::bulk_load`).
+    Bulk,
+}
+
+impl TickPacing {
+    fn name(self) -> &'static str {
+        match self {
+            TickPacing::Serving => "serving",
+            TickPacing::Bulk => "bulk",
+        }
+    }
+}
+
+fn run_one(keys: u64, workers: usize, pacing: TickPacing) {
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {
         let clock = Arc::new(ManualClock::new(NOW));
@@ -86,6 +109,7 @@ fn run_one(keys: u64, workers: usize) {
         let preparing = prepared.elapsed().as_secs_f64();
         let gate = state.catalog.gate.read().await;
         let handover = state.catalog.handover.lock().await;
+        let bulk = (pacing == TickPacing::Bulk).then(|| state.engine.bulk_load());
         let cpu_before = cpu_seconds(std::process::id());
         let started = Instant::now();
         stream::iter(batches.into_iter().map(|batch| state.engine.ingest(batch)))
@@ -96,6 +120,7 @@ fn run_one(keys: u64, workers: usize) {
         state.engine.sync().await.expect("the engine runs");
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds(std::process::id()) - cpu_before;
+        drop(bulk);
         drop(handover);
         drop(gate);
         for _ in 0..20 {
@@ -104,7 +129,8 @@ fn run_one(keys: u64, workers: usize) {
         let retained = keys * BUCKETS as u64;
         let heap = live_heap_bytes().saturating_sub(heap_before) as f64 / retained as f64;
         println!(
-            "| {keys} | {workers} | {updates} | {:.1} s | {:.2} M/s | {:.2} | {heap:.0} |",
+            "| {keys} | {workers} | {} | {updates} | {:.1} s | {:.2} M/s | {:.2} | {heap:.0} |",
+            pacing.name(),
             preparing,
             updates as f64 / elapsed / 1e6,
             cpu * 1e6 / updates as f64,
@@ -113,19 +139,31 @@ fn run_one(keys: u64, workers: usize) {
 }
 
 fn main() {
-    let args = numeric_arguments("[KEYS WORKERS]");
-    if let [keys, workers] = args[..] {
-        run_one(keys, workers as usize);
+    let usage = "[KEYS WORKERS [serving|bulk]]";
+    let args = arguments();
+    let number = |text: &String| {
+        text.parse::<u64>()
+            .unwrap_or_else(|_| panic!("KEYS and WORKERS are numbers: {usage}"))
+    };
+    let pacing = |text: Option<&String>| match text.map(String::as_str) {
+        None | Some("serving") => TickPacing::Serving,
+        Some("bulk") => TickPacing::Bulk,
+        Some(other) => panic!("unknown pacing `{other}`: {usage}"),
+    };
+    if let [keys, workers, rest @ ..] = &args[..] {
+        run_one(number(keys), number(workers) as usize, pacing(rest.first()));
         return;
     }
-    println!("| keys | workers | updates (keys x 4 buckets) | preparing (untimed) | engine ingest | CPU µs per update | heap bytes per (key, bucket) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| keys | workers | ticks | updates (keys x 4 buckets) | preparing (untimed) | engine ingest | CPU µs per update | heap bytes per (key, bucket) |");
+    println!("|---|---|---|---|---|---|---|---|");
     for keys in [100_000u64, 1_000_000] {
         for workers in [1usize, 2] {
-            run_in_child(
-                &[keys.to_string(), workers.to_string()],
-                &format!("configuration {keys} keys x {workers} workers"),
-            );
+            for pacing in [TickPacing::Serving, TickPacing::Bulk] {
+                run_in_child(
+                    &[keys.to_string(), workers.to_string(), pacing.name().into()],
+                    &format!("configuration {keys} keys x {workers} workers, {pacing:?} ticks"),
+                );
+            }
         }
     }
 }

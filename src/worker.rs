@@ -15,6 +15,7 @@ pub mod clock;
 pub mod controller;
 pub mod event_loop;
 pub mod fault;
+pub mod pacing;
 pub mod progress;
 pub mod protocol;
 pub mod shared_reads;
@@ -36,8 +37,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
-use crate::worker::controller::{Announcements, Controller, Inbox, Pacing, Request};
+use crate::worker::controller::{Announcements, Controller, Inbox, Request};
 use crate::worker::fault::{FaultInjection, Faults, InjectedFault, ThreadSentinel};
+use crate::worker::pacing::{BulkLoad, Pacing, TickRecords};
 use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Reply};
 use crate::worker::shared_reads::{ReadLimits, ReadSlots};
@@ -126,6 +128,7 @@ pub struct Engine {
     threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
     faults: Faults,
     read_slots: ReadSlots,
+    tick_records: Arc<TickRecords>,
 }
 
 impl Engine {
@@ -187,6 +190,7 @@ impl Engine {
         };
         let (epoch_tx, epochs) = watch::channel(config.retention.bucket_of(clock.now()));
         let read_slots = ReadSlots::new(ReadLimits::default());
+        let tick_records = Arc::new(TickRecords::new(config.tick_records));
         let controller = Controller::new(
             senders,
             threads,
@@ -194,7 +198,7 @@ impl Engine {
             config.retention,
             Pacing {
                 tick_interval: config.tick_interval,
-                tick_records: config.tick_records.max(1),
+                tick_records: tick_records.clone(),
             },
             progress,
             Announcements {
@@ -223,7 +227,15 @@ impl Engine {
             threads: Arc::new(Mutex::new(vec![controller_thread, timely_thread])),
             faults,
             read_slots,
+            tick_records,
         })
+    }
+
+    /// Closes ticks at [`pacing::BULK_TICK_RECORDS`] records rather than the configured
+    /// number until the guard is dropped: for a bulk load no call waits on (recovery), where
+    /// fewer, larger ticks cost the views less per record. One bulk load at a time.
+    pub fn bulk_load(&self) -> BulkLoad {
+        BulkLoad::start(self.tick_records.clone())
     }
 
     /// The cause of the engine's first fault, if a worker or the controller died.

@@ -95,6 +95,8 @@ pub async fn recover(
     let Some(directory) = args.data_dir.clone() else {
         return Ok(None);
     };
+    // No call is answered before recovery ends, so no query waits behind its ticks.
+    let _bulk = state.engine.bulk_load();
     let started = Instant::now();
     let wal_directory = directory.join(WAL_DIRECTORY);
     let bucket_directory = directory.join(BUCKET_DIRECTORY);

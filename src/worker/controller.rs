@@ -30,7 +30,7 @@
 
 use std::sync::Arc;
 use std::thread::Thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use eddy_dataflows::model::{Bucket, Tick};
@@ -39,6 +39,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::retention::Retention;
 use crate::worker::clock::Clock;
+use crate::worker::pacing::Pacing;
 use crate::worker::progress::Progress;
 use crate::worker::protocol::{Command, IngestBatch, Taken};
 use crate::worker::shared_reads::ViewChanges;
@@ -68,15 +69,6 @@ enum Event {
     /// Every sender of the ordered channel is gone.
     Closed,
     Timeout,
-}
-
-/// How the controller paces ticks.
-#[derive(Clone, Copy, Debug)]
-pub struct Pacing {
-    /// How often a tick closes when nothing else closes it.
-    pub tick_interval: Duration,
-    /// Records after which a tick closes.
-    pub tick_records: usize,
 }
 
 /// A request from the tokio side to the controller.
@@ -171,7 +163,7 @@ impl Controller {
             if inbox.ordered.is_empty() || !self.takes_ingest() {
                 self.forward_gathered();
             }
-            if self.open_records >= self.pacing.tick_records {
+            if self.open_records >= self.pacing.tick_records.current() {
                 self.close_tick();
             }
             // Checked after every request too: steady ingest must not hold a tick open.
