@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::durability::bucket_read::{enum_value, RowGroup, Values};
 use crate::durability::checkpoint::POLICIES_PROTO_COLUMN;
 use crate::durability::coded_column::Coded;
-use crate::ingest::canonical::{canonical_trace_bytes, flow_id_of};
+use crate::ingest::canonical::{canonical_trace_bytes, flow_id_in};
 use crate::ingest::policy_rules::rules_of_trace;
 use crate::ingest::Measures;
 use crate::intern::encoding::encode_labels;
@@ -71,6 +71,8 @@ pub struct Interned {
     label_bytes: Vec<u8>,
     /// Where each row's label set ends in `label_bytes`.
     label_ends: Vec<usize>,
+    /// A row's key fields laid out for hashing its flow id.
+    key_bytes: Vec<u8>,
 }
 
 /// A string column of a row group: its rows' codes, and each distinct value's catalog id
@@ -295,7 +297,7 @@ pub fn records_of(
         let (trace, trace_bytes) = traces
             .get(trace_column.indices[row] as usize)
             .ok_or("a trace code past its traces")?;
-        let id = flow_id_of(
+        let id = flow_id_in(
             texts,
             [
                 i64::from(source_type),
@@ -306,6 +308,7 @@ pub fn records_of(
                 i64::from(action),
             ],
             trace_bytes,
+            &mut interned.key_bytes,
         );
         let mut stats = measures.stats();
         stats.records = counters[7][row];
