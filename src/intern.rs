@@ -345,6 +345,17 @@ impl<E: Encoding> InternTable<E> {
         }
         if !missing.is_empty() {
             let mut table = self.table.write();
+            // Room for every missing value at once: the hash table grows (re-hashing every
+            // stored value) at most once per call, not at each doubling.
+            let additional = missing.len().min(self.limit.entries);
+            let Table {
+                arena,
+                slots,
+                index,
+                ..
+            } = &mut *table;
+            index.reserve(additional, |id| rehash(arena, slots, *id));
+            slots.reserve(additional);
             for index in missing {
                 ids[index] = self
                     .add(&mut table, &values[index], hashes[index], round)?

@@ -1,8 +1,8 @@
 //! Turns a bucket file's decoded columns into engine records (SPEC §13.4). The text columns
-//! come as dictionary codes (`coded_column`): each distinct string, enum, label and policy
-//! trace of a column chunk is decoded and interned once, and rows find their ids by index,
-//! hashing no value bytes per row. Each row becomes a `FlowRecord` carrying its totals and
-//! update count.
+//! come as dictionary codes (`coded_column`): each distinct string, enum and policy trace of
+//! a column chunk is decoded and interned once, and rows find their ids by index; each row's
+//! label sets are encoded as the catalog stores them and found by their bytes, a chunk's at
+//! once. Each row becomes a `FlowRecord` carrying its totals and update count.
 
 use eddy_dataflows::model::{FlowKey, FlowRecord};
 use prost::Message;
@@ -12,7 +12,7 @@ use crate::catalog::Catalog;
 use crate::durability::bucket_read::{enum_value, RowGroup, Values};
 use crate::durability::checkpoint::POLICIES_PROTO_COLUMN;
 use crate::durability::coded_column::Coded;
-use crate::ingest::canonical::{canonical_trace_bytes, flow_id_of};
+use crate::ingest::canonical::{canonical_trace_bytes, flow_id_in};
 use crate::ingest::policy_rules::rules_of_trace;
 use crate::ingest::Measures;
 use crate::intern::encoding::encode_labels;
@@ -58,20 +58,21 @@ impl From<InternerFull> for NotLoaded {
     }
 }
 
-/// What recovery keeps across files, so that a value met in several files is decoded once.
-/// Valid while the catalog's gate is held (no collection removes an id meanwhile).
+/// What recovery keeps across files: each trace decoded once, and the converting thread's
+/// buffers, reused from one row group to the next. Valid while the catalog's gate is held (no
+/// collection removes an id meanwhile).
 #[derive(Default)]
 pub struct Interned {
     /// Traces from `policies_proto`, by their bytes: id and canonical encoding.
     encoded_traces: FxHashMap<Box<[u8]>, (u32, Vec<u8>)>,
     /// Traces from the JSON of older files, by their bytes: id and canonical encoding.
     json_traces: FxHashMap<Box<[u8]>, (u32, Vec<u8>)>,
-    /// A number for each distinct label met, by its bytes.
-    labels: FxHashMap<Box<[u8]>, u32>,
-    /// The labels by their numbers.
-    label_texts: Vec<Box<str>>,
-    /// Label sets' catalog ids, by their labels' numbers in the order written.
-    label_sets: FxHashMap<Box<[u32]>, u32>,
+    /// The stored bytes of a list column's label sets, one after the other.
+    label_bytes: Vec<u8>,
+    /// Where each row's label set ends in `label_bytes`.
+    label_ends: Vec<usize>,
+    /// A row's key fields laid out for hashing its flow id.
+    key_bytes: Vec<u8>,
 }
 
 /// A string column of a row group: its rows' codes, and each distinct value's catalog id
@@ -91,50 +92,49 @@ fn utf8(bytes: &[u8]) -> Result<&str, String> {
     std::str::from_utf8(bytes).map_err(|error| error.to_string())
 }
 
-/// A list column's label sets, one per row: each distinct label is numbered once per chunk,
-/// each distinct set interned once per recovery, the chunk's new sets under one hold of the
-/// catalog table's lock.
+/// Appends the stored bytes of the label set of `labels` (sorted and de-duplicated here, as
+/// the catalog keeps them) to `bytes`, and notes where it ends.
+fn push_label_set(labels: &mut Vec<&str>, bytes: &mut Vec<u8>, ends: &mut Vec<usize>) {
+    if !labels.windows(2).all(|pair| pair[0] < pair[1]) {
+        labels.sort_unstable();
+        labels.dedup();
+    }
+    encode_labels(labels.iter().copied(), bytes);
+    ends.push(bytes.len());
+}
+
+/// A list column's label sets, one catalog id per row: each row's set is encoded as the
+/// catalog stores it (the chunk's distinct labels checked as UTF-8 once), and the chunk's
+/// sets are interned under one hold of the table's lock, found by their bytes.
 fn label_sets_of(
     coded: &Coded,
     count: usize,
     catalog: &Catalog,
     interned: &mut Interned,
 ) -> Result<Vec<u32>, NotLoaded> {
-    let Interned {
-        labels,
-        label_texts,
-        label_sets,
-        ..
-    } = interned;
-    let numbers: Vec<u32> = coded
+    let texts: Vec<&str> = coded
         .distinct
         .iter()
-        .map(|label| {
-            if let Some(number) = labels.get(label.as_ref()) {
-                return Ok(*number);
-            }
-            let number = u32::try_from(label_texts.len()).map_err(|_| "too many labels")?;
-            label_texts.push(utf8(label)?.into());
-            labels.insert(label.as_ref().into(), number);
-            Ok::<_, String>(number)
-        })
+        .map(|label| utf8(label))
         .collect::<Result<_, _>>()?;
+    let Interned {
+        label_bytes: bytes,
+        label_ends: ends,
+        ..
+    } = interned;
+    bytes.clear();
+    ends.clear();
+    ends.reserve(count);
     // Each row's labels are collected from the levels as they come (a repetition level of 0
-    // starts a row, a definition level above 0 is a label), with no per-row ranges.
-    let mut rows = RowSets {
-        known: label_sets,
-        sets: Vec::with_capacity(count),
-        new: FxHashMap::default(),
-        waiting: Vec::new(),
-    };
-    let mut key: Vec<u32> = Vec::new();
+    // starts a row, a definition level above 0 is a label).
+    let mut labels: Vec<&str> = Vec::new();
     let (mut next, mut started) = (0, false);
     for (defined, repeated) in coded.definition.iter().zip(&coded.repetition) {
         if *repeated == 0 {
             if started {
-                rows.push(&key);
+                push_label_set(&mut labels, bytes, ends);
             }
-            key.clear();
+            labels.clear();
             started = true;
         }
         if *defined > 0 {
@@ -146,98 +146,31 @@ fn label_sets_of(
                 .get(next)
                 .ok_or("fewer label values than levels")?;
             next += 1;
-            key.push(
-                *numbers
+            labels.push(
+                texts
                     .get(*element as usize)
                     .ok_or("a label code past the labels")?,
             );
         }
     }
     if started {
-        rows.push(&key);
+        push_label_set(&mut labels, bytes, ends);
     }
-    if rows.sets.len() != count || coded.definition.len() != coded.repetition.len() {
+    if ends.len() != count || coded.definition.len() != coded.repetition.len() {
         return Err("a label column has the wrong number of rows"
             .to_string()
             .into());
     }
-    rows.intern_new(catalog, label_texts)
-}
-
-/// The label sets of a list column's rows as they are collected: each row's catalog id, or
-/// for a set this recovery has not met, its place among the chunk's new sets.
-struct RowSets<'a> {
-    /// Label sets' catalog ids, by their labels' numbers in the order written.
-    known: &'a mut FxHashMap<Box<[u32]>, u32>,
-    /// Each row's id (0 until interned for a row waiting for a new set).
-    sets: Vec<u32>,
-    /// The chunk's new sets, by their labels' numbers, with their places.
-    new: FxHashMap<Box<[u32]>, usize>,
-    /// Rows waiting for a new set: the row and the set's place.
-    waiting: Vec<(usize, usize)>,
-}
-
-impl RowSets<'_> {
-    /// Adds the next row, of the labels numbered `key`.
-    fn push(&mut self, key: &[u32]) {
-        if let Some(id) = self.known.get(key) {
-            self.sets.push(*id);
-            return;
-        }
-        let place = match self.new.get(key) {
-            Some(place) => *place,
-            None => {
-                let place = self.new.len();
-                self.new.insert(key.into(), place);
-                place
-            }
-        };
-        self.waiting.push((self.sets.len(), place));
-        self.sets.push(0);
-    }
-
-    /// Interns the chunk's new sets (their labels sorted and de-duplicated, as the catalog
-    /// keeps them) under one hold of the table's lock, and returns every row's id.
-    fn intern_new(
-        self,
-        catalog: &Catalog,
-        label_texts: &[Box<str>],
-    ) -> Result<Vec<u32>, NotLoaded> {
-        let RowSets {
-            known,
-            mut sets,
-            new,
-            waiting,
-        } = self;
-        if new.is_empty() {
-            return Ok(sets);
-        }
-        let mut new: Vec<(Box<[u32]>, usize)> = new.into_iter().collect();
-        new.sort_unstable_by_key(|(_, place)| *place);
-        let mut bytes = Vec::new();
-        let mut ranges = Vec::with_capacity(new.len());
-        let mut texts: Vec<&str> = Vec::new();
-        for (key, _) in &new {
-            texts.clear();
-            texts.extend(key.iter().map(|number| &*label_texts[*number as usize]));
-            if !texts.windows(2).all(|pair| pair[0] < pair[1]) {
-                texts.sort_unstable();
-                texts.dedup();
-            }
-            let start = bytes.len();
-            encode_labels(texts.iter().copied(), &mut bytes);
-            ranges.push(start..bytes.len());
-        }
-        let stored: Vec<&[u8]> = ranges.into_iter().map(|range| &bytes[range]).collect();
-        let ids = catalog.label_sets.intern_all_stored(&stored)?;
-        for (row, place) in waiting {
-            sets[row] = ids[place];
-        }
-        for ((key, _), id) in new.into_iter().zip(ids) {
-            known.insert(key, id);
-        }
-        Ok(sets)
-    }
+    let mut start = 0;
+    let stored: Vec<&[u8]> = ends
+        .iter()
+        .map(|end| {
+            let set = &bytes[start..*end];
+            start = *end;
+            set
+        })
+        .collect();
+    Ok(catalog.label_sets.intern_all_stored(&stored)?)
 }
 
 /// The catalog id and canonical encoding of each distinct trace of a column chunk, decoded
@@ -364,7 +297,7 @@ pub fn records_of(
         let (trace, trace_bytes) = traces
             .get(trace_column.indices[row] as usize)
             .ok_or("a trace code past its traces")?;
-        let id = flow_id_of(
+        let id = flow_id_in(
             texts,
             [
                 i64::from(source_type),
@@ -375,6 +308,7 @@ pub fn records_of(
                 i64::from(action),
             ],
             trace_bytes,
+            &mut interned.key_bytes,
         );
         let mut stats = measures.stats();
         stats.records = counters[7][row];

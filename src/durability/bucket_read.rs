@@ -1,6 +1,7 @@
 //! Reads a bucket file back for recovery (SPEC §13.2, §13.4): checks the checksum its
-//! metadata holds and decodes its columns whole (no row-by-row reading): the integers as
-//! they are, the texts as dictionary codes (`coded_column`), each distinct text once.
+//! metadata holds, then decodes one row group at a time, its columns whole (no row-by-row
+//! reading): the integers as they are, the texts as dictionary codes (`coded_column`), each
+//! distinct text once.
 
 use std::path::Path;
 
@@ -16,19 +17,38 @@ use crate::durability::checkpoint::{
 };
 use crate::durability::coded_column::{read_coded, Coded, Levels};
 
-/// What reading a bucket file found.
+/// What opening a bucket file found.
+pub enum BucketOpen {
+    /// The file passed its checksum: its row groups are decoded one at a time.
+    Opened(OpenedBucket),
+    /// A whole file without the covered position (written before files recorded it): its
+    /// bucket is recovered from the log alone.
+    Uncovered,
+    /// The file fails its checksum or does not decode as a bucket file.
+    Damaged(String),
+}
+
+/// A bucket file that passed its checksum and has the bucket schema.
+pub struct OpenedBucket {
+    /// It holds exactly the updates of its bucket logged in records ending at or before
+    /// this position.
+    pub covered: u64,
+    /// The file's reader, over its bytes.
+    reader: SerializedFileReader<bytes::Bytes>,
+}
+
+/// What reading a whole bucket file found.
+#[cfg(test)]
 #[derive(Debug)]
 pub enum BucketRead {
     /// The file's rows and the log position it covers.
     Loaded {
-        /// It holds exactly the updates of its bucket logged in records ending at or before
-        /// this position.
+        /// The log position it covers.
         covered: u64,
         /// The file's row groups, decoded column by column.
         groups: Vec<RowGroup>,
     },
-    /// A whole file without the covered position (written before files recorded it): its
-    /// bucket is recovered from the log alone.
+    /// A whole file without the covered position.
     Uncovered,
     /// The file fails its checksum or does not decode as a bucket file.
     Damaged(String),
@@ -53,18 +73,35 @@ pub enum Values {
     Text(Coded),
 }
 
-/// Reads the bucket file at `path`. An error is one reading the file at all (not damage).
+/// Reads the bucket file at `path` and decodes every row group.
+#[cfg(test)]
 pub fn read_bucket(path: &Path) -> std::io::Result<BucketRead> {
-    let bytes = bytes::Bytes::from(std::fs::read(path)?);
-    Ok(decode(bytes).unwrap_or_else(BucketRead::Damaged))
+    Ok(match open_bucket(path)? {
+        BucketOpen::Opened(opened) => (0..opened.groups())
+            .map(|group| opened.group(group))
+            .collect::<Result<_, _>>()
+            .map_or_else(BucketRead::Damaged, |groups| BucketRead::Loaded {
+                covered: opened.covered,
+                groups,
+            }),
+        BucketOpen::Uncovered => BucketRead::Uncovered,
+        BucketOpen::Damaged(reason) => BucketRead::Damaged(reason),
+    })
 }
 
-/// Decodes a bucket file's bytes.
-fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
+/// Reads the bucket file at `path` and checks its checksum and schema. An error is one
+/// reading the file at all (not damage).
+pub fn open_bucket(path: &Path) -> std::io::Result<BucketOpen> {
+    let bytes = bytes::Bytes::from(std::fs::read(path)?);
+    Ok(open(bytes).unwrap_or_else(BucketOpen::Damaged))
+}
+
+/// Opens a bucket file's bytes.
+fn open(bytes: bytes::Bytes) -> Result<BucketOpen, String> {
     let reader = SerializedFileReader::new(bytes.clone()).map_err(|error| error.to_string())?;
     let metadata = reader.metadata();
     let Some(covered) = metadata_value(metadata, COVERED_KEY) else {
-        return Ok(BucketRead::Uncovered);
+        return Ok(BucketOpen::Uncovered);
     };
     let data_bytes = metadata_value(metadata, DATA_BYTES_KEY).ok_or("no data length")?;
     let crc = metadata_value(metadata, CRC_KEY).ok_or("no checksum")?;
@@ -76,10 +113,19 @@ fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
         return Err("the data fails its checksum".into());
     }
     check_schema(metadata.file_metadata().schema_descr())?;
-    let error = |error: parquet::errors::ParquetError| error.to_string();
-    let mut groups = Vec::with_capacity(reader.num_row_groups());
-    for group in 0..reader.num_row_groups() {
-        let group = reader.get_row_group(group).map_err(error)?;
+    Ok(BucketOpen::Opened(OpenedBucket { covered, reader }))
+}
+
+impl OpenedBucket {
+    /// How many row groups the file holds.
+    pub fn groups(&self) -> usize {
+        self.reader.num_row_groups()
+    }
+
+    /// Decodes row group `index`; an error is damage.
+    pub fn group(&self, index: usize) -> Result<RowGroup, String> {
+        let error = |error: parquet::errors::ParquetError| error.to_string();
+        let group = self.reader.get_row_group(index).map_err(error)?;
         let count = group.metadata().num_rows().max(0) as usize;
         let mut columns = Vec::with_capacity(group.num_columns());
         for column in 0..group.num_columns() {
@@ -100,9 +146,8 @@ fn decode(bytes: bytes::Bytes) -> Result<BucketRead, String> {
             };
             columns.push(values);
         }
-        groups.push(RowGroup { count, columns });
+        Ok(RowGroup { count, columns })
     }
-    Ok(BucketRead::Loaded { covered, groups })
 }
 
 /// A numeric key-value entry of the file's metadata.

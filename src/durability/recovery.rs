@@ -10,7 +10,7 @@
 //! is replayed unless its bucket's file was loaded and covers the record holding it. A file
 //! failing its checksum is set aside and its bucket recovered from the log alone.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -22,7 +22,7 @@ use crate::catalog::Catalog;
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::{read_batch, BatchView};
 use crate::durability::bucket_load::{records_of, Interned, Loaded, NotLoaded};
-use crate::durability::bucket_read::{read_bucket, BucketRead};
+use crate::durability::bucket_read::{open_bucket, BucketOpen, OpenedBucket};
 use crate::durability::buckets::{BucketFiles, WrittenFile};
 use crate::durability::checkpoint::BUCKET_DIRECTORY;
 use crate::durability::disk::DiskUsage;
@@ -40,9 +40,13 @@ use crate::worker::protocol::IngestBatch;
 /// Records handed to the engine at once when loading a bucket file or replaying the log.
 const LOAD_CHUNK: usize = 64 * 1024;
 
-/// Bucket files read, decoded and converted at once, each on its own blocking thread with its
-/// own cache, while the engine takes the records of the file before them.
+/// Blocking threads decoding and converting the bucket files' row groups, each with its own
+/// buffers and decoded traces, while the engine takes the records of the files before them.
 const LOADERS: usize = 2;
+
+/// Converted row groups waiting for the hand-over, at most: the loading threads wait past
+/// it, so recovery holds a bounded part of the files' records at once.
+const GROUPS_AHEAD: usize = 4;
 
 /// What recovery found, for the log line.
 #[derive(Default)]
@@ -214,63 +218,145 @@ pub async fn recover(
     Ok(Some(durability))
 }
 
-/// What the loading thread made of one bucket file.
-enum FileLoad {
-    /// Its records, row group by row group, and the log position it covers.
-    Loaded { covered: u64, groups: Vec<Loaded> },
+/// What a loading thread sends the hand-over: a file opened, or one of its row groups
+/// converted into engine records.
+enum LoadEvent {
+    /// File `file` (its place among the retained files) opened, or why it is not loaded.
+    Opened {
+        file: usize,
+        opening: Result<Opening, String>,
+    },
+    /// Row group `group` of file `file`, converted, and the time it took.
+    Group {
+        file: usize,
+        group: usize,
+        loaded: Result<Loaded, NotLoaded>,
+        stages: RecoveryStages,
+    },
+}
+
+/// What opening a bucket file found.
+enum Opening {
+    /// It passed its checksum: its row groups follow.
+    Groups { covered: u64, count: usize },
     /// A file written before files recorded their position: recovered from the log.
     Uncovered,
     /// Why the file does not read back.
     Damaged(String),
 }
 
-/// Reads, decodes and converts the bucket file at `path` into engine records (interning its
-/// values into `catalog` through `interned`); adds the time each part took to `stages`.
-fn load_file(
-    path: &Path,
-    catalog: &Catalog,
-    interned: &mut Interned,
-    retention: &Retention,
-    now: i64,
-    stages: &mut RecoveryStages,
-) -> Result<FileLoad, String> {
-    let started = Instant::now();
-    let read =
-        read_bucket(path).map_err(|error| format!("cannot read `{}`: {error}", path.display()))?;
-    let decoded = Instant::now();
-    stages.decode += decoded - started;
-    let (covered, groups) = match read {
-        BucketRead::Loaded { covered, groups } => (covered, groups),
-        BucketRead::Uncovered => return Ok(FileLoad::Uncovered),
-        BucketRead::Damaged(reason) => return Ok(FileLoad::Damaged(reason)),
-    };
-    let mut loaded = Vec::with_capacity(groups.len());
-    for group in &groups {
-        match records_of(group, catalog, interned, retention, now) {
-            Ok(records) => loaded.push(records),
-            Err(NotLoaded::Damaged(reason)) => return Ok(FileLoad::Damaged(reason)),
-            Err(NotLoaded::Full(full)) => {
-                return Err(format!(
-                    "cannot recover a bucket file's row: {full}; raise the catalog bounds"
-                ))
-            }
-        }
-    }
-    stages.convert += decoded.elapsed();
-    Ok(FileLoad::Loaded {
-        covered,
-        groups: loaded,
-    })
+/// The row groups the loading threads share, in file order: the file being handed out and
+/// its next group, and the retained files not opened yet.
+struct Work {
+    /// The retained files' paths, in order.
+    paths: Vec<PathBuf>,
+    /// The next file to open.
+    next_file: usize,
+    /// The open file: its place, its reader, its next group.
+    open: Option<(usize, Arc<OpenedBucket>, usize)>,
 }
 
-/// The loading thread's work on one file: what it made of it, the cache to pass on to the
-/// next file, and the time it took.
-type Loading = tokio::task::JoinHandle<(Result<FileLoad, String>, Interned, RecoveryStages)>;
+impl Work {
+    /// The next row group to convert, opening the next file when the open one has none left
+    /// (and telling the hand-over through `events`). None once every file is handed out.
+    fn next(
+        &mut self,
+        events: &tokio::sync::mpsc::Sender<LoadEvent>,
+        stages: &mut RecoveryStages,
+    ) -> Option<(usize, Arc<OpenedBucket>, usize)> {
+        loop {
+            if let Some((file, opened, group)) = &mut self.open {
+                if *group < opened.groups() {
+                    *group += 1;
+                    return Some((*file, opened.clone(), *group - 1));
+                }
+            }
+            let file = self.next_file;
+            let path = self.paths.get(file)?;
+            self.next_file += 1;
+            let started = Instant::now();
+            let opening = match open_bucket(path) {
+                Ok(BucketOpen::Opened(opened)) => {
+                    let count = opened.groups();
+                    let covered = opened.covered;
+                    self.open = Some((file, Arc::new(opened), 0));
+                    Ok(Opening::Groups { covered, count })
+                }
+                Ok(BucketOpen::Uncovered) => Ok(Opening::Uncovered),
+                Ok(BucketOpen::Damaged(reason)) => Ok(Opening::Damaged(reason)),
+                Err(error) => Err(format!("cannot read `{}`: {error}", path.display())),
+            };
+            stages.decode += started.elapsed();
+            events
+                .blocking_send(LoadEvent::Opened { file, opening })
+                .ok()?;
+        }
+    }
+}
+
+/// A loading thread: takes the next row group from `work` until none is left, decodes it
+/// and converts it into engine records (interning its values into `catalog`, its buffers
+/// and decoded traces kept from one group to the next), and sends it to the hand-over.
+fn load_groups(
+    work: &std::sync::Mutex<Work>,
+    events: &tokio::sync::mpsc::Sender<LoadEvent>,
+    catalog: &Catalog,
+    retention: &Retention,
+    now: i64,
+) {
+    let mut interned = Interned::default();
+    loop {
+        let mut opening = RecoveryStages::default();
+        let next = match work.lock() {
+            Ok(mut work) => work.next(events, &mut opening),
+            Err(_) => None,
+        };
+        let Some((file, opened, group)) = next else {
+            return;
+        };
+        let started = Instant::now();
+        let decoded = opened.group(group);
+        let converting = Instant::now();
+        let loaded = decoded
+            .map_err(NotLoaded::Damaged)
+            .and_then(|decoded| records_of(&decoded, catalog, &mut interned, retention, now));
+        let stages = RecoveryStages {
+            decode: opening.decode + (converting - started),
+            convert: converting.elapsed(),
+            ..RecoveryStages::default()
+        };
+        let event = LoadEvent::Group {
+            file,
+            group,
+            loaded,
+            stages,
+        };
+        if events.blocking_send(event).is_err() {
+            return;
+        }
+    }
+}
+
+/// A retained file's row groups as they arrive from the loading threads.
+struct Arriving {
+    /// The log position it covers.
+    covered: u64,
+    /// Its row groups, in order, as they arrive.
+    groups: Vec<Option<Loaded>>,
+    /// Row groups not arrived yet.
+    missing: usize,
+    /// Why a row group does not load, if one does not.
+    damage: Option<String>,
+}
+
+/// A bucket file: its bucket and its path.
+type BucketPath = (Bucket, PathBuf);
 
 /// Loads every retained bucket file into the engine; sets aside those failing their checksum.
-/// [`LOADERS`] blocking threads read, decode and convert the next files while the engine
-/// takes the current one's records; files are handed over in order. Returns the files kept
-/// on disk.
+/// [`LOADERS`] blocking threads take the files' row groups in order, decode and convert
+/// them, while the engine takes the records of the files before them; a file's records are
+/// handed over once all its row groups converted (a file that does not read back hands over
+/// nothing). Returns the files kept on disk.
 async fn load_bucket_files(
     directory: &Path,
     bucket_directory: &Path,
@@ -283,83 +369,141 @@ async fn load_bucket_files(
     let files = BucketFiles::scan(bucket_directory).map_err(|error| {
         format!("--data-dir (EDDY_DATA_DIR): cannot read the bucket files: {error}")
     })?;
-    // Starts loading a file inside retention (others are not read, and are deleted at the
-    // first epoch), with a cache from `idle`.
-    let load = |bucket: Bucket, path: &Path, idle: &mut Vec<Interned>| -> Option<Loading> {
-        if bucket < floor {
-            return None;
-        }
-        let mut interned = idle.pop().unwrap_or_default();
-        let (path, catalog, retention) =
-            (path.to_path_buf(), state.catalog.clone(), state.retention);
-        Some(tokio::task::spawn_blocking(move || {
-            let mut stages = RecoveryStages::default();
-            let loaded = load_file(&path, &catalog, &mut interned, &retention, now, &mut stages);
-            (loaded, interned, stages)
-        }))
-    };
     let mut written = BTreeMap::new();
+    // Files past retention are not read, and are deleted at the first epoch.
+    let (retained, expired): (Vec<BucketPath>, Vec<BucketPath>) =
+        files.into_iter().partition(|(bucket, _)| *bucket >= floor);
+    for (bucket, path) in &expired {
+        written.insert(*bucket, written_file(path, None)?);
+    }
     // The catalog's gate is held while ids are cached: no collection removes one meanwhile.
     let gate = state.catalog.gate.read().await;
-    let mut idle: Vec<Interned> = Vec::with_capacity(LOADERS);
-    let mut files = files.into_iter();
-    // The files being loaded, in order: at most `LOADERS` at once.
-    let mut queue: VecDeque<(Bucket, PathBuf, Option<Loading>)> = VecDeque::new();
-    let mut start_loading = |queue: &mut VecDeque<(Bucket, PathBuf, Option<Loading>)>,
-                             idle: &mut Vec<Interned>| {
-        while queue.len() < LOADERS {
-            let Some((bucket, path)) = files.next() else {
-                break;
-            };
-            let task = load(bucket, &path, idle);
-            queue.push_back((bucket, path, task));
-        }
-    };
-    start_loading(&mut queue, &mut idle);
-    while let Some((bucket, path, current)) = queue.pop_front() {
-        let cannot = |error: std::io::Error| format!("cannot read `{}`: {error}", path.display());
-        let bytes = std::fs::metadata(&path).map_err(cannot)?.len();
-        let mut file = WrittenFile {
-            bytes,
-            covered: None,
+    let work = Arc::new(std::sync::Mutex::new(Work {
+        paths: retained.iter().map(|(_, path)| path.clone()).collect(),
+        next_file: 0,
+        open: None,
+    }));
+    let (events, mut arrivals) = tokio::sync::mpsc::channel(GROUPS_AHEAD);
+    for _ in 0..LOADERS {
+        let (work, events, catalog, retention) = (
+            work.clone(),
+            events.clone(),
+            state.catalog.clone(),
+            state.retention,
+        );
+        tokio::task::spawn_blocking(move || {
+            load_groups(&work, &events, &catalog, &retention, now);
+        });
+    }
+    drop(events);
+    let mut arriving: BTreeMap<usize, Arriving> = BTreeMap::new();
+    let mut settled = 0;
+    loop {
+        let waited = Instant::now();
+        let Some(event) = arrivals.recv().await else {
+            break;
         };
-        let loaded = match current {
-            Some(task) => {
-                let waited = Instant::now();
-                let (loaded, interned, stages) = task.await.map_err(|joined| joined.to_string())?;
-                found.stages.waited += waited.elapsed();
+        found.stages.waited += waited.elapsed();
+        let file = match event {
+            LoadEvent::Opened { file, opening } => match opening? {
+                Opening::Groups { covered, count } => {
+                    arriving.insert(
+                        file,
+                        Arriving {
+                            covered,
+                            groups: (0..count).map(|_| None).collect(),
+                            missing: count,
+                            damage: None,
+                        },
+                    );
+                    file
+                }
+                Opening::Uncovered => {
+                    let (bucket, path) = &retained[file];
+                    written.insert(*bucket, written_file(path, None)?);
+                    settled += 1;
+                    continue;
+                }
+                Opening::Damaged(reason) => {
+                    set_aside_bucket(directory, &retained[file].1, &reason, counters)?;
+                    settled += 1;
+                    continue;
+                }
+            },
+            LoadEvent::Group {
+                file,
+                group,
+                loaded,
+                stages,
+            } => {
                 found.stages.add(&stages);
-                idle.push(interned);
-                Some(loaded?)
+                let into = arriving
+                    .get_mut(&file)
+                    .ok_or("a row group of a file not opened")?;
+                into.missing -= 1;
+                match loaded {
+                    Ok(records) => into.groups[group] = Some(records),
+                    Err(NotLoaded::Damaged(reason)) => into.damage = Some(reason),
+                    Err(NotLoaded::Full(full)) => {
+                        return Err(format!(
+                            "cannot recover a bucket file's row: {full}; raise the catalog bounds"
+                        ))
+                    }
+                }
+                file
             }
-            None => None,
         };
-        start_loading(&mut queue, &mut idle);
-        let damage = match loaded {
-            Some(FileLoad::Loaded { covered, groups }) => {
-                hand_over_groups(state, groups, counters, found).await?;
-                found.files += 1;
-                file.covered = Some(covered);
-                None
+        if arriving.get(&file).is_some_and(|into| into.missing == 0) {
+            let Some(complete) = arriving.remove(&file) else {
+                continue;
+            };
+            let (bucket, path) = &retained[file];
+            settled += 1;
+            if let Some(reason) = complete.damage {
+                set_aside_bucket(directory, path, &reason, counters)?;
+                continue;
             }
-            Some(FileLoad::Damaged(reason)) => Some(reason),
-            Some(FileLoad::Uncovered) | None => None,
-        };
-        if let Some(reason) = damage {
-            tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
-            set_aside(directory, &path, counters)?;
-            continue;
+            hand_over_groups(
+                state,
+                complete.groups.into_iter().flatten(),
+                counters,
+                found,
+            )
+            .await?;
+            found.files += 1;
+            written.insert(*bucket, written_file(path, Some(complete.covered))?);
         }
-        written.insert(bucket, file);
     }
     drop(gate);
+    if settled < retained.len() {
+        return Err("a thread loading the bucket files stopped".into());
+    }
     Ok(written)
+}
+
+/// The bucket file at `path` as kept on disk, covering `covered` when it was loaded.
+fn written_file(path: &Path, covered: Option<u64>) -> Result<WrittenFile, String> {
+    let bytes = std::fs::metadata(path)
+        .map_err(|error| format!("cannot read `{}`: {error}", path.display()))?
+        .len();
+    Ok(WrittenFile { bytes, covered })
+}
+
+/// Sets aside the bucket file at `path`, which does not read back for `reason`.
+fn set_aside_bucket(
+    directory: &Path,
+    path: &Path,
+    reason: &str,
+    counters: &DurabilityCounters,
+) -> Result<(), String> {
+    tracing::error!(path = %path.display(), %reason, "a bucket file does not read back; its bucket is recovered from the log");
+    set_aside(directory, path, counters)
 }
 
 /// Hands a bucket file's records to the engine, [`LOAD_CHUNK`] at a time.
 async fn hand_over_groups(
     state: &ServerState,
-    groups: Vec<Loaded>,
+    groups: impl Iterator<Item = Loaded>,
     counters: &DurabilityCounters,
     found: &mut Found,
 ) -> Result<(), String> {
