@@ -90,14 +90,9 @@ pub fn flow_id(key: &FlowKey, canonical_trace: &[u8]) -> u64 {
 /// and destination type, destination port, service port, reporter, action), in that order.
 pub fn flow_id_of(texts: [&str; 8], numbers: [i64; 6], canonical_trace: &[u8]) -> u64 {
     let mut hasher = Xxh3::new();
-    for text in texts {
-        hasher.update(&(text.len() as u64).to_le_bytes());
-        hasher.update(text.as_bytes());
-    }
-    for number in numbers {
-        hasher.update(&number.to_le_bytes());
-    }
-    hasher.update(canonical_trace);
+    lay_out(texts, numbers, canonical_trace, |bytes| {
+        hasher.update(bytes)
+    });
     positive(hasher.digest())
 }
 
@@ -111,15 +106,28 @@ pub fn flow_id_in(
     buffer: &mut Vec<u8>,
 ) -> u64 {
     buffer.clear();
+    lay_out(texts, numbers, canonical_trace, |bytes| {
+        buffer.extend_from_slice(bytes)
+    });
+    positive(xxh3_64(buffer))
+}
+
+/// Hands `emit` the bytes a flow id hashes, in order: each text's length and bytes, each
+/// number, the canonical trace.
+fn lay_out(
+    texts: [&str; 8],
+    numbers: [i64; 6],
+    canonical_trace: &[u8],
+    mut emit: impl FnMut(&[u8]),
+) {
     for text in texts {
-        buffer.extend_from_slice(&(text.len() as u64).to_le_bytes());
-        buffer.extend_from_slice(text.as_bytes());
+        emit(&(text.len() as u64).to_le_bytes());
+        emit(text.as_bytes());
     }
     for number in numbers {
-        buffer.extend_from_slice(&number.to_le_bytes());
+        emit(&number.to_le_bytes());
     }
-    buffer.extend_from_slice(canonical_trace);
-    positive(xxh3_64(buffer))
+    emit(canonical_trace);
 }
 
 /// A hash as a flow id: its low 63 bits, 1 for 0.
