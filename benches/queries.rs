@@ -7,6 +7,8 @@
 //! - `Flows.List`, page size 100, over the whole retained range;
 //! - `Flows.List` filtered to one `dest_namespaces` value (Exact);
 //! - `Flows.FilterHints`, `DestNamespace`, page size 20;
+//! - `Flows.FilterHints`, `SourceName`, page size 20 (a name: one per key, read from the flows
+//!   view);
 //! - `Statistics.List`, `PacketCount` by `Policy` with `time_series`, the whole response read;
 //!
 //! and last, 64 concurrent List callers (first page, idle). Each row gives answers, p50 / p99,
@@ -78,6 +80,7 @@ enum Query {
     List,
     FilteredList,
     Hints,
+    NameHints,
     Statistics,
 }
 
@@ -87,6 +90,7 @@ impl Query {
             Query::List => "List, page size 100",
             Query::FilteredList => "List filtered to one dest namespace",
             Query::Hints => "FilterHints DestNamespace, page size 20",
+            Query::NameHints => "FilterHints SourceName, page size 20",
             Query::Statistics => "Statistics PacketCount by Policy, time series",
         }
     }
@@ -143,18 +147,26 @@ async fn ask(clients: &mut Clients, query: Query, expected: Expected) {
             assert_eq!(total, want, "{query:?} counts every matching key");
             assert_eq!(page.flows.len() as u64, want.min(LIST_PAGE as u64));
         }
-        Query::Hints => {
+        Query::Hints | Query::NameHints => {
+            let field = match query {
+                Query::Hints => FilterType::DestNamespace,
+                _ => FilterType::SourceName,
+            };
             let hints = clients
                 .flows
                 .filter_hints(FilterHintsRequest {
-                    r#type: FilterType::DestNamespace as i32,
+                    r#type: field as i32,
                     page_size: HINTS_PAGE,
                     ..Default::default()
                 })
                 .await
                 .expect("FilterHints succeeds")
                 .into_inner();
-            assert!(!hints.hints.is_empty(), "destination namespaces are hinted");
+            assert!(!hints.hints.is_empty(), "{query:?} has values");
+            if matches!(query, Query::NameHints) {
+                // A source name per key: a full page of them.
+                assert_eq!(hints.hints.len(), HINTS_PAGE as usize);
+            }
         }
         Query::Statistics => {
             let mut results = clients
@@ -301,7 +313,13 @@ fn main() {
         println!("| query | beside | answers | answers/s | p50 / p99 | server CPU per answer | ingest beside |");
         println!("|---|---|---|---|---|---|---|");
         let clients = Clients::new(connect(eddy.address).await);
-        let queries = [Query::List, Query::FilteredList, Query::Hints, Query::Statistics];
+        let queries = [
+            Query::List,
+            Query::FilteredList,
+            Query::Hints,
+            Query::NameHints,
+            Query::Statistics,
+        ];
         for query in queries {
             let measured = closed_loop(&eddy, vec![clients.clone()], query, expected, seconds, None).await;
             row(query.name(), "idle", &measured);

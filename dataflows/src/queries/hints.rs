@@ -58,22 +58,33 @@ fn from_hints_view(hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
 
 fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) -> Vec<u32> {
     let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
-    let mut values = Vec::new();
+    // The flows with updates in the range, ascending.
+    let mut present = Vec::new();
     visit_flows(flows, candidates.as_deref(), |id, cursor, storage| {
         while let Some((bucket, _labels)) = cursor.get_val(storage) {
             if query.range.contains(*bucket) {
                 let mut records = 0i64;
                 cursor.map_times(storage, |_, diff| records += diff.records);
                 if records > 0 {
-                    if let Some(key) = keys.get(id) {
-                        values.push(query.field.value_of(key));
-                    }
+                    present.push(id);
                     return;
                 }
             }
             cursor.step_val(storage);
         }
     });
+    let mut values: Vec<u32> = if candidates.is_none() && present.len() == keys.len() {
+        // Every flow with a live row has its key in the store (its invariant), so when as
+        // many flows have updates in the range as keys are held, they are the same flows: the
+        // values are read in the store's order, without a look-up per flow.
+        keys.keys().map(|key| query.field.value_of(key)).collect()
+    } else {
+        present
+            .iter()
+            .filter_map(|id| keys.get(*id))
+            .map(|key| query.field.value_of(key))
+            .collect()
+    };
     values.sort_unstable();
     values.dedup();
     values
