@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 
 use crate::model::{Bucket, FlowRecord, Sym};
 use crate::views::bucketed::BucketedView;
-use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema, columns, SPAN_COLUMNS};
+use crate::views::registry::{
+    columns, Column, ColumnType, Row, Sort, Value, ViewSchema, SPAN_COLUMNS,
+};
 use crate::views::top_talkers::Traffic;
 
 /// The DNS view (see the module documentation).
@@ -96,7 +98,10 @@ impl BucketedView for DnsFlows {
 
     fn reference(&self, records: &[FlowRecord]) -> BTreeMap<(Asker, Bucket), Traffic> {
         let mut sums: BTreeMap<(Asker, Bucket), Traffic> = BTreeMap::new();
-        for record in records.iter().filter(|record| record.key.dest_port == DNS_PORT) {
+        for record in records
+            .iter()
+            .filter(|record| record.key.dest_port == DNS_PORT)
+        {
             let asker = (record.key.source_namespace, record.key.proto);
             let sum = sums.entry((asker, record.bucket)).or_default();
             sum.updates += record.stats.records;

@@ -40,14 +40,17 @@ use timely::dataflow::Scope;
 
 use crate::keys::FlowKeys;
 use crate::model::{
-    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick,
-    TraceId,
+    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick, TraceId,
 };
 use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS, COUNTER_COLUMNS};
+use crate::views::registry::{
+    columns, BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges,
+    ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, COUNTER_COLUMNS,
+    SPAN_COLUMNS,
+};
 use crate::views::sums::{self, BucketSums};
 
 /// The flows view (see the module documentation).
@@ -133,13 +136,11 @@ const COLUMNS: &[Column] = &columns::<25>(&[
         },
     ],
     &SPAN_COLUMNS,
-    &[
-        Column {
-            name: "updates",
-            kind: ColumnType::Integer,
-            description: "flow updates aggregated",
-        },
-    ],
+    &[Column {
+        name: "updates",
+        kind: ColumnType::Integer,
+        description: "flow updates aggregated",
+    }],
     &COUNTER_COLUMNS,
 ]);
 
@@ -231,7 +232,7 @@ impl ViewDefinition for Flows {
                 let mut log = noted.borrow_mut();
                 match &span.inner {
                     Some(batch) if log.is_recording() => {
-                            note_batch(&mut log, batch);
+                        note_batch(&mut log, batch);
                     }
                     Some(_) => log.skip_through(span.upper().elements()),
                     None => {}
@@ -458,7 +459,14 @@ impl ViewReader for FlowsReader {
                 debug_assert!(key.is_some(), "a changed flow's key is stored or retracted");
                 key.map(|key| row(key, start, end, stats))
             };
-            sums::changes(&mut self.arranged, &row_of, &self.log, watch, window, before)
+            sums::changes(
+                &mut self.arranged,
+                &row_of,
+                &self.log,
+                watch,
+                window,
+                before,
+            )
         };
         let mut store = self.store.borrow_mut();
         match watch {

@@ -20,8 +20,8 @@ use std::rc::Rc;
 use differential_dataflow::hashable::Hashable;
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::trace::implementations::KeyBatcher;
 use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::implementations::KeyBatcher;
 use differential_dataflow::trace::{Navigable, SpanOf};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
@@ -34,7 +34,10 @@ use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{HintRowsInput, HintsSpine, HintsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS};
+use crate::views::registry::{
+    columns, BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges,
+    ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, SPAN_COLUMNS,
+};
 use crate::views::scratch::Scratch;
 use crate::views::sums::{self, BucketSums};
 
@@ -128,13 +131,11 @@ const COLUMNS: &[Column] = &columns::<5>(&[
         },
     ],
     &SPAN_COLUMNS,
-    &[
-        Column {
-            name: "updates",
-            kind: ColumnType::Integer,
-            description: "flow updates carrying the value",
-        },
-    ],
+    &[Column {
+        name: "updates",
+        kind: ColumnType::Integer,
+        description: "flow updates carrying the value",
+    }],
 ]);
 
 const SCHEMA: ViewSchema = ViewSchema {
@@ -193,13 +194,13 @@ impl ViewDefinition for FilterHints {
                 let mut log = noted.borrow_mut();
                 match &span.inner {
                     Some(batch) if log.is_recording() => {
-                            let mut cursor = batch.cursor();
-                            while let Some(&(field, value, bucket)) = cursor.get_key(batch) {
-                                cursor.map_times(batch, |time, updates| {
-                                    log.record(*time, ((field, value), bucket), *updates);
-                                });
-                                cursor.step_key(batch);
-                            }
+                        let mut cursor = batch.cursor();
+                        while let Some(&(field, value, bucket)) = cursor.get_key(batch) {
+                            cursor.map_times(batch, |time, updates| {
+                                log.record(*time, ((field, value), bucket), *updates);
+                            });
+                            cursor.step_key(batch);
+                        }
                     }
                     Some(_) => log.skip_through(span.upper().elements()),
                     None => {}

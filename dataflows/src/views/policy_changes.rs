@@ -163,7 +163,12 @@ fn connection_of(record: &FlowRecord) -> Connection {
 }
 
 /// One row: a change (or a first sighting, `changed` false) between two buckets.
-fn row(changed: bool, connection: &Connection, from: &(Bucket, Actions), to: &(Bucket, Actions)) -> Row {
+fn row(
+    changed: bool,
+    connection: &Connection,
+    from: &(Bucket, Actions),
+    to: &(Bucket, Actions),
+) -> Row {
     vec![
         Value::Bool(changed),
         Value::String(connection.0),

@@ -37,7 +37,11 @@ use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{PolicyStatsSpine, PolicyStatsTrace, StatRowsInput};
 use crate::views::changes::{ChangeLog, SharedLog};
-use crate::views::registry::{BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, columns, SPAN_COLUMNS, COUNTER_COLUMNS};
+use crate::views::registry::{
+    columns, BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges,
+    ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, COUNTER_COLUMNS,
+    SPAN_COLUMNS,
+};
 use crate::views::scratch::Scratch;
 use crate::views::sums::{self, BucketSums};
 
@@ -89,13 +93,11 @@ const COLUMNS: &[Column] = &columns::<18>(&[
         },
     ],
     &SPAN_COLUMNS,
-    &[
-        Column {
-            name: "updates",
-            kind: ColumnType::Integer,
-            description: "flow updates that hit the rule",
-        },
-    ],
+    &[Column {
+        name: "updates",
+        kind: ColumnType::Integer,
+        description: "flow updates that hit the rule",
+    }],
     &COUNTER_COLUMNS,
 ]);
 
@@ -250,18 +252,18 @@ impl ViewDefinition for PolicyStats {
                 let mut log = noted.borrow_mut();
                 match &span.inner {
                     Some(batch) if log.is_recording() => {
-                            let mut cursor = batch.cursor();
-                            while let Some(key) = cursor.get_key(batch) {
-                                let key = *key;
-                                while let Some(bucket) = cursor.get_val(batch) {
-                                    let bucket = *bucket;
-                                    cursor.map_times(batch, |time, stats| {
-                                        log.record(*time, (key, bucket), *stats);
-                                    });
-                                    cursor.step_val(batch);
-                                }
-                                cursor.step_key(batch);
+                        let mut cursor = batch.cursor();
+                        while let Some(key) = cursor.get_key(batch) {
+                            let key = *key;
+                            while let Some(bucket) = cursor.get_val(batch) {
+                                let bucket = *bucket;
+                                cursor.map_times(batch, |time, stats| {
+                                    log.record(*time, (key, bucket), *stats);
+                                });
+                                cursor.step_val(batch);
                             }
+                            cursor.step_key(batch);
+                        }
                     }
                     Some(_) => log.skip_through(span.upper().elements()),
                     None => {}
@@ -520,9 +522,7 @@ mod tests {
         rules.retract(&[(1, rule(10))]);
         let rows_of = |rules: &TraceRules| {
             let record = record(1);
-            rules
-                .rows_of(&trace_row_of(&record), record.stats)
-                .count()
+            rules.rows_of(&trace_row_of(&record), record.stats).count()
         };
         assert_eq!(rows_of(&rules), 1);
         rules.retract(&[(1, rule(11))]);

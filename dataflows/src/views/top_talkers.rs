@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Bucket, FlowRecord, Stats, Sym};
 use crate::views::bucketed::BucketedView;
-use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema, columns, SPAN_COLUMNS};
+use crate::views::registry::{
+    columns, Column, ColumnType, Row, Sort, Value, ViewSchema, SPAN_COLUMNS,
+};
 
 /// The top talkers view (see the module documentation).
 #[derive(Clone, Copy, Debug)]
