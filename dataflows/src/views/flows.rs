@@ -42,7 +42,6 @@ use crate::keys::FlowKeys;
 use crate::model::{
     Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick, TraceId,
 };
-use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
@@ -355,62 +354,14 @@ impl BucketSums for Arranged {
         before: Tick,
         visit: &mut dyn FnMut(FlowId, Bucket, Stats),
     ) {
-        let (mut cursor, storage) = cursor_over_all(&mut self.trace);
-        let Some(wanted) = wanted else {
-            while let Some(id) = cursor.get_key(&storage).copied() {
-                // Label pairs of one bucket are adjacent: summed into the bucket's counters.
-                let mut open: Option<(Bucket, Stats)> = None;
-                while let Some((bucket, _)) = cursor.get_val(&storage) {
-                    let bucket = *bucket;
-                    if range.contains(bucket) {
-                        let mut stats = Stats::default();
-                        cursor.map_times(&storage, |time, diff| {
-                            if *time < before {
-                                stats.add(diff);
-                            }
-                        });
-                        match open.as_mut() {
-                            Some((at, sum)) if *at == bucket => sum.add(&stats),
-                            _ => {
-                                if let Some((at, sum)) = open.replace((bucket, stats)) {
-                                    visit(id, at, sum);
-                                }
-                            }
-                        }
-                    }
-                    cursor.step_val(&storage);
-                }
-                if let Some((at, sum)) = open {
-                    visit(id, at, sum);
-                }
-                cursor.step_key(&storage);
-            }
-            return;
-        };
-        for &(id, bucket) in wanted {
-            let mut stats = Stats::default();
-            cursor.seek_key(&storage, &id);
-            if cursor.get_key(&storage) == Some(&id) {
-                // An earlier bucket of this flow may have left the values at their end.
-                // Stepped, not sought: a list's seek_val also moves its cursors that are past
-                // their last key.
-                cursor.rewind_vals(&storage);
-                while let Some((at, _)) = cursor.get_val(&storage) {
-                    if *at > bucket {
-                        break;
-                    }
-                    if *at == bucket {
-                        cursor.map_times(&storage, |time, diff| {
-                            if *time < before {
-                                stats.add(diff);
-                            }
-                        });
-                    }
-                    cursor.step_val(&storage);
-                }
-            }
-            visit(id, bucket, stats);
-        }
+        sums::counter_sums(
+            &mut self.trace,
+            |(bucket, _labels): &(Bucket, LabelPair)| *bucket,
+            range,
+            wanted,
+            before,
+            visit,
+        );
     }
 
     fn present(stats: &Stats) -> bool {

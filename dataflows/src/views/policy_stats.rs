@@ -33,7 +33,6 @@ use crate::model::{
     direction_of, Bucket, BucketRange, FlowRecord, PolicyRule, StatKey, StatLevel, Stats, Tick,
     TraceId,
 };
-use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
 use crate::traces::{PolicyStatsSpine, PolicyStatsTrace, StatRowsInput};
 use crate::views::changes::{ChangeLog, SharedLog};
@@ -386,45 +385,14 @@ impl BucketSums for Arranged {
         before: Tick,
         visit: &mut dyn FnMut(StatKey, Bucket, Stats),
     ) {
-        let (mut cursor, storage) = cursor_over_all(&mut self.trace);
-        let Some(wanted) = wanted else {
-            while let Some(key) = cursor.get_key(&storage).copied() {
-                while let Some(bucket) = cursor.get_val(&storage).copied() {
-                    if range.contains(bucket) {
-                        let mut stats = Stats::default();
-                        cursor.map_times(&storage, |time, diff| {
-                            if *time < before {
-                                stats.add(diff);
-                            }
-                        });
-                        visit(key, bucket, stats);
-                    }
-                    cursor.step_val(&storage);
-                }
-                cursor.step_key(&storage);
-            }
-            return;
-        };
-        for &(key, bucket) in wanted {
-            let mut stats = Stats::default();
-            cursor.seek_key(&storage, &key);
-            if cursor.get_key(&storage) == Some(&key) {
-                // Stepped, not sought: a list's seek_val also moves its cursors that are past
-                // their last key.
-                cursor.rewind_vals(&storage);
-                while cursor.get_val(&storage).is_some_and(|at| *at < bucket) {
-                    cursor.step_val(&storage);
-                }
-                if cursor.get_val(&storage) == Some(&bucket) {
-                    cursor.map_times(&storage, |time, diff| {
-                        if *time < before {
-                            stats.add(diff);
-                        }
-                    });
-                }
-            }
-            visit(key, bucket, stats);
-        }
+        sums::counter_sums(
+            &mut self.trace,
+            |bucket: &Bucket| *bucket,
+            range,
+            wanted,
+            before,
+            visit,
+        );
     }
 
     fn present(stats: &Stats) -> bool {

@@ -16,10 +16,14 @@
 
 use differential_dataflow::consolidation::consolidate;
 use differential_dataflow::difference::{Abelian, Semigroup};
+use differential_dataflow::operators::arrange::TraceAgent;
+use differential_dataflow::trace::cursor::Cursor;
+use differential_dataflow::trace::implementations::ValSpine;
 use differential_dataflow::trace::TraceReader;
 use timely::progress::frontier::AntichainRef;
 
-use crate::model::{Bucket, BucketRange, Tick};
+use crate::model::{Bucket, BucketRange, Stats, Tick};
+use crate::queries::cursor_over_all;
 use crate::views::changes::SharedLog;
 use crate::views::registry::{Row, TopRows, ViewChanges, ViewQuery, Watch};
 
@@ -227,4 +231,77 @@ pub fn compact_behind<Tr: TraceReader<Time = Tick>>(trace: &mut Tr, tick: Tick) 
     let frontier = AntichainRef::new(&frontier);
     trace.set_logical_compaction(frontier);
     trace.set_physical_compaction(frontier);
+}
+
+/// [`BucketSums::sums`] of an arrangement `key → value` whose values hold the bucket
+/// (`bucket_of`, values of one bucket adjacent) and whose differences are counters: the
+/// counters of each (key, bucket) summed over its values and the times before `before`.
+/// The flows view (values: bucket and label pair) and the policy statistics view (values:
+/// the bucket) read their sums through it.
+pub fn counter_sums<K, V>(
+    trace: &mut TraceAgent<ValSpine<K, V, Tick, Stats>>,
+    bucket_of: impl Fn(&V) -> Bucket,
+    range: &BucketRange,
+    wanted: Option<&[(K, Bucket)]>,
+    before: Tick,
+    visit: &mut dyn FnMut(K, Bucket, Stats),
+) where
+    K: Ord + Clone + 'static,
+    V: Ord + Clone + 'static,
+{
+    let (mut cursor, storage) = cursor_over_all(trace);
+    let add_times = |cursor: &mut _, stats: &mut Stats| {
+        Cursor::map_times(cursor, &storage, |time: &Tick, diff: &Stats| {
+            if *time < before {
+                stats.add(diff);
+            }
+        });
+    };
+    let Some(wanted) = wanted else {
+        while let Some(key) = cursor.get_key(&storage).cloned() {
+            let mut open: Option<(Bucket, Stats)> = None;
+            while let Some(value) = cursor.get_val(&storage) {
+                let bucket = bucket_of(value);
+                if range.contains(bucket) {
+                    let mut stats = Stats::default();
+                    add_times(&mut cursor, &mut stats);
+                    match open.as_mut() {
+                        Some((at, sum)) if *at == bucket => sum.add(&stats),
+                        _ => {
+                            if let Some((at, sum)) = open.replace((bucket, stats)) {
+                                visit(key.clone(), at, sum);
+                            }
+                        }
+                    }
+                }
+                cursor.step_val(&storage);
+            }
+            if let Some((at, sum)) = open {
+                visit(key, at, sum);
+            }
+            cursor.step_key(&storage);
+        }
+        return;
+    };
+    for (key, bucket) in wanted {
+        let mut stats = Stats::default();
+        cursor.seek_key(&storage, key);
+        if cursor.get_key(&storage) == Some(key) {
+            // An earlier bucket of this key may have left the values at their end. Stepped,
+            // not sought: a list's seek_val also moves its cursors that are past their last
+            // key.
+            cursor.rewind_vals(&storage);
+            while let Some(value) = cursor.get_val(&storage) {
+                let at = bucket_of(value);
+                if at > *bucket {
+                    break;
+                }
+                if at == *bucket {
+                    add_times(&mut cursor, &mut stats);
+                }
+                cursor.step_val(&storage);
+            }
+        }
+        visit(key.clone(), *bucket, stats);
+    }
 }
