@@ -23,12 +23,12 @@ use eddy::api::flows::FlowsService;
 use eddy::api::flows_wire::FlowsWire;
 use eddy::api::framing::{WholeFrames, WholeFramesLayer};
 use eddy::api::statistics::StatisticsService;
+use eddy::api::statistics_wire::StatisticsWire;
 use eddy::catalog::{Catalog, CatalogLimits};
 use eddy::ingest::connection::{ConnectionIngest, Refused};
 use eddy::ingest::dedup::fingerprint;
 use eddy::ingest::wire::{read_update, WireError};
 use eddy::ingest::{prepare, Bounds, InputLimits, NotPrepared};
-use eddy::proto::statistics_server::StatisticsServer;
 use eddy::proto::{
     FilterHintsRequest, FilterHintsResult, Flow, FlowListRequest, FlowListResult, FlowUpdate,
     StatisticsRequest, StatisticsResult,
@@ -122,7 +122,7 @@ struct Harness {
     runtime: tokio::runtime::Runtime,
     collector: WholeFrames<CollectorService>,
     flows: FlowsWire,
-    statistics: StatisticsServer<StatisticsService>,
+    statistics: StatisticsWire,
 }
 
 impl Harness {
@@ -147,8 +147,10 @@ impl Harness {
                 CollectorService::new(state.clone()).max_decoding_message_size(MAX_DECODED_MESSAGE),
             ),
             flows: FlowsWire::new(FlowsService::new(state.clone()), MAX_DECODED_MESSAGE),
-            statistics: StatisticsServer::new(StatisticsService::new(state.clone()))
-                .max_decoding_message_size(MAX_DECODED_MESSAGE),
+            statistics: StatisticsWire::new(
+                StatisticsService::new(state.clone()),
+                MAX_DECODED_MESSAGE,
+            ),
         };
         let body: Vec<u8> = seed_flows()
             .into_iter()

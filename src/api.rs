@@ -10,6 +10,8 @@ pub mod framing;
 pub mod oversize;
 pub mod request_limits;
 pub mod statistics;
+pub mod statistics_encoding;
+pub mod statistics_wire;
 pub mod status;
 pub mod timerange;
 pub mod views;

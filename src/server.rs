@@ -21,6 +21,7 @@ use crate::api::framing::WholeFramesLayer;
 use crate::api::oversize::OversizeStatusLayer;
 use crate::api::request_limits::RequestLimits;
 use crate::api::statistics::StatisticsService;
+use crate::api::statistics_wire::StatisticsWire;
 use crate::api::views::ViewsService;
 use crate::api::views_wire::ViewsWire;
 use crate::catalog::collector::CatalogCollector;
@@ -29,7 +30,6 @@ use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
-use crate::proto::statistics_server::StatisticsServer;
 use crate::retention::Retention;
 use crate::shutdown::Shutdown;
 use crate::state::ServerState;
@@ -223,10 +223,10 @@ pub async fn serve_with(
             FlowsService::new(state.clone()),
             MAX_DECODED_MESSAGE,
         ))
-        .add_service(
-            StatisticsServer::new(StatisticsService::new(state.clone()))
-                .max_decoding_message_size(MAX_DECODED_MESSAGE),
-        )
+        .add_service(StatisticsWire::new(
+            StatisticsService::new(state.clone()),
+            MAX_DECODED_MESSAGE,
+        ))
         .add_service(ViewsWire::new(
             ViewsService::new(state.clone()),
             MAX_DECODED_MESSAGE,

@@ -1,14 +1,17 @@
 //! The call shapes Eddy's hand-routed gRPC services share: a unary method answered by an
-//! async function of its request message, and a server-streaming call answered by a live
-//! stream's [`Outbound`] (`goldmane.Flows` in `api::flows_wire`, `eddy.views.v1.Views` in
-//! `api::views_wire`).
+//! async function of its request message, a server-streaming call answered by messages
+//! already encoded (`goldmane.Statistics` in `api::statistics_wire`), and a server-streaming
+//! call answered by a live stream's [`Outbound`] (`goldmane.Flows` in `api::flows_wire`,
+//! `eddy.views.v1.Views` in `api::views_wire`).
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::net::IpAddr;
 
-use tonic::codec::{BufferSettings, Streaming};
+use bytes::{BufMut, Bytes};
+use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder, Streaming};
 use tonic::codegen::{http, Body, BoxFuture, StdError};
-use tonic::server::{Grpc, UnaryService};
+use tonic::server::{Grpc, ServerStreamingService, UnaryService};
 use tonic::transport::server::TcpConnectInfo;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Response, Status};
@@ -50,6 +53,88 @@ where
     let mut grpc = Grpc::new(ProstCodec::<Resp, Req>::default())
         .apply_max_message_size_config(Some(limit), None);
     grpc.unary(UnaryMethod(answer), request).await
+}
+
+/// A server-streaming method: `answer` applied to the request message gives the response
+/// messages, each as its encoded bytes.
+struct EncodedStreamMethod<F>(F);
+
+/// The response stream of an [`EncodedStreamMethod`].
+type EncodedMessages<Messages> =
+    futures::stream::Iter<std::iter::Map<Messages, fn(Bytes) -> Result<Bytes, Status>>>;
+
+impl<Req, Messages, F, Answer> ServerStreamingService<Req> for EncodedStreamMethod<F>
+where
+    F: FnMut(Req) -> Answer,
+    Answer: Future<Output = Result<Messages, ApiError>> + Send + 'static,
+    Messages: Iterator<Item = Bytes> + Send + 'static,
+{
+    type Response = Bytes;
+    type ResponseStream = EncodedMessages<Messages>;
+    type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+
+    fn call(&mut self, request: Request<Req>) -> Self::Future {
+        let answer = (self.0)(request.into_inner());
+        Box::pin(async move {
+            let messages = answer.await?;
+            let ok: fn(Bytes) -> Result<Bytes, Status> = Ok;
+            Ok(Response::new(futures::stream::iter(messages.map(ok))))
+        })
+    }
+}
+
+/// Requests decoded by prost; responses given as their encoded bytes, written as they are.
+struct EncodedResponses<Req>(PhantomData<fn() -> Req>);
+
+impl<Req> Codec for EncodedResponses<Req>
+where
+    Req: prost::Message + Default + Send + 'static,
+{
+    type Encode = Bytes;
+    type Decode = Req;
+    type Encoder = BytesEncoder;
+    type Decoder = ProstDecoder<Req>;
+
+    fn encoder(&mut self) -> BytesEncoder {
+        BytesEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<Req> {
+        ProstDecoder::new(BufferSettings::default())
+    }
+}
+
+/// Writes a message's encoded bytes.
+struct BytesEncoder;
+
+impl Encoder for BytesEncoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, message: Bytes, buffer: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        buffer.put_slice(&message);
+        Ok(())
+    }
+}
+
+/// A server-streaming call answered by `answer` with encoded messages, its request message
+/// decoded up to `limit` bytes.
+pub(crate) async fn encoded_stream<Req, Messages, Answer, B>(
+    request: http::Request<B>,
+    limit: usize,
+    answer: impl FnMut(Req) -> Answer + Send + 'static,
+) -> http::Response<tonic::body::Body>
+where
+    Req: prost::Message + Default + Send + 'static,
+    Messages: Iterator<Item = Bytes> + Send + 'static,
+    Answer: Future<Output = Result<Messages, ApiError>> + Send + 'static,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send,
+{
+    let mut grpc = Grpc::new(EncodedResponses::<Req>(PhantomData))
+        .apply_max_message_size_config(Some(limit), None);
+    grpc.server_streaming(EncodedStreamMethod(answer), request)
+        .await
 }
 
 /// A server-streaming call answered by a live stream: decodes the one request message `M`

@@ -1,26 +1,25 @@
 //! The `Statistics` service (SPEC §8): per-policy and per-rule counters from the policy
 //! statistics view, grouped, ordered and laid on one shared time axis here.
 //!
-//! Groups hold only the buckets that have data; each result's dense columns are built when the
-//! response stream asks for it, so a call never holds every series at once (SPEC §12.3).
+//! Groups hold only the buckets that have data; each result's dense columns are built and
+//! encoded when the response stream asks for it, so a call never holds every series at once
+//! (SPEC §12.3).
 
-use std::collections::{BTreeMap, HashMap};
-use std::pin::Pin;
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use bytes::Bytes;
 
 use eddy_dataflows::filter::IdSet;
 use eddy_dataflows::model::{BucketRange, StatKey, StatLevel, Stats, DIRECTION_INGRESS};
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
-use futures::Stream;
-use tonic::{Request, Response, Status};
+use rustc_hash::FxHashMap;
 
+use crate::api::statistics_encoding::{Cells, ResultShape};
 use crate::api::status::ApiError;
 use crate::api::timerange::bucket_range;
 use crate::catalog::Catalog;
-use crate::proto::statistics_server::Statistics;
-use crate::proto::{
-    Action, PolicyHit, StatisticType, StatisticsGroupBy, StatisticsRequest, StatisticsResult,
-};
+use crate::proto::{Action, PolicyHit, StatisticType, StatisticsGroupBy, StatisticsRequest};
 use crate::state::ServerState;
 use crate::worker::shared_reads::{ReadKind, SharedReads};
 use crate::worker::EngineStopped;
@@ -84,48 +83,11 @@ type ResultOrder = (String, i32, String, String, i32, i64, i32);
 /// A result's identity by ids: kind, tier, namespace, name, action, rule, direction.
 type GroupKey = (i32, u32, u32, u32, i32, i64, i32);
 
-/// The six columns at one slot of the time axis: allowed, denied, passed, each in and out.
-type Cells = [i64; 6];
-
 /// One result being assembled: its identity and its cells, by slot, where there is data.
 struct Group {
     policy: PolicyHit,
     direction: i32,
     cells: BTreeMap<usize, Cells>,
-}
-
-/// What every result of one call shares.
-struct Shape {
-    group_by: StatisticsGroupBy,
-    kind: StatisticType,
-    axis: Arc<Vec<i64>>,
-    width: usize,
-}
-
-impl Group {
-    /// The result with its dense columns, one element per slot of the axis.
-    fn into_result(self, shape: &Shape) -> StatisticsResult {
-        let mut columns: [Vec<i64>; 6] = std::array::from_fn(|_| vec![0; shape.width]);
-        for (slot, cells) in self.cells {
-            for (column, value) in columns.iter_mut().zip(cells) {
-                column[slot] = value;
-            }
-        }
-        let [allowed_in, allowed_out, denied_in, denied_out, passed_in, passed_out] = columns;
-        StatisticsResult {
-            policy: Some(self.policy),
-            direction: self.direction,
-            group_by: shape.group_by as i32,
-            r#type: shape.kind as i32,
-            allowed_in,
-            allowed_out,
-            denied_in,
-            denied_out,
-            passed_in,
-            passed_out,
-            x: shape.axis.to_vec(),
-        }
-    }
 }
 
 /// The (in, out) values a row adds for the requested statistic (SPEC §8.4).
@@ -151,10 +113,12 @@ fn column_pair(action: i32) -> Option<usize> {
 }
 
 impl StatisticsService {
-    async fn list(
+    /// Answers a `List`: its results in order (SPEC §8.8), each as its encoded
+    /// `StatisticsResult`.
+    pub(crate) async fn list(
         &self,
         request: StatisticsRequest,
-    ) -> Result<impl Iterator<Item = StatisticsResult> + Send + 'static, ApiError> {
+    ) -> Result<impl Iterator<Item = Bytes> + Send + 'static, ApiError> {
         let state = &self.state;
         let range = bucket_range(
             request.start_time_gte,
@@ -200,7 +164,7 @@ impl StatisticsService {
         };
         let width = axis.len().max(1);
         // Group by ids first; strings are resolved once per result, not once per row.
-        let mut by_id: HashMap<GroupKey, Group> = HashMap::new();
+        let mut by_id: FxHashMap<GroupKey, Group> = FxHashMap::default();
         let engine = state.engine.clone();
         let rows = self
             .reads
@@ -266,30 +230,9 @@ impl StatisticsService {
             );
             groups.insert(order, group);
         }
-        let shape = Shape {
-            group_by,
-            kind,
-            axis: Arc::new(axis),
-            width,
-        };
+        let shape = ResultShape::new(group_by as i32, kind as i32, &axis);
         Ok(groups
             .into_values()
-            .map(move |group| group.into_result(&shape)))
-    }
-}
-
-#[tonic::async_trait]
-impl Statistics for StatisticsService {
-    type ListStream =
-        Pin<Box<dyn Stream<Item = Result<StatisticsResult, Status>> + Send + 'static>>;
-
-    async fn list(
-        &self,
-        request: Request<StatisticsRequest>,
-    ) -> Result<Response<Self::ListStream>, Status> {
-        let results = self.list(request.into_inner()).await?;
-        Ok(Response::new(Box::pin(futures::stream::iter(
-            results.map(Ok),
-        ))))
+            .map(move |group| shape.encode(&group.policy, group.direction, &group.cells, width)))
     }
 }
