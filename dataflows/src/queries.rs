@@ -2,6 +2,7 @@
 //! that owns the traces; the controller merges the partial answers of every worker.
 
 pub mod expire;
+mod flow_scan;
 pub mod hints;
 pub mod list;
 pub mod sizes;
@@ -12,8 +13,7 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList, Navi
 use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 
-use crate::model::FlowId;
-use crate::traces::FlowsTrace;
+pub(crate) use flow_scan::visit_flows;
 
 /// A cursor over every batch of a trace, with the storage it reads from.
 pub(crate) fn cursor_over_all<Tr>(
@@ -28,35 +28,4 @@ where
         .batches_through(Antichain::new().borrow())
         .expect("the empty frontier is always a clean cut of a trace");
     cursor_list(batches)
-}
-
-/// The cursor of the flows view over every batch.
-pub(crate) type FlowsCursor = CursorList<<<FlowsTrace as TraceReader>::Batch as Navigable>::Cursor>;
-/// The batches a [`FlowsCursor`] reads.
-pub(crate) type FlowsStorage = Vec<<FlowsTrace as TraceReader>::Batch>;
-
-/// Calls `visit` with the cursor on each flow of the flows view, in id order: every flow, or
-/// only the ids in `only` (ascending), reached by seeking so the others are not read.
-pub(crate) fn visit_flows(
-    flows: &mut FlowsTrace,
-    only: Option<&[FlowId]>,
-    mut visit: impl FnMut(FlowId, &mut FlowsCursor, &FlowsStorage),
-) {
-    let (mut cursor, storage) = cursor_over_all(flows);
-    match only {
-        None => {
-            while let Some(id) = cursor.get_key(&storage).copied() {
-                visit(id, &mut cursor, &storage);
-                cursor.step_key(&storage);
-            }
-        }
-        Some(ids) => {
-            for id in ids {
-                cursor.seek_key(&storage, id);
-                if cursor.get_key(&storage) == Some(id) {
-                    visit(*id, &mut cursor, &storage);
-                }
-            }
-        }
-    }
 }

@@ -3,12 +3,9 @@
 //! flows view. Inserting the records empties those buckets in every view; the flows' keys
 //! then leave the key store.
 
-use differential_dataflow::difference::IsZero;
-use differential_dataflow::trace::cursor::Cursor;
-
 use crate::inputs::EngineInputs;
 use crate::keys::FlowKeys;
-use crate::model::{Bucket, FlowId, FlowRecord, Stats, Tick};
+use crate::model::{Bucket, FlowId, FlowRecord, Tick};
 use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
@@ -42,27 +39,22 @@ pub fn expire(views: &mut Views, inputs: &mut EngineInputs, floor: Bucket, refle
 /// shard, each with its flow's key from `keys`, and the flows nothing retained is left of.
 fn expired(flows: &mut FlowsTrace, keys: &FlowKeys, floor: Bucket) -> Expired {
     let mut expired = Expired::default();
-    visit_flows(flows, None, |id, cursor, storage| {
+    visit_flows(flows, None, |id, rows| {
         let mut retained = false;
-        while let Some((bucket, labels)) = cursor.get_val(storage) {
-            let mut stats = Stats::default();
-            cursor.map_times(storage, |_, diff| stats.add(diff));
-            if !stats.is_zero() {
-                if *bucket >= floor {
-                    retained = true;
-                    break;
-                }
-                let key = keys
-                    .get(id)
-                    .expect("every flow with a live row has its key stored (FlowKeys invariant)");
-                expired.retractions.push(FlowRecord {
-                    key: *key,
-                    bucket: *bucket,
-                    labels: *labels,
-                    stats: stats.negated(),
-                });
+        for (bucket, labels, stats) in rows {
+            if *bucket >= floor {
+                retained = true;
+                break;
             }
-            cursor.step_val(storage);
+            let key = keys
+                .get(id)
+                .expect("every flow with a live row has its key stored (FlowKeys invariant)");
+            expired.retractions.push(FlowRecord {
+                key: *key,
+                bucket: *bucket,
+                labels: *labels,
+                stats: stats.negated(),
+            });
         }
         if !retained {
             expired.gone.push(id);

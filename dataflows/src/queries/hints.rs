@@ -60,17 +60,12 @@ fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) 
     let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     // The flows with updates in the range, ascending.
     let mut present = Vec::new();
-    visit_flows(flows, candidates.as_deref(), |id, cursor, storage| {
-        while let Some((bucket, _labels)) = cursor.get_val(storage) {
-            if query.range.contains(*bucket) {
-                let mut records = 0i64;
-                cursor.map_times(storage, |_, diff| records += diff.records);
-                if records > 0 {
-                    present.push(id);
-                    return;
-                }
-            }
-            cursor.step_val(storage);
+    visit_flows(flows, candidates.as_deref(), |id, rows| {
+        if rows
+            .iter()
+            .any(|(bucket, _, stats)| query.range.contains(*bucket) && stats.records > 0)
+        {
+            present.push(id);
         }
     });
     let mut values: Vec<u32> = if candidates.is_none() && present.len() == keys.len() {

@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use differential_dataflow::trace::cursor::Cursor;
-
 use crate::filter::FlowFilter;
 use crate::keys::FlowKeys;
 use crate::model::{Bucket, BucketRange, FlowId, FlowKey, LabelPair, Stats};
@@ -207,7 +205,7 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
     };
     let mut total = 0u64;
     let orders_by_key = query.orders_by_key();
-    visit_flows(flows, candidates.as_deref(), |id, cursor, storage| {
+    visit_flows(flows, candidates.as_deref(), |id, rows| {
         let ordering_key = if orders_by_key {
             // A flow whose key has left the store was expired: what the view still holds of
             // it are rows and their retractions not yet merged away, summing to nothing.
@@ -221,50 +219,46 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
         // The window being aggregated, and its row unless it cannot make the page (then it is
         // only counted).
         let mut open: Option<(Bucket, Option<ListRow>)> = None;
-        while let Some((bucket, labels)) = cursor.get_val(storage) {
+        for (bucket, labels, stats) in rows {
             let bucket = *bucket;
-            if query.range.contains(bucket) {
-                let mut stats = Stats::default();
-                cursor.map_times(storage, |_, diff| stats.add(diff));
-                if stats.records > 0 {
-                    let window = query.window_of(bucket);
-                    match open.as_mut() {
-                        Some((open_window, row)) if *open_window == window => {
-                            if let Some(row) = row {
-                                row.stats.add(&stats);
-                                row.end = bucket + query.window;
-                                row.labels.push(*labels);
-                            }
-                        }
-                        _ => {
-                            if let Some((_, row)) = open.take() {
-                                total += 1;
-                                top.push_some(row);
-                            }
-                            // Set now: `TopRows` compares orders as rows arrive.
-                            let order = query.order_of(id, ordering_key, bucket);
-                            let key = top
-                                .admits(&order)
-                                .then(|| ordering_key.or_else(|| keys.get(id)))
-                                .flatten();
-                            debug_assert!(
-                                !top.admits(&order) || key.is_some(),
-                                "every flow in the view has its key stored"
-                            );
-                            let row = key.map(|key| ListRow {
-                                key: *key,
-                                start: bucket,
-                                end: bucket + query.window,
-                                stats,
-                                labels: vec![*labels],
-                                order,
-                            });
-                            open = Some((window, row));
-                        }
+            if !query.range.contains(bucket) || stats.records <= 0 {
+                continue;
+            }
+            let window = query.window_of(bucket);
+            match open.as_mut() {
+                Some((open_window, row)) if *open_window == window => {
+                    if let Some(row) = row {
+                        row.stats.add(stats);
+                        row.end = bucket + query.window;
+                        row.labels.push(*labels);
                     }
                 }
+                _ => {
+                    if let Some((_, row)) = open.take() {
+                        total += 1;
+                        top.push_some(row);
+                    }
+                    // Set now: `TopRows` compares orders as rows arrive.
+                    let order = query.order_of(id, ordering_key, bucket);
+                    let key = top
+                        .admits(&order)
+                        .then(|| ordering_key.or_else(|| keys.get(id)))
+                        .flatten();
+                    debug_assert!(
+                        !top.admits(&order) || key.is_some(),
+                        "every flow in the view has its key stored"
+                    );
+                    let row = key.map(|key| ListRow {
+                        key: *key,
+                        start: bucket,
+                        end: bucket + query.window,
+                        stats: *stats,
+                        labels: vec![*labels],
+                        order,
+                    });
+                    open = Some((window, row));
+                }
             }
-            cursor.step_val(storage);
         }
         if let Some((_, row)) = open {
             total += 1;

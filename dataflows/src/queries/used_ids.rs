@@ -5,11 +5,8 @@
 //! per epoch. The key store may still hold a flow whose rows just left retention (until the
 //! next expiry), so its ids are reported a little longer than needed, never too short.
 
-use differential_dataflow::difference::IsZero;
-use differential_dataflow::trace::cursor::Cursor;
-
 use crate::keys::FlowKeys;
-use crate::model::{FlowKey, Stats};
+use crate::model::FlowKey;
 use crate::queries::visit_flows;
 use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
@@ -118,15 +115,10 @@ pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
 
 fn used_ids_of(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
-    visit_flows(flows, None, |_, cursor, storage| {
-        while let Some((_, (source_labels, dest_labels))) = cursor.get_val(storage) {
-            let mut stats = Stats::default();
-            cursor.map_times(storage, |_, diff| stats.add(diff));
-            if !stats.is_zero() {
-                used.label_sets.insert(*source_labels);
-                used.label_sets.insert(*dest_labels);
-            }
-            cursor.step_val(storage);
+    visit_flows(flows, None, |_, rows| {
+        for (_, (source_labels, dest_labels), _) in rows {
+            used.label_sets.insert(*source_labels);
+            used.label_sets.insert(*dest_labels);
         }
     });
     for key in keys.keys() {
