@@ -19,7 +19,8 @@ pub struct ReadArgs {
         value_parser = value_parser!(u32).range(1..=1_000_000))]
     pub max_read_waiters: u32,
     /// Flow records after which the engine closes a tick; no more ingest than one tick is
-    /// ever ahead of a query (recovery, which no query waits on, uses 262,144 or this,
+    /// ever ahead of a query (for 10 s after a query, ticks close at 4,096 records or this,
+    /// whichever is smaller; recovery, which no query waits on, uses 262,144 or this,
     /// whichever is larger).
     #[arg(long, env = "EDDY_TICK_RECORDS", default_value_t = TICK_RECORDS as u32,
         value_parser = value_parser!(u32).range(1024..=16_777_216))]

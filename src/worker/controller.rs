@@ -10,7 +10,8 @@
 //!
 //! Queries do not wait behind ingest (issue 10): the controller takes ingest only while every
 //! closed tick is reflected in the views ([`Progress`]), so at most one tick of ingest (the
-//! open one, or the closed one the workers are finishing) is ever ahead of a query. Ingest
+//! open one, or the closed one the workers are finishing) is ever ahead of a query; for a while
+//! after a query a tick holds at most one gathered batch ([`Pacing::records_per_tick`]). Ingest
 //! held back waits in the ordered channel; once it is full `Connect` stops reading and
 //! receipts wait: backpressure (SPEC §9.2), not a backlog in front of reads. A query may pass
 //! ingest that waits in the channel: that ingest was not taken, so nothing of it is receipted,
@@ -63,6 +64,8 @@ pub struct Inbox {
 /// What woke the controller.
 enum Event {
     Request(Request),
+    /// A request from the query channel.
+    Query(Request),
     /// A worker advanced, or the query channel closed: look again.
     Progress,
     QueriesClosed,
@@ -112,6 +115,8 @@ pub struct Controller {
     floor: Bucket,
     gathered: Option<(IngestBatch, Vec<oneshot::Sender<()>>)>,
     dead_worker: Option<usize>,
+    /// When the latest query arrived: ticks are smaller for a while after one.
+    last_query: Option<Instant>,
 }
 
 impl Controller {
@@ -141,6 +146,7 @@ impl Controller {
             floor: Bucket::MIN,
             gathered: None,
             dead_worker: None,
+            last_query: None,
         }
     }
 
@@ -153,6 +159,10 @@ impl Controller {
             self.roll_retention();
             match self.next_event(&inbox, queries_open, next_tick) {
                 Event::Request(request) => self.handle(request),
+                Event::Query(request) => {
+                    self.last_query = Some(Instant::now());
+                    self.handle(request);
+                }
                 Event::Progress | Event::Timeout => {}
                 Event::QueriesClosed => queries_open = false,
                 Event::Closed => {
@@ -163,7 +173,8 @@ impl Controller {
             if inbox.ordered.is_empty() || !self.takes_ingest() {
                 self.forward_gathered();
             }
-            if self.open_records >= self.pacing.tick_records.current() {
+            let since_query = self.last_query.map(|at| at.elapsed());
+            if self.open_records >= self.pacing.records_per_tick(since_query) {
                 self.close_tick();
             }
             // Checked after every request too: steady ingest must not hold a tick open.
@@ -179,7 +190,7 @@ impl Controller {
     /// waits for either, for a worker's progress or for the next tick.
     fn next_event(&self, inbox: &Inbox, queries_open: bool, deadline: Instant) -> Event {
         if let Ok(query) = inbox.queries.try_recv() {
-            return Event::Request(query);
+            return Event::Query(query);
         }
         let takes_ingest = self.takes_ingest();
         if takes_ingest {
@@ -190,7 +201,7 @@ impl Controller {
         let mut selector = Selector::new().recv(&inbox.progress, |_| Event::Progress);
         if queries_open {
             selector = selector.recv(&inbox.queries, |query| match query {
-                Ok(query) => Event::Request(query),
+                Ok(query) => Event::Query(query),
                 Err(_) => Event::QueriesClosed,
             });
         }
