@@ -271,6 +271,62 @@ impl FlowsService {
     }
 }
 
+/// The count of distinct non-empty `values` and the page of them in byte order (all of them
+/// when `page_size` is 0).
+fn values_page(mut values: Vec<String>, page: usize, page_size: usize) -> (u64, Vec<String>) {
+    values.retain(|value| !value.is_empty());
+    values.sort_unstable();
+    values.dedup();
+    let total = values.len() as u64;
+    if page_size == 0 {
+        return (total, values);
+    }
+    let page = values
+        .into_iter()
+        .skip(page.saturating_mul(page_size))
+        .take(page_size)
+        .collect();
+    (total, page)
+}
+
+/// [`values_page`] of the strings of `ids`, ordered by the string table's byte-order ranks (kept
+/// until the table changes) so that only the page's strings are resolved: a FilterHints of a
+/// name, one per flow, otherwise resolves and sorts every name. Gives the ids back if one has
+/// no rank (removed from the table since the workers read it).
+fn string_page_by_rank(
+    state: &ServerState,
+    mut ids: Vec<u32>,
+    page: usize,
+    page_size: usize,
+) -> Result<(u64, Vec<String>), Vec<u32>> {
+    let ranks = state.catalog.symbols.ranks();
+    let rank_of = |id: u32| {
+        ranks
+            .get(id as usize)
+            .copied()
+            .filter(|rank| *rank != u32::MAX)
+    };
+    if ids.iter().any(|id| rank_of(*id).is_none()) {
+        return Err(ids);
+    }
+    // Distinct ids are distinct strings: the table holds each value once.
+    ids.sort_unstable_by_key(|id| rank_of(*id));
+    ids.dedup();
+    let resolve = |id: &u32| state.catalog.symbols.resolve(*id);
+    // The empty string sorts first.
+    if ids.first().is_some_and(|id| resolve(id).is_empty()) {
+        ids.remove(0);
+    }
+    let total = ids.len() as u64;
+    let chosen = if page_size == 0 {
+        &ids[..]
+    } else {
+        let first = page.saturating_mul(page_size).min(ids.len());
+        &ids[first..ids.len().min(first.saturating_add(page_size))]
+    };
+    Ok((total, chosen.iter().map(resolve).collect()))
+}
+
 /// One page of FilterHints values from the workers' distinct ids: resolved to strings, empty
 /// values dropped, sorted and de-duplicated (SPEC §6).
 fn hints_page(
@@ -281,25 +337,25 @@ fn hints_page(
     page_size: usize,
     requested_size: i64,
 ) -> FilterHintsResult {
-    let ids = partials.into_iter().flatten();
-    let mut values: Vec<String> = match policy_field {
-        None => ids.map(|id| state.catalog.symbols.resolve(id)).collect(),
-        Some(policy_field) => ids
-            .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
-            .collect(),
-    };
-    values.retain(|value| !value.is_empty());
-    values.sort_unstable();
-    values.dedup();
-    let total = values.len() as u64;
-    let hints = if page_size == 0 {
-        values
-    } else {
-        values
-            .into_iter()
-            .skip(page.saturating_mul(page_size))
-            .take(page_size)
-            .collect()
+    let ids: Vec<u32> = partials.into_iter().flatten().collect();
+    let (total, hints) = match policy_field {
+        None => match string_page_by_rank(state, ids, page, page_size) {
+            Ok(page) => page,
+            Err(ids) => values_page(
+                ids.into_iter()
+                    .map(|id| state.catalog.symbols.resolve(id))
+                    .collect(),
+                page,
+                page_size,
+            ),
+        },
+        Some(policy_field) => values_page(
+            ids.into_iter()
+                .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
+                .collect(),
+            page,
+            page_size,
+        ),
     };
     FilterHintsResult {
         meta: Some(convert::list_metadata(total, requested_size)),
