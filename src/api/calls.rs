@@ -4,14 +4,16 @@
 //! call answered by a live stream's [`Outbound`] (`goldmane.Flows` in `api::flows_wire`,
 //! `eddy.views.v1.Views` in `api::views_wire`).
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::IpAddr;
+use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes};
 use tonic::codec::{BufferSettings, Codec, EncodeBuf, Encoder, Streaming};
-use tonic::codegen::{http, Body, BoxFuture, StdError};
-use tonic::server::{Grpc, ServerStreamingService, UnaryService};
+use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
+use tonic::server::{Grpc, NamedService, ServerStreamingService, UnaryService};
 use tonic::transport::server::TcpConnectInfo;
 use tonic::transport::server::TlsConnectInfo;
 use tonic::{Request, Response, Status};
@@ -19,6 +21,69 @@ use tonic_prost::{ProstCodec, ProstDecoder};
 
 use crate::api::status::ApiError;
 use crate::streams::outbound::Outbound;
+
+/// The answer to one call of a hand-routed method.
+pub type MethodAnswer = BoxFuture<http::Response<tonic::body::Body>, Infallible>;
+
+/// A service whose methods are routed by hand (`goldmane.Flows`, `goldmane.Statistics`,
+/// `eddy.views.v1.Views`): its name, and the answer to each of its methods.
+pub trait RoutedMethods: Clone + Send + 'static {
+    /// The service's full gRPC name.
+    const NAME: &'static str;
+
+    /// The answer to `request`, by its method's path, with request messages decoded up to
+    /// `limit` bytes; `None` for a path that is not one of the service's methods.
+    fn answer<B>(self, request: http::Request<B>, limit: usize) -> Option<MethodAnswer>
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static;
+}
+
+/// A hand-routed service as tonic serves it: each call routed by [`RoutedMethods::answer`],
+/// `UNIMPLEMENTED` for any other path.
+#[derive(Clone)]
+pub struct HandRouted<S> {
+    service: S,
+    max_decoding_message_size: usize,
+}
+
+impl<S> HandRouted<S> {
+    /// Serves `service`, refusing request messages larger than `max_decoding_message_size`.
+    pub fn new(service: S, max_decoding_message_size: usize) -> Self {
+        HandRouted {
+            service,
+            max_decoding_message_size,
+        }
+    }
+}
+
+impl<S: RoutedMethods> NamedService for HandRouted<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for HandRouted<S>
+where
+    S: RoutedMethods,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = MethodAnswer;
+
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> MethodAnswer {
+        self.service
+            .clone()
+            .answer(request, self.max_decoding_message_size)
+            .unwrap_or_else(|| {
+                Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) })
+            })
+    }
+}
 
 /// A unary method: `answer` applied to each request message.
 struct UnaryMethod<F>(F);
