@@ -1,15 +1,14 @@
 //! The `Statistics` service (SPEC §8): per-policy and per-rule counters from the policy
 //! statistics view, grouped, ordered and laid on one shared time axis here.
 //!
-//! Groups hold only the buckets that have data; each result's dense columns are built and
-//! encoded when the response stream asks for it, so a call never holds every series at once
-//! (SPEC §12.3).
+//! Groups hold only the buckets that have data; each result is encoded (zero-filled to the
+//! whole axis, `api::statistics_encoding`) when the response stream asks for it, so a call
+//! never holds every series at once (SPEC §12.3).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-
 use eddy_dataflows::filter::IdSet;
 use eddy_dataflows::model::{BucketRange, StatKey, StatLevel, Stats, DIRECTION_INGRESS};
 use eddy_dataflows::queries::stats::{StatsQuery, StatsRow};
