@@ -698,7 +698,8 @@ async fn peer_ip_scope_absorbs_every_replay() {
 }
 
 /// Request bytes that are not a valid message get INTERNAL, as tonic answers (SPEC §10.1),
-/// on a unary call and on the Connect stream; the server keeps answering (SPEC §10.2).
+/// on every hand-routed method (Flows, Statistics) and on the Connect stream; an unknown
+/// method is UNIMPLEMENTED; the server keeps answering (SPEC §10.2).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering() {
     let server = TestServer::start(2).await;
@@ -752,6 +753,22 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
     let status = raw_unary(&server.channel, "/goldmane.Flows/Nope", Vec::new())
         .await
         .expect_err("Flows has no method Nope");
+    assert_eq!(status.code(), Code::Unimplemented);
+    // Statistics, also hand-routed (its results written as bytes), the same way.
+    for bytes in &garbage {
+        let (results, ended) = raw_streaming(
+            &server.channel,
+            "/goldmane.Statistics/List",
+            vec![bytes.clone()],
+        )
+        .await;
+        assert!(results.is_empty());
+        let status = ended.expect_err("garbage is not a StatisticsRequest");
+        assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
+    }
+    let status = raw_unary(&server.channel, "/goldmane.Statistics/Nope", Vec::new())
+        .await
+        .expect_err("Statistics has no method Nope");
     assert_eq!(status.code(), Code::Unimplemented);
     // The raw client itself works: an empty body is the default request.
     let answer = raw_unary(&server.channel, "/goldmane.Flows/List", Vec::new())
