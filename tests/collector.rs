@@ -729,8 +729,8 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
         assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
         assert_eq!(server.list_all().await.len(), 1);
     }
-    // The other Flows methods, served by the hand-written router, answer garbage the same
-    // way, and an unknown method is UNIMPLEMENTED.
+    // The other methods served by the hand-written router (Flows, Statistics) answer garbage
+    // the same way, and an unknown method is UNIMPLEMENTED.
     for bytes in &garbage {
         let status = raw_unary(
             &server.channel,
@@ -740,36 +740,21 @@ async fn unparseable_request_bytes_get_internal_and_the_server_keeps_answering()
         .await
         .expect_err("garbage is not a FilterHintsRequest");
         assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
-        let (results, ended) = raw_streaming(
-            &server.channel,
-            "/goldmane.Flows/Stream",
-            vec![bytes.clone()],
-        )
-        .await;
-        assert!(results.is_empty());
-        let status = ended.expect_err("garbage is not a FlowStreamRequest");
-        assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
+        // The server-streaming methods: Flows.Stream, and Statistics.List (its results
+        // written as bytes).
+        for path in ["/goldmane.Flows/Stream", "/goldmane.Statistics/List"] {
+            let (results, ended) = raw_streaming(&server.channel, path, vec![bytes.clone()]).await;
+            assert!(results.is_empty());
+            let status = ended.expect_err("garbage is not the method's request");
+            assert_eq!(status.code(), Code::Internal, "{path} {bytes:?}: {status}");
+        }
     }
-    let status = raw_unary(&server.channel, "/goldmane.Flows/Nope", Vec::new())
-        .await
-        .expect_err("Flows has no method Nope");
-    assert_eq!(status.code(), Code::Unimplemented);
-    // Statistics, also hand-routed (its results written as bytes), the same way.
-    for bytes in &garbage {
-        let (results, ended) = raw_streaming(
-            &server.channel,
-            "/goldmane.Statistics/List",
-            vec![bytes.clone()],
-        )
-        .await;
-        assert!(results.is_empty());
-        let status = ended.expect_err("garbage is not a StatisticsRequest");
-        assert_eq!(status.code(), Code::Internal, "{bytes:?}: {status}");
+    for path in ["/goldmane.Flows/Nope", "/goldmane.Statistics/Nope"] {
+        let status = raw_unary(&server.channel, path, Vec::new())
+            .await
+            .expect_err("no such method");
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
     }
-    let status = raw_unary(&server.channel, "/goldmane.Statistics/Nope", Vec::new())
-        .await
-        .expect_err("Statistics has no method Nope");
-    assert_eq!(status.code(), Code::Unimplemented);
     // The raw client itself works: an empty body is the default request.
     let answer = raw_unary(&server.channel, "/goldmane.Flows/List", Vec::new())
         .await
