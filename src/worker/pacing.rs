@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::worker::controller::FORWARD_RECORDS;
+
 /// Records a tick holds during a bulk load.
 pub const BULK_TICK_RECORDS: usize = 262_144;
 
@@ -22,9 +24,7 @@ pub const BULK_TICK_RECORDS: usize = 262_144;
 /// the p99 of FilterHints (almost all of it that wait) went from 27–28 to 20–21 ms, List's
 /// from 46–51 to 39–43 ms and Statistics' from 50–72 to 42–46 ms, while the ingest beside
 /// List fell from 147–151 to 129–131 k updates/s.
-///
-/// [`FORWARD_RECORDS`]: crate::worker::controller::FORWARD_RECORDS
-pub const QUERY_TICK_RECORDS: usize = 4096;
+pub const QUERY_TICK_RECORDS: usize = FORWARD_RECORDS;
 
 /// How long after a query ticks stay at [`QUERY_TICK_RECORDS`]: longer than the interval at
 /// which a dashboard polls, so a page that refreshes finds the small ticks still in place.
