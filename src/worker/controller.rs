@@ -173,14 +173,15 @@ impl Controller {
             if inbox.ordered.is_empty() || !self.takes_ingest() {
                 self.forward_gathered();
             }
-            let since_query = self.last_query.map(|at| at.elapsed());
+            let now = Instant::now();
+            let since_query = self.last_query.map(|at| now.saturating_duration_since(at));
             if self.open_records >= self.pacing.records_per_tick(since_query) {
                 self.close_tick();
             }
             // Checked after every request too: steady ingest must not hold a tick open.
-            if Instant::now() >= next_tick {
+            if now >= next_tick {
                 self.close_tick();
-                next_tick = Instant::now() + self.pacing.tick_interval;
+                next_tick = now + self.pacing.tick_interval;
             }
             self.health()?;
         }
