@@ -39,10 +39,10 @@ pub fn expire(views: &mut Views, inputs: &mut EngineInputs, floor: Bucket, refle
 /// shard, each with its flow's key from `keys`, and the flows nothing retained is left of.
 fn expired(flows: &mut FlowsTrace, keys: &FlowKeys, floor: Bucket) -> Expired {
     let mut expired = Expired::default();
-    visit_flows(flows, None, |id, rows| {
+    visit_flows(flows, None, |id, flow| {
         let mut retained = false;
-        for (bucket, labels, stats) in rows {
-            if *bucket >= floor {
+        for row in flow.rows() {
+            if row.bucket >= floor {
                 retained = true;
                 break;
             }
@@ -51,9 +51,9 @@ fn expired(flows: &mut FlowsTrace, keys: &FlowKeys, floor: Bucket) -> Expired {
                 .expect("every flow with a live row has its key stored (FlowKeys invariant)");
             expired.retractions.push(FlowRecord {
                 key: *key,
-                bucket: *bucket,
-                labels: *labels,
-                stats: stats.negated(),
+                bucket: row.bucket,
+                labels: row.labels,
+                stats: flow.stats(row).negated(),
             });
         }
         if !retained {

@@ -1,8 +1,9 @@
-//! The reads' one pass over the flows view: each flow's rows with their counters summed over
-//! every batch and time, read straight from the batches' columns (keys, the offsets of each
-//! key's values and each value's updates, the counters) rather than through a merged cursor,
-//! which re-derives offsets and compares every batch's position at each step. A scan of 1M
-//! rows spends its time summing counters, not navigating.
+//! The reads' one pass over the flows view: each flow's rows with their update counts summed
+//! over every batch and time, read straight from the batches' columns (keys, the offsets of
+//! each key's values and each value's updates, the counters) rather than through a merged
+//! cursor, which re-derives offsets and compares every batch's position at each step. A row's
+//! other counters are summed only when a read asks for them ([`FlowRows::stats`]): a List
+//! needs them for the rows of its page, not for the 1M rows it counts.
 
 use differential_dataflow::trace::implementations::ord_neu::val_batch::OrdValStorage;
 use differential_dataflow::trace::implementations::Vector;
@@ -12,11 +13,63 @@ use timely::progress::Antichain;
 use crate::model::{Bucket, FlowId, LabelPair, Stats, Tick};
 use crate::traces::FlowsTrace;
 
-/// One row of a flow: its bucket and label pair, with the counters of every update of it.
-pub(crate) type FlowRowSum = (Bucket, LabelPair, Stats);
-
 /// The columns of one batch of the flows view.
 type FlowsStorage = OrdValStorage<Vector<((FlowId, (Bucket, LabelPair)), Tick, Stats)>>;
+
+/// `FlowRow::holder` of a row summed from several batches.
+const SEVERAL_BATCHES: usize = usize::MAX;
+
+/// One row of a flow: its bucket and label pair, and the records of every update of it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct FlowRow {
+    pub bucket: Bucket,
+    pub labels: LabelPair,
+    /// The updates' `records`, summed over batches and times.
+    pub records: i64,
+    /// The index in [`FlowRows::holders`] of the batch holding the row, or [`SEVERAL_BATCHES`].
+    holder: usize,
+    /// The row's value index in that batch.
+    value: usize,
+}
+
+/// A flow's rows whose records do not sum to zero, in (bucket, label pair) order, and the
+/// batches they were read from, to sum a row's counters on demand.
+pub(crate) struct FlowRows<'a> {
+    rows: &'a [FlowRow],
+    /// Each batch holding the flow, with the range of the flow's values in it.
+    holders: &'a [(&'a FlowsStorage, usize, usize)],
+}
+
+impl FlowRows<'_> {
+    /// The rows, in (bucket, label pair) order.
+    pub fn rows(&self) -> &[FlowRow] {
+        self.rows
+    }
+
+    /// The counters of `row` (one of [`FlowRows::rows`]), summed over every batch and time.
+    pub fn stats(&self, row: &FlowRow) -> Stats {
+        let mut stats = Stats::default();
+        if row.holder == SEVERAL_BATCHES {
+            for (storage, first, end) in self.holders {
+                let values = &storage.vals.vals[*first..*end];
+                if let Ok(at) = values.binary_search(&(row.bucket, row.labels)) {
+                    add_updates(storage, first + at, &mut stats);
+                }
+            }
+        } else {
+            add_updates(self.holders[row.holder].0, row.value, &mut stats);
+        }
+        stats
+    }
+}
+
+/// Adds the counters of every update of value `value` of `storage` to `stats`.
+fn add_updates(storage: &FlowsStorage, value: usize, stats: &mut Stats) {
+    let (lower, upper) = storage.upds.bounds(value);
+    for diff in &storage.upds.diffs[lower..upper] {
+        stats.add(diff);
+    }
+}
 
 /// A batch and the index of the next key to read in it.
 struct BatchScan<'a> {
@@ -24,7 +77,7 @@ struct BatchScan<'a> {
     next: usize,
 }
 
-impl BatchScan<'_> {
+impl<'a> BatchScan<'a> {
     fn key(&self) -> Option<FlowId> {
         self.storage.keys.get(self.next).copied()
     }
@@ -34,31 +87,43 @@ impl BatchScan<'_> {
         self.next += self.storage.keys[self.next..].partition_point(|key| *key < id);
     }
 
-    /// Appends the rows of the key at `next` (every row, counters summed over its times) and
-    /// moves past it.
-    fn take_rows(&mut self, rows: &mut Vec<FlowRowSum>) {
-        let (first, end) = self.storage.vals.bounds(self.next);
+    /// Appends the rows of the key at `next` (every row, records summed over its times),
+    /// notes this batch as their holder, and moves past the key.
+    fn take_rows(
+        &mut self,
+        rows: &mut Vec<FlowRow>,
+        holders: &mut Vec<(&'a FlowsStorage, usize, usize)>,
+    ) {
+        let storage = self.storage;
+        let (first, end) = storage.vals.bounds(self.next);
+        let holder = holders.len();
+        holders.push((storage, first, end));
         for value in first..end {
-            let (bucket, labels) = self.storage.vals.vals[value];
-            let (lower, upper) = self.storage.upds.bounds(value);
-            let mut stats = Stats::default();
-            for diff in &self.storage.upds.diffs[lower..upper] {
-                stats.add(diff);
-            }
-            rows.push((bucket, labels, stats));
+            let (bucket, labels) = storage.vals.vals[value];
+            let (lower, upper) = storage.upds.bounds(value);
+            let records = storage.upds.diffs[lower..upper]
+                .iter()
+                .fold(0i64, |sum, diff| sum.saturating_add(diff.records));
+            rows.push(FlowRow {
+                bucket,
+                labels,
+                records,
+                holder,
+                value,
+            });
         }
         self.next += 1;
     }
 }
 
-/// Calls `visit` with each flow of the flows view, in id order, and its rows whose counters do
-/// not sum to zero, in (bucket, label pair) order: every flow, or only the ids in `only`
-/// (ascending), found by binary search so the others are not read. A flow whose rows all sum to
-/// zero (expired, not yet merged away) is visited with no rows.
+/// Calls `visit` with each flow of the flows view, in id order, and its rows whose records do
+/// not sum to zero: every flow, or only the ids in `only` (ascending), found by binary search
+/// so the others are not read. A flow whose rows all sum to zero (expired, not yet merged away)
+/// is visited with no rows.
 pub(crate) fn visit_flows(
     flows: &mut FlowsTrace,
     only: Option<&[FlowId]>,
-    mut visit: impl FnMut(FlowId, &[FlowRowSum]),
+    mut visit: impl FnMut(FlowId, &FlowRows),
 ) {
     let batches = flows
         .batches_through(Antichain::new().borrow())
@@ -72,45 +137,63 @@ pub(crate) fn visit_flows(
         .filter(|scan| scan.key().is_some())
         .collect();
     let mut rows = Vec::new();
-    let mut read = |id: FlowId, scans: &mut [BatchScan], rows: &mut Vec<FlowRowSum>| {
-        rows.clear();
-        let mut holding = 0;
-        for scan in scans.iter_mut() {
-            if scan.key() == Some(id) {
-                scan.take_rows(rows);
-                holding += 1;
-            }
-        }
-        if holding == 0 {
-            return;
-        }
-        if holding > 1 {
-            // Each batch's rows are in order; the same row may be in several batches.
-            rows.sort_by_key(|(bucket, labels, _)| (*bucket, *labels));
-            rows.dedup_by(|row, kept| {
-                let same = (row.0, row.1) == (kept.0, kept.1);
-                if same {
-                    kept.2.add(&row.2);
+    let mut holders = Vec::new();
+    let mut next = 0;
+    loop {
+        let id = match only {
+            None => match scans.iter().filter_map(BatchScan::key).min() {
+                Some(id) => id,
+                None => break,
+            },
+            Some(ids) => match ids.get(next) {
+                Some(id) => {
+                    next += 1;
+                    for scan in scans.iter_mut() {
+                        scan.seek(*id);
+                    }
+                    *id
                 }
-                same
-            });
-        }
-        rows.retain(|(_, _, stats)| stats.records != 0);
-        visit(id, rows);
-    };
-    match only {
-        None => {
-            while let Some(id) = scans.iter().filter_map(BatchScan::key).min() {
-                read(id, &mut scans, &mut rows);
-            }
-        }
-        Some(ids) => {
-            for id in ids {
-                for scan in scans.iter_mut() {
-                    scan.seek(*id);
-                }
-                read(*id, &mut scans, &mut rows);
-            }
+                None => break,
+            },
+        };
+        if read_flow(id, &mut scans, &mut rows, &mut holders) {
+            let flow = FlowRows {
+                rows: &rows,
+                holders: &holders,
+            };
+            visit(id, &flow);
         }
     }
+}
+
+/// Reads flow `id`'s rows from the scans positioned at it (moving them past it) into `rows`,
+/// summed per (bucket, label pair) and without those whose records sum to zero, and the
+/// batches holding them into `holders`; returns whether any batch held the flow.
+fn read_flow<'a>(
+    id: FlowId,
+    scans: &mut [BatchScan<'a>],
+    rows: &mut Vec<FlowRow>,
+    holders: &mut Vec<(&'a FlowsStorage, usize, usize)>,
+) -> bool {
+    rows.clear();
+    holders.clear();
+    for scan in scans.iter_mut() {
+        if scan.key() == Some(id) {
+            scan.take_rows(rows, holders);
+        }
+    }
+    if holders.len() > 1 {
+        // Each batch's rows are in order; the same row may be in several batches.
+        rows.sort_by_key(|row| (row.bucket, row.labels));
+        rows.dedup_by(|row, kept| {
+            let same = (row.bucket, row.labels) == (kept.bucket, kept.labels);
+            if same {
+                kept.records = kept.records.saturating_add(row.records);
+                kept.holder = SEVERAL_BATCHES;
+            }
+            same
+        });
+    }
+    rows.retain(|row| row.records != 0);
+    !holders.is_empty()
 }

@@ -60,10 +60,11 @@ fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) 
     let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     // The flows with updates in the range, ascending.
     let mut present = Vec::new();
-    visit_flows(flows, candidates.as_deref(), |id, rows| {
-        if rows
+    visit_flows(flows, candidates.as_deref(), |id, flow| {
+        if flow
+            .rows()
             .iter()
-            .any(|(bucket, _, stats)| query.range.contains(*bucket) && stats.records > 0)
+            .any(|row| query.range.contains(row.bucket) && row.records > 0)
         {
             present.push(id);
         }

@@ -205,7 +205,7 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
     };
     let mut total = 0u64;
     let orders_by_key = query.orders_by_key();
-    visit_flows(flows, candidates.as_deref(), |id, rows| {
+    visit_flows(flows, candidates.as_deref(), |id, flow| {
         let ordering_key = if orders_by_key {
             // A flow whose key has left the store was expired: what the view still holds of
             // it are rows and their retractions not yet merged away, summing to nothing.
@@ -219,18 +219,18 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
         // The window being aggregated, and its row unless it cannot make the page (then it is
         // only counted).
         let mut open: Option<(Bucket, Option<ListRow>)> = None;
-        for (bucket, labels, stats) in rows {
-            let bucket = *bucket;
-            if !query.range.contains(bucket) || stats.records <= 0 {
+        for flow_row in flow.rows() {
+            let bucket = flow_row.bucket;
+            if !query.range.contains(bucket) || flow_row.records <= 0 {
                 continue;
             }
             let window = query.window_of(bucket);
             match open.as_mut() {
                 Some((open_window, row)) if *open_window == window => {
                     if let Some(row) = row {
-                        row.stats.add(stats);
+                        row.stats.add(&flow.stats(flow_row));
                         row.end = bucket + query.window;
-                        row.labels.push(*labels);
+                        row.labels.push(flow_row.labels);
                     }
                 }
                 _ => {
@@ -252,8 +252,8 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
                         key: *key,
                         start: bucket,
                         end: bucket + query.window,
-                        stats: *stats,
-                        labels: vec![*labels],
+                        stats: flow.stats(flow_row),
+                        labels: vec![flow_row.labels],
                         order,
                     });
                     open = Some((window, row));

@@ -115,10 +115,11 @@ pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
 
 fn used_ids_of(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
-    visit_flows(flows, None, |_, rows| {
-        for (_, (source_labels, dest_labels), _) in rows {
-            used.label_sets.insert(*source_labels);
-            used.label_sets.insert(*dest_labels);
+    visit_flows(flows, None, |_, flow| {
+        for row in flow.rows() {
+            let (source_labels, dest_labels) = row.labels;
+            used.label_sets.insert(source_labels);
+            used.label_sets.insert(dest_labels);
         }
     });
     for key in keys.keys() {
