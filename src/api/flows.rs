@@ -14,6 +14,7 @@ use crate::api::convert::{self, PolicyField};
 use crate::api::filter;
 use crate::api::status::ApiError;
 use crate::api::timerange::bucket_range;
+use crate::intern::Symbols;
 use crate::proto::{
     FilterHint, FilterHintsRequest, FilterHintsResult, FilterType, FlowListRequest, FlowListResult,
     FlowStreamRequest, SortBy,
@@ -289,17 +290,35 @@ fn values_page(mut values: Vec<String>, page: usize, page_size: usize) -> (u64, 
     (total, page)
 }
 
-/// [`values_page`] of the strings of `ids`, ordered by the string table's byte-order ranks (kept
-/// until the table changes) so that only the page's strings are resolved: a FilterHints of a
-/// name, one per flow, otherwise resolves and sorts every name. Gives the ids back if one has
-/// no rank (removed from the table since the workers read it).
+/// [`values_page`] of the strings of `ids`: ordered by the string table's byte-order ranks
+/// (kept until the table changes) so that only the page's strings are resolved, since a
+/// FilterHints of a name (one per flow) otherwise resolves and sorts every name. If an id has
+/// no rank (removed from the table since the workers read it), every string is resolved and
+/// sorted instead.
+fn string_page(
+    symbols: &Symbols,
+    ids: Vec<u32>,
+    page: usize,
+    page_size: usize,
+) -> (u64, Vec<String>) {
+    match string_page_by_rank(symbols, ids, page, page_size) {
+        Ok(page) => page,
+        Err(ids) => values_page(
+            ids.into_iter().map(|id| symbols.resolve(id)).collect(),
+            page,
+            page_size,
+        ),
+    }
+}
+
+/// [`string_page`] by rank; gives the ids back if one has no rank.
 fn string_page_by_rank(
-    state: &ServerState,
+    symbols: &Symbols,
     mut ids: Vec<u32>,
     page: usize,
     page_size: usize,
 ) -> Result<(u64, Vec<String>), Vec<u32>> {
-    let ranks = state.catalog.symbols.ranks();
+    let ranks = symbols.ranks();
     let rank_of = |id: u32| {
         ranks
             .get(id as usize)
@@ -312,7 +331,7 @@ fn string_page_by_rank(
     // Distinct ids are distinct strings: the table holds each value once.
     ids.sort_unstable_by_key(|id| rank_of(*id));
     ids.dedup();
-    let resolve = |id: &u32| state.catalog.symbols.resolve(*id);
+    let resolve = |id: &u32| symbols.resolve(*id);
     // The empty string sorts first.
     if ids.first().is_some_and(|id| resolve(id).is_empty()) {
         ids.remove(0);
@@ -339,16 +358,7 @@ fn hints_page(
 ) -> FilterHintsResult {
     let ids: Vec<u32> = partials.into_iter().flatten().collect();
     let (total, hints) = match policy_field {
-        None => match string_page_by_rank(state, ids, page, page_size) {
-            Ok(page) => page,
-            Err(ids) => values_page(
-                ids.into_iter()
-                    .map(|id| state.catalog.symbols.resolve(id))
-                    .collect(),
-                page,
-                page_size,
-            ),
-        },
+        None => string_page(&state.catalog.symbols, ids, page, page_size),
         Some(policy_field) => values_page(
             ids.into_iter()
                 .flat_map(|id| convert::policy_values(&state.catalog.trace(id), policy_field))
@@ -363,5 +373,66 @@ fn hints_page(
             .into_iter()
             .map(|value| FilterHint { value })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intern::TableLimit;
+
+    /// A string table holding `values`, and their ids in the same order.
+    fn table(values: &[&str]) -> (Symbols, Vec<u32>) {
+        let symbols = Symbols::new(TableLimit::entries(64));
+        let ids = values
+            .iter()
+            .map(|value| symbols.intern(value).expect("the table has room"))
+            .collect();
+        (symbols, ids)
+    }
+
+    #[test]
+    fn a_name_page_is_in_byte_order_without_the_empty_string() {
+        let (symbols, ids) = table(&["web-b", "", "api-a", "Web-c", "web-a"]);
+        let twice = ids.iter().chain(&ids).copied().collect();
+        assert_eq!(
+            string_page(&symbols, twice, 0, 0),
+            (
+                4,
+                vec![
+                    "Web-c".into(),
+                    "api-a".into(),
+                    "web-a".into(),
+                    "web-b".into()
+                ]
+            )
+        );
+        assert_eq!(
+            string_page(&symbols, ids.clone(), 1, 3),
+            (4, vec!["web-b".to_string()])
+        );
+        assert_eq!(string_page(&symbols, ids, 2, 3), (4, vec![]));
+    }
+
+    #[test]
+    fn an_id_without_a_rank_falls_back_to_sorting_every_string() {
+        // An id the workers read can leave the table before the page is cut: the catalog
+        // collector removed it. It has no rank then, and resolves to the empty string.
+        let (symbols, ids) = table(&["web-b", "gone", "api-a", "web-a"]);
+        let gone = ids[1];
+        assert_eq!(symbols.table().remove_unused(&[gone], 1), vec![gone]);
+        assert_eq!(
+            string_page_by_rank(&symbols, ids.clone(), 0, 2),
+            Err(ids.clone()),
+            "a removed id has no rank"
+        );
+        assert_eq!(
+            string_page(&symbols, ids.clone(), 0, 2),
+            (3, vec!["api-a".to_string(), "web-a".to_string()])
+        );
+        assert_eq!(
+            string_page(&symbols, ids, 1, 2),
+            (3, vec!["web-b".to_string()])
+        );
     }
 }
