@@ -6,7 +6,7 @@
 use crate::inputs::EngineInputs;
 use crate::keys::FlowKeys;
 use crate::model::{Bucket, FlowId, FlowRecord, Tick};
-use crate::queries::visit_flows;
+use crate::queries::{visit_flows, EVERY_TICK};
 use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
@@ -39,7 +39,7 @@ pub fn expire(views: &mut Views, inputs: &mut EngineInputs, floor: Bucket, refle
 /// shard, each with its flow's key from `keys`, and the flows nothing retained is left of.
 fn expired(flows: &mut FlowsTrace, keys: &FlowKeys, floor: Bucket) -> Expired {
     let mut expired = Expired::default();
-    visit_flows(flows, None, |id, flow| {
+    visit_flows(flows, None, EVERY_TICK, |id, flow| {
         let mut retained = false;
         for row in flow.rows() {
             if row.bucket >= floor {

@@ -1,5 +1,6 @@
 //! The reads' one pass over the flows view: each flow's rows with their update counts summed
-//! over every batch and time, read straight from the batches' columns (keys, the offsets of
+//! over every batch and every time (or every time before a tick: the generic read and the
+//! changes of subscriptions), read straight from the batches' columns (keys, the offsets of
 //! each key's values and each value's updates, the counters) rather than through a merged
 //! cursor, which re-derives offsets and compares every batch's position at each step. A row's
 //! other counters are summed only when a read asks for them ([`FlowRows::stats`]): a List
@@ -19,6 +20,9 @@ type FlowsStorage = OrdValStorage<Vector<((FlowId, (Bucket, LabelPair)), Tick, S
 /// `FlowRow::holder` of a row summed from several batches.
 const SEVERAL_BATCHES: usize = usize::MAX;
 
+/// The `before` of a scan that sums every time.
+pub(crate) const EVERY_TICK: Tick = Tick::MAX;
+
 /// One row of a flow: its bucket and label pair, and the records of every update of it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct FlowRow {
@@ -36,6 +40,8 @@ pub(crate) struct FlowRow {
 /// batches they were read from, to sum a row's counters on demand.
 pub(crate) struct FlowRows<'a> {
     rows: &'a [FlowRow],
+    /// Only updates at times before this are summed.
+    before: Tick,
     /// Each batch holding the flow, with the range of the flow's values in it.
     holders: &'a [(&'a FlowsStorage, usize, usize)],
 }
@@ -46,28 +52,61 @@ impl FlowRows<'_> {
         self.rows
     }
 
-    /// The counters of `row` (one of [`FlowRows::rows`]), summed over every batch and time.
+    /// The counters of `row` (one of [`FlowRows::rows`]), summed over every batch and time
+    /// the scan sums.
     pub fn stats(&self, row: &FlowRow) -> Stats {
         let mut stats = Stats::default();
         if row.holder == SEVERAL_BATCHES {
             for (storage, first, end) in self.holders {
                 let values = &storage.vals.vals[*first..*end];
                 if let Ok(at) = values.binary_search(&(row.bucket, row.labels)) {
-                    add_updates(storage, first + at, &mut stats);
+                    add_updates(storage, first + at, self.before, &mut stats);
                 }
             }
         } else {
-            add_updates(self.holders[row.holder].0, row.value, &mut stats);
+            add_updates(
+                self.holders[row.holder].0,
+                row.value,
+                self.before,
+                &mut stats,
+            );
         }
         stats
     }
 }
 
-/// Adds the counters of every update of value `value` of `storage` to `stats`.
-fn add_updates(storage: &FlowsStorage, value: usize, stats: &mut Stats) {
+/// Adds the counters of the updates of value `value` of `storage` at times before `before`
+/// to `stats`.
+fn add_updates(storage: &FlowsStorage, value: usize, before: Tick, stats: &mut Stats) {
     let (lower, upper) = storage.upds.bounds(value);
-    for diff in &storage.upds.diffs[lower..upper] {
-        stats.add(diff);
+    let diffs = &storage.upds.diffs[lower..upper];
+    if before == EVERY_TICK {
+        diffs.iter().for_each(|diff| stats.add(diff));
+    } else {
+        let times = &storage.upds.times[lower..upper];
+        for (time, diff) in times.iter().zip(diffs) {
+            if *time < before {
+                stats.add(diff);
+            }
+        }
+    }
+}
+
+/// The records of the updates of value `value` of `storage` at times before `before`.
+fn records_of(storage: &FlowsStorage, value: usize, before: Tick) -> i64 {
+    let (lower, upper) = storage.upds.bounds(value);
+    let diffs = &storage.upds.diffs[lower..upper];
+    if before == EVERY_TICK {
+        diffs
+            .iter()
+            .fold(0i64, |sum, diff| sum.saturating_add(diff.records))
+    } else {
+        let times = &storage.upds.times[lower..upper];
+        times
+            .iter()
+            .zip(diffs)
+            .filter(|(time, _)| **time < before)
+            .fold(0i64, |sum, (_, diff)| sum.saturating_add(diff.records))
     }
 }
 
@@ -87,10 +126,11 @@ impl<'a> BatchScan<'a> {
         self.next += self.storage.keys[self.next..].partition_point(|key| *key < id);
     }
 
-    /// Appends the rows of the key at `next` (every row, records summed over its times),
-    /// notes this batch as their holder, and moves past the key.
+    /// Appends the rows of the key at `next` (every row, records summed over its times before
+    /// `before`), notes this batch as their holder, and moves past the key.
     fn take_rows(
         &mut self,
+        before: Tick,
         rows: &mut Vec<FlowRow>,
         holders: &mut Vec<(&'a FlowsStorage, usize, usize)>,
     ) {
@@ -100,10 +140,7 @@ impl<'a> BatchScan<'a> {
         holders.push((storage, first, end));
         for value in first..end {
             let (bucket, labels) = storage.vals.vals[value];
-            let (lower, upper) = storage.upds.bounds(value);
-            let records = storage.upds.diffs[lower..upper]
-                .iter()
-                .fold(0i64, |sum, diff| sum.saturating_add(diff.records));
+            let records = records_of(storage, value, before);
             rows.push(FlowRow {
                 bucket,
                 labels,
@@ -116,13 +153,15 @@ impl<'a> BatchScan<'a> {
     }
 }
 
-/// Calls `visit` with each flow of the flows view, in id order, and its rows whose records do
-/// not sum to zero: every flow, or only the ids in `only` (ascending), found by binary search
-/// so the others are not read. A flow whose rows all sum to zero (expired, not yet merged away)
-/// is visited with no rows.
+/// Calls `visit` with each flow of the flows view, in id order, and its rows whose records at
+/// times before `before` ([`EVERY_TICK`]: every time) do not sum to zero: every flow, or only
+/// the ids in `only` (ascending), found by binary search so the others are not read. A flow
+/// whose rows all sum to zero (expired, not yet merged away) is visited with no rows; a flow
+/// no batch holds is not visited.
 pub(crate) fn visit_flows(
     flows: &mut FlowsTrace,
     only: Option<&[FlowId]>,
+    before: Tick,
     mut visit: impl FnMut(FlowId, &FlowRows),
 ) {
     let batches = flows
@@ -156,9 +195,10 @@ pub(crate) fn visit_flows(
                 None => break,
             },
         };
-        if read_flow(id, &mut scans, &mut rows, &mut holders) {
+        if read_flow(id, before, &mut scans, &mut rows, &mut holders) {
             let flow = FlowRows {
                 rows: &rows,
+                before,
                 holders: &holders,
             };
             visit(id, &flow);
@@ -167,10 +207,11 @@ pub(crate) fn visit_flows(
 }
 
 /// Reads flow `id`'s rows from the scans positioned at it (moving them past it) into `rows`,
-/// summed per (bucket, label pair) and without those whose records sum to zero, and the
+/// their records at times before `before` summed per (bucket, label pair) and without those whose records sum to zero, and the
 /// batches holding them into `holders`; returns whether any batch held the flow.
 fn read_flow<'a>(
     id: FlowId,
+    before: Tick,
     scans: &mut [BatchScan<'a>],
     rows: &mut Vec<FlowRow>,
     holders: &mut Vec<(&'a FlowsStorage, usize, usize)>,
@@ -179,7 +220,7 @@ fn read_flow<'a>(
     holders.clear();
     for scan in scans.iter_mut() {
         if scan.key() == Some(id) {
-            scan.take_rows(rows, holders);
+            scan.take_rows(before, rows, holders);
         }
     }
     if holders.len() > 1 {

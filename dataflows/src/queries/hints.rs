@@ -9,7 +9,7 @@ use differential_dataflow::trace::cursor::Cursor;
 use crate::filter::FlowFilter;
 use crate::keys::FlowKeys;
 use crate::model::BucketRange;
-use crate::queries::{cursor_over_all, visit_flows};
+use crate::queries::{cursor_over_all, visit_flows, EVERY_TICK};
 use crate::traces::{FlowsTrace, HintsTrace};
 use crate::views::flows::FlowsReader;
 use crate::views::hints::{HintField, HintsReader};
@@ -60,7 +60,7 @@ fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) 
     let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
     // The flows with updates in the range, ascending.
     let mut present = Vec::new();
-    visit_flows(flows, candidates.as_deref(), |id, flow| {
+    visit_flows(flows, candidates.as_deref(), EVERY_TICK, |id, flow| {
         if flow
             .rows()
             .iter()

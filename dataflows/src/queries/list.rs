@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::filter::FlowFilter;
 use crate::keys::FlowKeys;
 use crate::model::{Bucket, BucketRange, FlowId, FlowKey, LabelPair, Stats};
-use crate::queries::visit_flows;
+use crate::queries::{visit_flows, EVERY_TICK};
 use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
@@ -205,7 +205,7 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
     };
     let mut total = 0u64;
     let orders_by_key = query.orders_by_key();
-    visit_flows(flows, candidates.as_deref(), |id, flow| {
+    visit_flows(flows, candidates.as_deref(), EVERY_TICK, |id, flow| {
         let ordering_key = if orders_by_key {
             // A flow whose key has left the store was expired: what the view still holds of
             // it are rows and their retractions not yet merged away, summing to nothing.

@@ -7,7 +7,7 @@
 
 use crate::keys::FlowKeys;
 use crate::model::FlowKey;
-use crate::queries::visit_flows;
+use crate::queries::{visit_flows, EVERY_TICK};
 use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
@@ -115,7 +115,7 @@ pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
 
 fn used_ids_of(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
-    visit_flows(flows, None, |_, flow| {
+    visit_flows(flows, None, EVERY_TICK, |_, flow| {
         for row in flow.rows() {
             let (source_labels, dest_labels) = row.labels;
             used.label_sets.insert(source_labels);

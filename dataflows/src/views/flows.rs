@@ -43,6 +43,7 @@ use crate::model::{
     Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick, TraceId,
 };
 use crate::queries::sizes::live_rows;
+use crate::queries::visit_flows;
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
@@ -354,14 +355,47 @@ impl BucketSums for Arranged {
         before: Tick,
         visit: &mut dyn FnMut(FlowId, Bucket, Stats),
     ) {
-        sums::counter_sums(
-            &mut self.trace,
-            |(bucket, _labels): &(Bucket, LabelPair)| *bucket,
-            range,
-            wanted,
-            before,
-            visit,
-        );
+        // The flows view's rows are (bucket, label pair): a (flow, bucket) sums its label
+        // pairs, adjacent in the scan.
+        let Some(wanted) = wanted else {
+            visit_flows(&mut self.trace, None, before, |id, flow| {
+                let mut open: Option<(Bucket, Stats)> = None;
+                for row in flow.rows().iter().filter(|row| range.contains(row.bucket)) {
+                    let stats = flow.stats(row);
+                    match open.as_mut() {
+                        Some((at, sum)) if *at == row.bucket => sum.add(&stats),
+                        _ => {
+                            if let Some((at, sum)) = open.replace((row.bucket, stats)) {
+                                visit(id, at, sum);
+                            }
+                        }
+                    }
+                }
+                if let Some((at, sum)) = open {
+                    visit(id, at, sum);
+                }
+            });
+            return;
+        };
+        let mut ids: Vec<FlowId> = wanted.iter().map(|(id, _)| *id).collect();
+        ids.dedup();
+        // The entries of `wanted` not visited yet: those of a flow no batch holds are zero.
+        let mut pending = wanted.iter().peekable();
+        visit_flows(&mut self.trace, Some(&ids), before, |id, flow| {
+            while let Some((wanted_id, bucket)) = pending.next_if(|(wanted_id, _)| *wanted_id <= id)
+            {
+                let mut stats = Stats::default();
+                if *wanted_id == id {
+                    for row in flow.rows().iter().filter(|row| row.bucket == *bucket) {
+                        stats.add(&flow.stats(row));
+                    }
+                }
+                visit(*wanted_id, *bucket, stats);
+            }
+        });
+        for (id, bucket) in pending {
+            visit(*id, *bucket, Stats::default());
+        }
     }
 
     fn present(stats: &Stats) -> bool {
@@ -436,5 +470,78 @@ impl ViewReader for FlowsReader {
 
     fn live_rows(&mut self) -> LiveRows {
         live_rows(&mut self.arranged.trace)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use timely::dataflow::operators::probe::Handle as ProbeHandle;
+
+    use super::*;
+    use crate::inputs::EngineInputs;
+
+    /// The sums of the (flow, bucket)s a subscription's changes ask for: exactly one per entry,
+    /// in order, zero for one the arrangement does not hold (a flow never inserted, or a bucket
+    /// a held flow has no row in), label pairs summed.
+    #[test]
+    fn wanted_sums_visit_every_entry_with_zero_for_what_is_not_held() {
+        let record = |labels: LabelPair, bytes_in: i64| FlowRecord {
+            key: FlowKey {
+                id: 7,
+                source_name: 1,
+                source_namespace: 2,
+                source_type: 1,
+                dest_name: 3,
+                dest_namespace: 2,
+                dest_type: 1,
+                dest_port: 443,
+                dest_service_name: 0,
+                dest_service_namespace: 0,
+                dest_service_port_name: 0,
+                dest_service_port: 0,
+                proto: 4,
+                reporter: 1,
+                action: 1,
+                trace: 0,
+            },
+            bucket: 30,
+            labels,
+            stats: Stats {
+                records: 1,
+                bytes_in,
+                ..Stats::default()
+            },
+        };
+        let visited = timely::execute_directly(move |worker| {
+            let probe = ProbeHandle::new();
+            let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
+            inputs.insert([record((1, 2), 5), record((3, 4), 6)].iter());
+            inputs.advance_to(1);
+            while probe.less_than(&1) {
+                worker.step();
+            }
+            let mut visited = Vec::new();
+            let wanted = [(3, 30), (7, 15), (7, 30), (7, 45), (9, 30)];
+            views.reader::<FlowsReader>().arranged.sums(
+                &BucketRange {
+                    gte: Bucket::MIN,
+                    lt: Bucket::MAX,
+                },
+                Some(&wanted),
+                Tick::MAX,
+                &mut |id, bucket, stats| visited.push((id, bucket, stats.records, stats.bytes_in)),
+            );
+            visited
+        });
+        assert_eq!(
+            visited,
+            vec![
+                (3, 30, 0, 0),
+                (7, 15, 0, 0),
+                (7, 30, 2, 11),
+                (7, 45, 0, 0),
+                (9, 30, 0, 0)
+            ]
+        );
     }
 }

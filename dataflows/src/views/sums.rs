@@ -236,8 +236,8 @@ pub fn compact_behind<Tr: TraceReader<Time = Tick>>(trace: &mut Tr, tick: Tick) 
 /// [`BucketSums::sums`] of an arrangement `key → value` whose values hold the bucket
 /// (`bucket_of`, values of one bucket adjacent) and whose differences are counters: the
 /// counters of each (key, bucket) summed over its values and the times before `before`.
-/// The flows view (values: bucket and label pair) and the policy statistics view (values:
-/// the bucket) read their sums through it.
+/// The policy statistics view (values: the bucket) reads its sums through it; the flows view
+/// reads its own through `queries::flow_scan`, as Goldmane's reads of it do.
 pub fn counter_sums<K, V>(
     trace: &mut TraceAgent<ValSpine<K, V, Tick, Stats>>,
     bucket_of: impl Fn(&V) -> Bucket,
