@@ -141,8 +141,10 @@ fn main() {
             let boundary = next_boundary(window).await;
             let closed = boundary - window;
             let started = Instant::now();
+            // Each window's send of a key is its own (a different `bytes_out`), as traffic is:
+            // a key's rows in different buckets do not share their counters.
             send_spread(&loaders, keys, OUTSTANDING, move |key| {
-                update(key, 0, 0, window, BucketChoice::Exactly(closed))
+                update(key, 0, step, window, BucketChoice::Exactly(closed))
             })
             .await;
             let load = started.elapsed().as_secs_f64();

@@ -290,11 +290,13 @@ fn main() {
             loaders.push(connect(eddy.address).await);
         }
         let started = Instant::now();
+        // Each bucket's send of a key is its own (a different `bytes_out`), as traffic is: a
+        // key's rows in different buckets do not share their counters.
         send_spread(&loaders, keys * BUCKETS, OUTSTANDING, move |index| {
             update(
                 index % keys,
                 0,
-                0,
+                index / keys,
                 WINDOW,
                 bucket(boundary, 1 + index / keys),
             )
