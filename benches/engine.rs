@@ -93,7 +93,7 @@ fn run_one(keys: u64, workers: usize, pacing: TickPacing) {
                 other.bucket = retention.bucket_of(NOW - bucket * WINDOW);
                 // Another send of the key, as `update` makes it: its own `bytes_out`, so a
                 // key's rows in different buckets do not share their counters.
-                other.stats.bytes_out += bucket as i64;
+                other.stats.bytes_out += bucket;
                 records.push(other);
             }
             records.push(record);

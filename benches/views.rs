@@ -73,7 +73,7 @@ fn records(state: &ServerState, keys: u64) -> Vec<FlowRecord> {
             other.bucket = retention().bucket_of(NOW - back * WINDOW);
             // Another send of the key, as `update` makes it: its own `bytes_out`, so a key's
             // rows in different buckets do not share their counters.
-            other.stats.bytes_out += back as i64;
+            other.stats.bytes_out += back;
             records.push(other);
         }
     }
