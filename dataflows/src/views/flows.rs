@@ -479,6 +479,7 @@ mod tests {
 
     use super::*;
     use crate::inputs::EngineInputs;
+    use crate::model::test_key;
 
     /// The sums of the (flow, bucket)s a subscription's changes ask for: exactly one per entry,
     /// in order, zero for one the arrangement does not hold (a flow never inserted, or a bucket
@@ -486,24 +487,7 @@ mod tests {
     #[test]
     fn wanted_sums_visit_every_entry_with_zero_for_what_is_not_held() {
         let record = |labels: LabelPair, bytes_in: i64| FlowRecord {
-            key: FlowKey {
-                id: 7,
-                source_name: 1,
-                source_namespace: 2,
-                source_type: 1,
-                dest_name: 3,
-                dest_namespace: 2,
-                dest_type: 1,
-                dest_port: 443,
-                dest_service_name: 0,
-                dest_service_namespace: 0,
-                dest_service_port_name: 0,
-                dest_service_port: 0,
-                proto: 4,
-                reporter: 1,
-                action: 1,
-                trace: 0,
-            },
+            key: test_key(7, 2, 2),
             bucket: 30,
             labels,
             stats: Stats {
