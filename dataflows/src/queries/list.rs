@@ -158,10 +158,7 @@ impl TopRows {
         }
     }
 
-    fn push_some(&mut self, row: Option<ListRow>) {
-        let Some(row) = row else {
-            return;
-        };
+    fn push(&mut self, row: ListRow) {
         self.rows.push(row);
         if let Some(limit) = self.limit {
             if self.rows.len() >= limit.max(16).saturating_mul(2) {
@@ -217,52 +214,50 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
             None
         };
         // The window being aggregated, and its row unless it cannot make the page (then it is
-        // only counted).
-        let mut open: Option<(Bucket, Option<ListRow>)> = None;
+        // only counted). Apart, so a flow whose rows cannot make the page moves no row.
+        let mut open_window: Option<Bucket> = None;
+        let mut open_row: Option<ListRow> = None;
         for flow_row in flow.rows() {
             let bucket = flow_row.bucket;
             if !query.range.contains(bucket) || flow_row.records <= 0 {
                 continue;
             }
             let window = query.window_of(bucket);
-            match open.as_mut() {
-                Some((open_window, row)) if *open_window == window => {
-                    if let Some(row) = row {
-                        row.stats.add(&flow.stats(flow_row));
-                        row.end = bucket + query.window;
-                        row.labels.push(flow_row.labels);
-                    }
+            if open_window == Some(window) {
+                if let Some(row) = open_row.as_mut() {
+                    row.stats.add(&flow.stats(flow_row));
+                    row.end = bucket + query.window;
+                    row.labels.push(flow_row.labels);
                 }
-                _ => {
-                    if let Some((_, row)) = open.take() {
-                        total += 1;
-                        top.push_some(row);
-                    }
-                    // Set now: `TopRows` compares orders as rows arrive.
-                    let order = query.order_of(id, ordering_key, bucket);
-                    let key = top
-                        .admits(&order)
-                        .then(|| ordering_key.or_else(|| keys.get(id)))
-                        .flatten();
-                    debug_assert!(
-                        !top.admits(&order) || key.is_some(),
-                        "every flow in the view has its key stored"
-                    );
-                    let row = key.map(|key| ListRow {
-                        key: *key,
-                        start: bucket,
-                        end: bucket + query.window,
-                        stats: flow.stats(flow_row),
-                        labels: vec![flow_row.labels],
-                        order,
-                    });
-                    open = Some((window, row));
+                continue;
+            }
+            if open_window.is_some() {
+                total += 1;
+                if let Some(row) = open_row.take() {
+                    top.push(row);
                 }
             }
+            open_window = Some(window);
+            // Set now: `TopRows` compares orders as rows arrive.
+            let order = query.order_of(id, ordering_key, bucket);
+            if top.admits(&order) {
+                let key = ordering_key.or_else(|| keys.get(id));
+                debug_assert!(key.is_some(), "every flow in the view has its key stored");
+                open_row = key.map(|key| ListRow {
+                    key: *key,
+                    start: bucket,
+                    end: bucket + query.window,
+                    stats: flow.stats(flow_row),
+                    labels: vec![flow_row.labels],
+                    order,
+                });
+            }
         }
-        if let Some((_, row)) = open {
+        if open_window.is_some() {
             total += 1;
-            top.push_some(row);
+            if let Some(row) = open_row {
+                top.push(row);
+            }
         }
     });
     let mut rows = top.finish();
