@@ -385,14 +385,7 @@ impl BucketSums for Arranged {
         before: Tick,
         visit: &mut dyn FnMut(StatKey, Bucket, Stats),
     ) {
-        sums::counter_sums(
-            &mut self.trace,
-            |bucket: &Bucket| *bucket,
-            range,
-            wanted,
-            before,
-            visit,
-        );
+        sums::counter_sums(&mut self.trace, range, wanted, before, visit);
     }
 
     fn present(stats: &Stats) -> bool {

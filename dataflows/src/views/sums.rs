@@ -233,21 +233,18 @@ pub fn compact_behind<Tr: TraceReader<Time = Tick>>(trace: &mut Tr, tick: Tick) 
     trace.set_physical_compaction(frontier);
 }
 
-/// [`BucketSums::sums`] of an arrangement `key → value` whose values hold the bucket
-/// (`bucket_of`, values of one bucket adjacent) and whose differences are counters: the
-/// counters of each (key, bucket) summed over its values and the times before `before`.
-/// The policy statistics view (values: the bucket) reads its sums through it; the flows view
+/// [`BucketSums::sums`] of an arrangement `key → bucket` whose differences are counters: the
+/// counters of each (key, bucket) summed over the times before `before`. The policy
+/// statistics view reads its sums through it; the flows view (values: bucket and label pair)
 /// reads its own through `queries::flow_scan`, as Goldmane's reads of it do.
-pub fn counter_sums<K, V>(
-    trace: &mut TraceAgent<ValSpine<K, V, Tick, Stats>>,
-    bucket_of: impl Fn(&V) -> Bucket,
+pub fn counter_sums<K>(
+    trace: &mut TraceAgent<ValSpine<K, Bucket, Tick, Stats>>,
     range: &BucketRange,
     wanted: Option<&[(K, Bucket)]>,
     before: Tick,
     visit: &mut dyn FnMut(K, Bucket, Stats),
 ) where
     K: Ord + Clone + 'static,
-    V: Ord + Clone + 'static,
 {
     let (mut cursor, storage) = cursor_over_all(trace);
     let add_times = |cursor: &mut _, stats: &mut Stats| {
@@ -259,25 +256,14 @@ pub fn counter_sums<K, V>(
     };
     let Some(wanted) = wanted else {
         while let Some(key) = cursor.get_key(&storage).cloned() {
-            let mut open: Option<(Bucket, Stats)> = None;
-            while let Some(value) = cursor.get_val(&storage) {
-                let bucket = bucket_of(value);
+            // The cursor gives each bucket once, summed over the batches holding it.
+            while let Some(bucket) = cursor.get_val(&storage).copied() {
                 if range.contains(bucket) {
                     let mut stats = Stats::default();
                     add_times(&mut cursor, &mut stats);
-                    match open.as_mut() {
-                        Some((at, sum)) if *at == bucket => sum.add(&stats),
-                        _ => {
-                            if let Some((at, sum)) = open.replace((bucket, stats)) {
-                                visit(key.clone(), at, sum);
-                            }
-                        }
-                    }
+                    visit(key.clone(), bucket, stats);
                 }
                 cursor.step_val(&storage);
-            }
-            if let Some((at, sum)) = open {
-                visit(key, at, sum);
             }
             cursor.step_key(&storage);
         }
@@ -291,8 +277,7 @@ pub fn counter_sums<K, V>(
             // not sought: a list's seek_val also moves its cursors that are past their last
             // key.
             cursor.rewind_vals(&storage);
-            while let Some(value) = cursor.get_val(&storage) {
-                let at = bucket_of(value);
+            while let Some(at) = cursor.get_val(&storage).copied() {
                 if at > *bucket {
                     break;
                 }
