@@ -279,15 +279,7 @@ fn values_page(mut values: Vec<String>, page: usize, page_size: usize) -> (u64, 
     values.sort_unstable();
     values.dedup();
     let total = values.len() as u64;
-    if page_size == 0 {
-        return (total, values);
-    }
-    let page = values
-        .into_iter()
-        .skip(page.saturating_mul(page_size))
-        .take(page_size)
-        .collect();
-    (total, page)
+    (total, list::page_of(values, page, page_size))
 }
 
 /// [`values_page`] of the strings of `ids`: ordered by the string table's byte-order ranks
@@ -337,12 +329,7 @@ fn string_page_by_rank(
         ids.remove(0);
     }
     let total = ids.len() as u64;
-    let chosen = if page_size == 0 {
-        &ids[..]
-    } else {
-        let first = page.saturating_mul(page_size).min(ids.len());
-        &ids[first..ids.len().min(first.saturating_add(page_size))]
-    };
+    let chosen = list::page_of(ids, page, page_size);
     Ok((total, chosen.iter().map(resolve).collect()))
 }
 

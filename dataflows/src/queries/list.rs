@@ -273,13 +273,17 @@ pub fn merge(partials: Vec<ListPartial>, page: usize, page_size: usize) -> (Vec<
     let total = partials.iter().map(|p| p.total).sum();
     let mut rows: Vec<ListRow> = partials.into_iter().flat_map(|p| p.rows).collect();
     rows.sort_unstable_by_key(|row| row.order);
+    (page_of(rows, page, page_size), total)
+}
+
+/// Page `page` (0-based) of `page_size` items; every item when `page_size` is 0 (SPEC §4.4).
+pub fn page_of<T>(items: Vec<T>, page: usize, page_size: usize) -> Vec<T> {
     if page_size == 0 {
-        return (rows, total);
+        return items;
     }
-    let rows = rows
+    items
         .into_iter()
         .skip(page.saturating_mul(page_size))
         .take(page_size)
-        .collect();
-    (rows, total)
+        .collect()
 }
