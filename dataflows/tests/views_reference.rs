@@ -632,7 +632,8 @@ fn policy_statistics_expand_a_reused_trace_with_the_rules_of_its_time() {
 
 /// A subscriber's changes read at a tick count only the updates before it, even when the
 /// arrangement already holds later ones (a worker ahead of the frontier every worker reached):
-/// the flows and policy statistics views sum their rows over the ticks before the read.
+/// the flows and policy statistics views sum their rows over the ticks before the read, so a
+/// subscriber's deltas (SPEC §14.2) add up to the rows at one time.
 #[test]
 fn changes_count_only_the_ticks_before_the_read() {
     let record = |bytes_in: i64| FlowRecord {

@@ -378,6 +378,8 @@ mod tests {
         (symbols, ids)
     }
 
+    /// Hints of a name: distinct values in byte order, no empty string, paged like List
+    /// (SPEC §6.2, §6.3, §4.4).
     #[test]
     fn a_name_page_is_in_byte_order_without_the_empty_string() {
         let (symbols, ids) = table(&["web-b", "", "api-a", "Web-c", "web-a"]);
@@ -401,6 +403,7 @@ mod tests {
         assert_eq!(string_page(&symbols, ids, 2, 3), (4, vec![]));
     }
 
+    /// The same page (SPEC §6.2, §4.4) when an id has no rank.
     #[test]
     fn an_id_without_a_rank_falls_back_to_sorting_every_string() {
         // An id the workers read can leave the table before the page is cut: the catalog

@@ -483,7 +483,7 @@ mod tests {
 
     /// The sums of the (flow, bucket)s a subscription's changes ask for: exactly one per entry,
     /// in order, zero for one the arrangement does not hold (a flow never inserted, or a bucket
-    /// a held flow has no row in), label pairs summed.
+    /// a held flow has no row in), label pairs summed: a row that left is a − delta (SPEC §14.2).
     #[test]
     fn wanted_sums_visit_every_entry_with_zero_for_what_is_not_held() {
         let record = |labels: LabelPair, bytes_in: i64| FlowRecord {
