@@ -4,13 +4,15 @@
 //! range. A view of this shape implements [`BucketedView`]; this file gives it its build,
 //! input, read, compaction, changes for subscribers and reference, as a [`ViewDefinition`].
 //!
-//! Changes: an operator after the arrangement notes the updates of each batch it built (on
-//! the worker that owns their keys) in a [`ChangeLog`] with their ticks, and the probe comes
-//! after it, so every tick the views reflect is in the log; a read of the changes takes the log's entries of the ticks the arrangement holds
-//! (the delta of each (key, bucket)), reads each changed (key, bucket)'s measures from the
-//! arrangement as of those ticks (the new row) and subtracts the delta (the old row). The
-//! arrangement is compacted one tick behind the frontier, so "every tick before the
-//! frontier" is always a time it can still tell apart.
+//! Changes: while someone subscribes, an operator after the arrangement notes the updates of
+//! each batch it built (on the worker that owns their keys) in a [`ChangeLog`] with their
+//! ticks, and the probe comes after it, so every tick the views reflect is in the log; a read
+//! of the changes takes the log's entries of the ticks the arrangement holds (the delta of
+//! each (key, bucket)), reads each changed (key, bucket)'s measures from the arrangement as of
+//! those ticks (the new row) and subtracts the delta (the old row). While nobody subscribes
+//! the operator notes only how far the batches it skipped went, and a snapshot reads through
+//! them ([`ChangeLog::snapshot_before`]). The arrangement is compacted one tick behind the
+//! frontier, so "every tick before the frontier" is always a time it can still tell apart.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -152,8 +154,11 @@ impl<V: BucketedView> ViewDefinition for V {
         arranged
             .stream
             .inspect(move |span: &SpanOf<Spine<V>>| {
-                if let Some(batch) = &span.inner {
-                    note_batch::<V>(&mut noted.borrow_mut(), batch);
+                let mut log = noted.borrow_mut();
+                match &span.inner {
+                    Some(batch) if log.is_recording() => note_batch::<V>(&mut log, batch),
+                    Some(_) => log.skip_through(span.upper().elements()),
+                    None => {}
                 }
             })
             .probe_with(probe);
@@ -280,12 +285,14 @@ impl<V: BucketedView> Reader<V> {
     }
 
     /// [`ViewReader::changes`] for a view whose rows span buckets: each changed key's rows
-    /// from its old buckets (−1) and its new ones (+1), equal rows cancelled.
+    /// from its old buckets (−1) and its new ones (+1), equal rows cancelled; a snapshot reads
+    /// the ticks before `snapshot_before`.
     fn key_changes(
         &mut self,
         watch: Watch,
         window: i64,
         before: Tick,
+        snapshot_before: Tick,
         delta: &[Update<V>],
     ) -> ViewChanges {
         let mut keys: Vec<V::Key> = delta.iter().map(|((key, _), _)| *key).collect();
@@ -316,7 +323,7 @@ impl<V: BucketedView> Reader<V> {
             changes.extend(here);
         }
         let snapshot = (watch == Watch::Snapshot).then(|| {
-            self.buckets_before(None, before)
+            self.buckets_before(None, snapshot_before)
                 .iter()
                 .flat_map(|(key, buckets)| self.view.key_rows(key, buckets, window))
                 .collect()
@@ -400,7 +407,7 @@ impl<V: BucketedView> ViewReader for Reader<V> {
     }
 
     fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
-        let mut delta = {
+        let (mut delta, snapshot_before) = {
             let mut log = self.log.borrow_mut();
             match watch {
                 Watch::Snapshot => log.set_recording(true),
@@ -411,11 +418,11 @@ impl<V: BucketedView> ViewReader for Reader<V> {
                     return ViewChanges::default();
                 }
             }
-            log.take_before(before)
+            (log.take_before(before), log.snapshot_before(before))
         };
         consolidate(&mut delta);
         if V::ROWS_SPAN_BUCKETS {
-            return self.key_changes(watch, window, before, &delta);
+            return self.key_changes(watch, window, before, snapshot_before, &delta);
         }
         let wanted: Vec<(V::Key, Bucket)> = delta.iter().map(|(row, _)| *row).collect();
         let now = self.measures_before(Some(&wanted), before);
@@ -436,7 +443,7 @@ impl<V: BucketedView> ViewReader for Reader<V> {
             }
         }
         let snapshot = (watch == Watch::Snapshot).then(|| {
-            self.measures_before(None, before)
+            self.measures_before(None, snapshot_before)
                 .iter()
                 .filter(|(_, measures)| !measures.is_zero())
                 .map(|(at, measures)| row(at, measures))

@@ -1,13 +1,13 @@
-//! The change log a bucketed view keeps on one worker for its subscribers: the updates of
-//! every batch its arrangement built on this worker, with their ticks. A read of the changes
-//! takes the entries of the ticks the arrangement already holds; the rest wait for the next
-//! read. While nobody subscribes, entries are dropped as soon as the views reflect their
-//! tick, so the log holds at most the ticks still in flight.
+//! The change log a view keeps on one worker for its subscribers: while someone subscribes,
+//! the updates of every batch its arrangement built on this worker, with their ticks. A read
+//! of the changes takes the entries of the ticks the arrangement already holds; the rest wait
+//! for the next read. Once nobody subscribes, entries are dropped as soon as the views reflect
+//! their tick.
 //!
-//! A view whose batches are large (the flows view) notes nothing while nobody subscribes: it
-//! tells the log how far the batches it skipped went ([`ChangeLog::skip_through`]), and a
-//! snapshot then reads the arrangement through those ticks ([`ChangeLog::snapshot_before`]),
-//! so no skipped update is missing from the snapshot nor counted again as a change.
+//! While nobody subscribes a view notes no update: it tells the log how far the batches it
+//! skipped went ([`ChangeLog::skip_through`]), and a snapshot then reads the arrangement
+//! through those ticks ([`ChangeLog::snapshot_before`]), so no skipped update is missing from
+//! the snapshot nor counted again as a change.
 
 use std::cell::RefCell;
 use std::rc::Rc;
