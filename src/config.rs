@@ -135,6 +135,7 @@ impl ServeArgs {
         config.connect = self.connect_limits.limits();
         config.reads = self.reads.limits();
         config.tick_records = self.reads.tick_records();
+        config.ingest_nice = self.reads.ingest_nice;
         config.tick_interval = Duration::from_millis(50);
         Ok(config)
     }

@@ -7,6 +7,7 @@ pub mod counters;
 pub mod dedup;
 pub mod limits;
 pub mod policy_rules;
+pub mod threads;
 pub mod wire;
 
 use eddy_dataflows::model::{FlowKey, FlowRecord, Stats};

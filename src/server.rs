@@ -28,6 +28,7 @@ use crate::catalog::collector::CatalogCollector;
 use crate::catalog::{Catalog, CatalogLimits};
 use crate::health::Health;
 use crate::ingest::dedup::{DedupScope, Deduplicator};
+use crate::ingest::threads::{IngestThreads, INGEST_NICE};
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::{Metrics, QueryTimerLayer};
 use crate::retention::Retention;
@@ -83,6 +84,8 @@ pub struct ServerConfig {
     pub reads: ReadLimits,
     /// Records after which the engine closes a tick.
     pub tick_records: usize,
+    /// Nice levels the threads serving `Connect` calls run below the rest of the server.
+    pub ingest_nice: u8,
     /// A fault to inject into the engine (tests of the fault path only).
     pub fault_injection: Option<FaultInjection>,
 }
@@ -103,6 +106,7 @@ impl ServerConfig {
             connect: ConnectLimits::default(),
             reads: ReadLimits::default(),
             tick_records: TICK_RECORDS,
+            ingest_nice: INGEST_NICE,
             fault_injection: None,
         }
     }
@@ -122,6 +126,12 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         clock.clone(),
     )?
     .with_read_limits(config.reads);
+    let ingest_threads = IngestThreads::start(
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+        config.ingest_nice,
+    )
+    .map(Arc::new)
+    .map_err(|error| format!("cannot start the ingest threads: {error}"))?;
     let catalog = Arc::new(Catalog::new(config.catalog));
     tokio::spawn(CatalogCollector::new(engine.clone(), catalog.clone()).run());
     let streams = StreamHub::start(
@@ -162,6 +172,7 @@ pub fn build_state(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server
         ingest: Arc::new(IngestCounters::default()),
         dedup: Arc::new(Deduplicator::new(config.dedup_scope, config.dedup_capacity)),
         connect: Arc::new(ConnectCalls::new(config.connect)),
+        ingest_threads,
         metrics: Arc::new(Metrics::default()),
         health,
         shutdown,

@@ -9,6 +9,7 @@ use crate::catalog::Catalog;
 use crate::durability::Durability;
 use crate::health::Health;
 use crate::ingest::dedup::Deduplicator;
+use crate::ingest::threads::IngestThreads;
 use crate::ingest::Bounds;
 use crate::ingest::{IngestCounters, InputLimits};
 use crate::metrics::Metrics;
@@ -36,6 +37,8 @@ pub struct ServerState {
     pub dedup: Arc<Deduplicator>,
     /// Open `Connect` calls and their bounds.
     pub connect: Arc<ConnectCalls>,
+    /// The threads `Connect` calls are served on, below the rest of the server's priority.
+    pub ingest_threads: Arc<IngestThreads>,
     /// Live streams.
     pub streams: StreamHub,
     /// Live subscriptions to the registered views.

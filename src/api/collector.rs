@@ -109,7 +109,7 @@ impl CollectorService {
         let peer = request.remote_addr().map(|addr| addr.ip());
         let dedup = self.state.dedup.for_connection(peer, self.state.now());
         let (receipts, outbound) = mpsc::channel(RECEIPT_BUFFER / MAX_BATCH);
-        tokio::spawn(serve_connection(
+        self.state.ingest_threads.handle().spawn(serve_connection(
             self.state.clone(),
             slot,
             peer,

@@ -1,8 +1,10 @@
 //! The flags of query reads and engine pacing (issue 10): how many reads run on the workers
-//! at once, how many callers one shared read answers, and how much ingest one tick holds.
+//! at once, how many callers one shared read answers, how much ingest one tick holds, and how
+//! far below queries ingest runs.
 
 use clap::{value_parser, Args};
 
+use crate::ingest::threads::INGEST_NICE;
 use crate::worker::controller::TICK_RECORDS;
 use crate::worker::shared_reads::ReadLimits;
 
@@ -25,6 +27,13 @@ pub struct ReadArgs {
     #[arg(long, env = "EDDY_TICK_RECORDS", default_value_t = TICK_RECORDS as u32,
         value_parser = value_parser!(u32).range(1024..=16_777_216))]
     pub tick_records: u32,
+    /// Nice levels below the rest of the server at which the threads that read
+    /// FlowCollector.Connect calls run (0 to 19; 0: the same priority). When the CPU is
+    /// saturated, queries and the engine then come before decoding more updates, which wait
+    /// in HTTP/2 flow control.
+    #[arg(long, env = "EDDY_INGEST_NICE", default_value_t = INGEST_NICE,
+        value_parser = value_parser!(u8).range(0..=19))]
+    pub ingest_nice: u8,
 }
 
 impl ReadArgs {
@@ -63,6 +72,7 @@ mod tests {
         let args = reads(&[]).expect("no flags");
         assert_eq!(args.limits(), ReadLimits::default());
         assert_eq!(args.tick_records(), 32_768);
+        assert_eq!(args.ingest_nice, INGEST_NICE);
     }
 
     #[test]
@@ -74,6 +84,8 @@ mod tests {
             "8",
             "--tick-records",
             "4096",
+            "--ingest-nice",
+            "0",
         ])
         .expect("valid flags");
         assert_eq!(
@@ -84,6 +96,18 @@ mod tests {
             }
         );
         assert_eq!(args.tick_records(), 4096);
+        assert_eq!(args.ingest_nice, 0);
+    }
+
+    #[test]
+    fn a_nice_level_past_19_is_refused() {
+        assert!(reads(&["--ingest-nice", "20"]).is_err());
+        assert_eq!(
+            reads(&["--ingest-nice", "19"])
+                .expect("19 is the lowest priority")
+                .ingest_nice,
+            19
+        );
     }
 
     #[test]
