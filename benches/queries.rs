@@ -11,7 +11,8 @@
 //!   view);
 //! - `Statistics.List`, `PacketCount` by `Policy` with `time_series`, the whole response read;
 //!
-//! and last, 64 concurrent List callers (first page, idle). Each row gives answers, p50 / p99,
+//! and last, 64 concurrent List callers (first page, idle). The callers and their connections
+//! run on a tokio runtime of their own, not the ingest client's. Each row gives answers, p50 / p99,
 //! the server's process CPU (from `/proc/PID/stat`) per answer and the ingest rate beside it.
 //! Every answer is checked: List's total is the number of keys, the filtered List's the keys
 //! with that destination namespace.
@@ -22,6 +23,7 @@
 
 mod support;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy::cli::flowgen::realistic::{key_updates, WINDOW};
@@ -198,9 +200,30 @@ struct Loop {
     ingest_rate: Option<f64>,
 }
 
+/// The runtime the query callers and their connections run on: not the one the ingest beside
+/// them runs on, as a dashboard is not the process of the nodes that report flows. Sharing
+/// one runtime, a caller's answer waits behind the ingest client's tasks on the bench's side.
+fn callers_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("query-caller")
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the callers")
+}
+
+/// Clients of a new connection whose tasks run on `runtime`.
+async fn callers_clients(runtime: &tokio::runtime::Handle, address: SocketAddr) -> Clients {
+    runtime
+        .spawn(async move { Clients::new(connect(address).await) })
+        .await
+        .expect("connecting a caller does not panic")
+}
+
 /// Runs `query` in a closed loop on each of `callers` for `seconds`.
 async fn closed_loop(
     eddy: &ServerChild,
+    callers_runtime: &tokio::runtime::Handle,
     callers: Vec<Clients>,
     query: Query,
     expected: Expected,
@@ -214,7 +237,7 @@ async fn closed_loop(
     let tasks: Vec<_> = callers
         .into_iter()
         .map(|mut clients| {
-            tokio::spawn(async move {
+            callers_runtime.spawn(async move {
                 let mut latencies = Latencies::default();
                 while Instant::now() < until {
                     let asked = Instant::now();
@@ -274,6 +297,8 @@ fn main() {
     let keys = args.first().copied().unwrap_or(DEFAULT_KEYS);
     let seconds = args.get(1).copied().unwrap_or(DEFAULT_SECONDS);
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    let callers = callers_runtime();
+    let callers_runtime = callers.handle();
     runtime.block_on(async move {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -314,7 +339,7 @@ fn main() {
         println!();
         println!("| query | beside | answers | answers/s | p50 / p99 | server CPU per answer | ingest beside |");
         println!("|---|---|---|---|---|---|---|");
-        let clients = Clients::new(connect(eddy.address).await);
+        let clients = callers_clients(callers_runtime, eddy.address).await;
         let queries = [
             Query::List,
             Query::FilteredList,
@@ -323,7 +348,7 @@ fn main() {
             Query::Statistics,
         ];
         for query in queries {
-            let measured = closed_loop(&eddy, vec![clients.clone()], query, expected, seconds, None).await;
+            let measured = closed_loop(&eddy, callers_runtime, vec![clients.clone()], query, expected, seconds, None).await;
             row(query.name(), "idle", &measured);
         }
         let ingest_keys = key_updates(INGEST_KEYS.min(keys), |key| bucket(boundary, 1 + key % BUCKETS));
@@ -331,16 +356,16 @@ fn main() {
         let pump = Pump::start(&ingest_channel, INGEST_STREAMS, OUTSTANDING, &ingest_keys);
         for query in queries {
             let measured =
-                closed_loop(&eddy, vec![clients.clone()], query, expected, seconds, Some(&pump)).await;
+                closed_loop(&eddy, callers_runtime, vec![clients.clone()], query, expected, seconds, Some(&pump)).await;
             row(query.name(), "ingest at full speed", &measured);
         }
         pump.stop().await;
         let mut callers = Vec::new();
         for _ in 0..CALLER_CONNECTIONS {
-            let shared = Clients::new(connect(eddy.address).await);
+            let shared = callers_clients(callers_runtime, eddy.address).await;
             callers.extend(std::iter::repeat_n(shared, CALLERS / CALLER_CONNECTIONS));
         }
-        let measured = closed_loop(&eddy, callers, Query::List, expected, seconds, None).await;
+        let measured = closed_loop(&eddy, callers_runtime, callers, Query::List, expected, seconds, None).await;
         row(&format!("{CALLERS} concurrent List callers"), "idle", &measured);
     });
 }
