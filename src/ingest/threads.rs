@@ -28,13 +28,32 @@ pub struct IngestThreads {
 
 impl IngestThreads {
     /// Starts `threads` threads that run `nice` levels below the thread that starts them (0:
-    /// at the same priority). A thread whose priority cannot be lowered logs a warning and
-    /// runs at the priority it has.
+    /// at the same priority), and so do the blocking threads the runtime starts later,
+    /// whichever thread starts them. A thread whose priority cannot be lowered logs a warning
+    /// and runs at the priority it has.
     pub fn start(threads: usize, nice: u8) -> io::Result<IngestThreads> {
+        let target = match (nice, own_nice()) {
+            (0, _) => None,
+            (_, Ok(own)) => Some((own + i32::from(nice)).min(LOWEST_PRIORITY)),
+            (_, Err(error)) => {
+                tracing::warn!(%error, "cannot read the server's priority; the ingest threads run at it");
+                None
+            }
+        };
         let runtime = Builder::new_multi_thread()
             .worker_threads(threads.max(1))
             .thread_name("eddy-ingest")
-            .on_thread_start(move || lower_priority(nice))
+            .on_thread_start(move || {
+                if let Some(target) = target {
+                    if let Err(error) = set_own_nice(target) {
+                        tracing::warn!(
+                            %error,
+                            "cannot lower the priority of an ingest thread; it runs at the \
+                             server's priority"
+                        );
+                    }
+                }
+            })
             .enable_all()
             .build()?;
         Ok(IngestThreads {
@@ -59,29 +78,40 @@ impl Drop for IngestThreads {
     }
 }
 
-/// Adds `nice` to the calling thread's nice value (Linux keeps one per thread).
+/// The highest nice value: the lowest priority.
+const LOWEST_PRIORITY: i32 = 19;
+
+/// The calling thread's nice value (Linux keeps one per thread; `who` 0 is the caller).
 #[allow(
     unsafe_code,
-    reason = "nice(2) has no safe wrapper in the standard library; it takes and returns plain \
-              integers and touches no memory of ours"
+    reason = "getpriority(2) has no safe wrapper in the standard library; it reads no memory \
+              of ours, and errno is the calling thread's own"
 )]
-fn lower_priority(nice: u8) {
-    if nice == 0 {
-        return;
-    }
-    // SAFETY: nice(2) reads no pointer and changes only the calling thread's scheduling
-    // priority. It returns the new nice value, which may be -1; errno tells an error apart.
-    let (result, error) = unsafe {
+fn own_nice() -> io::Result<i32> {
+    // SAFETY: getpriority(2) takes and returns integers. A nice value of -1 is also what it
+    // returns on error, so errno is cleared first and read after: only an error sets it.
+    let (value, error) = unsafe {
         *libc::__errno_location() = 0;
-        let result = libc::nice(i32::from(nice));
-        (result, *libc::__errno_location())
+        let value = libc::getpriority(libc::PRIO_PROCESS, 0);
+        (value, *libc::__errno_location())
     };
-    if result == -1 && error != 0 {
-        tracing::warn!(
-            nice,
-            error = %io::Error::from_raw_os_error(error),
-            "cannot lower the priority of an ingest thread; it runs at the server's priority"
-        );
+    match error {
+        0 => Ok(value),
+        error => Err(io::Error::from_raw_os_error(error)),
+    }
+}
+
+/// Sets the calling thread's nice value to `target` (`who` 0 is the calling thread).
+#[allow(
+    unsafe_code,
+    reason = "setpriority(2) has no safe wrapper in the standard library; it takes integers \
+              and changes only the calling thread's priority"
+)]
+fn set_own_nice(target: i32) -> io::Result<()> {
+    // SAFETY: setpriority(2) reads no pointer and changes only the calling thread's priority.
+    match unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, target) } {
+        0 => Ok(()),
+        _ => Err(io::Error::last_os_error()),
     }
 }
 
@@ -89,8 +119,8 @@ fn lower_priority(nice: u8) {
 mod tests {
     use super::*;
 
-    /// The calling thread's nice value.
-    fn own_nice() -> i64 {
+    /// The calling thread's nice value, as the kernel reports it (not through `getpriority`).
+    fn nice_in_proc() -> i64 {
         let status = std::fs::read_to_string("/proc/thread-self/stat")
             .expect("Linux exposes the thread's stat");
         // Field 19 (1-based) is the nice value; the command name before it is in parentheses.
@@ -104,20 +134,35 @@ mod tests {
 
     #[test]
     fn ingest_threads_run_the_given_levels_below_their_starter() {
-        let starter = own_nice();
+        let starter = nice_in_proc();
         let threads = IngestThreads::start(1, 3).expect("a runtime starts");
         let (sender, receiver) = std::sync::mpsc::channel();
         threads.handle().spawn(async move {
-            let _ = sender.send(own_nice());
+            let _ = sender.send(nice_in_proc());
         });
         let nice = receiver
             .recv()
             .expect("the task runs on an ingest thread and reports");
         assert_eq!(nice, (starter + 3).min(19));
+        assert_eq!(
+            i64::from(own_nice().expect("a thread reads its priority")),
+            starter
+        );
+        // A blocking thread is started by an ingest thread, already lowered: it takes the
+        // same level, not a second step down.
+        let (sender, receiver) = std::sync::mpsc::channel();
+        threads.handle().spawn(async move {
+            let _ = sender.send(tokio::task::spawn_blocking(nice_in_proc).await);
+        });
+        let blocking = receiver
+            .recv()
+            .expect("the blocking task runs and reports")
+            .expect("the blocking task does not panic");
+        assert_eq!(blocking, (starter + 3).min(19));
         let unchanged = IngestThreads::start(1, 0).expect("a runtime starts");
         let (sender, receiver) = std::sync::mpsc::channel();
         unchanged.handle().spawn(async move {
-            let _ = sender.send(own_nice());
+            let _ = sender.send(nice_in_proc());
         });
         assert_eq!(receiver.recv().expect("the task reports"), starter);
     }
