@@ -14,9 +14,10 @@ use std::io;
 use tokio::runtime::{Builder, Handle, Runtime};
 
 /// Nice levels the ingest threads run below the rest of the server by default. Measured with
-/// the queries bench at 1M rows, ingest at full speed beside (five alternated runs of each
-/// build, BENCHMARKS.md): List's p99 median went from 54 to 43 ms and Statistics' from 48 to
-/// 46 ms, with the ingest rate beside them unchanged.
+/// the queries bench at 1M rows, ingest at full speed beside (BENCHMARKS.md): against the
+/// shared runtime, List's p99 median went from 54 to 43 ms and Statistics' from 48 to 46 ms
+/// (five alternated runs each); on one build, Statistics' p99 read 62–82 ms at 0 levels,
+/// 44–45 at 5 and 47–49 at 10, which also took a fifth to a third of the ingest rate.
 pub const INGEST_NICE: u8 = 5;
 
 /// The runtime `Connect` calls are served on. Dropping it stops its threads without waiting
