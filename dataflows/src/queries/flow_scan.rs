@@ -75,39 +75,37 @@ impl FlowRows<'_> {
     }
 }
 
-/// Adds the counters of the updates of value `value` of `storage` at times before `before`
-/// to `stats`.
-fn add_updates(storage: &FlowsStorage, value: usize, before: Tick, stats: &mut Stats) {
+/// Calls `add` with the difference of each update of value `value` of `storage` at a time
+/// before `before` (every update for [`EVERY_TICK`], without reading their times).
+fn for_each_update(storage: &FlowsStorage, value: usize, before: Tick, add: impl FnMut(&Stats)) {
     let (lower, upper) = storage.upds.bounds(value);
     let diffs = &storage.upds.diffs[lower..upper];
     if before == EVERY_TICK {
-        diffs.iter().for_each(|diff| stats.add(diff));
-    } else {
-        let times = &storage.upds.times[lower..upper];
-        for (time, diff) in times.iter().zip(diffs) {
-            if *time < before {
-                stats.add(diff);
-            }
-        }
-    }
-}
-
-/// The records of the updates of value `value` of `storage` at times before `before`.
-fn records_of(storage: &FlowsStorage, value: usize, before: Tick) -> i64 {
-    let (lower, upper) = storage.upds.bounds(value);
-    let diffs = &storage.upds.diffs[lower..upper];
-    if before == EVERY_TICK {
-        diffs
-            .iter()
-            .fold(0i64, |sum, diff| sum.saturating_add(diff.records))
+        diffs.iter().for_each(add);
     } else {
         let times = &storage.upds.times[lower..upper];
         times
             .iter()
             .zip(diffs)
             .filter(|(time, _)| **time < before)
-            .fold(0i64, |sum, (_, diff)| sum.saturating_add(diff.records))
+            .map(|(_, diff)| diff)
+            .for_each(add);
     }
+}
+
+/// Adds the counters of the updates of value `value` of `storage` at times before `before`
+/// to `stats`.
+fn add_updates(storage: &FlowsStorage, value: usize, before: Tick, stats: &mut Stats) {
+    for_each_update(storage, value, before, |diff| stats.add(diff));
+}
+
+/// The records of the updates of value `value` of `storage` at times before `before`.
+fn records_of(storage: &FlowsStorage, value: usize, before: Tick) -> i64 {
+    let mut records = 0i64;
+    for_each_update(storage, value, before, |diff| {
+        records = records.saturating_add(diff.records);
+    });
+    records
 }
 
 /// A batch and the index of the next key to read in it.
@@ -207,8 +205,9 @@ pub(crate) fn visit_flows(
 }
 
 /// Reads flow `id`'s rows from the scans positioned at it (moving them past it) into `rows`,
-/// their records at times before `before` summed per (bucket, label pair) and without those whose records sum to zero, and the
-/// batches holding them into `holders`; returns whether any batch held the flow.
+/// their records at times before `before` summed per (bucket, label pair) and without those
+/// whose records sum to zero, and the batches holding them into `holders`; returns whether
+/// any batch held the flow.
 fn read_flow<'a>(
     id: FlowId,
     before: Tick,
