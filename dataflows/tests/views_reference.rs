@@ -53,6 +53,20 @@ fn bucket(index: i64) -> Bucket {
     BASE + index * W
 }
 
+/// One update of key `index` in bucket `at`, label pair (0, 0), with `counters` and a record
+/// count of 1.
+fn update(index: u32, at: i64, counters: Stats) -> FlowRecord {
+    FlowRecord {
+        key: key(index),
+        bucket: bucket(at),
+        labels: (0, 0),
+        stats: Stats {
+            records: 1,
+            ..counters
+        },
+    }
+}
+
 /// Key `index`: one of five connections (namespaces, names and port 53 or 443 from a small
 /// domain, so rows collide), allowed for keys 0–4 and denied for 5–8 (so a connection's
 /// action can change between buckets), over two protocols, each with its own trace
@@ -510,18 +524,15 @@ proptest! {
 /// the first bucket expired.
 #[test]
 fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
-    let record = |index: u32, at: i64, bytes_in: i64| FlowRecord {
-        key: key(index),
-        bucket: bucket(at),
-        labels: (0, 0),
-        stats: Stats {
-            records: 1,
+    let record = |index: u32, at: i64, bytes_in: i64| {
+        let counters = Stats {
             bytes_in,
             bytes_out: 1,
             packets_in: 2,
             packets_out: 3,
             ..Stats::default()
-        },
+        };
+        update(index, at, counters)
     };
     // Key 0 is the pair (0, 0), in two buckets; key 4 is (1, 1).
     let inserted = vec![record(0, 0, 100), record(0, 1, 50), record(4, 1, 120)];
@@ -579,15 +590,15 @@ fn top_talkers_sums_pairs_over_the_range_and_forgets_expired_buckets() {
 fn policy_statistics_expand_a_reused_trace_with_the_rules_of_its_time() {
     const POLICY_STATS: usize = 5;
     assert_eq!(REGISTERED[POLICY_STATS].schema().name, "policy_stats");
-    let record = |packets_in: i64| FlowRecord {
-        key: key(0),
-        bucket: bucket(0),
-        labels: (0, 0),
-        stats: Stats {
-            records: 1,
-            packets_in,
-            ..Stats::default()
-        },
+    let record = |packets_in: i64| {
+        update(
+            0,
+            0,
+            Stats {
+                packets_in,
+                ..Stats::default()
+            },
+        )
     };
     let old = record(7);
     let retracted = FlowRecord {
@@ -636,16 +647,16 @@ fn policy_statistics_expand_a_reused_trace_with_the_rules_of_its_time() {
 /// subscriber's deltas (SPEC §14.2) add up to the rows at one time.
 #[test]
 fn changes_count_only_the_ticks_before_the_read() {
-    let record = |bytes_in: i64| FlowRecord {
-        key: key(0),
-        bucket: bucket(0),
-        labels: (0, 0),
-        stats: Stats {
-            records: 1,
-            bytes_in,
-            packets_in: 1,
-            ..Stats::default()
-        },
+    let record = |bytes_in: i64| {
+        update(
+            0,
+            0,
+            Stats {
+                bytes_in,
+                packets_in: 1,
+                ..Stats::default()
+            },
+        )
     };
     let (first, second, third) = (record(1), record(10), record(100));
     let views = ["flows", "policy_stats"].map(|name| {
@@ -711,17 +722,12 @@ fn changes_count_only_the_ticks_before_the_read() {
 #[test]
 fn a_snapshot_after_unnoted_batches_and_the_changes_after_it_add_up_to_the_rows() {
     // Keys 0 and 5 are one connection, allowed then denied, in buckets 0, 1 and 2.
-    let records = [(0, 0), (5, 1), (0, 2)].map(|(index, at)| FlowRecord {
-        key: key(index),
-        bucket: bucket(at),
-        labels: (0, 0),
-        stats: Stats {
-            records: 1,
-            bytes_in: 7,
-            packets_in: 1,
-            ..Stats::default()
-        },
-    });
+    let counters = Stats {
+        bytes_in: 7,
+        packets_in: 1,
+        ..Stats::default()
+    };
+    let records = [(0, 0), (5, 1), (0, 2)].map(|(index, at)| update(index, at, counters));
     let reads = timely::execute_directly(move |worker| {
         let probe = ProbeHandle::new();
         let (mut inputs, mut views_built) = EngineInputs::build(worker, &probe);
