@@ -202,7 +202,9 @@ async fn a_client_that_never_reads_its_receipts_does_not_hold_up_others() {
     let idle = CollectorConn::open(&idle_channel).await;
     let updates = idle.clone_sender();
     // Sends more updates than the server keeps receipts for, without reading one receipt:
-    // the server stops reading that call, and the sending task stays blocked.
+    // the server stops reading that call (backpressure, SPEC §9.2: the call's task on the
+    // ingest threads waits, HTTP/2 flow control holds the sender), and the sending task stays
+    // blocked while other calls are served.
     let flooding = tokio::spawn(async move {
         for n in 0..10_000 {
             let update = FlowUpdate {
