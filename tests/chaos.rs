@@ -1,17 +1,22 @@
-//! Chaos against the real `eddy serve` binary on loopback (SPEC §12.8, §12.9): an injected
-//! worker panic, connections cut mid-batch, half-open connections, clients that never read
-//! their receipts and replay storms after mass reconnects, each followed by SIGTERM. Every
-//! test is bounded in count; waits for the process are bounded by `process::PROCESS_BOUND`.
+//! Chaos against the real `eddy serve` binary on loopback (SPEC §9.2, §12.8, §12.9): an
+//! injected worker panic, an injected worker stall, connections cut mid-batch, half-open
+//! connections, clients that never read their receipts and replay storms after mass
+//! reconnects, each followed by SIGTERM. Every test is bounded in count; waits for the process
+//! are bounded by `process::PROCESS_BOUND`.
 
 mod common;
 mod process;
 
 use std::net::SocketAddr;
 use std::process::ExitStatus;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
+use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::{Flow, FlowUpdate};
+use futures::StreamExt;
 use process::{serve_command, EddyProcess};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
@@ -111,6 +116,75 @@ async fn a_worker_panic_exits_non_zero_and_receipts_only_batches_a_worker_took()
     assert!(cause.ends_with(" panicked"), "{cause}");
     let status = eddy.exit();
     assert_eq!(status.code(), Some(1), "a non-zero exit: {status:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_engine_stops_connect_reading_and_every_update_arrives_after_it() {
+    // SPEC §9.2: when the engine cannot keep up, the server stops reading (HTTP/2 flow control
+    // holds the sender), and nothing receipted is dropped. The worker that owns the third
+    // batch stops for 4 s before taking it.
+    const UPDATES: usize = 100_000;
+    let eddy = Eddy::start(&[("EDDY_FAULT_INJECT", "worker-stall-after-batches:2:4000")]);
+    let start = now();
+    // How many updates the call's request stream has given up: those the server read, plus
+    // what the flow-control windows and the client's encoder hold.
+    let given = Arc::new(AtomicUsize::new(0));
+    let counted = given.clone();
+    let updates = futures::stream::iter(0..UPDATES).map(move |n| {
+        counted.fetch_add(1, Ordering::Relaxed);
+        FlowUpdate {
+            flow: Some(update(5, n, start)),
+        }
+    });
+    let channel = connect_channel(eddy.address).await;
+    let mut receipts = FlowCollectorClient::new(channel)
+        .connect(updates)
+        .await
+        .expect("Connect is accepted")
+        .into_inner();
+    let receipted = Arc::new(AtomicUsize::new(0));
+    let reading = {
+        let receipted = receipted.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(_)) = receipts.message().await {
+                if receipted.fetch_add(1, Ordering::Relaxed) + 1 == UPDATES {
+                    return;
+                }
+            }
+        })
+    };
+    // The stall: neither count moves for a second while updates are left to send.
+    let sample = || {
+        (
+            given.load(Ordering::Relaxed),
+            receipted.load(Ordering::Relaxed),
+        )
+    };
+    let mut seen = Vec::new();
+    let stalled = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        seen.push(sample());
+        let last = &seen[seen.len().saturating_sub(5)..];
+        if last.len() == 5 && last.iter().all(|counts| *counts == last[0]) {
+            break last[0];
+        }
+        assert!(seen.len() < 240, "no stall seen in 60 s: {seen:?}");
+    };
+    let (stalled_given, stalled_receipted) = stalled;
+    assert!(
+        stalled_given < UPDATES / 2,
+        "the server stopped reading: {stalled_given} of {UPDATES} updates left the client \
+         while the engine was stalled ({seen:?})"
+    );
+    assert!(stalled_receipted < stalled_given, "{seen:?}");
+    tokio::time::timeout(Duration::from_secs(60), reading)
+        .await
+        .expect("every update is receipted once the engine takes batches again")
+        .expect("the receipt reader ends");
+    assert_eq!(receipted.load(Ordering::Relaxed), UPDATES);
+    assert_eq!(given.load(Ordering::Relaxed), UPDATES);
+    let (stopped, status) = eddy.terminate();
+    assert_eq!(assert_clean_stop(&stopped, status), UPDATES as i64);
 }
 
 /// Checks the `eddy stopped` line: the accounting identity holds and every stored update

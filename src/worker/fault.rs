@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -18,19 +19,38 @@ pub enum FaultInjection {
     /// A worker panics instead of taking the engine's ingest batch number `n + 1` (each batch
     /// is counted once, by the first worker that owns part of it).
     WorkerPanicAfterBatches(u64),
+    /// The first owner of the engine's ingest batch number `batches + 1` stops for `millis`
+    /// milliseconds before taking it, once: an engine that cannot keep up (SPEC §9.2).
+    WorkerStallAfterBatches {
+        /// Batches taken before the stall.
+        batches: u64,
+        /// How long the worker stops.
+        millis: u64,
+    },
 }
 
 impl FaultInjection {
-    /// Parses `worker-panic-after-batches:N`.
+    /// Parses `worker-panic-after-batches:N` or `worker-stall-after-batches:N:MILLIS`.
     pub fn parse(value: &str) -> Result<FaultInjection, String> {
-        let invalid =
-            || format!("{FAULT_INJECT_VAR} `{value}`: expected worker-panic-after-batches:N");
-        let (kind, count) = value.split_once(':').ok_or_else(invalid)?;
+        let invalid = || {
+            format!(
+                "{FAULT_INJECT_VAR} `{value}`: expected worker-panic-after-batches:N or \
+                 worker-stall-after-batches:N:MILLIS"
+            )
+        };
+        let number = |text: &str| text.parse::<u64>().map_err(|_| invalid());
+        let (kind, arguments) = value.split_once(':').ok_or_else(invalid)?;
         match kind {
-            "worker-panic-after-batches" => count
-                .parse()
-                .map(FaultInjection::WorkerPanicAfterBatches)
-                .map_err(|_| invalid()),
+            "worker-panic-after-batches" => {
+                number(arguments).map(FaultInjection::WorkerPanicAfterBatches)
+            }
+            "worker-stall-after-batches" => {
+                let (batches, millis) = arguments.split_once(':').ok_or_else(invalid)?;
+                Ok(FaultInjection::WorkerStallAfterBatches {
+                    batches: number(batches)?,
+                    millis: number(millis)?,
+                })
+            }
             _ => Err(invalid()),
         }
     }
@@ -66,14 +86,29 @@ impl InjectedFault {
     }
 
     /// Called before an ingest batch is taken, by the batch's first owning worker only;
-    /// panics when the injection says so.
+    /// panics or stalls the calling worker when the injection says so.
     pub fn before_batch(&self) {
-        if let Some(FaultInjection::WorkerPanicAfterBatches(limit)) = self.injection {
-            let taken = self.batches.fetch_add(1, Ordering::Relaxed);
-            assert!(
-                taken < limit,
-                "injected fault: worker panic after {limit} ingest batches"
-            );
+        if let Some(stall) = self.count_batch() {
+            std::thread::sleep(stall);
+        }
+    }
+
+    /// Counts one batch; panics when the injection says so, and returns how long to stall
+    /// before taking it, if at all.
+    fn count_batch(&self) -> Option<Duration> {
+        let injection = self.injection?;
+        let taken = self.batches.fetch_add(1, Ordering::Relaxed);
+        match injection {
+            FaultInjection::WorkerPanicAfterBatches(limit) => {
+                assert!(
+                    taken < limit,
+                    "injected fault: worker panic after {limit} ingest batches"
+                );
+                None
+            }
+            FaultInjection::WorkerStallAfterBatches { batches, millis } => {
+                (taken == batches).then(|| Duration::from_millis(millis))
+            }
         }
     }
 }
@@ -176,13 +211,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_switch_parses_its_one_form() {
+    fn the_switch_parses_its_forms() {
         assert_eq!(
             FaultInjection::parse("worker-panic-after-batches:3"),
             Ok(FaultInjection::WorkerPanicAfterBatches(3))
         );
+        assert_eq!(
+            FaultInjection::parse("worker-stall-after-batches:4:2500"),
+            Ok(FaultInjection::WorkerStallAfterBatches {
+                batches: 4,
+                millis: 2500
+            })
+        );
         assert!(FaultInjection::parse("worker-panic-after-batches").is_err());
         assert!(FaultInjection::parse("worker-panic-after-batches:x").is_err());
+        assert!(FaultInjection::parse("worker-stall-after-batches:4").is_err());
+        assert!(FaultInjection::parse("worker-stall-after-batches:4:x").is_err());
         assert!(FaultInjection::parse("controller-panic:1").is_err());
     }
 
@@ -212,5 +256,17 @@ mod tests {
         let third = std::panic::catch_unwind(|| fault.before_batch());
         assert!(third.is_err());
         InjectedFault::new(None).before_batch();
+    }
+
+    #[test]
+    fn an_injected_stall_holds_only_the_batch_after_the_limit() {
+        let stall = FaultInjection::WorkerStallAfterBatches {
+            batches: 1,
+            millis: 300,
+        };
+        let fault = InjectedFault::new(Some(stall));
+        let stalls: Vec<_> = (0..3).map(|_| fault.count_batch()).collect();
+        assert_eq!(stalls, [None, Some(Duration::from_millis(300)), None]);
+        assert_eq!(InjectedFault::new(None).count_batch(), None);
     }
 }
