@@ -31,7 +31,9 @@ impl EngineInputs {
                     (built.feed, built.reader)
                 })
                 .unzip();
-            (EngineInputs { feeds, tick: 0 }, Views { registered })
+            let mut views = Views { registered };
+            views.hand_out_flows();
+            (EngineInputs { feeds, tick: 0 }, views)
         })
     }
 

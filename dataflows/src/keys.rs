@@ -2,9 +2,11 @@
 //! rather than in every row of the flows view, filled when a record is inserted and emptied by
 //! expiry when a flow's last bucket leaves retention.
 //!
-//! A flow is owned by worker [`owner_of`] of its id: its records are inserted there, its rows
-//! are arranged there, and its key is stored there, so nothing is shared between workers and
-//! the same commands could be sequenced across processes.
+//! A flow is owned by worker [`owner_of`] of its connection: its records are inserted there,
+//! its rows are arranged there, and its key is stored there, so nothing is shared between
+//! workers and the same commands could be sequenced across processes. Every flow of one
+//! connection has the same owner, so a view grouping flows by connection reads them on one
+//! worker (`views::derived`).
 //!
 //! The store keeps a [`FlowIndex`] of its flows by namespace: a filtered read finds its
 //! candidates there.
@@ -22,11 +24,43 @@ use rustc_hash::FxBuildHasher;
 
 use crate::filter::FlowFilter;
 use crate::flow_index::FlowIndex;
-use crate::model::{FlowId, FlowKey, Tick};
+use crate::model::{FlowId, FlowKey, Sym, Tick};
 
-/// The worker (of `peers`) that owns flow `id`: the one its records, rows and key live on.
-pub fn owner_of(id: FlowId, peers: usize) -> usize {
-    (id % peers.max(1) as u64) as usize
+/// The worker (of `peers`) that owns the flow of `key`: the one its records, rows and key live
+/// on. Chosen by the flow's connection ([`connection_of`]), so the flows of one connection
+/// (both reporters, every action, service and protocol) share a worker.
+pub fn owner_of(key: &FlowKey, peers: usize) -> usize {
+    let connection = connection_of(key);
+    let mut mixed = u64::from(connection.0);
+    for word in [connection.1, connection.2, connection.3] {
+        mixed = mix(mixed ^ u64::from(word));
+    }
+    mixed = mix(mixed ^ connection.4 as u64);
+    (mixed % peers.max(1) as u64) as usize
+}
+
+/// A flow's connection: source namespace and name, destination namespace and name,
+/// destination port.
+pub type Connection = (Sym, Sym, Sym, Sym, i64);
+
+/// The connection of the flow of `key`.
+pub fn connection_of(key: &FlowKey) -> Connection {
+    (
+        key.source_namespace,
+        key.source_name,
+        key.dest_namespace,
+        key.dest_name,
+        key.dest_port,
+    )
+}
+
+/// SplitMix64's finalizer: every bit of `value` reaches every bit of the result, so the
+/// remainder by any worker count is spread evenly.
+fn mix(value: u64) -> u64 {
+    let mut mixed = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^ (mixed >> 31)
 }
 
 /// A flow's key and the tick its latest record was inserted at.
@@ -168,10 +202,24 @@ mod tests {
     }
 
     #[test]
-    fn owners_split_ids_by_remainder() {
-        assert_eq!(owner_of(7, 2), 1);
-        assert_eq!(owner_of(8, 2), 0);
-        assert_eq!(owner_of(8, 1), 0);
-        assert_eq!(owner_of(8, 0), 0);
+    fn the_flows_of_one_connection_share_an_owner_and_connections_spread_evenly() {
+        let mut counts = [0_usize; 3];
+        for name in 0..3_000 {
+            let mut source = key(u64::from(name), 10);
+            source.source_name = name;
+            let mut destination = source;
+            destination.id += 100_000;
+            destination.reporter = 2;
+            destination.action = 2;
+            destination.proto = 99;
+            assert_eq!(owner_of(&source, 3), owner_of(&destination, 3));
+            counts[owner_of(&source, 3)] += 1;
+            assert_eq!(owner_of(&source, 1), 0);
+            assert_eq!(owner_of(&source, 0), 0);
+        }
+        assert!(
+            counts.iter().all(|count| (900..1_100).contains(count)),
+            "{counts:?}"
+        );
     }
 }

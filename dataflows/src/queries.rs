@@ -13,7 +13,7 @@ use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList, Navi
 use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
 
-pub(crate) use flow_scan::{visit_flows, EVERY_TICK};
+pub(crate) use flow_scan::{visit_flows, FlowRows, EVERY_TICK};
 
 /// A cursor over every batch of a trace, with the storage it reads from.
 pub(crate) fn cursor_over_all<Tr>(

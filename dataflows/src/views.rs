@@ -6,6 +6,7 @@
 
 pub mod bucketed;
 pub mod changes;
+pub mod derived;
 pub mod registry;
 pub mod scratch;
 pub mod sums;
@@ -30,7 +31,7 @@ macro_rules! registered_views {
 registered_views! {
     top_talkers::TopTalkers,
     dns::DnsFlows,
-    policy_changes::PolicyChanges,
+    policy_changes::POLICY_CHANGES,
     flows::Flows,
     hints::FilterHints,
     policy_stats::PolicyStats,
@@ -63,6 +64,27 @@ impl Views {
                 reader.downcast_mut::<R>()
             })
             .expect("every reader a query asks for by type is registered (views::REGISTERED)")
+    }
+
+    /// Gives every view a handle on the flows view ([`registry::ViewReader::read_flows_through`]).
+    pub(crate) fn hand_out_flows(&mut self) {
+        let Some(at) = self.registered.iter_mut().position(|reader| {
+            let reader: &mut dyn Any = reader.as_mut();
+            reader.is::<flows::FlowsReader>()
+        }) else {
+            return;
+        };
+        let (before, rest) = self.registered.split_at_mut(at);
+        let (flows, after) = rest
+            .split_first_mut()
+            .expect("the position found is in the list");
+        let flows: &dyn Any = flows.as_ref();
+        let flows = flows
+            .downcast_ref::<flows::FlowsReader>()
+            .expect("the reader found is the flows view's");
+        for reader in before.iter_mut().chain(after) {
+            reader.read_flows_through(flows);
+        }
     }
 
     /// Every view's reader, in the registry's order.

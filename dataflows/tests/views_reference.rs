@@ -349,7 +349,7 @@ fn run(workers: usize, steps: Vec<Step>) -> Expected {
         let probe = ProbeHandle::new();
         let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
         inputs.insert_rules(&rules());
-        let mine = |record: &&FlowRecord| owner_of(record.key.id, peers) == index;
+        let mine = |record: &&FlowRecord| owner_of(&record.key, peers) == index;
         let mut tick: Tick = 0;
         let mut reads = 0;
         let mut held: Vec<Vec<(Row, i64)>> = vec![Vec::new(); REGISTERED.len()];

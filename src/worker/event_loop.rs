@@ -61,7 +61,7 @@ pub fn run(
                     let mine = batch
                         .records
                         .iter()
-                        .filter(|record| owner_of(record.key.id, peers) == index);
+                        .filter(|record| owner_of(&record.key, peers) == index);
                     let retained = mine.clone().filter(|record| record.bucket >= floor);
                     inputs.insert(retained);
                     let dropped = mine.filter(|record| record.bucket < floor).count();

@@ -35,14 +35,14 @@ pub struct IngestBatch {
 impl IngestBatch {
     /// The workers that need this batch, ascending: every worker if it carries trace rules
     /// (each worker keeps every trace's rules), else those owning one of its records
-    /// (`keys::owner_of` of the flow id).
+    /// (`keys::owner_of`: by connection).
     pub fn owners(&self, peers: usize) -> Vec<usize> {
         if !self.trace_rules.is_empty() || !self.retired_rules.is_empty() {
             return (0..peers).collect();
         }
         let mut owned = vec![false; peers];
         for record in &self.records {
-            owned[owner_of(record.key.id, peers)] = true;
+            owned[owner_of(&record.key, peers)] = true;
         }
         (0..peers).filter(|&worker| owned[worker]).collect()
     }
@@ -232,10 +232,10 @@ mod tests {
 
     use super::*;
 
-    fn record(id: u64) -> FlowRecord {
+    fn record(id: u64, source_name: u32) -> FlowRecord {
         let key = FlowKey {
             id,
-            source_name: 1,
+            source_name,
             source_namespace: 2,
             source_type: 1,
             dest_name: 3,
@@ -275,10 +275,18 @@ mod tests {
     #[test]
     fn records_go_to_their_owners_and_rules_to_every_worker() {
         let mut batch = IngestBatch {
-            records: vec![record(4), record(6)],
+            records: vec![record(4, 1), record(6, 1)],
             ..IngestBatch::default()
         };
-        assert_eq!(batch.owners(2), vec![0]);
+        let owner = owner_of(&batch.records[0].key, 2);
+        assert_eq!(batch.owners(2), vec![owner], "one connection, one owner");
+        let elsewhere = (2..)
+            .map(|name| record(8, name))
+            .find(|other| owner_of(&other.key, 2) != owner)
+            .expect("some connection is owned by the other worker");
+        batch.records.push(elsewhere);
+        assert_eq!(batch.owners(2), vec![0, 1]);
+        batch.records.truncate(2);
         batch.retired_rules.push(rule());
         assert_eq!(batch.owners(3), vec![0, 1, 2]);
         batch.retired_rules.clear();

@@ -80,7 +80,7 @@ pub trait BucketedView: Clone + Sync + 'static {
 }
 
 /// One derived row of a bucketed view with its measures.
-type Update<V> = (
+pub(crate) type Update<V> = (
     (<V as BucketedView>::Key, Bucket),
     <V as BucketedView>::Measures,
 );
@@ -94,7 +94,7 @@ type KeyBuckets<V> = (
 type Spine<V> = ValSpine<<V as BucketedView>::Key, Bucket, Tick, <V as BucketedView>::Measures>;
 
 /// The rows of `sums` that `query` selects, before filters, sort and limit.
-fn rows_in_range<V: BucketedView>(
+pub(crate) fn rows_in_range<V: BucketedView>(
     view: &V,
     query: &ViewQuery,
     sums: impl IntoIterator<Item = ((V::Key, Bucket), V::Measures)>,
@@ -130,7 +130,7 @@ fn rows_in_range<V: BucketedView>(
 }
 
 /// Each row of `rows` with `multiplicity`, equal rows summed and zero sums dropped.
-fn add_rows(changes: &mut Vec<(Row, i64)>, rows: Vec<Row>, multiplicity: i64) {
+pub(crate) fn add_rows(changes: &mut Vec<(Row, i64)>, rows: Vec<Row>, multiplicity: i64) {
     for row in rows {
         match changes.iter_mut().find(|(held, _)| *held == row) {
             Some((_, total)) => *total += multiplicity,

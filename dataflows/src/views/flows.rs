@@ -6,8 +6,9 @@
 //! [`FlowsReader::trace_and_keys`]); the generic API reads one row per flow and bucket, the
 //! key's fields and the counters summed over label pairs.
 //!
-//! Arranged by flow id and exchanged by [`owner_of`], so every bucket of a flow lives on the
-//! worker that owns it, the one its records were inserted on: the exchange moves nothing.
+//! Arranged by flow id on the worker that owns the flow ([`owner_of`], by its connection), the
+//! one its records were inserted on: nothing is exchanged, and every bucket of a flow, and
+//! every flow of a connection, lives on one worker.
 //!
 //! The label pairs present with a non-zero record count give a range's label intersection
 //! (SPEC §3.4), exact under retraction and independent of arrival order. A flow whose nodes
@@ -33,17 +34,17 @@ use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::implementations::ValBatcher;
 use differential_dataflow::trace::{Navigable, SpanOf};
 use rustc_hash::FxHasher;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
 
 use crate::keys::FlowKeys;
 use crate::model::{
-    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, LabelPair, PolicyRule, Stats, Tick, TraceId,
+    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, PolicyRule, Stats, Tick, TraceId,
 };
 use crate::queries::sizes::live_rows;
-use crate::queries::visit_flows;
+use crate::queries::{visit_flows, FlowRows};
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
@@ -215,12 +216,10 @@ impl ViewDefinition for Flows {
 
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
         let (input, rows) = scope.new_collection();
-        // Timely sends a datum to worker `hash % peers`: the flow id itself gives `owner_of`.
-        let by_owner =
-            Exchange::new(|update: &((FlowId, (Bucket, LabelPair)), Tick, Stats)| (update.0).0);
+        // Records are inserted on their flow's owner only (`owner_of`): they stay there.
         let arranged = arrange_core::<_, _, ValBatcher<_, _, _, _>, FlowsSpine>(
             rows.inner,
-            by_owner,
+            Pipeline,
             "flows::arrange",
             ValBatcher::new,
         );
@@ -403,6 +402,36 @@ impl BucketSums for Arranged {
     }
 }
 
+/// A handle on one worker's flows view and key store, held by a view that reads the flows
+/// instead of keeping rows of its own (`views::derived`).
+pub struct FlowsHandle {
+    trace: FlowsTrace,
+    store: Rc<RefCell<FlowStore>>,
+}
+
+impl FlowsHandle {
+    /// Calls `visit` with the key of each flow of this worker and its rows whose records at
+    /// times before `before` do not sum to zero (`queries::visit_flows`).
+    pub(crate) fn visit(&mut self, before: Tick, mut visit: impl FnMut(&FlowKey, &FlowRows)) {
+        let store = self.store.borrow();
+        visit_flows(&mut self.trace, None, before, |id, flow| {
+            if flow.rows().is_empty() {
+                return;
+            }
+            let key = store.keys.get(id);
+            debug_assert!(key.is_some(), "a flow with a live row has its key stored");
+            if let Some(key) = key {
+                visit(key, flow);
+            }
+        });
+    }
+
+    /// Allows the arrangement to forget history before `tick`, through this handle.
+    pub fn compact_to(&mut self, tick: Tick) {
+        sums::compact_behind(&mut self.trace, tick);
+    }
+}
+
 /// The flows view's arrangement and key store on one worker.
 pub struct FlowsReader {
     arranged: Arranged,
@@ -415,6 +444,15 @@ impl FlowsReader {
     pub fn trace_and_keys(&mut self) -> (&mut FlowsTrace, Ref<'_, FlowKeys>) {
         let keys = Ref::map(self.store.borrow(), |store| &store.keys);
         (&mut self.arranged.trace, keys)
+    }
+
+    /// A second handle on the arrangement and the key store, for a view derived from the
+    /// flows at read time (`views::derived`). Its holder compacts it as this reader does.
+    pub fn handle(&self) -> FlowsHandle {
+        FlowsHandle {
+            trace: self.arranged.trace.clone(),
+            store: self.store.clone(),
+        }
     }
 
     /// Forgets flow `id`'s key unless a record was inserted for it at `reflected` or later
@@ -479,7 +517,7 @@ mod tests {
 
     use super::*;
     use crate::inputs::EngineInputs;
-    use crate::model::test_key;
+    use crate::model::{test_key, LabelPair};
 
     /// The sums of the (flow, bucket)s a subscription's changes ask for: exactly one per entry,
     /// in order, zero for one the arrangement does not hold (a flow never inserted, or a bucket

@@ -7,22 +7,29 @@
 //! Its rows span buckets, so its measures per (connection, bucket) (allowed and denied
 //! updates) are turned into rows per connection ([`BucketedView::key_rows`]); the read is the
 //! same with or without `per_bucket`.
+//!
+//! Registered as [`POLICY_CHANGES`]: derived from the flows view when read ([`FromFlows`]), not
+//! kept. Its rows are about as many as the flows' (a connection is one or two flows when names
+//! are per pod), so an arrangement of its own would cost ingest as much again; a connection's
+//! flows share a worker, where the read finds them.
 
 use std::collections::BTreeMap;
 
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Bucket, FlowRecord, Sym};
+use crate::keys::{connection_of, Connection};
+use crate::model::{Bucket, FlowRecord};
 use crate::views::bucketed::BucketedView;
+use crate::views::derived::FromFlows;
 use crate::views::registry::{Column, ColumnType, Row, Sort, Value, ViewSchema};
 
 /// The policy changes view (see the module documentation).
 #[derive(Clone, Copy, Debug)]
 pub struct PolicyChanges;
 
-/// (source namespace, source name, destination namespace, destination name, port).
-type Connection = (Sym, Sym, Sym, Sym, i64);
+/// The view as registered: read from the flows view.
+pub static POLICY_CHANGES: FromFlows<PolicyChanges> = FromFlows(PolicyChanges);
 
 /// Goldmane's `Action.Deny`.
 const DENY: i32 = 2;
@@ -151,17 +158,6 @@ impl Abelian for Actions {
     }
 }
 
-fn connection_of(record: &FlowRecord) -> Connection {
-    let key = &record.key;
-    (
-        key.source_namespace,
-        key.source_name,
-        key.dest_namespace,
-        key.dest_name,
-        key.dest_port,
-    )
-}
-
 /// One row: a change (or a first sighting, `changed` false) between two buckets.
 fn row(
     changed: bool,
@@ -193,7 +189,7 @@ impl BucketedView for PolicyChanges {
     }
 
     fn row_of(&self, record: &FlowRecord) -> Option<(Connection, Actions)> {
-        Some((connection_of(record), Actions::of(record)))
+        Some((connection_of(&record.key), Actions::of(record)))
     }
 
     fn row(&self, connection: &Connection, start: i64, end: i64, actions: &Actions) -> Row {
@@ -223,7 +219,7 @@ impl BucketedView for PolicyChanges {
         let mut sums: BTreeMap<(Connection, Bucket), Actions> = BTreeMap::new();
         for record in records {
             let sum = sums
-                .entry((connection_of(record), record.bucket))
+                .entry((connection_of(&record.key), record.bucket))
                 .or_default();
             if record.key.action == DENY {
                 sum.denied += record.stats.records;

@@ -14,6 +14,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
 use crate::model::{BucketRange, FlowRecord, PolicyRule, Sym, Tick, TraceId};
+use crate::views::flows::FlowsReader;
 
 /// The type of a column, as the API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -424,4 +425,8 @@ pub trait ViewReader: Any {
 
     /// Counts the arrangement's live rows. Walks it whole: callers ask rarely.
     fn live_rows(&mut self) -> LiveRows;
+
+    /// Takes a handle on this worker's flows view, given to every view once all are built: a
+    /// view derived from the flows at read time (`views::derived`) keeps it, others ignore it.
+    fn read_flows_through(&mut self, _flows: &FlowsReader) {}
 }
