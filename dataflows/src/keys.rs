@@ -30,12 +30,10 @@ use crate::model::{FlowId, FlowKey, Sym, Tick};
 /// on. Chosen by the flow's connection ([`connection_of`]), so the flows of one connection
 /// (both reporters, every action, service and protocol) share a worker.
 pub fn owner_of(key: &FlowKey, peers: usize) -> usize {
-    let connection = connection_of(key);
-    let mut mixed = u64::from(connection.0);
-    for word in [connection.1, connection.2, connection.3] {
-        mixed = mix(mixed ^ u64::from(word));
-    }
-    mixed = mix(mixed ^ connection.4 as u64);
+    let (source_namespace, source_name, dest_namespace, dest_name, port) = connection_of(key);
+    let source = u64::from(source_namespace) << 32 | u64::from(source_name);
+    let dest = u64::from(dest_namespace) << 32 | u64::from(dest_name);
+    let mixed = mix(source ^ mix(dest ^ mix(port as u64)));
     (mixed % peers.max(1) as u64) as usize
 }
 

@@ -58,13 +58,17 @@ pub fn run(
                     // Every worker holds every trace's rules, ahead of the batch's records.
                     inputs.insert_rules(&batch.trace_rules);
                     inputs.retract_rules(&batch.retired_rules);
-                    let mine = batch
+                    let mut dropped = 0;
+                    let retained = batch
                         .records
                         .iter()
-                        .filter(|record| owner_of(&record.key, peers) == index);
-                    let retained = mine.clone().filter(|record| record.bucket >= floor);
+                        .filter(|record| owner_of(&record.key, peers) == index)
+                        .filter(|record| {
+                            let kept = record.bucket >= floor;
+                            dropped += usize::from(!kept);
+                            kept
+                        });
                     inputs.insert(retained);
-                    let dropped = mine.filter(|record| record.bucket < floor).count();
                     if dropped > 0 {
                         counters
                             .dropped_below_floor
