@@ -86,7 +86,7 @@ pub(crate) type Update<V> = (
 );
 
 /// A key with its nonzero measures per bucket, ascending.
-type KeyBuckets<V> = (
+pub(crate) type KeyBuckets<V> = (
     <V as BucketedView>::Key,
     Vec<(Bucket, <V as BucketedView>::Measures)>,
 );

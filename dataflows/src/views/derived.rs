@@ -22,7 +22,7 @@ use timely::dataflow::Scope;
 
 use crate::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use crate::queries::EVERY_TICK;
-use crate::views::bucketed::{add_rows, rows_in_range, BucketedView, Update};
+use crate::views::bucketed::{add_rows, rows_in_range, BucketedView, KeyBuckets, Update};
 use crate::views::flows::{FlowsHandle, FlowsReader};
 use crate::views::registry::{
     BuiltView, LiveRows, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader,
@@ -74,6 +74,17 @@ impl ViewFeed for NoFeed {
     fn advance_to(&mut self, _tick: Tick) {}
 }
 
+/// Each key of `sums` (sorted by key and bucket, as [`Derived::sums`] returns them: a key's
+/// buckets are one run) with its measures per bucket, ascending.
+fn by_key<V: BucketedView>(sums: &[Update<V>]) -> impl Iterator<Item = KeyBuckets<V>> + '_ {
+    sums.chunk_by(|(a, _), (b, _)| a.0 == b.0).map(|run| {
+        let buckets = run
+            .iter()
+            .map(|((_, bucket), measures)| (*bucket, *measures));
+        (run[0].0 .0, buckets.collect())
+    })
+}
+
 /// A derived view on one worker: its handle on the flows, and while someone subscribes the
 /// measures last shown.
 struct Derived<V: BucketedView> {
@@ -108,14 +119,9 @@ impl<V: BucketedView> Derived<V> {
         sums
     }
 
-    /// Every key's nonzero measures per bucket (ascending: the sums come sorted by key and
-    /// bucket), over the ticks before `before`.
+    /// Every key's nonzero measures per bucket, ascending, over the ticks before `before`.
     fn measured(&mut self, before: Tick) -> Measured<V> {
-        let mut measured: Measured<V> = BTreeMap::new();
-        for ((key, bucket), measures) in self.sums(|_| true, before) {
-            measured.entry(key).or_default().push((bucket, measures));
-        }
-        measured
+        by_key::<V>(&self.sums(|_| true, before)).collect()
     }
 
     /// The rows of `key` with `buckets`: one per bucket, or the view's rows across them.
@@ -157,7 +163,17 @@ impl<V: BucketedView> Derived<V> {
 impl<V: BucketedView> ViewReader for Derived<V> {
     fn read(&mut self, query: &ViewQuery) -> Vec<Row> {
         let sums = self.sums(|bucket| query.range.contains(bucket), EVERY_TICK);
-        query.finish(rows_in_range(&self.view, query, sums))
+        if !V::ROWS_SPAN_BUCKETS {
+            return query.finish(rows_in_range(&self.view, query, sums));
+        }
+        // Only the best rows are held, not every key's.
+        let mut top = query.top_rows();
+        for (key, buckets) in by_key::<V>(&sums) {
+            for row in self.view.key_rows(&key, &buckets, query.window) {
+                top.push(row);
+            }
+        }
+        top.finish()
     }
 
     fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
@@ -187,10 +203,10 @@ impl<V: BucketedView> ViewReader for Derived<V> {
     }
 
     fn live_rows(&mut self) -> LiveRows {
-        let measured = self.measured(EVERY_TICK);
+        let sums = self.sums(|_| true, EVERY_TICK);
         LiveRows {
-            keys: measured.len() as u64,
-            rows: measured.values().map(|buckets| buckets.len() as u64).sum(),
+            keys: sums.chunk_by(|(a, _), (b, _)| a.0 == b.0).count() as u64,
+            rows: sums.len() as u64,
         }
     }
 
