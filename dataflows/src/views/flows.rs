@@ -7,8 +7,8 @@
 //! key's fields and the counters summed over label pairs.
 //!
 //! Arranged by flow id on the worker that owns the flow ([`owner_of`], by its connection), the
-//! one its records were inserted on: nothing is exchanged, and every bucket of a flow, and
-//! every flow of a connection, lives on one worker.
+//! one its records were inserted on: nothing moves between workers, and every bucket of a
+//! flow, and every flow of a connection, lives on one worker.
 //!
 //! The label pairs present with a non-zero record count give a range's label intersection
 //! (SPEC §3.4), exact under retraction and independent of arrival order. A flow whose nodes
@@ -34,14 +34,14 @@ use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::implementations::ValBatcher;
 use differential_dataflow::trace::{Navigable, SpanOf};
 use rustc_hash::FxHasher;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
 
 use crate::keys::FlowKeys;
 use crate::model::{
-    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, PolicyRule, Stats, Tick, TraceId,
+    Bucket, BucketRange, FlowId, FlowKey, FlowRecord, FlowRow, PolicyRule, Stats, Tick, TraceId,
 };
 use crate::queries::sizes::live_rows;
 use crate::queries::{visit_flows, FlowRows};
@@ -216,10 +216,15 @@ impl ViewDefinition for Flows {
 
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
         let (input, rows) = scope.new_collection();
-        // Records are inserted on their flow's owner only (`owner_of`): they stay there.
+        // Records are inserted on their flow's owner only (`owner_of`): they stay there. They
+        // go through timely's exchange all the same, addressed to this worker: fed directly (a
+        // pipeline), the batcher took about 0.2 more allocations per update (counted with an
+        // allocation probe under 8-stream realistic ingest: 0.5 against 0.3 per update).
+        let here = scope.index() as u64;
+        let to_this_worker = Exchange::new(move |_: &(FlowRow, Tick, Stats)| here);
         let arranged = arrange_core::<_, _, ValBatcher<_, _, _, _>, FlowsSpine>(
             rows.inner,
-            Pipeline,
+            to_this_worker,
             "flows::arrange",
             ValBatcher::new,
         );
