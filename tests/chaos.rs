@@ -7,8 +7,9 @@
 mod common;
 mod process;
 
+use std::io::Write;
 use std::net::SocketAddr;
-use std::process::ExitStatus;
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,10 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{connect_channel, flow, key, send_on_new_connection, CollectorConn};
 use eddy::proto::flow_collector_client::FlowCollectorClient;
 use eddy::proto::{Flow, FlowUpdate};
+use eddy::worker::fault::STALL_MESSAGE;
 use futures::StreamExt;
 use process::{serve_command, EddyProcess};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
+use tokio::sync::Notify;
 
 /// A running `eddy serve` and its gRPC address.
 struct Eddy {
@@ -28,9 +31,11 @@ struct Eddy {
 }
 
 impl Eddy {
-    /// Starts the binary with two workers and `env` set.
+    /// Starts the binary with two workers and `env` set, its stdin piped (an injected stall
+    /// lasts until a line arrives there).
     fn start(env: &[(&str, &str)]) -> Eddy {
         let mut command = serve_command(2);
+        command.stdin(Stdio::piped());
         for (name, value) in env {
             command.env(name, value);
         }
@@ -118,20 +123,24 @@ async fn a_worker_panic_exits_non_zero_and_receipts_only_batches_a_worker_took()
     assert_eq!(status.code(), Some(1), "a non-zero exit: {status:?}");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_engine_stops_connect_reading_and_every_update_arrives_after_it() {
     // SPEC §9.2: when the engine cannot keep up, the server stops reading (HTTP/2 flow control
     // holds the sender), and nothing receipted is dropped. The worker that owns the third
-    // batch stops for 4 s before taking it.
+    // batch stops before taking it, until the test writes a line to the server's stdin.
     const UPDATES: usize = 100_000;
-    let eddy = Eddy::start(&[("EDDY_FAULT_INJECT", "worker-stall-after-batches:2:4000")]);
+    let mut eddy = Eddy::start(&[("EDDY_FAULT_INJECT", "worker-stall-after-batches:2")]);
     let start = now();
     // How many updates the call's request stream has given up: those the server read, plus
-    // what the flow-control windows and the client's encoder hold.
+    // what the flow-control windows and the client's encoder hold; and a signal once half of
+    // them have left, which a server that kept reading would soon reach.
     let given = Arc::new(AtomicUsize::new(0));
-    let counted = given.clone();
+    let half_given = Arc::new(Notify::new());
+    let (counted, half) = (given.clone(), half_given.clone());
     let updates = futures::stream::iter(0..UPDATES).map(move |n| {
-        counted.fetch_add(1, Ordering::Relaxed);
+        if counted.fetch_add(1, Ordering::Relaxed) + 1 == UPDATES / 2 {
+            half.notify_one();
+        }
         FlowUpdate {
             flow: Some(update(5, n, start)),
         }
@@ -153,30 +162,30 @@ async fn a_stalled_engine_stops_connect_reading_and_every_update_arrives_after_i
             }
         })
     };
-    // The stall: neither count moves for a second while updates are left to send.
-    let sample = || {
-        (
-            given.load(Ordering::Relaxed),
-            receipted.load(Ordering::Relaxed),
-        )
-    };
-    let mut seen = Vec::new();
-    let stalled = loop {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        seen.push(sample());
-        let last = &seen[seen.len().saturating_sub(5)..];
-        if last.len() == 5 && last.iter().all(|counts| *counts == last[0]) {
-            break last[0];
-        }
-        assert!(seen.len() < 240, "no stall seen in 60 s: {seen:?}");
-    };
-    let (stalled_given, stalled_receipted) = stalled;
-    assert!(
-        stalled_given < UPDATES / 2,
-        "the server stopped reading: {stalled_given} of {UPDATES} updates left the client \
-         while the engine was stalled ({seen:?})"
+    tokio::task::block_in_place(|| eddy.line(STALL_MESSAGE));
+    let half_left = tokio::time::timeout(Duration::from_secs(2), half_given.notified()).await;
+    let (stalled_given, stalled_receipted) = (
+        given.load(Ordering::Relaxed),
+        receipted.load(Ordering::Relaxed),
     );
-    assert!(stalled_receipted < stalled_given, "{seen:?}");
+    assert!(
+        half_left.is_err(),
+        "the server stopped reading: {stalled_given} of {UPDATES} updates left the client \
+         while the engine was stalled"
+    );
+    assert!(
+        stalled_receipted < stalled_given,
+        "{stalled_receipted} receipted of {stalled_given}"
+    );
+    let mut release = eddy
+        .process
+        .child
+        .stdin
+        .take()
+        .expect("the server's stdin is piped");
+    release
+        .write_all(b"\n")
+        .expect("the server reads its stdin");
     tokio::time::timeout(Duration::from_secs(60), reading)
         .await
         .expect("every update is receipted once the engine takes batches again")

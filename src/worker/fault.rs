@@ -4,14 +4,17 @@
 //! non-zero. Also the test-only switch that injects a fault ([`FAULT_INJECT_VAR`], described in
 //! RELIABILITY.md and hidden from `--help`).
 
+use std::io::BufRead;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
 /// The environment variable that injects a fault, for tests of the fault path only.
 pub const FAULT_INJECT_VAR: &str = "EDDY_FAULT_INJECT";
+
+/// What an injected stall logs as it starts.
+pub const STALL_MESSAGE: &str = "injected fault: a worker stalls until a line arrives on stdin";
 
 /// A fault to inject.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,38 +22,26 @@ pub enum FaultInjection {
     /// A worker panics instead of taking the engine's ingest batch number `n + 1` (each batch
     /// is counted once, by the first worker that owns part of it).
     WorkerPanicAfterBatches(u64),
-    /// The first owner of the engine's ingest batch number `batches + 1` stops for `millis`
-    /// milliseconds before taking it, once: an engine that cannot keep up (SPEC §9.2).
-    WorkerStallAfterBatches {
-        /// Batches taken before the stall.
-        batches: u64,
-        /// How long the worker stops.
-        millis: u64,
-    },
+    /// The first owner of the engine's ingest batch number `n + 1` stops before taking it,
+    /// once, until a line (or the end) arrives on the process's standard input: an engine
+    /// that cannot keep up (SPEC §9.2), for as long as the test needs.
+    WorkerStallAfterBatches(u64),
 }
 
 impl FaultInjection {
-    /// Parses `worker-panic-after-batches:N` or `worker-stall-after-batches:N:MILLIS`.
+    /// Parses `worker-panic-after-batches:N` or `worker-stall-after-batches:N`.
     pub fn parse(value: &str) -> Result<FaultInjection, String> {
         let invalid = || {
             format!(
                 "{FAULT_INJECT_VAR} `{value}`: expected worker-panic-after-batches:N or \
-                 worker-stall-after-batches:N:MILLIS"
+                 worker-stall-after-batches:N"
             )
         };
-        let number = |text: &str| text.parse::<u64>().map_err(|_| invalid());
-        let (kind, arguments) = value.split_once(':').ok_or_else(invalid)?;
+        let (kind, count) = value.split_once(':').ok_or_else(invalid)?;
+        let count = count.parse::<u64>().map_err(|_| invalid())?;
         match kind {
-            "worker-panic-after-batches" => {
-                number(arguments).map(FaultInjection::WorkerPanicAfterBatches)
-            }
-            "worker-stall-after-batches" => {
-                let (batches, millis) = arguments.split_once(':').ok_or_else(invalid)?;
-                Ok(FaultInjection::WorkerStallAfterBatches {
-                    batches: number(batches)?,
-                    millis: number(millis)?,
-                })
-            }
+            "worker-panic-after-batches" => Ok(FaultInjection::WorkerPanicAfterBatches(count)),
+            "worker-stall-after-batches" => Ok(FaultInjection::WorkerStallAfterBatches(count)),
             _ => Err(invalid()),
         }
     }
@@ -88,15 +79,19 @@ impl InjectedFault {
     /// Called before an ingest batch is taken, by the batch's first owning worker only;
     /// panics or stalls the calling worker when the injection says so.
     pub fn before_batch(&self) {
-        if let Some(stall) = self.count_batch() {
-            std::thread::sleep(stall);
+        if self.count_batch() {
+            tracing::warn!("{STALL_MESSAGE}");
+            // Whatever the read returns (a line, the end, an error), the stall is over.
+            let _ = std::io::stdin().lock().read_line(&mut String::new());
         }
     }
 
-    /// Counts one batch; panics when the injection says so, and returns how long to stall
-    /// before taking it, if at all.
-    fn count_batch(&self) -> Option<Duration> {
-        let injection = self.injection?;
+    /// Counts one batch; panics when the injection says so, and returns whether to stall
+    /// before taking it.
+    fn count_batch(&self) -> bool {
+        let Some(injection) = self.injection else {
+            return false;
+        };
         let taken = self.batches.fetch_add(1, Ordering::Relaxed);
         match injection {
             FaultInjection::WorkerPanicAfterBatches(limit) => {
@@ -104,11 +99,9 @@ impl InjectedFault {
                     taken < limit,
                     "injected fault: worker panic after {limit} ingest batches"
                 );
-                None
+                false
             }
-            FaultInjection::WorkerStallAfterBatches { batches, millis } => {
-                (taken == batches).then(|| Duration::from_millis(millis))
-            }
+            FaultInjection::WorkerStallAfterBatches(batches) => taken == batches,
         }
     }
 }
@@ -217,16 +210,12 @@ mod tests {
             Ok(FaultInjection::WorkerPanicAfterBatches(3))
         );
         assert_eq!(
-            FaultInjection::parse("worker-stall-after-batches:4:2500"),
-            Ok(FaultInjection::WorkerStallAfterBatches {
-                batches: 4,
-                millis: 2500
-            })
+            FaultInjection::parse("worker-stall-after-batches:4"),
+            Ok(FaultInjection::WorkerStallAfterBatches(4))
         );
         assert!(FaultInjection::parse("worker-panic-after-batches").is_err());
         assert!(FaultInjection::parse("worker-panic-after-batches:x").is_err());
-        assert!(FaultInjection::parse("worker-stall-after-batches:4").is_err());
-        assert!(FaultInjection::parse("worker-stall-after-batches:4:x").is_err());
+        assert!(FaultInjection::parse("worker-stall-after-batches:x").is_err());
         assert!(FaultInjection::parse("controller-panic:1").is_err());
     }
 
@@ -260,13 +249,9 @@ mod tests {
 
     #[test]
     fn an_injected_stall_holds_only_the_batch_after_the_limit() {
-        let stall = FaultInjection::WorkerStallAfterBatches {
-            batches: 1,
-            millis: 300,
-        };
-        let fault = InjectedFault::new(Some(stall));
+        let fault = InjectedFault::new(Some(FaultInjection::WorkerStallAfterBatches(1)));
         let stalls: Vec<_> = (0..3).map(|_| fault.count_batch()).collect();
-        assert_eq!(stalls, [None, Some(Duration::from_millis(300)), None]);
-        assert_eq!(InjectedFault::new(None).count_batch(), None);
+        assert_eq!(stalls, [false, true, false]);
+        assert!(!InjectedFault::new(None).count_batch());
     }
 }
