@@ -68,22 +68,9 @@ impl Views {
 
     /// Gives every view a handle on the flows view ([`registry::ViewReader::read_flows_through`]).
     pub(crate) fn hand_out_flows(&mut self) {
-        let Some(at) = self.registered.iter_mut().position(|reader| {
-            let reader: &mut dyn Any = reader.as_mut();
-            reader.is::<flows::FlowsReader>()
-        }) else {
-            return;
-        };
-        let (before, rest) = self.registered.split_at_mut(at);
-        let (flows, after) = rest
-            .split_first_mut()
-            .expect("the position found is in the list");
-        let flows: &dyn Any = flows.as_ref();
-        let flows = flows
-            .downcast_ref::<flows::FlowsReader>()
-            .expect("the reader found is the flows view's");
-        for reader in before.iter_mut().chain(after) {
-            reader.read_flows_through(flows);
+        let flows = self.reader::<flows::FlowsReader>().handle();
+        for reader in &mut self.registered {
+            reader.read_flows_through(&flows);
         }
     }
 

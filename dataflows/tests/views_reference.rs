@@ -509,6 +509,9 @@ fn config() -> Config {
 proptest! {
     #![proptest_config(config())]
 
+    // SPEC §14.2: every view's Read, and its Subscribe snapshot plus changes, equal the
+    // reference, whether the view keeps an arrangement or is read from the flows view
+    // (policy_changes, `FromFlows`, whose connections must each live on one worker).
     #[test]
     fn every_registered_view_matches_its_reference(ops in prop::collection::vec(op(), 1..16)) {
         let (steps, expected) = plan(&ops);

@@ -23,7 +23,7 @@ use timely::dataflow::Scope;
 use crate::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use crate::queries::EVERY_TICK;
 use crate::views::bucketed::{add_rows, rows_in_range, BucketedView, KeyBuckets, Update};
-use crate::views::flows::{FlowsHandle, FlowsReader};
+use crate::views::flows::FlowsHandle;
 use crate::views::registry::{
     BuiltView, LiveRows, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader,
     ViewSchema, Watch,
@@ -212,7 +212,7 @@ impl<V: BucketedView> ViewReader for Derived<V> {
         }
     }
 
-    fn read_flows_through(&mut self, flows: &FlowsReader) {
-        self.flows = Some(flows.handle());
+    fn read_flows_through(&mut self, flows: &FlowsHandle) {
+        self.flows = Some(flows.clone());
     }
 }

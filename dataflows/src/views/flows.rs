@@ -408,7 +408,9 @@ impl BucketSums for Arranged {
 }
 
 /// A handle on one worker's flows view and key store, held by a view that reads the flows
-/// instead of keeping rows of its own (`views::derived`).
+/// instead of keeping rows of its own (`views::derived`). A clone is another handle on the
+/// same arrangement: its holder compacts it.
+#[derive(Clone)]
 pub struct FlowsHandle {
     trace: FlowsTrace,
     store: Rc<RefCell<FlowStore>>,

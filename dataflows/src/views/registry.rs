@@ -14,7 +14,7 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
 use crate::model::{BucketRange, FlowRecord, PolicyRule, Sym, Tick, TraceId};
-use crate::views::flows::FlowsReader;
+use crate::views::flows::FlowsHandle;
 
 /// The type of a column, as the API reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -428,5 +428,5 @@ pub trait ViewReader: Any {
 
     /// Takes a handle on this worker's flows view, given to every view once all are built: a
     /// view derived from the flows at read time (`views::derived`) keeps it, others ignore it.
-    fn read_flows_through(&mut self, _flows: &FlowsReader) {}
+    fn read_flows_through(&mut self, _flows: &FlowsHandle) {}
 }
