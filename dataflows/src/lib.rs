@@ -12,6 +12,7 @@
 //! - [`inputs`]: every view's input and the one way records enter them.
 //! - [`queries`]: Goldmane's reads of a worker's shard of its views (List, FilterHints,
 //!   Statistics, expiry), and the views' sizes.
+//! - [`tick_batcher`]: the batcher every arrangement sorts its closed ticks with.
 //! - [`traces`]: the long differential-dataflow type names of Goldmane's views.
 
 pub mod filter;
@@ -20,5 +21,6 @@ pub mod inputs;
 pub mod keys;
 pub mod model;
 pub mod queries;
+pub mod tick_batcher;
 pub mod traces;
 pub mod views;

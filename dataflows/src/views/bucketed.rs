@@ -35,6 +35,7 @@ use timely::progress::frontier::AntichainRef;
 use crate::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
 use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
+use crate::tick_batcher::ValSorter;
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
     BuiltView, LiveRows, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader,
@@ -147,7 +148,10 @@ impl<V: BucketedView> ViewDefinition for V {
 
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
         let (input, rows) = scope.new_collection::<(V::Key, Bucket), V::Measures>();
-        let arranged = rows.arrange_by_key_named(BucketedView::schema(self).name);
+        let arranged = rows.arrange_named::<ValSorter<_, _, _, _>, Spine<V>>(
+            BucketedView::schema(self).name,
+            ValSorter::new,
+        );
         let log: SharedLog<(V::Key, Bucket), V::Measures> =
             Rc::new(RefCell::new(ChangeLog::default()));
         let noted = log.clone();

@@ -31,7 +31,6 @@ use std::rc::Rc;
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::cursor::Cursor;
-use differential_dataflow::trace::implementations::ValBatcher;
 use differential_dataflow::trace::{Navigable, SpanOf};
 use rustc_hash::FxHasher;
 use timely::dataflow::channels::pact::Exchange;
@@ -45,6 +44,7 @@ use crate::model::{
 };
 use crate::queries::sizes::live_rows;
 use crate::queries::{visit_flows, FlowRows};
+use crate::tick_batcher::ValSorter;
 use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
@@ -222,11 +222,11 @@ impl ViewDefinition for Flows {
         // allocation probe under 8-stream realistic ingest: 0.5 against 0.3 per update).
         let here = scope.index() as u64;
         let to_this_worker = Exchange::new(move |_: &(FlowRow, Tick, Stats)| here);
-        let arranged = arrange_core::<_, _, ValBatcher<_, _, _, _>, FlowsSpine>(
+        let arranged = arrange_core::<_, _, ValSorter<_, _, _, _>, FlowsSpine>(
             rows.inner,
             to_this_worker,
             "flows::arrange",
-            ValBatcher::new,
+            ValSorter::new,
         );
         let log: SharedLog<(FlowId, Bucket), Stats> = Rc::new(RefCell::new(ChangeLog::default()));
         let noted = log.clone();

@@ -21,7 +21,6 @@ use differential_dataflow::hashable::Hashable;
 use differential_dataflow::input::Input;
 use differential_dataflow::operators::arrange::arrangement::arrange_core;
 use differential_dataflow::trace::cursor::Cursor;
-use differential_dataflow::trace::implementations::KeyBatcher;
 use differential_dataflow::trace::{Navigable, SpanOf};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::channels::pact::Exchange;
@@ -32,6 +31,7 @@ use timely::dataflow::Scope;
 use crate::model::{Bucket, BucketRange, FlowKey, FlowRecord, PolicyRule, Tick, TraceId};
 use crate::queries::cursor_over_all;
 use crate::queries::sizes::live_rows;
+use crate::tick_batcher::KeySorter;
 use crate::traces::{HintRowsInput, HintsSpine, HintsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
@@ -179,11 +179,11 @@ impl ViewDefinition for FilterHints {
             let ((field, value, _), ()) = update.0;
             (field, value).hashed()
         });
-        let arranged = arrange_core::<_, _, KeyBatcher<_, _, _>, HintsSpine>(
+        let arranged = arrange_core::<_, _, KeySorter<_, _, _>, HintsSpine>(
             hint_rows.map(|row| (row, ())).inner,
             by_value,
             "hints::arrange",
-            KeyBatcher::new,
+            KeySorter::new,
         );
         let log: SharedLog<((HintField, u32), Bucket), isize> =
             Rc::new(RefCell::new(ChangeLog::default()));

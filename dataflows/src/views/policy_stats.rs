@@ -34,6 +34,7 @@ use crate::model::{
     TraceId,
 };
 use crate::queries::sizes::live_rows;
+use crate::tick_batcher::ValSorter;
 use crate::traces::{PolicyStatsSpine, PolicyStatsTrace, StatRowsInput};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
@@ -242,7 +243,8 @@ impl ViewDefinition for PolicyStats {
 
     fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
         let (input, stat_rows) = scope.new_collection();
-        let arranged = stat_rows.arrange_by_key_named("policy_stats::arrange");
+        let arranged = stat_rows
+            .arrange_named::<ValSorter<_, _, _, _>, PolicyStatsSpine>("policy_stats::arrange", ValSorter::new);
         let log: SharedLog<(StatKey, Bucket), Stats> = Rc::new(RefCell::new(ChangeLog::default()));
         let noted = log.clone();
         arranged
