@@ -8,6 +8,7 @@ pub mod bucketed;
 pub mod changes;
 pub mod derived;
 pub mod registry;
+pub mod rule_sums;
 pub mod scratch;
 pub mod sums;
 

@@ -3,28 +3,26 @@
 //! reads it with its own layout (`queries/stats.rs`, through [`PolicyStatsReader::trace`]);
 //! the generic API reads the same rows, the rule's fields, direction, bucket and counters.
 //!
-//! Each update's counters reach one row per distinct rule of its trace
-//! ([`TraceRules::rows_of`]), so a flow counts once per distinct rule (SPEC §8.2) and expiry,
-//! which negates a flow's counters, retracts its statistics with no extra work. A tick's
-//! updates are first summed by (trace, direction, bucket) as they arrive ([`Scratch`], one
-//! hash per update whatever the trace's length); when the tick closes each sum is expanded
-//! into its trace's rules and the rule rows are summed again, so a tick's many updates that
-//! hit the same rule in the same bucket reach the batcher as one row. Expanding a sum of
-//! updates gives the sum of their expansions: a rule row's counters are a sum either way.
+//! Each update's counters reach one row per distinct rule of its trace, so a flow counts once
+//! per distinct rule (SPEC §8.2) and expiry, which negates a flow's counters, retracts its
+//! statistics with no extra work. A tick's updates are summed per (rule, direction, bucket) as
+//! they arrive, in a table indexed by the rules' numbers on this worker
+//! (`rule_sums::RuleSums`: one lookup of the update's trace, one addition per distinct rule),
+//! and the sums enter the arrangement when the tick closes, so a tick's many updates that hit
+//! the same rule in the same bucket reach the batcher as one row.
 //!
-//! State: every trace's distinct rules on every worker ([`TraceRules`], added when a trace is
-//! first interned, removed when the catalog retires it: the engine hands this view's input
-//! the rule changes of every batch), and the output per (rule, direction, bucket).
+//! State: every trace's distinct rules on every worker (`rule_sums::TraceRules`, added when a
+//! trace is first interned, removed when the catalog retires it: the engine hands this view's
+//! input the rule changes of every batch), the open tick's sums, and the output per (rule,
+//! direction, bucket).
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
-use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
 use differential_dataflow::input::Input;
 use differential_dataflow::trace::cursor::Cursor;
 use differential_dataflow::trace::{Navigable, SpanOf};
-use rustc_hash::FxHasher;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
@@ -42,7 +40,7 @@ use crate::views::registry::{
     ViewDefinition, ViewFeed, ViewQuery, ViewReader, ViewSchema, Watch, COUNTER_COLUMNS,
     SPAN_COLUMNS,
 };
-use crate::views::scratch::Scratch;
+use crate::views::rule_sums::{RuleSums, TraceRules};
 use crate::views::sums::{self, BucketSums};
 
 /// The policy statistics view (see the module documentation).
@@ -145,97 +143,6 @@ fn has_updates(stats: &Stats) -> bool {
 /// A row of the policy statistics view's input: a rule and direction, and a bucket.
 pub type StatRow = (StatKey, Bucket);
 
-/// The updates of one trace in one direction (from their reporter) and bucket: what a tick
-/// sums, one hash per update, before each sum is expanded into its trace's rules.
-pub type TraceRow = (TraceId, i32, Bucket);
-
-/// The trace row an update is summed under.
-fn trace_row_of(record: &FlowRecord) -> TraceRow {
-    (
-        record.key.trace,
-        direction_of(record.key.reporter),
-        record.bucket,
-    )
-}
-
-/// The distinct rules of every trace the catalog holds, on one worker.
-///
-/// Invariant: a record's trace row reaches [`TraceRules::rows_of`] only after its trace's rules were
-/// inserted: batches are handed to the engine one at a time under the catalog's handover lock,
-/// each taking the rules queued so far, so the rules of a trace travel (to every worker) in
-/// the first batch handed over after the trace was interned, no later than any record of it,
-/// and a worker inserts a batch's rules before its records. A trace's rules are removed only
-/// once no retained flow uses the trace.
-#[derive(Debug, Default)]
-pub struct TraceRules {
-    rules: HashMap<TraceId, Vec<PolicyRule>, BuildHasherDefault<FxHasher>>,
-}
-
-impl TraceRules {
-    /// Adds the rules of newly interned traces (each rule once per trace).
-    pub fn insert(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for (trace, rule) in rules {
-            let held = self.rules.entry(*trace).or_default();
-            if !held.contains(rule) {
-                held.push(*rule);
-            }
-        }
-    }
-
-    /// Removes the rules of traces the catalog retired.
-    pub fn retract(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        for (trace, rule) in rules {
-            if let Some(held) = self.rules.get_mut(trace) {
-                held.retain(|kept| kept != rule);
-                if held.is_empty() {
-                    self.rules.remove(trace);
-                }
-            }
-        }
-    }
-
-    /// Whether trace `trace` has rules here.
-    pub fn holds(&self, trace: TraceId) -> bool {
-        self.rules.contains_key(&trace)
-    }
-
-    /// The rows through which a trace's updates in one direction and bucket reach the policy
-    /// statistics: one per distinct rule of the trace, weighted by the updates' summed
-    /// counters.
-    pub fn rows_of(
-        &self,
-        &(trace, direction, bucket): &TraceRow,
-        stats: Stats,
-    ) -> impl Iterator<Item = (StatRow, Stats)> + '_ {
-        self.rules
-            .get(&trace)
-            .into_iter()
-            .flatten()
-            .map(move |rule| {
-                (
-                    (
-                        StatKey {
-                            rule: *rule,
-                            direction,
-                        },
-                        bucket,
-                    ),
-                    stats,
-                )
-            })
-    }
-
-    /// How many traces have rules here.
-    pub fn len(&self) -> usize {
-        self.rules.len()
-    }
-
-    /// Whether no trace has rules here.
-    pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
-    }
-}
-
 impl ViewDefinition for PolicyStats {
     fn schema(&self) -> &'static ViewSchema {
         &SCHEMA
@@ -275,8 +182,7 @@ impl ViewDefinition for PolicyStats {
             feed: Box::new(PolicyStatsFeed {
                 input,
                 rules: TraceRules::default(),
-                traces: Scratch::default(),
-                rule_rows: Scratch::default(),
+                sums: RuleSums::default(),
             }),
             reader: Box::new(PolicyStatsReader {
                 arranged: Arranged {
@@ -316,47 +222,43 @@ impl ViewDefinition for PolicyStats {
 }
 
 /// The input of the policy statistics view on one worker: every trace's rules, and the open
-/// tick's updates summed by trace row, expanded into rule rows when the tick closes.
+/// tick's updates summed per rule row.
 struct PolicyStatsFeed {
     input: StatRowsInput,
     rules: TraceRules,
-    /// The open tick's updates, summed by trace row.
-    traces: Scratch<TraceRow, Stats>,
-    /// The expanded rows, summed by rule row (traces share rules): empty between expansions.
-    rule_rows: Scratch<StatRow, Stats>,
+    sums: RuleSums,
 }
 
 impl PolicyStatsFeed {
-    /// Expands the summed trace rows into rule rows with the rules held now, and inserts them.
-    /// Called before the rules of a trace with summed rows change, so every sum is expanded
-    /// with the rules its updates were inserted under.
-    fn expand(&mut self) {
-        for (row, stats) in self.traces.take() {
-            self.rule_rows.extend(self.rules.rows_of(&row, stats));
-        }
-        for (row, stats) in self.rule_rows.take() {
-            self.input.update(row, stats);
-        }
+    /// Inserts the open tick's sums. Called when the tick closes and before any rule gives up
+    /// its number, so every sum enters under the rule it was added for.
+    fn flush(&mut self) {
+        let (rules, input) = (&self.rules, &mut self.input);
+        self.sums.take(|number, direction, bucket, stats| {
+            let rule = *rules.rule(number);
+            input.update((StatKey { rule, direction }, bucket), stats);
+        });
     }
 }
 
 impl ViewFeed for PolicyStatsFeed {
     fn note(&mut self, record: &FlowRecord) {
-        self.traces.extend([(trace_row_of(record), record.stats)]);
+        self.sums.add(
+            self.rules.rules_of(record.key.trace),
+            direction_of(record.key.reporter),
+            record.bucket,
+            &record.stats,
+        );
     }
 
     fn insert_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        // A new trace has no summed rows. A held trace gaining rules must have its sums
-        // expanded first: the catalog never reuses a trace id, but this view does not rely on
-        // it.
-        if rules.iter().any(|(trace, _)| self.rules.holds(*trace)) {
-            self.expand();
-        }
+        // The sums held were added per rule already: rules a trace gains count only for its
+        // later updates, and a new rule takes a number no sum is held under.
         self.rules.insert(rules);
     }
 
     fn retract_rules(&mut self, rules: &[(TraceId, PolicyRule)]) {
-        self.expand();
+        self.flush();
         self.rules.retract(rules);
     }
 
@@ -364,7 +266,7 @@ impl ViewFeed for PolicyStatsFeed {
 
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
-            self.expand();
+            self.flush();
             self.input.advance_to(tick);
             self.input.flush();
         }
@@ -424,72 +326,5 @@ impl ViewReader for PolicyStatsReader {
 
     fn live_rows(&mut self) -> LiveRows {
         live_rows(&mut self.arranged.trace)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{test_key, FlowKey, StatLevel, DIRECTION_EGRESS, REPORTER_SRC};
-
-    fn rule(name: u32) -> PolicyRule {
-        PolicyRule {
-            kind: 1,
-            tier: 2,
-            namespace: 3,
-            name,
-            action: 1,
-            rule_index: 0,
-            level: StatLevel::Policy,
-        }
-    }
-
-    fn record(trace: TraceId) -> FlowRecord {
-        FlowRecord {
-            key: FlowKey {
-                reporter: REPORTER_SRC,
-                trace,
-                ..test_key(7, 2, 4)
-            },
-            bucket: 60,
-            labels: (0, 0),
-            stats: Stats {
-                records: 1,
-                packets_in: 9,
-                ..Stats::default()
-            },
-        }
-    }
-
-    #[test]
-    fn an_update_counts_once_per_distinct_rule_of_its_trace() {
-        let mut rules = TraceRules::default();
-        rules.insert(&[(1, rule(10)), (1, rule(11)), (1, rule(10)), (2, rule(12))]);
-        let record = record(1);
-        let rows: Vec<_> = rules
-            .rows_of(&trace_row_of(&record), record.stats)
-            .collect();
-        let names: Vec<_> = rows.iter().map(|((key, _), _)| key.rule.name).collect();
-        assert_eq!(names, vec![10, 11]);
-        assert!(rows
-            .iter()
-            .all(|((key, bucket), stats)| key.direction == DIRECTION_EGRESS
-                && *bucket == 60
-                && stats.packets_in == 9));
-    }
-
-    #[test]
-    fn retired_rules_are_forgotten() {
-        let mut rules = TraceRules::default();
-        rules.insert(&[(1, rule(10)), (1, rule(11))]);
-        rules.retract(&[(1, rule(10))]);
-        let rows_of = |rules: &TraceRules| {
-            let record = record(1);
-            rules.rows_of(&trace_row_of(&record), record.stats).count()
-        };
-        assert_eq!(rows_of(&rules), 1);
-        rules.retract(&[(1, rule(11))]);
-        assert!(rules.is_empty());
-        assert_eq!(rows_of(&rules), 0);
     }
 }
