@@ -97,7 +97,6 @@ fn build_alone(
             for record in batch {
                 built.feed.insert(record);
             }
-            built.feed.end_batch();
             tick += 1;
             built.feed.advance_to(tick);
             worker.step();

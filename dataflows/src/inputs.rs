@@ -44,7 +44,6 @@ impl EngineInputs {
                 feed.insert(record);
             }
         }
-        self.end_batch();
     }
 
     /// Inserts retractions (records with negative counts, whose keys are already held).
@@ -53,13 +52,6 @@ impl EngineInputs {
             for feed in &mut self.feeds {
                 feed.note(record);
             }
-        }
-        self.end_batch();
-    }
-
-    fn end_batch(&mut self) {
-        for feed in &mut self.feeds {
-            feed.end_batch();
         }
     }
 

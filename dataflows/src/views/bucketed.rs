@@ -1,5 +1,5 @@
 //! The shape most views take: measures summed per (key, bucket), derived from each record by
-//! a pure function, consolidated per ingest batch, arranged by key (exchanged by the key's
+//! a pure function, summed per tick as they arrive, arranged by key (exchanged by the key's
 //! hash, so every bucket of a key lives on one worker) and read per bucket or summed over a
 //! range. A view of this shape implements [`BucketedView`]; this file gives it its build,
 //! input, read, compaction, changes for subscribers and reference, as a [`ViewDefinition`].
@@ -16,6 +16,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::hash::Hash;
 use std::rc::Rc;
 
 use differential_dataflow::consolidation::consolidate;
@@ -41,12 +42,13 @@ use crate::views::registry::{
     BuiltView, LiveRows, Row, ViewChanges, ViewDefinition, ViewFeed, ViewQuery, ViewReader,
     ViewSchema, Watch,
 };
+use crate::views::scratch::Scratch;
 
 /// A view of measures per (key, bucket). Implementing this (one file) and adding one line to
 /// [`crate::views::REGISTERED`] is all a new view of this shape needs.
 pub trait BucketedView: Clone + Sync + 'static {
     /// What rows are grouped by, besides the bucket.
-    type Key: ExchangeData + Hashable + Copy;
+    type Key: ExchangeData + Hashable + Hash + Copy;
     /// What is summed: the difference type of the arrangement. A row is absent when its
     /// measures are zero ([`IsZero`]); negation gives a changed row's old measures.
     type Measures: ExchangeData + Abelian + Copy;
@@ -170,7 +172,7 @@ impl<V: BucketedView> ViewDefinition for V {
             feed: Box::new(Feed::<V> {
                 view: self.clone(),
                 input,
-                scratch: Vec::new(),
+                rows: Scratch::default(),
             }),
             reader: Box::new(Reader::<V> {
                 view: self.clone(),
@@ -217,25 +219,22 @@ fn note_batch<V: BucketedView>(
 struct Feed<V: BucketedView> {
     view: V,
     input: InputSession<Tick, (V::Key, Bucket), V::Measures>,
-    scratch: Vec<Update<V>>,
+    /// The open tick's rows, summed as they arrive.
+    rows: Scratch<(V::Key, Bucket), V::Measures>,
 }
 
 impl<V: BucketedView> ViewFeed for Feed<V> {
     fn note(&mut self, record: &FlowRecord) {
         if let Some((key, measures)) = self.view.row_of(record) {
-            self.scratch.push(((key, record.bucket), measures));
-        }
-    }
-
-    fn end_batch(&mut self) {
-        consolidate(&mut self.scratch);
-        for (row, measures) in self.scratch.drain(..) {
-            self.input.update(row, measures);
+            self.rows.extend([((key, record.bucket), measures)]);
         }
     }
 
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
+            for (row, measures) in self.rows.take() {
+                self.input.update(row, measures);
+            }
             self.input.advance_to(tick);
             self.input.flush();
         }

@@ -71,8 +71,6 @@ struct NoFeed;
 impl ViewFeed for NoFeed {
     fn note(&mut self, _record: &FlowRecord) {}
 
-    fn end_batch(&mut self) {}
-
     fn advance_to(&mut self, _tick: Tick) {}
 }
 

@@ -333,8 +333,6 @@ impl ViewFeed for FlowsFeed {
         self.update(record);
     }
 
-    fn end_batch(&mut self) {}
-
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
             self.input.advance_to(tick);

@@ -256,8 +256,6 @@ impl ViewFeed for HintsFeed {
         ));
     }
 
-    fn end_batch(&mut self) {}
-
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
             for (row, count) in self.rows.take() {

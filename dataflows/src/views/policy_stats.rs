@@ -262,8 +262,6 @@ impl ViewFeed for PolicyStatsFeed {
         self.rules.retract(rules);
     }
 
-    fn end_batch(&mut self) {}
-
     fn advance_to(&mut self, tick: Tick) {
         if tick > *self.input.time() {
             self.flush();

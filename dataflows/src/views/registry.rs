@@ -367,9 +367,6 @@ pub trait ViewFeed {
     /// Forgets the rules of traces no retained flow uses any more.
     fn retract_rules(&mut self, _rules: &[(TraceId, PolicyRule)]) {}
 
-    /// Sends the rows noted since the last call, consolidated, into the view's input.
-    fn end_batch(&mut self);
-
     /// Closes every tick before `tick`.
     fn advance_to(&mut self, tick: Tick);
 }

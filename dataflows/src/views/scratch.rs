@@ -1,8 +1,8 @@
-//! Derived rows of the open tick, summed by row as they arrive: how the hints and policy
-//! statistics views consolidate their input across a tick before it enters.
+//! Derived rows of the open tick, summed by row as they arrive: how the hints view and the
+//! bucketed views consolidate their input across a tick before it enters.
 //!
 //! Every update of a tick carries the same timestamp, so summing them first changes no view,
-//! and the many updates of a tick that share a namespace, a trace or a policy rule reach the
+//! and the many updates of a tick that share a namespace, a trace or a namespace pair reach the
 //! batchers and the merges as one row. The scratch space is a hash map summing each derived
 //! row as it arrives (sorting it per batch cost more than the batchers' own sorts), so it
 //! holds one entry per distinct derived row of the open tick.
