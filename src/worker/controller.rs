@@ -42,7 +42,7 @@ use crate::retention::Retention;
 use crate::worker::clock::Clock;
 use crate::worker::pacing::Pacing;
 use crate::worker::progress::Progress;
-use crate::worker::protocol::{Command, IngestBatch, Taken};
+use crate::worker::protocol::{Command, IngestBatch, RoutedBatch, Taken};
 use crate::worker::shared_reads::ViewChanges;
 
 /// Records gathered before they are forwarded to the workers.
@@ -273,16 +273,15 @@ impl Controller {
         if let Some((batch, callers)) = self.gathered.take() {
             self.open_records += batch.records.len();
             self.open_used = true;
-            let owners = batch.owners(self.workers.len());
+            let routed = Arc::new(RoutedBatch::new(batch, self.workers.len()));
             self.changes.count_one();
-            let taken = Taken::new(callers, owners.len());
-            if owners.is_empty() {
+            let taken = Taken::new(callers, routed.takers.len());
+            if routed.takers.is_empty() {
                 // Nothing to insert: the callers' updates were all skipped before the engine.
                 taken.fire();
             }
-            let batch = Arc::new(batch);
-            for worker in owners {
-                self.send(worker, Command::Ingest(batch.clone(), taken.clone()));
+            for &worker in &routed.takers {
+                self.send(worker, Command::Ingest(routed.clone(), taken.clone()));
             }
         }
     }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use eddy_dataflows::inputs::EngineInputs;
-use eddy_dataflows::keys::owner_of;
 use eddy_dataflows::model::{Bucket, Tick};
 use eddy_dataflows::queries::{expire, hints, list, sizes, stats, used_ids};
 use eddy_dataflows::views::Views;
@@ -38,7 +37,7 @@ pub fn run(
     injected: &InjectedFault,
 ) {
     let probe = ProbeHandle::new();
-    let (index, peers) = (worker.index(), worker.peers());
+    let index = worker.index();
     let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
     let mut waiting: VecDeque<Command> = VecDeque::new();
     let mut floor = Bucket::MIN;
@@ -50,24 +49,19 @@ pub fn run(
         loop {
             match commands.try_recv() {
                 Ok(Command::Ingest(batch, taken)) => {
-                    // Each batch counts once for the fault injection: at its first owner
-                    // (found only when a fault is armed: it walks the batch).
-                    if injected.armed() && batch.owners(peers).first() == Some(&index) {
+                    // Each batch counts once for the fault injection: at its first taker.
+                    if injected.armed() && batch.takers.first() == Some(&index) {
                         injected.before_batch();
                     }
                     // Every worker holds every trace's rules, ahead of the batch's records.
-                    inputs.insert_rules(&batch.trace_rules);
-                    inputs.retract_rules(&batch.retired_rules);
+                    inputs.insert_rules(&batch.batch.trace_rules);
+                    inputs.retract_rules(&batch.batch.retired_rules);
                     let mut dropped = 0;
-                    let retained = batch
-                        .records
-                        .iter()
-                        .filter(|record| owner_of(&record.key, peers) == index)
-                        .filter(|record| {
-                            let kept = record.bucket >= floor;
-                            dropped += usize::from(!kept);
-                            kept
-                        });
+                    let retained = batch.records_of(index).filter(|record| {
+                        let kept = record.bucket >= floor;
+                        dropped += usize::from(!kept);
+                        kept
+                    });
                     inputs.insert(retained);
                     if dropped > 0 {
                         counters

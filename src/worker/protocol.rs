@@ -32,19 +32,53 @@ pub struct IngestBatch {
     pub retired_rules: Vec<(TraceId, PolicyRule)>,
 }
 
-impl IngestBatch {
-    /// The workers that need this batch, ascending: every worker if it carries trace rules
-    /// (each worker keeps every trace's rules), else those owning one of its records
-    /// (`keys::owner_of`: by connection).
-    pub fn owners(&self, peers: usize) -> Vec<usize> {
-        if !self.trace_rules.is_empty() || !self.retired_rules.is_empty() {
-            return (0..peers).collect();
-        }
+/// An ingest batch as the controller sends it: with the owner of each record
+/// (`keys::owner_of`: by connection), hashed once here rather than by every worker it reaches.
+#[derive(Debug)]
+pub struct RoutedBatch {
+    /// The batch.
+    pub batch: IngestBatch,
+    /// The owner of each record of the batch, in order.
+    owners: Vec<u32>,
+    /// The workers that need the batch, ascending: every worker if it carries rule changes
+    /// (each worker keeps every trace's rules), else those owning one of its records.
+    pub takers: Vec<usize>,
+}
+
+impl RoutedBatch {
+    /// `batch` with the owner of each record among `peers` workers.
+    pub fn new(batch: IngestBatch, peers: usize) -> Self {
         let mut owned = vec![false; peers];
-        for record in &self.records {
-            owned[owner_of(&record.key, peers)] = true;
+        let owners: Vec<u32> = batch
+            .records
+            .iter()
+            .map(|record| {
+                let owner = owner_of(&record.key, peers);
+                owned[owner] = true;
+                u32::try_from(owner)
+                    .expect("fewer workers than u32 numbers: a worker count is a small number")
+            })
+            .collect();
+        let takers = if !batch.trace_rules.is_empty() || !batch.retired_rules.is_empty() {
+            (0..peers).collect()
+        } else {
+            (0..peers).filter(|&worker| owned[worker]).collect()
+        };
+        RoutedBatch {
+            batch,
+            owners,
+            takers,
         }
-        (0..peers).filter(|&worker| owned[worker]).collect()
+    }
+
+    /// The records `worker` owns, in order.
+    pub fn records_of(&self, worker: usize) -> impl Iterator<Item = &FlowRecord> {
+        self.batch
+            .records
+            .iter()
+            .zip(&self.owners)
+            .filter(move |(_, owner)| **owner as usize == worker)
+            .map(|(record, _)| record)
     }
 }
 
@@ -86,11 +120,12 @@ impl Taken {
 /// A command from the controller to a worker.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Insert the records of the flows this worker owns (`keys::owner_of`) and the rules of the
-    /// traces it owns at the worker's current tick, then fire the [`Taken`] signal. Sent to the
-    /// batch's owners only ([`IngestBatch::owners`]), so a small batch wakes one worker, not
-    /// every one; records for buckets below the worker's retention floor are dropped.
-    Ingest(Arc<IngestBatch>, Taken),
+    /// Insert the records of the flows this worker owns (`keys::owner_of`, found by the
+    /// controller) and the batch's rule changes at the worker's current tick, then fire the
+    /// [`Taken`] signal. Sent to the batch's takers only ([`RoutedBatch::takers`]), so a small
+    /// batch wakes one worker, not every one; records for buckets below the worker's retention
+    /// floor are dropped.
+    Ingest(Arc<RoutedBatch>, Taken),
     /// Close every tick before `0`: advance the worker's input to this tick. Broadcast, in
     /// increasing order. Nothing comes back.
     Advance(Tick),
@@ -279,18 +314,25 @@ mod tests {
             ..IngestBatch::default()
         };
         let owner = owner_of(&batch.records[0].key, 2);
-        assert_eq!(batch.owners(2), vec![owner], "one connection, one owner");
+        let routed = RoutedBatch::new(batch.clone(), 2);
+        assert_eq!(routed.takers, vec![owner], "one connection, one owner");
+        assert_eq!(routed.records_of(owner).count(), 2);
+        assert_eq!(routed.records_of(1 - owner).count(), 0);
         let elsewhere = (2..)
             .map(|name| record(8, name))
             .find(|other| owner_of(&other.key, 2) != owner)
             .expect("some connection is owned by the other worker");
         batch.records.push(elsewhere);
-        assert_eq!(batch.owners(2), vec![0, 1]);
+        let routed = RoutedBatch::new(batch.clone(), 2);
+        assert_eq!(routed.takers, vec![0, 1]);
+        let theirs: Vec<_> = routed.records_of(1 - owner).collect();
+        assert_eq!(theirs, vec![&elsewhere]);
+        assert_eq!(routed.records_of(owner).count(), 2);
         batch.records.truncate(2);
         batch.retired_rules.push(rule());
-        assert_eq!(batch.owners(3), vec![0, 1, 2]);
+        assert_eq!(RoutedBatch::new(batch.clone(), 3).takers, vec![0, 1, 2]);
         batch.retired_rules.clear();
         batch.trace_rules.push(rule());
-        assert_eq!(batch.owners(2), vec![0, 1]);
+        assert_eq!(RoutedBatch::new(batch, 2).takers, vec![0, 1]);
     }
 }
