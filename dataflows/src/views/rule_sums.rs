@@ -2,7 +2,9 @@
 //! distinct rules, each rule numbered densely while a trace holds it ([`TraceRules`]), and
 //! the open tick's counters summed per (rule, direction, bucket) in a table indexed by those
 //! numbers ([`RuleSums`]). An update costs one lookup of its trace and one addition per
-//! distinct rule of it: no rule is hashed per update.
+//! distinct rule of it: no rule is hashed per update. A trace's rule numbers are held in its
+//! map entry and a rule's first sum of a tick in its slot, so neither is a further pointer
+//! to follow (the feed runs once per update: its memory reads are most of its cost).
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -10,6 +12,7 @@ use std::hash::BuildHasherDefault;
 
 use differential_dataflow::difference::{IsZero, Semigroup};
 use rustc_hash::FxHasher;
+use smallvec::SmallVec;
 
 use crate::model::{Bucket, PolicyRule, Stats, TraceId};
 
@@ -17,6 +20,11 @@ use crate::model::{Bucket, PolicyRule, Stats, TraceId};
 pub type RuleNumber = u32;
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A trace's distinct rules, held in its map entry up to a realistic trace's count (a
+/// policy-level and a rule-level row for each of up to three hits) and on the heap beyond it,
+/// so an update finds its rules with the trace's lookup alone.
+type TraceRuleNumbers = SmallVec<[RuleNumber; 6]>;
 
 /// A held rule and how many traces hold it.
 #[derive(Debug)]
@@ -36,7 +44,7 @@ struct HeldRule {
 #[derive(Debug, Default)]
 pub struct TraceRules {
     /// Each trace's distinct rules, by number.
-    traces: FxMap<TraceId, Vec<RuleNumber>>,
+    traces: FxMap<TraceId, TraceRuleNumbers>,
     /// The rule of each number; a number no trace holds is in `free`.
     rules: Vec<HeldRule>,
     /// The number of each held rule.
@@ -110,7 +118,7 @@ impl TraceRules {
 
     /// The numbers of the distinct rules of `trace` (none if this worker holds no rules of it).
     pub fn rules_of(&self, trace: TraceId) -> &[RuleNumber] {
-        self.traces.get(&trace).map_or(&[], Vec::as_slice)
+        self.traces.get(&trace).map_or(&[], SmallVec::as_slice)
     }
 
     /// The rule numbered `number`.
@@ -137,14 +145,24 @@ impl TraceRules {
 /// The open tick's counters per (rule number, direction, bucket).
 ///
 /// Bounded by the rules held times the (direction, bucket) pairs a tick's updates fall in:
-/// each rule's list keeps its room from one tick to the next.
+/// each rule's slot keeps its room from one tick to the next.
 #[derive(Debug, Default)]
 pub struct RuleSums {
-    /// Per rule number, the open tick's sums by direction and bucket (a tick's updates fall in
-    /// a few buckets: a short list).
-    sums: Vec<Vec<(i32, Bucket, Stats)>>,
-    /// The numbers whose list is not empty.
+    /// Per rule number, the open tick's sums by direction and bucket.
+    sums: Vec<RuleSlot>,
+    /// The numbers whose slot holds sums.
     touched: Vec<RuleNumber>,
+}
+
+/// One rule's sums for the open tick. A rule's updates in a tick nearly all fall in one
+/// (direction, bucket): that sum is held in the slot itself, so adding to it reads no memory
+/// beyond the slot; any other pair's sum is in `others`.
+#[derive(Debug, Default)]
+struct RuleSlot {
+    /// The first (direction, bucket) of the tick and its sum, if the slot holds sums.
+    first: Option<(i32, Bucket, Stats)>,
+    /// The sums of the tick's other (direction, bucket) pairs.
+    others: Vec<(i32, Bucket, Stats)>,
 }
 
 impl RuleSums {
@@ -153,17 +171,28 @@ impl RuleSums {
         for &number in rules {
             let at = number as usize;
             if at >= self.sums.len() {
-                self.sums.resize_with(at + 1, Vec::new);
+                self.sums.resize_with(at + 1, RuleSlot::default);
             }
-            let list = &mut self.sums[at];
-            if list.is_empty() {
-                self.touched.push(number);
-            }
-            match list.iter_mut().find(|(held_direction, held_bucket, _)| {
-                *held_direction == direction && *held_bucket == bucket
-            }) {
-                Some((_, _, sum)) => sum.plus_equals(stats),
-                None => list.push((direction, bucket, *stats)),
+            let slot = &mut self.sums[at];
+            match &mut slot.first {
+                Some((held_direction, held_bucket, sum))
+                    if *held_direction == direction && *held_bucket == bucket =>
+                {
+                    sum.plus_equals(stats);
+                }
+                Some(_) => match slot
+                    .others
+                    .iter_mut()
+                    .find(|(held_direction, held_bucket, _)| {
+                        *held_direction == direction && *held_bucket == bucket
+                    }) {
+                    Some((_, _, sum)) => sum.plus_equals(stats),
+                    None => slot.others.push((direction, bucket, *stats)),
+                },
+                None => {
+                    slot.first = Some((direction, bucket, *stats));
+                    self.touched.push(number);
+                }
             }
         }
     }
@@ -172,7 +201,10 @@ impl RuleSums {
     /// no sums.
     pub fn take(&mut self, mut emit: impl FnMut(RuleNumber, i32, Bucket, Stats)) {
         for number in self.touched.drain(..) {
-            for (direction, bucket, stats) in self.sums[number as usize].drain(..) {
+            let slot = &mut self.sums[number as usize];
+            for (direction, bucket, stats) in
+                slot.first.take().into_iter().chain(slot.others.drain(..))
+            {
                 if !stats.is_zero() {
                     emit(number, direction, bucket, stats);
                 }
@@ -264,5 +296,14 @@ mod tests {
         let mut again = 0;
         sums.take(|_, _, _, _| again += 1);
         assert_eq!(again, 0);
+        sums.add(&[2], 2, 90, &stats(6));
+        sums.add(&[2], 1, 90, &stats(2));
+        sums.add(&[2], 2, 90, &stats(1));
+        let mut next_tick = Vec::new();
+        sums.take(|number, direction, bucket, stats| {
+            next_tick.push((number, direction, bucket, stats.records, stats.packets_in));
+        });
+        next_tick.sort_unstable();
+        assert_eq!(next_tick, vec![(2, 1, 90, 1, 2), (2, 2, 90, 2, 7)]);
     }
 }
