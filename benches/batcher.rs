@@ -1,9 +1,10 @@
 //! The arrangements' batcher alone, on rows shaped as the flows view's (flow id, bucket, label
 //! pair, tick, counters), no dataflow around it: differential's merge batcher against Eddy's
 //! sorting batcher (`eddy_dataflows::tick_batcher`), each fed the same ticks of rows in
-//! containers of 1,024 and asked for each tick's batch when it closes. A component figure
-//! (synthetic rows with random flow ids, as the realistic workload's hashed ids are), not an
-//! engine figure: it isolates the cost the engine bench cannot tell apart from its noise.
+//! containers of 1,024 and asked for each tick's batch when it closes. A toy figure
+//! (synthetic rows with random flow ids, as the realistic workload's hashed ids are, not the
+//! realistic workload's updates), no engine figure and no target: it isolates the cost the
+//! engine bench cannot tell apart from its noise.
 //!
 //! `cargo bench --bench batcher` runs ticks of 16,384 and 131,072 rows (a serving and a bulk
 //! tick per worker), 2,097,152 rows each, alternating the two batchers three times.
@@ -75,6 +76,7 @@ where
 }
 
 fn main() {
+    println!("A toy figure: synthetic flow-shaped rows, no realistic updates, no target.");
     println!("| tick rows | batcher | ns per row, each run | rows sealed |");
     println!("|---|---|---|---|");
     for tick_rows in [16_384usize, 131_072] {

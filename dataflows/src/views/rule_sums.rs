@@ -238,6 +238,8 @@ mod tests {
             .collect()
     }
 
+    /// SPEC §8.2: a flow counts once per distinct rule of its trace, however often the trace
+    /// names the rule.
     #[test]
     fn a_trace_holds_each_distinct_rule_once_and_traces_share_numbers() {
         let mut rules = TraceRules::default();
