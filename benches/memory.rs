@@ -11,8 +11,9 @@
 //!
 //! Before the server starts, the bench measures in its own process (a counting allocator) the
 //! heap two owners take for KEYS keys: the catalog, after preparing one update of every key as
-//! ingest does, and the key stores, after noting every key; the rest of the server's live heap
-//! is the engine's arrangements and fixed buffers.
+//! ingest does, and the flow tables, after applying one record of every key in each of the 4
+//! retained buckets (every retained row with its key); the rest of the server's live heap is
+//! the other views' arrangements and fixed buffers.
 //!
 //! `cargo bench --features count-allocations --bench memory [-- KEYS [WINDOW_SECONDS]]`: 16
 //! windows (4 minutes at the defaults). Each window's load must finish within the window (about
@@ -28,7 +29,7 @@ use eddy::catalog::{Catalog, CatalogLimits};
 use eddy::ingest::{prepare, Bounds, InputLimits};
 use eddy::retention::Retention;
 use eddy::synth::realistic::{update, BucketChoice};
-use eddy_dataflows::keys::FlowKeys;
+use eddy_dataflows::flow_table::FlowTable;
 use support::children::ServerChild;
 use support::heap::{live_heap_bytes, CountingAllocator};
 use support::ingest::send_spread;
@@ -63,9 +64,9 @@ async fn next_boundary(window: i64) -> i64 {
     boundary
 }
 
-/// Live heap bytes the catalog and the key store hold for `keys` keys of the realistic
+/// Live heap bytes the catalog and the flow table hold for `keys` keys of the realistic
 /// workload, measured in this process: the catalog after preparing one update of every key,
-/// the key store after noting every prepared key.
+/// the flow table after applying every prepared record in each retained bucket.
 fn owners(keys: u64, window: i64) -> (usize, usize) {
     let retention = Retention {
         window,
@@ -79,39 +80,47 @@ fn owners(keys: u64, window: i64) -> (usize, usize) {
         limits: &limits,
         now,
     };
-    let mut flow_keys = Vec::with_capacity(keys as usize);
+    let mut records = Vec::with_capacity(keys as usize);
     let before = live_heap_bytes();
     let catalog = Catalog::new(CatalogLimits::default());
     for key in 0..keys {
         let update = update(key, 0, 0, window, BucketChoice::Exactly(closed));
         let record = prepare(&update, &catalog, bounds).expect("a realistic update is prepared");
-        flow_keys.push(record.key);
+        records.push(record);
     }
     let catalog_bytes = live_heap_bytes().saturating_sub(before);
     let before = live_heap_bytes();
-    let mut store = FlowKeys::default();
-    for key in &flow_keys {
-        store.note(key, 1);
+    let mut table = FlowTable::default();
+    for retained in 0..RETAINED as i64 {
+        for record in &records {
+            let bucket = record.bucket - retained * window;
+            table.update(&record.key, bucket, record.labels, &record.stats);
+        }
     }
-    let store_bytes = live_heap_bytes().saturating_sub(before);
-    assert_eq!(store.len(), keys as usize, "every key is distinct");
+    let table_bytes = live_heap_bytes().saturating_sub(before);
+    assert_eq!(table.len(), keys as usize, "every key is distinct");
+    assert_eq!(
+        table.rows(),
+        (keys * RETAINED) as usize,
+        "a row per key and bucket"
+    );
     drop(catalog);
-    (catalog_bytes, store_bytes)
+    (catalog_bytes, table_bytes)
 }
 
 fn main() {
     let args = numeric_arguments("[KEYS [WINDOW_SECONDS]]");
     let keys = args.first().copied().unwrap_or(DEFAULT_KEYS);
     let window = args.get(1).map_or(DEFAULT_WINDOW, |&w| w as i64);
-    let (catalog_bytes, store_bytes) = owners(keys, window);
+    let (catalog_bytes, table_bytes) = owners(keys, window);
     let rows = (keys * RETAINED) as f64;
     println!(
         "In this process, for {keys} keys: catalog {:.1} MB ({:.0} bytes per retained row), \
-         key store {:.1} MB ({:.0} bytes per retained row).",
+         flow table {:.1} MB ({:.0} bytes per retained row).",
         catalog_bytes as f64 / 1e6,
         catalog_bytes as f64 / rows,
-        store_bytes as f64 / 1e6,
-        store_bytes as f64 / rows,
+        table_bytes as f64 / 1e6,
+        table_bytes as f64 / rows,
     );
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(async move {

@@ -95,7 +95,7 @@ fn build_alone(
         let mut tick: Tick = 0;
         for batch in records.chunks(BATCH) {
             for record in batch {
-                built.feed.insert(record);
+                built.feed.note(record);
             }
             tick += 1;
             built.feed.advance_to(tick);

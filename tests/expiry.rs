@@ -466,9 +466,8 @@ fn strings_of(values: &[&str]) -> Vec<String> {
     values.iter().map(|v| v.to_string()).collect()
 }
 
-/// A flow whose every bucket has expired leaves its worker's key store while its rows and
-/// their retractions may still sit unmerged in the view: a List sorted by a key field (which
-/// looks every flow's key up) right after the epoch must skip it, not fail (1 and 2 workers).
+/// A flow whose every bucket has expired leaves its worker's flow table with its key: a List
+/// sorted by a key field right after the epoch lists the rest (1 and 2 workers).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_list_sorted_by_name_right_after_a_flow_expired_lists_the_rest() {
     for workers in [1, 2] {

@@ -1,8 +1,8 @@
 //! The flow index of one worker: the ids of the flows it holds by destination namespace and by
-//! source namespace (the fields clients filter on most), kept beside the key store so that a
+//! source namespace (the fields clients filter on most), kept by the flow table so that a
 //! filtered read selects its candidate flows without looking at every key.
 //!
-//! Invariant: a flow is in the index exactly while its key is in the key store, under its own
+//! Invariant: a flow is in the index exactly while it is in the flow table, under its own
 //! destination and source namespace.
 //!
 //! Each value's flows are a hash set, sorted when a read takes them: every new flow is added

@@ -37,16 +37,16 @@ impl EngineInputs {
         })
     }
 
-    /// Inserts a batch of updates into every input (the flows view notes each flow's key).
+    /// Inserts a batch of updates into every input.
     pub fn insert<'a>(&mut self, records: impl IntoIterator<Item = &'a FlowRecord>) {
         for record in records {
             for feed in &mut self.feeds {
-                feed.insert(record);
+                feed.note(record);
             }
         }
     }
 
-    /// Inserts retractions (records with negative counts, whose keys are already held).
+    /// Inserts retractions (records with negative counts, of rows already held).
     pub fn retract(&mut self, records: &[FlowRecord]) {
         for record in records {
             for feed in &mut self.feeds {

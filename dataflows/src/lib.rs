@@ -6,17 +6,20 @@
 //!
 //! - [`model`]: the domain types that flow through the dataflow (keys, buckets, counters).
 //! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
-//! - [`keys`]: the fields of every flow a worker owns, stored once per flow.
-//! - [`flow_index`]: a worker's flows by namespace, kept with the key store for filtered reads.
+//! - [`keys`]: which worker owns a flow.
+//! - [`flow_table`]: the flows a worker owns, each key once and its rows updated in place.
+//! - [`flow_index`]: a worker's flows by namespace, kept by the flow table for filtered reads.
 //! - [`views`]: the registry of incremental views, one file per view.
 //! - [`inputs`]: every view's input and the one way records enter them.
 //! - [`queries`]: Goldmane's reads of a worker's shard of its views (List, FilterHints,
 //!   Statistics, expiry), and the views' sizes.
 //! - [`tick_batcher`]: the batcher every arrangement sorts its closed ticks with.
-//! - [`traces`]: the long differential-dataflow type names of Goldmane's views.
+//! - [`traces`]: the long differential-dataflow type names of the hints and policy statistics
+//!   views.
 
 pub mod filter;
 pub mod flow_index;
+pub mod flow_table;
 pub mod inputs;
 pub mod keys;
 pub mod model;

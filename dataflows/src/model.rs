@@ -248,10 +248,6 @@ pub struct FlowRecord {
     pub stats: Stats,
 }
 
-/// A row of the flows view: a flow id, and a bucket with a label pair. Fixed-size: the flow's
-/// key is stored once per flow, in the owning worker's key store (`keys::FlowKeys`).
-pub type FlowRow = (FlowId, (Bucket, LabelPair));
-
 /// A half-open range of bucket starts `[gte, lt)` (SPEC §2.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BucketRange {
@@ -268,7 +264,7 @@ impl BucketRange {
     }
 }
 
-/// A flow key with fixed fields but its id and namespaces, for unit tests of the key store
+/// A flow key with fixed fields but its id and namespaces, for unit tests of the flow table
 /// and the flow index.
 #[cfg(test)]
 pub(crate) fn test_key(id: FlowId, source_namespace: Sym, dest_namespace: Sym) -> FlowKey {

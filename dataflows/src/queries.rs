@@ -2,7 +2,6 @@
 //! that owns the traces; the controller merges the partial answers of every worker.
 
 pub mod expire;
-mod flow_scan;
 pub mod hints;
 pub mod list;
 pub mod sizes;
@@ -12,8 +11,6 @@ pub mod used_ids;
 use differential_dataflow::trace::cursor::{cursor_list, Cursor, CursorList, Navigable};
 use differential_dataflow::trace::TraceReader;
 use timely::progress::Antichain;
-
-pub(crate) use flow_scan::{visit_flows, FlowRows, EVERY_TICK};
 
 /// A cursor over every batch of a trace, with the storage it reads from.
 pub(crate) fn cursor_over_all<Tr>(

@@ -1,20 +1,13 @@
-//! The long differential-dataflow type names of Goldmane's arrangements (the flows, hints and
-//! policy statistics views), spelled in one place.
+//! The long differential-dataflow type names of Goldmane's arrangements (the hints and policy
+//! statistics views), spelled in one place.
 
 use differential_dataflow::input::InputSession;
 use differential_dataflow::operators::arrange::TraceAgent;
 use differential_dataflow::trace::implementations::{KeySpine, ValSpine};
 
-use crate::model::{Bucket, FlowId, FlowRow, LabelPair, StatKey, Stats, Tick};
+use crate::model::{Bucket, StatKey, Stats, Tick};
 use crate::views::hints::HintRow;
 use crate::views::policy_stats::StatRow;
-
-/// The flows view: flow id -> (bucket, label pair), with the summed counters of the updates
-/// that carried that label pair in that bucket.
-pub type FlowsSpine = ValSpine<FlowId, (Bucket, LabelPair), Tick, Stats>;
-
-/// The shared handle of the flows view.
-pub type FlowsTrace = TraceAgent<FlowsSpine>;
 
 /// The hints view's storage: (field, value, bucket), with the number of updates carrying it.
 pub type HintsSpine = KeySpine<HintRow, Tick, isize>;
@@ -28,10 +21,6 @@ pub type PolicyStatsSpine = ValSpine<StatKey, Bucket, Tick, Stats>;
 
 /// The policy statistics view.
 pub type PolicyStatsTrace = TraceAgent<PolicyStatsSpine>;
-
-/// The handle a worker inserts flow rows through: one per update, `(flow id, (bucket,
-/// labels))`, weighted by its counters.
-pub type FlowRowsInput = InputSession<Tick, FlowRow, Stats>;
 
 /// The handle a worker inserts hint rows through, consolidated per tick.
 pub type HintRowsInput = InputSession<Tick, HintRow, isize>;

@@ -360,7 +360,7 @@ fn run(workers: usize, steps: Vec<Step>) -> Expected {
                     let owned: Vec<FlowRecord> = records.iter().filter(mine).copied().collect();
                     inputs.retract(&owned);
                 }
-                Step::Expire(floor) => expire::expire(&mut views, &mut inputs, *floor, tick),
+                Step::Expire(floor) => expire::expire(&mut views, &mut inputs, *floor),
                 Step::ReuseTrace {
                     retracted,
                     retired,

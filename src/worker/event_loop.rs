@@ -172,7 +172,7 @@ fn answer(command: Command, views: &mut Views, inputs: &mut EngineInputs, reflec
             false
         }
         Command::Expire { floor, .. } => {
-            expire::expire(views, inputs, floor, reflected);
+            expire::expire(views, inputs, floor);
             true
         }
         Command::UsedIds { marks, reply, .. } => {

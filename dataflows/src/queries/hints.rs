@@ -1,16 +1,16 @@
 //! The FilterHints read (SPEC §6): the distinct values of one key field over the flows that
 //! match a filter in a range. Unfiltered reads of a field the hints view holds (namespaces,
-//! the trace) use that view; filtered reads take the matching flows from the key store and
-//! read only their rows of the flows view, and reads of a name field (one value per flow,
-//! which the hints view does not hold) walk the flows view.
+//! the trace) use that view; filtered reads take the matching flows from the flow index and
+//! read only their rows in the flow table, and reads of a name field (one value per flow,
+//! which the hints view does not hold) walk the flow table.
 
 use differential_dataflow::trace::cursor::Cursor;
 
 use crate::filter::FlowFilter;
-use crate::keys::FlowKeys;
+use crate::flow_table::FlowTable;
 use crate::model::BucketRange;
-use crate::queries::{cursor_over_all, visit_flows, EVERY_TICK};
-use crate::traces::{FlowsTrace, HintsTrace};
+use crate::queries::cursor_over_all;
+use crate::traces::HintsTrace;
 use crate::views::flows::FlowsReader;
 use crate::views::hints::{HintField, HintsReader};
 use crate::views::Views;
@@ -31,8 +31,7 @@ pub fn hints(views: &mut Views, query: &HintsQuery) -> Vec<u32> {
     if query.filter.is_empty() && query.field.is_held() {
         from_hints_view(views.reader::<HintsReader>().trace(), query)
     } else {
-        let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
-        from_flows_view(flows, &keys, query)
+        from_flows_view(&views.reader::<FlowsReader>().table(), query)
     }
 }
 
@@ -56,31 +55,17 @@ fn from_hints_view(hints: &mut HintsTrace, query: &HintsQuery) -> Vec<u32> {
     values
 }
 
-fn from_flows_view(flows: &mut FlowsTrace, keys: &FlowKeys, query: &HintsQuery) -> Vec<u32> {
-    let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
-    // The flows with updates in the range, ascending.
-    let mut present = Vec::new();
-    visit_flows(flows, candidates.as_deref(), EVERY_TICK, |id, flow| {
-        if flow
-            .rows()
+fn from_flows_view(table: &FlowTable, query: &HintsQuery) -> Vec<u32> {
+    let candidates = (!query.filter.is_empty()).then(|| table.matching(&query.filter));
+    let mut values = Vec::new();
+    table.visit(candidates.as_deref(), |key, rows| {
+        if rows
             .iter()
-            .any(|row| query.range.contains(row.bucket) && row.records > 0)
+            .any(|row| query.range.contains(row.bucket) && row.stats.records > 0)
         {
-            present.push(id);
+            values.push(query.field.value_of(key));
         }
     });
-    let mut values: Vec<u32> = if candidates.is_none() && present.len() == keys.len() {
-        // Every flow with a live row has its key in the store (its invariant), so when as
-        // many flows have updates in the range as keys are held, they are the same flows: the
-        // values are read in the store's order, without a look-up per flow.
-        keys.keys().map(|key| query.field.value_of(key)).collect()
-    } else {
-        present
-            .iter()
-            .filter_map(|id| keys.get(*id))
-            .map(|key| query.field.value_of(key))
-            .collect()
-    };
     values.sort_unstable();
     values.dedup();
     values

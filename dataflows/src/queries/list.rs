@@ -5,10 +5,8 @@
 use std::sync::Arc;
 
 use crate::filter::FlowFilter;
-use crate::keys::FlowKeys;
-use crate::model::{Bucket, BucketRange, FlowId, FlowKey, LabelPair, Stats};
-use crate::queries::{visit_flows, EVERY_TICK};
-use crate::traces::FlowsTrace;
+use crate::flow_table::FlowTable;
+use crate::model::{Bucket, BucketRange, FlowKey, LabelPair, Stats};
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
 
@@ -98,33 +96,23 @@ fn enum_order(value: i32) -> u64 {
 }
 
 impl ListQuery {
-    /// Whether a row's place in the order depends on its key's fields, not only on its id and
-    /// start.
-    fn orders_by_key(&self) -> bool {
-        self.sort.iter().any(|field| *field != SortField::Time)
-    }
-
-    /// The order of flow `id`'s row starting at `start`. `key` is the flow's key, needed only
-    /// when [`ListQuery::orders_by_key`].
-    fn order_of(&self, id: FlowId, key: Option<&FlowKey>, start: Bucket) -> OrderKey {
+    /// The order of the row of the flow of `key` starting at `start`.
+    fn order_of(&self, key: &FlowKey, start: Bucket) -> OrderKey {
         let mut parts = [0u64; MAX_SORT_FIELDS];
         for (part, field) in parts.iter_mut().zip(&self.sort) {
-            *part = match (field, key) {
-                (SortField::Time, _) => u64::MAX - (start as u64 ^ (1 << 63)),
-                (_, None) => 0,
-                (SortField::DestName, Some(key)) => rank(&self.name_ranks, key.dest_name),
-                (SortField::DestNamespace, Some(key)) => rank(&self.name_ranks, key.dest_namespace),
-                (SortField::DestType, Some(key)) => enum_order(key.dest_type),
-                (SortField::SourceName, Some(key)) => rank(&self.name_ranks, key.source_name),
-                (SortField::SourceNamespace, Some(key)) => {
-                    rank(&self.name_ranks, key.source_namespace)
-                }
-                (SortField::SourceType, Some(key)) => enum_order(key.source_type),
+            *part = match field {
+                SortField::Time => u64::MAX - (start as u64 ^ (1 << 63)),
+                SortField::DestName => rank(&self.name_ranks, key.dest_name),
+                SortField::DestNamespace => rank(&self.name_ranks, key.dest_namespace),
+                SortField::DestType => enum_order(key.dest_type),
+                SortField::SourceName => rank(&self.name_ranks, key.source_name),
+                SortField::SourceNamespace => rank(&self.name_ranks, key.source_namespace),
+                SortField::SourceType => enum_order(key.source_type),
             };
         }
         OrderKey {
             parts,
-            id,
+            id: key.id,
             start_descending: u64::MAX - (start as u64 ^ (1 << 63)),
         }
     }
@@ -186,46 +174,33 @@ impl TopRows {
 }
 
 /// Answers `query` from this worker's shard of the flows view. A filtered query reads only
-/// the flows whose key matches, found in the key store; a key is looked up only for a row
-/// that could make the page (or, for sorts by a key field, to place the row).
+/// the flows whose key matches, found in the flow index.
 pub fn list(views: &mut Views, query: &ListQuery) -> ListPartial {
-    let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
-    list_flows(flows, &keys, query)
+    list_flows(&views.reader::<FlowsReader>().table(), query)
 }
 
-fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> ListPartial {
-    let candidates = (!query.filter.is_empty()).then(|| keys.matching(&query.filter));
+fn list_flows(table: &FlowTable, query: &ListQuery) -> ListPartial {
+    let candidates = (!query.filter.is_empty()).then(|| table.matching(&query.filter));
     let mut top = TopRows {
         limit: query.limit,
         rows: Vec::new(),
         cutoff: None,
     };
     let mut total = 0u64;
-    let orders_by_key = query.orders_by_key();
-    visit_flows(flows, candidates.as_deref(), EVERY_TICK, |id, flow| {
-        let ordering_key = if orders_by_key {
-            // A flow whose key has left the store was expired: what the view still holds of
-            // it are rows and their retractions not yet merged away, summing to nothing.
-            let Some(key) = keys.get(id) else {
-                return;
-            };
-            Some(key)
-        } else {
-            None
-        };
+    table.visit(candidates.as_deref(), |key, rows| {
         // The window being aggregated, and its row unless it cannot make the page (then it is
         // only counted). Apart, so a flow whose rows cannot make the page moves no row.
         let mut open_window: Option<Bucket> = None;
         let mut open_row: Option<ListRow> = None;
-        for flow_row in flow.rows() {
+        for flow_row in rows {
             let bucket = flow_row.bucket;
-            if !query.range.contains(bucket) || flow_row.records <= 0 {
+            if !query.range.contains(bucket) || flow_row.stats.records <= 0 {
                 continue;
             }
             let window = query.window_of(bucket);
             if open_window == Some(window) {
                 if let Some(row) = open_row.as_mut() {
-                    row.stats.add(&flow.stats(flow_row));
+                    row.stats.add(&flow_row.stats);
                     row.end = bucket + query.window;
                     row.labels.push(flow_row.labels);
                 }
@@ -239,15 +214,13 @@ fn list_flows(flows: &mut FlowsTrace, keys: &FlowKeys, query: &ListQuery) -> Lis
             }
             open_window = Some(window);
             // Set now: `TopRows` compares orders as rows arrive.
-            let order = query.order_of(id, ordering_key, bucket);
+            let order = query.order_of(key, bucket);
             if top.admits(&order) {
-                let key = ordering_key.or_else(|| keys.get(id));
-                debug_assert!(key.is_some(), "every flow in the view has its key stored");
-                open_row = key.map(|key| ListRow {
+                open_row = Some(ListRow {
                     key: *key,
                     start: bucket,
                     end: bucket + query.window,
-                    stats: flow.stats(flow_row),
+                    stats: flow_row.stats,
                     labels: vec![flow_row.labels],
                     order,
                 });

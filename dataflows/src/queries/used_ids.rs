@@ -1,14 +1,11 @@
 //! The used-ids read: which string, label-set and trace ids this worker's retained flows refer
 //! to, below given marks, so the frontend can drop catalog entries nothing uses any more.
 //!
-//! Walks every (flow, label pair) of the flows view and every stored key once: callers ask once
-//! per epoch. The key store may still hold a flow whose rows just left retention (until the
-//! next expiry), so its ids are reported a little longer than needed, never too short.
+//! Walks every flow of the flow table once, its key and its rows' label pairs: callers ask
+//! once per epoch.
 
-use crate::keys::FlowKeys;
+use crate::flow_table::FlowTable;
 use crate::model::FlowKey;
-use crate::queries::{visit_flows, EVERY_TICK};
-use crate::traces::FlowsTrace;
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
 
@@ -109,25 +106,22 @@ fn key_strings(key: &FlowKey) -> [u32; 8] {
 
 /// The string, label-set and trace ids below `marks` that this worker's retained flows use.
 pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
-    let (flows, keys) = views.reader::<FlowsReader>().trace_and_keys();
-    used_ids_of(flows, &keys, marks)
+    used_ids_of(&views.reader::<FlowsReader>().table(), marks)
 }
 
-fn used_ids_of(flows: &mut FlowsTrace, keys: &FlowKeys, marks: IdMarks) -> UsedIds {
+fn used_ids_of(table: &FlowTable, marks: IdMarks) -> UsedIds {
     let mut used = UsedIds::below(marks);
-    visit_flows(flows, None, EVERY_TICK, |_, flow| {
-        for row in flow.rows() {
+    table.visit(None, |key, rows| {
+        for row in rows {
             let (source_labels, dest_labels) = row.labels;
             used.label_sets.insert(source_labels);
             used.label_sets.insert(dest_labels);
         }
-    });
-    for key in keys.keys() {
         for id in key_strings(key) {
             used.strings.insert(id);
         }
         used.traces.insert(key.trace);
-    }
+    });
     used
 }
 

@@ -78,6 +78,14 @@ impl<R: Clone, M: Clone> ChangeLog<R, M> {
         taken
     }
 
+    /// The rows sent at `tick` or later, still in the log.
+    pub fn from_tick(&self, tick: Tick) -> impl Iterator<Item = (&R, &M)> {
+        self.entries
+            .iter()
+            .filter(move |(at, _, _)| *at >= tick)
+            .map(|(_, row, measures)| (row, measures))
+    }
+
     /// Drops the rows sent before `tick` unless changes are being recorded.
     pub fn forget_before(&mut self, tick: Tick) {
         if !self.recording {

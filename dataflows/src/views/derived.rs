@@ -9,8 +9,8 @@
 //! and a row lives on one worker, as for every other view.
 //!
 //! Subscriptions: while someone subscribes, the reader keeps the measures it last showed; a
-//! read of the changes derives the measures as of the ticks before the frontier and sends the
-//! rows of every key whose measures differ (old rows −, new rows +). An epoch's changes cost a
+//! read of the changes derives the measures from the flows as they are and sends the rows of
+//! every key whose measures differ (old rows −, new rows +). An epoch's changes cost a
 //! pass over this worker's flows, and the shown measures take memory in proportion to the
 //! view, only while someone subscribes.
 
@@ -21,7 +21,6 @@ use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
 use crate::model::{Bucket, FlowRecord, PolicyRule, Tick, TraceId};
-use crate::queries::EVERY_TICK;
 use crate::views::bucketed::{add_rows, rows_in_range, BucketedView, KeyBuckets, Update};
 use crate::views::flows::FlowsHandle;
 use crate::views::registry::{
@@ -96,18 +95,18 @@ struct Derived<V: BucketedView> {
 
 impl<V: BucketedView> Derived<V> {
     /// The measures per (key, bucket) of the `selected` buckets of the flows on this worker,
-    /// summed over the ticks before `before`, zero sums left out.
-    fn sums(&mut self, selected: impl Fn(Bucket) -> bool, before: Tick) -> Vec<Update<V>> {
+    /// zero sums left out.
+    fn sums(&self, selected: impl Fn(Bucket) -> bool) -> Vec<Update<V>> {
         let mut sums = Vec::new();
         let view = &self.view;
-        if let Some(flows) = self.flows.as_mut() {
-            flows.visit(before, |key, flow| {
-                for row in flow.rows().iter().filter(|row| selected(row.bucket)) {
+        if let Some(flows) = self.flows.as_ref() {
+            flows.visit(|key, rows| {
+                for row in rows.iter().filter(|row| selected(row.bucket)) {
                     let record = FlowRecord {
                         key: *key,
                         bucket: row.bucket,
                         labels: row.labels,
-                        stats: flow.stats(row),
+                        stats: row.stats,
                     };
                     if let Some((at, measures)) = view.row_of(&record) {
                         sums.push(((at, row.bucket), measures));
@@ -119,9 +118,9 @@ impl<V: BucketedView> Derived<V> {
         sums
     }
 
-    /// Every key's nonzero measures per bucket, ascending, over the ticks before `before`.
-    fn measured(&mut self, before: Tick) -> Measured<V> {
-        by_key::<V>(&self.sums(|_| true, before)).collect()
+    /// Every key's nonzero measures per bucket, ascending.
+    fn measured(&self) -> Measured<V> {
+        by_key::<V>(&self.sums(|_| true)).collect()
     }
 
     /// The rows of `key` with `buckets`: one per bucket, or the view's rows across them.
@@ -162,7 +161,7 @@ impl<V: BucketedView> Derived<V> {
 
 impl<V: BucketedView> ViewReader for Derived<V> {
     fn read(&mut self, query: &ViewQuery) -> Vec<Row> {
-        let sums = self.sums(|bucket| query.range.contains(bucket), EVERY_TICK);
+        let sums = self.sums(|bucket| query.range.contains(bucket));
         if !V::ROWS_SPAN_BUCKETS {
             return query.finish(rows_in_range(&self.view, query, sums));
         }
@@ -176,12 +175,12 @@ impl<V: BucketedView> ViewReader for Derived<V> {
         top.finish()
     }
 
-    fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
+    fn changes(&mut self, watch: Watch, window: i64, _before: Tick) -> ViewChanges {
         if watch == Watch::Stop {
             self.shown = None;
             return ViewChanges::default();
         }
-        let now = self.measured(before);
+        let now = self.measured();
         let changes = self
             .shown
             .as_ref()
@@ -196,14 +195,10 @@ impl<V: BucketedView> ViewReader for Derived<V> {
         ViewChanges { changes, snapshot }
     }
 
-    fn compact_to(&mut self, tick: Tick) {
-        if let Some(flows) = self.flows.as_mut() {
-            flows.compact_to(tick);
-        }
-    }
+    fn compact_to(&mut self, _tick: Tick) {}
 
     fn live_rows(&mut self) -> LiveRows {
-        let sums = self.sums(|_| true, EVERY_TICK);
+        let sums = self.sums(|_| true);
         LiveRows {
             keys: sums.chunk_by(|(a, _), (b, _)| a.0 == b.0).count() as u64,
             rows: sums.len() as u64,

@@ -1,25 +1,26 @@
-//! The flows view: one fixed-size row per (flow id, bucket, label pair) whose difference is the
-//! summed `Stats` of the updates that carried that label pair in that bucket. The flow's key
-//! fields are not in the row: the owning worker's key store holds them once per flow, filled
-//! by this view's input as records are inserted. Goldmane's List, Stream, filtered
-//! FilterHints and expiry read it with its own layout (`queries/`, through
-//! [`FlowsReader::trace_and_keys`]); the generic API reads one row per flow and bucket, the
-//! key's fields and the counters summed over label pairs.
+//! The flows view: per flow, one row per (bucket, label pair) whose counters are the summed
+//! `Stats` of the updates that carried that label pair in that bucket, held in the owning
+//! worker's [`FlowTable`] with the flow's key and updated in place as records are inserted.
+//! Goldmane's List, Stream, filtered FilterHints and expiry read the table (`queries/`,
+//! through [`FlowsReader::table`]); the generic API reads one row per flow and bucket, the key's
+//! fields and the counters summed over label pairs.
 //!
-//! Arranged by flow id on the worker that owns the flow ([`owner_of`], by its connection), the
-//! one its records were inserted on: nothing moves between workers, and every bucket of a
-//! flow, and every flow of a connection, lives on one worker.
+//! Held on the worker that owns the flow ([`owner_of`], by its connection), the one its records
+//! were inserted on: nothing moves between workers, and every bucket of a flow, and every flow
+//! of a connection, lives on one worker.
 //!
-//! The label pairs present with a non-zero record count give a range's label intersection
-//! (SPEC §3.4), exact under retraction and independent of arrival order. A flow whose nodes
-//! report the same labels has one row per bucket.
+//! The label pairs present give a range's label intersection (SPEC §3.4), exact under
+//! retraction and independent of arrival order. A flow whose nodes report the same labels has
+//! one row per bucket.
 //!
-//! Subscribers: the view notes its batches only while someone subscribes (it holds every
-//! update of every flow), and the keys of the flows retracted meanwhile, so a flow that
-//! expiry removed (and the key store forgot) still has its old rows. The key of a retraction
-//! inserted before the first subscriber came is not needed: the event loop answers a
-//! subscription queued after an expiry only once the views reflect its retraction, so that
-//! retraction is in the subscription's snapshot, not in a change.
+//! Not an arrangement: the table has no history, so Goldmane's reads see every record inserted
+//! on this worker so far, which includes every tick the other views reflect (read-your-writes
+//! holds, SPEC §9.1). Subscribers: while someone subscribes, every update is noted in the
+//! change log as it is applied, with its tick, and the keys of the flows that left the table
+//! meanwhile, so a flow that expiry removed still has its old rows. A read of the changes
+//! before a tick takes the log's updates before it and reads the table with the log's later
+//! updates taken back out, so a subscriber's deltas add up to the rows at one tick, as an
+//! arrangement's would (a worker may have applied ticks the others have not reached).
 //!
 //! [`owner_of`]: crate::keys::owner_of
 
@@ -28,24 +29,15 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::rc::Rc;
 
-use differential_dataflow::input::Input;
-use differential_dataflow::operators::arrange::arrangement::arrange_core;
-use differential_dataflow::trace::cursor::Cursor;
-use differential_dataflow::trace::{Navigable, SpanOf};
+use differential_dataflow::consolidation::consolidate;
 use rustc_hash::FxHasher;
-use timely::dataflow::channels::pact::Pipeline;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
-use timely::dataflow::operators::{Inspect, Probe};
 use timely::dataflow::Scope;
 
-use crate::keys::FlowKeys;
+use crate::flow_table::{FlowRow, FlowTable, Updated};
 use crate::model::{
     Bucket, BucketRange, FlowId, FlowKey, FlowRecord, PolicyRule, Stats, Tick, TraceId,
 };
-use crate::queries::sizes::live_rows;
-use crate::queries::{visit_flows, FlowRows};
-use crate::tick_batcher::ValSorter;
-use crate::traces::{FlowRowsInput, FlowsSpine, FlowsTrace};
 use crate::views::changes::{ChangeLog, SharedLog};
 use crate::views::registry::{
     columns, BuiltView, Column, ColumnType, LiveRows, Row, Sort, Value, ViewChanges,
@@ -192,20 +184,20 @@ fn has_updates(stats: &Stats) -> bool {
     stats.records > 0
 }
 
-/// The key store and, while someone subscribes, the keys of the flows retracted since the
-/// last read of the changes (by flow id, with the tick of the latest retraction).
+/// The flow table and, while someone subscribes, the keys of the flows that left it since the
+/// last read of the changes (by flow id, with the tick they left at).
 #[derive(Default)]
 struct FlowStore {
-    keys: FlowKeys,
-    retracted: HashMap<FlowId, (Tick, FlowKey), BuildHasherDefault<FxHasher>>,
+    table: FlowTable,
+    left: HashMap<FlowId, (Tick, FlowKey), BuildHasherDefault<FxHasher>>,
 }
 
 impl FlowStore {
-    /// The key of flow `id`: stored, or retracted since the last read of the changes.
+    /// The key of flow `id`: held, or left since the last read of the changes.
     fn key(&self, id: FlowId) -> Option<&FlowKey> {
-        self.keys
-            .get(id)
-            .or_else(|| self.retracted.get(&id).map(|(_, key)| key))
+        self.table
+            .key(id)
+            .or_else(|| self.left.get(&id).map(|(_, key)| key))
     }
 }
 
@@ -214,46 +206,16 @@ impl ViewDefinition for Flows {
         &SCHEMA
     }
 
-    fn build(&self, scope: Scope<'_, Tick>, probe: &ProbeHandle<Tick>) -> BuiltView {
-        let (input, rows) = scope.new_collection();
-        // Records are inserted on their flow's owner only (`owner_of`): they stay there, fed
-        // straight to the arrangement (a pipeline; its batcher copies each container's rows
-        // out, so the input's buffers are not held).
-        let arranged = arrange_core::<_, _, ValSorter<_, _, _, _>, FlowsSpine>(
-            rows.inner,
-            Pipeline,
-            "flows::arrange",
-            ValSorter::new,
-        );
+    fn build(&self, _scope: Scope<'_, Tick>, _probe: &ProbeHandle<Tick>) -> BuiltView {
         let log: SharedLog<(FlowId, Bucket), Stats> = Rc::new(RefCell::new(ChangeLog::default()));
-        let noted = log.clone();
-        arranged
-            .stream
-            .inspect(move |span: &SpanOf<FlowsSpine>| {
-                let mut log = noted.borrow_mut();
-                match &span.inner {
-                    Some(batch) if log.is_recording() => {
-                        note_batch(&mut log, batch);
-                    }
-                    Some(_) => log.skip_through(span.upper().elements()),
-                    None => {}
-                }
-            })
-            .probe_with(probe);
         let store = Rc::new(RefCell::new(FlowStore::default()));
         BuiltView {
             feed: Box::new(FlowsFeed {
-                input,
                 store: store.clone(),
                 log: log.clone(),
+                tick: 0,
             }),
-            reader: Box::new(FlowsReader {
-                arranged: Arranged {
-                    trace: arranged.trace,
-                },
-                store,
-                log,
-            }),
+            reader: Box::new(FlowsReader { store, log }),
         }
     }
 
@@ -279,74 +241,82 @@ impl ViewDefinition for Flows {
     }
 }
 
-/// Notes every update of `batch` in `log`, by (flow, bucket).
-fn note_batch(
-    log: &mut ChangeLog<(FlowId, Bucket), Stats>,
-    batch: &<FlowsTrace as differential_dataflow::trace::TraceReader>::Batch,
-) {
-    let mut cursor = batch.cursor();
-    while let Some(id) = cursor.get_key(batch) {
-        let id = *id;
-        while let Some((bucket, _)) = cursor.get_val(batch) {
-            let bucket = *bucket;
-            cursor.map_times(batch, |time, stats| log.record(*time, (id, bucket), *stats));
-            cursor.step_val(batch);
-        }
-        cursor.step_key(batch);
-    }
-}
-
-/// The input of the flows view on one worker, with the key store it fills.
+/// The input of the flows view on one worker: applies each record to the table.
 struct FlowsFeed {
-    input: FlowRowsInput,
     store: Rc<RefCell<FlowStore>>,
     log: SharedLog<(FlowId, Bucket), Stats>,
-}
-
-impl FlowsFeed {
-    fn update(&mut self, record: &FlowRecord) {
-        self.input.update(
-            (record.key.id, (record.bucket, record.labels)),
-            record.stats,
-        );
-    }
+    /// The tick records are inserted at.
+    tick: Tick,
 }
 
 impl ViewFeed for FlowsFeed {
     fn note(&mut self, record: &FlowRecord) {
-        self.update(record);
-        if self.log.borrow().is_recording() {
-            let tick = *self.input.time();
-            self.store
-                .borrow_mut()
-                .retracted
-                .insert(record.key.id, (tick, record.key));
+        let mut store = self.store.borrow_mut();
+        let updated =
+            store
+                .table
+                .update(&record.key, record.bucket, record.labels, &record.stats);
+        let mut log = self.log.borrow_mut();
+        if log.is_recording() {
+            log.record(self.tick, (record.key.id, record.bucket), record.stats);
+            if updated == Updated::Removed {
+                store.left.insert(record.key.id, (self.tick, record.key));
+            }
         }
-    }
-
-    fn insert(&mut self, record: &FlowRecord) {
-        let tick = *self.input.time();
-        self.store.borrow_mut().keys.note(&record.key, tick);
-        self.update(record);
     }
 
     fn advance_to(&mut self, tick: Tick) {
-        if tick > *self.input.time() {
-            self.input.advance_to(tick);
-            self.input.flush();
-        }
+        self.tick = self.tick.max(tick);
     }
 }
 
-/// The flows view's arrangement, read as counters per (flow, bucket).
-struct Arranged {
-    trace: FlowsTrace,
+/// The counters of each bucket of `rows` (in bucket order) in `range`, label pairs summed.
+fn bucket_sums<'a>(
+    rows: &'a [FlowRow],
+    range: &'a BucketRange,
+) -> impl Iterator<Item = (Bucket, Stats)> + 'a {
+    rows.chunk_by(|a, b| a.bucket == b.bucket)
+        .filter(|run| range.contains(run[0].bucket))
+        .map(|run| {
+            let mut sum = Stats::default();
+            for row in run {
+                sum.add(&row.stats);
+            }
+            (run[0].bucket, sum)
+        })
 }
 
-impl BucketSums for Arranged {
+/// The flow table read as counters per (flow, bucket) as of the ticks before a read's
+/// `before`: the table holds every update applied so far, so the updates the change log still
+/// holds at `before` or later are taken back out of the sums.
+struct TableSums<'a> {
+    table: &'a FlowTable,
+    log: &'a SharedLog<(FlowId, Bucket), Stats>,
+}
+
+/// Counters per (flow, bucket).
+type SumsByBucket = HashMap<(FlowId, Bucket), Stats, BuildHasherDefault<FxHasher>>;
+
+impl TableSums<'_> {
+    /// The updates applied at `before` or later, summed per (flow, bucket): those the log
+    /// holds (it holds every update applied while someone subscribes).
+    fn later(&self, before: Tick) -> SumsByBucket {
+        let mut later = SumsByBucket::default();
+        if before != Tick::MAX {
+            for (at, stats) in self.log.borrow().from_tick(before) {
+                later.entry(*at).or_default().add(stats);
+            }
+        }
+        later
+    }
+}
+
+impl BucketSums for TableSums<'_> {
     type Key = FlowId;
     type Measures = Stats;
 
+    /// Without `wanted`, each flow's buckets come together, in bucket order, the flows in no
+    /// particular order.
     fn sums(
         &mut self,
         range: &BucketRange,
@@ -354,46 +324,45 @@ impl BucketSums for Arranged {
         before: Tick,
         visit: &mut dyn FnMut(FlowId, Bucket, Stats),
     ) {
-        // The flows view's rows are (bucket, label pair): a (flow, bucket) sums its label
-        // pairs, adjacent in the scan.
-        let Some(wanted) = wanted else {
-            visit_flows(&mut self.trace, None, before, |id, flow| {
-                let mut open: Option<(Bucket, Stats)> = None;
-                for row in flow.rows().iter().filter(|row| range.contains(row.bucket)) {
-                    let stats = flow.stats(row);
-                    match open.as_mut() {
-                        Some((at, sum)) if *at == row.bucket => sum.add(&stats),
-                        _ => {
-                            if let Some((at, sum)) = open.replace((row.bucket, stats)) {
-                                visit(id, at, sum);
-                            }
+        let later = self.later(before);
+        match wanted {
+            None if later.is_empty() => self.table.visit(None, |key, rows| {
+                for (bucket, sum) in bucket_sums(rows, range) {
+                    visit(key.id, bucket, sum);
+                }
+            }),
+            None => {
+                // Rare (a snapshot taken while a worker is ahead of the read): every sum is
+                // collected, the later updates taken out, and the sums put in order.
+                let mut sums = Vec::with_capacity(self.table.rows());
+                self.table.visit(None, |key, rows| {
+                    sums.extend(bucket_sums(rows, range).map(|(bucket, sum)| ((key.id, bucket), sum)));
+                });
+                sums.extend(
+                    later
+                        .iter()
+                        .filter(|((_, bucket), _)| range.contains(*bucket))
+                        .map(|(at, stats)| (*at, stats.negated())),
+                );
+                consolidate(&mut sums);
+                for ((id, bucket), sum) in sums {
+                    visit(id, bucket, sum);
+                }
+            }
+            Some(wanted) => {
+                for (id, bucket) in wanted {
+                    let mut sum = Stats::default();
+                    if let Some((_, rows)) = self.table.flow(*id) {
+                        for row in rows.iter().filter(|row| row.bucket == *bucket) {
+                            sum.add(&row.stats);
                         }
                     }
-                }
-                if let Some((at, sum)) = open {
-                    visit(id, at, sum);
-                }
-            });
-            return;
-        };
-        let mut ids: Vec<FlowId> = wanted.iter().map(|(id, _)| *id).collect();
-        ids.dedup();
-        // The entries of `wanted` not visited yet: those of a flow no batch holds are zero.
-        let mut pending = wanted.iter().peekable();
-        visit_flows(&mut self.trace, Some(&ids), before, |id, flow| {
-            while let Some((wanted_id, bucket)) = pending.next_if(|(wanted_id, _)| *wanted_id <= id)
-            {
-                let mut stats = Stats::default();
-                if *wanted_id == id {
-                    for row in flow.rows().iter().filter(|row| row.bucket == *bucket) {
-                        stats.add(&flow.stats(row));
+                    if let Some(applied) = later.get(&(*id, *bucket)) {
+                        sum.add(&applied.negated());
                     }
+                    visit(*id, *bucket, sum);
                 }
-                visit(*wanted_id, *bucket, stats);
             }
-        });
-        for (id, bucket) in pending {
-            visit(*id, *bucket, Stats::default());
         }
     }
 
@@ -402,68 +371,38 @@ impl BucketSums for Arranged {
     }
 }
 
-/// A handle on one worker's flows view and key store, held by a view that reads the flows
-/// instead of keeping rows of its own (`views::derived`). A clone is another handle on the
-/// same arrangement: its holder compacts it.
+/// A handle on one worker's flow table, held by a view that reads the flows instead of keeping
+/// rows of its own (`views::derived`).
 #[derive(Clone)]
 pub struct FlowsHandle {
-    trace: FlowsTrace,
     store: Rc<RefCell<FlowStore>>,
 }
 
 impl FlowsHandle {
-    /// Calls `visit` with the key of each flow of this worker and its rows whose records at
-    /// times before `before` do not sum to zero (`queries::visit_flows`).
-    pub(crate) fn visit(&mut self, before: Tick, mut visit: impl FnMut(&FlowKey, &FlowRows)) {
-        let store = self.store.borrow();
-        visit_flows(&mut self.trace, None, before, |id, flow| {
-            if flow.rows().is_empty() {
-                return;
-            }
-            let key = store.keys.get(id);
-            debug_assert!(key.is_some(), "a flow with a live row has its key stored");
-            if let Some(key) = key {
-                visit(key, flow);
-            }
-        });
-    }
-
-    /// Allows the arrangement to forget history before `tick`, through this handle.
-    pub fn compact_to(&mut self, tick: Tick) {
-        sums::compact_behind(&mut self.trace, tick);
+    /// Calls `visit` with the key and rows of each flow of this worker.
+    pub(crate) fn visit(&self, mut visit: impl FnMut(&FlowKey, &[FlowRow])) {
+        self.store.borrow().table.visit(None, &mut visit);
     }
 }
 
-/// The flows view's arrangement and key store on one worker.
+/// The flows view's table on one worker.
 pub struct FlowsReader {
-    arranged: Arranged,
     store: Rc<RefCell<FlowStore>>,
     log: SharedLog<(FlowId, Bucket), Stats>,
 }
 
 impl FlowsReader {
-    /// The arrangement, and the key of every flow it holds: what Goldmane's reads scan.
-    pub fn trace_and_keys(&mut self) -> (&mut FlowsTrace, Ref<'_, FlowKeys>) {
-        let keys = Ref::map(self.store.borrow(), |store| &store.keys);
-        (&mut self.arranged.trace, keys)
+    /// The flow table: what Goldmane's reads scan.
+    pub fn table(&self) -> Ref<'_, FlowTable> {
+        Ref::map(self.store.borrow(), |store| &store.table)
     }
 
-    /// A second handle on the arrangement and the key store, for a view derived from the
-    /// flows at read time (`views::derived`). Its holder compacts it as this reader does.
+    /// A second handle on the table, for a view derived from the flows at read time
+    /// (`views::derived`).
     pub fn handle(&self) -> FlowsHandle {
         FlowsHandle {
-            trace: self.arranged.trace.clone(),
             store: self.store.clone(),
         }
-    }
-
-    /// Forgets flow `id`'s key unless a record was inserted for it at `reflected` or later
-    /// (`FlowKeys::forget_unless_inserted_since`).
-    pub fn forget_unless_inserted_since(&mut self, id: FlowId, reflected: Tick) {
-        self.store
-            .borrow_mut()
-            .keys
-            .forget_unless_inserted_since(id, reflected);
     }
 }
 
@@ -471,9 +410,16 @@ impl ViewReader for FlowsReader {
     fn read(&mut self, query: &ViewQuery) -> Vec<Row> {
         let store = self.store.borrow();
         let row_of = |id: &FlowId, start, end, stats: &Stats| {
-            store.keys.get(*id).map(|key| row(key, start, end, stats))
+            store.table.key(*id).map(|key| row(key, start, end, stats))
         };
-        sums::read(&mut self.arranged, &row_of, query)
+        sums::read(
+            &mut TableSums {
+                table: &store.table,
+                log: &self.log,
+            },
+            &row_of,
+            query,
+        )
     }
 
     fn changes(&mut self, watch: Watch, window: i64, before: Tick) -> ViewChanges {
@@ -481,11 +427,14 @@ impl ViewReader for FlowsReader {
             let store = self.store.borrow();
             let row_of = |id: &FlowId, start, end, stats: &Stats| {
                 let key = store.key(*id);
-                debug_assert!(key.is_some(), "a changed flow's key is stored or retracted");
+                debug_assert!(key.is_some(), "a changed flow's key is held or noted as left");
                 key.map(|key| row(key, start, end, stats))
             };
             sums::changes(
-                &mut self.arranged,
+                &mut TableSums {
+                    table: &store.table,
+                    log: &self.log,
+                },
                 &row_of,
                 &self.log,
                 watch,
@@ -495,35 +444,33 @@ impl ViewReader for FlowsReader {
         };
         let mut store = self.store.borrow_mut();
         match watch {
-            Watch::Stop => store.retracted.clear(),
-            Watch::Snapshot | Watch::Changes => {
-                store.retracted.retain(|_, (tick, _)| *tick >= before);
-            }
+            Watch::Stop => store.left.clear(),
+            Watch::Snapshot | Watch::Changes => store.left.retain(|_, (tick, _)| *tick >= before),
         }
         changes
     }
 
     fn compact_to(&mut self, tick: Tick) {
         self.log.borrow_mut().forget_before(tick);
-        sums::compact_behind(&mut self.arranged.trace, tick);
     }
 
     fn live_rows(&mut self) -> LiveRows {
-        live_rows(&mut self.arranged.trace)
+        let table = self.table();
+        LiveRows {
+            keys: table.len() as u64,
+            rows: table.rows() as u64,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use timely::dataflow::operators::probe::Handle as ProbeHandle;
-
     use super::*;
-    use crate::inputs::EngineInputs;
     use crate::model::{test_key, LabelPair};
 
     /// The sums of the (flow, bucket)s a subscription's changes ask for: exactly one per entry,
-    /// in order, zero for one the arrangement does not hold (a flow never inserted, or a bucket
-    /// a held flow has no row in), label pairs summed: a row that left is a − delta (SPEC §14.2).
+    /// in order, zero for one the table does not hold (a flow never inserted, or a bucket a
+    /// held flow has no row in), label pairs summed: a row that left is a − delta (SPEC §14.2).
     #[test]
     fn wanted_sums_visit_every_entry_with_zero_for_what_is_not_held() {
         let record = |labels: LabelPair, bytes_in: i64| FlowRecord {
@@ -536,27 +483,26 @@ mod tests {
                 ..Stats::default()
             },
         };
-        let visited = timely::execute_directly(move |worker| {
-            let probe = ProbeHandle::new();
-            let (mut inputs, mut views) = EngineInputs::build(worker, &probe);
-            inputs.insert([record((1, 2), 5), record((3, 4), 6)].iter());
-            inputs.advance_to(1);
-            while probe.less_than(&1) {
-                worker.step();
-            }
-            let mut visited = Vec::new();
-            let wanted = [(3, 30), (7, 15), (7, 30), (7, 45), (9, 30)];
-            views.reader::<FlowsReader>().arranged.sums(
-                &BucketRange {
-                    gte: Bucket::MIN,
-                    lt: Bucket::MAX,
-                },
-                Some(&wanted),
-                Tick::MAX,
-                &mut |id, bucket, stats| visited.push((id, bucket, stats.records, stats.bytes_in)),
-            );
-            visited
-        });
+        let mut table = FlowTable::default();
+        for record in [record((1, 2), 5), record((3, 4), 6)] {
+            table.update(&record.key, record.bucket, record.labels, &record.stats);
+        }
+        let mut visited = Vec::new();
+        let wanted = [(3, 30), (7, 15), (7, 30), (7, 45), (9, 30)];
+        let log = Rc::new(RefCell::new(ChangeLog::default()));
+        TableSums {
+            table: &table,
+            log: &log,
+        }
+        .sums(
+            &BucketRange {
+                gte: Bucket::MIN,
+                lt: Bucket::MAX,
+            },
+            Some(&wanted),
+            Tick::MAX,
+            &mut |id, bucket, stats| visited.push((id, bucket, stats.records, stats.bytes_in)),
+        );
         assert_eq!(
             visited,
             vec![

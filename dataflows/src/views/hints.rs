@@ -2,8 +2,8 @@
 //! value, for the namespace fields FilterHints reports (SPEC §6) and the policy trace. Policy
 //! fields are kept as trace ids; the frontend expands a trace into its tiers, names, kinds and
 //! namespaces. The endpoint name fields have no rows here: a name is (nearly) one per flow, so
-//! its rows would repeat the flows view row for row; FilterHints reads names from the flows
-//! view and the key store instead (`queries/hints.rs`). Goldmane's unfiltered FilterHints of a
+//! its rows would repeat the flows view row for row; FilterHints reads names from the flow
+//! table instead (`queries/hints.rs`). Goldmane's unfiltered FilterHints of a
 //! namespace or policy field reads this view with its own layout (through
 //! [`HintsReader::trace`]); the generic API reads the namespace fields' rows (field, value,
 //! bucket, updates), the field as its `goldmane.FilterType` number. The trace rows are left

@@ -353,13 +353,6 @@ pub trait ViewFeed {
     /// Notes the rows `record` contributes (a retraction contributes their negation).
     fn note(&mut self, record: &FlowRecord);
 
-    /// Notes a newly inserted record, not a retraction: by default as [`ViewFeed::note`]. A
-    /// view that keeps state per flow besides its rows (the flows view's key store) notes it
-    /// here.
-    fn insert(&mut self, record: &FlowRecord) {
-        self.note(record);
-    }
-
     /// Takes the distinct rules of newly interned traces (every worker gets every trace's
     /// rules, before or with the trace's first record).
     fn insert_rules(&mut self, _rules: &[(TraceId, PolicyRule)]) {}

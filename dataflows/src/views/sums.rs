@@ -235,8 +235,8 @@ pub fn compact_behind<Tr: TraceReader<Time = Tick>>(trace: &mut Tr, tick: Tick) 
 
 /// [`BucketSums::sums`] of an arrangement `key → bucket` whose differences are counters: the
 /// counters of each (key, bucket) summed over the times before `before`. The policy
-/// statistics view reads its sums through it; the flows view (values: bucket and label pair)
-/// reads its own through `queries::flow_scan`, as Goldmane's reads of it do.
+/// statistics view reads its sums through it; the flows view reads its own from its flow
+/// table.
 pub fn counter_sums<K>(
     trace: &mut TraceAgent<ValSpine<K, Bucket, Tick, Stats>>,
     range: &BucketRange,
