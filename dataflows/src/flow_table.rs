@@ -14,8 +14,11 @@
 //!   rule differential dataflow applies to a difference);
 //! - a flow's rows are in (bucket, label pair) order.
 //!
-//! State: one hash table of entries (a key and the rows' vector), found by the key's own flow
-//! id, so the id is not stored a second time as a map key; each row is 80 bytes.
+//! State: the entries (a key and its rows' vector) in one dense vector, and a hash table of
+//! their positions (4 bytes each) found by the key's own flow id, so neither the id is stored a
+//! second time nor the entries pay the hash table's empty buckets (measured: a table of whole
+//! entries kept about 55 bytes per retained row empty). Each row is 80 bytes; a flow's rows
+//! grow by a quarter at a time, most flows holding only a few.
 
 use std::hash::BuildHasher;
 
@@ -58,6 +61,9 @@ pub enum Updated {
     Nothing,
 }
 
+/// How many flows a scan touches at once (see [`FlowTable::visit`]).
+const TOUCHED_TOGETHER: usize = 16;
+
 /// The hash an entry is kept under: its flow id's.
 fn hash_of(id: FlowId) -> u64 {
     FxBuildHasher.hash_one(id)
@@ -66,9 +72,20 @@ fn hash_of(id: FlowId) -> u64 {
 /// The flows one worker owns, by flow id.
 #[derive(Debug, Default)]
 pub struct FlowTable {
-    entries: HashTable<FlowEntry>,
+    /// Every flow held, in no particular order.
+    entries: Vec<FlowEntry>,
+    /// The position in `entries` of each flow, hashed by its id.
+    positions: HashTable<u32>,
     index: FlowIndex,
     rows: usize,
+}
+
+/// Makes room for one more row in `rows`: a quarter more at a time, so a flow with few rows
+/// keeps no empty ones beside them.
+fn reserve_row(rows: &mut Vec<FlowRow>) {
+    if rows.len() == rows.capacity() {
+        rows.reserve_exact(1 + rows.len() / 4);
+    }
 }
 
 impl FlowTable {
@@ -83,50 +100,22 @@ impl FlowTable {
         stats: &Stats,
     ) -> Updated {
         let id = key.id;
-        let entry = self.entries.entry(
+        let entries = &mut self.entries;
+        let found = self.positions.entry(
             hash_of(id),
-            |entry| entry.key.id == id,
-            |entry| hash_of(entry.key.id),
+            |at| entries[*at as usize].key.id == id,
+            |at| hash_of(entries[*at as usize].key.id),
         );
-        match entry {
-            Entry::Occupied(mut held) => {
-                let rows = &mut held.get_mut().rows;
-                match rows.binary_search_by(|row| (row.bucket, row.labels).cmp(&(bucket, labels))) {
-                    Ok(at) => {
-                        rows[at].stats.add(stats);
-                        if rows[at].stats.records != 0 {
-                            return Updated::Kept;
-                        }
-                        rows.remove(at);
-                        self.rows -= 1;
-                        if !rows.is_empty() {
-                            return Updated::Kept;
-                        }
-                        let (gone, _) = held.remove();
-                        self.index.remove(&gone.key);
-                        Updated::Removed
-                    }
-                    Err(at) => {
-                        if stats.records != 0 {
-                            rows.insert(
-                                at,
-                                FlowRow {
-                                    bucket,
-                                    labels,
-                                    stats: *stats,
-                                },
-                            );
-                            self.rows += 1;
-                        }
-                        Updated::Kept
-                    }
-                }
-            }
+        let position = match found {
+            Entry::Occupied(held) => *held.get() as usize,
             Entry::Vacant(vacant) => {
                 if stats.records == 0 {
                     return Updated::Nothing;
                 }
-                vacant.insert(FlowEntry {
+                let position = u32::try_from(entries.len())
+                    .expect("a worker holds fewer than 2^32 flows (the catalog bounds the keys)");
+                vacant.insert(position);
+                entries.push(FlowEntry {
                     key: *key,
                     rows: vec![FlowRow {
                         bucket,
@@ -136,8 +125,63 @@ impl FlowTable {
                 });
                 self.index.add(key);
                 self.rows += 1;
-                Updated::Added
+                return Updated::Added;
             }
+        };
+        let rows = &mut entries[position].rows;
+        match rows.binary_search_by(|row| (row.bucket, row.labels).cmp(&(bucket, labels))) {
+            Ok(at) => {
+                rows[at].stats.add(stats);
+                if rows[at].stats.records != 0 {
+                    return Updated::Kept;
+                }
+                rows.remove(at);
+                self.rows -= 1;
+                if !rows.is_empty() {
+                    return Updated::Kept;
+                }
+                self.remove(position);
+                Updated::Removed
+            }
+            Err(at) => {
+                if stats.records != 0 {
+                    reserve_row(rows);
+                    rows.insert(
+                        at,
+                        FlowRow {
+                            bucket,
+                            labels,
+                            stats: *stats,
+                        },
+                    );
+                    self.rows += 1;
+                }
+                Updated::Kept
+            }
+        }
+    }
+
+    /// Removes the flow at `position` (its rows gone), moving the last entry into its place.
+    fn remove(&mut self, position: usize) {
+        let id = self.entries[position].key.id;
+        let entries = &self.entries;
+        if let Ok(held) = self
+            .positions
+            .find_entry(hash_of(id), |at| entries[*at as usize].key.id == id)
+        {
+            held.remove();
+        }
+        let gone = self.entries.swap_remove(position);
+        self.index.remove(&gone.key);
+        if let Some(moved) = self.entries.get(position) {
+            let moved_id = moved.key.id;
+            let last = self.entries.len() as u32;
+            if let Some(at) = self.positions.find_mut(hash_of(moved_id), |at| *at == last) {
+                *at = position as u32;
+            }
+        }
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to(self.entries.len() * 2);
         }
     }
 
@@ -153,7 +197,10 @@ impl FlowTable {
     }
 
     fn find(&self, id: FlowId) -> Option<&FlowEntry> {
-        self.entries.find(hash_of(id), |entry| entry.key.id == id)
+        let entries = &self.entries;
+        self.positions
+            .find(hash_of(id), |at| entries[*at as usize].key.id == id)
+            .map(|at| &entries[*at as usize])
     }
 
     /// How many flows this worker holds.
@@ -176,8 +223,17 @@ impl FlowTable {
     pub fn visit(&self, only: Option<&[FlowId]>, mut visit: impl FnMut(&FlowKey, &[FlowRow])) {
         match only {
             None => {
-                for entry in &self.entries {
-                    visit(&entry.key, &entry.rows);
+                for flows in self.entries.chunks(TOUCHED_TOGETHER) {
+                    // Each flow's rows are on the heap: one cache miss per flow. Touched
+                    // together first, the misses of a chunk overlap instead of following one
+                    // another (measured: the scan waited on them for two thirds of its time).
+                    let touched = flows.iter().fold(0, |touched, entry| {
+                        touched ^ entry.rows.first().map_or(0, |row| row.bucket)
+                    });
+                    std::hint::black_box(touched);
+                    for entry in flows {
+                        visit(&entry.key, &entry.rows);
+                    }
                 }
             }
             Some(ids) => {
@@ -296,6 +352,40 @@ mod tests {
             Updated::Nothing
         );
         assert!(table.is_empty());
+    }
+
+    /// A flow that leaves gives its place to the last one: every other flow is still found,
+    /// with its own rows, and updated in place.
+    #[test]
+    fn a_flow_leaving_keeps_every_other_flow_found() {
+        let mut table = FlowTable::default();
+        for id in 1..=5 {
+            table.update(&key(id, 10), 60, (0, 0), &stats(1, id as i64));
+        }
+        assert_eq!(
+            table.update(&key(2, 10), 60, (0, 0), &stats(-1, -2)),
+            Updated::Removed
+        );
+        assert_eq!(
+            table.update(&key(5, 10), 60, (0, 0), &stats(1, 50)),
+            Updated::Kept
+        );
+        assert_eq!(
+            table.update(&key(5, 10), 60, (0, 0), &stats(-2, -55)),
+            Updated::Removed
+        );
+        let mut held = Vec::new();
+        table.visit(None, |key, rows| {
+            held.push((key.id, rows[0].stats.bytes_in))
+        });
+        held.sort_unstable();
+        assert_eq!(held, vec![(1, 1), (3, 3), (4, 4)]);
+        for id in [1, 3, 4] {
+            assert_eq!(table.key(id).map(|key| key.id), Some(id));
+        }
+        assert_eq!(table.key(2), None);
+        assert_eq!(table.key(5), None);
+        assert_eq!((table.len(), table.rows()), (3, 3));
     }
 
     #[test]
