@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 42] = [
+const FAMILIES: [(&str, &str); 43] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -31,6 +31,7 @@ const FAMILIES: [(&str, &str); 42] = [
     ("eddy_emitter_flows_delivered_total", "counter"),
     ("eddy_emitter_last_window_end_seconds", "gauge"),
     ("eddy_emitter_windows_delivered_total", "counter"),
+    ("eddy_engine_batcher_held_updates", "gauge"),
     ("eddy_engine_epoch_lag_seconds", "gauge"),
     ("eddy_engine_workers", "gauge"),
     ("eddy_ingest_skipped_updates_total", "counter"),

@@ -9,6 +9,7 @@
 //! updates, and the batch is built from that one sorted run.
 
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use differential_dataflow::batcher::merge::Sealer;
 use differential_dataflow::batcher::{Batcher, Extract};
@@ -18,6 +19,17 @@ use differential_dataflow::logging::Logger;
 use differential_dataflow::trace::implementations::{KeyBuilder, ValBuilder};
 use timely::progress::frontier::{Antichain, AntichainRef};
 use timely::progress::Timestamp;
+
+/// The updates every sorting batcher of this process holds (every arrangement on every
+/// worker), waiting for their tick to close. Bounded by the open tick: its records
+/// (`--tick-records`, or recovery's bulk ticks) times the rows each view derives from a record,
+/// fewer once the feeds sum them per tick. Exported as `eddy_engine_batcher_held_updates`.
+static HELD_UPDATES: AtomicUsize = AtomicUsize::new(0);
+
+/// How many updates the sorting batchers of this process hold (see [`HELD_UPDATES`]).
+pub fn held_updates() -> usize {
+    HELD_UPDATES.load(Ordering::Relaxed)
+}
 
 /// The batcher of a `ValSpine<K, V, T, R>`.
 pub type ValSorter<K, V, T, R> = SortingBatcher<(K, V), T, R, ValBuilder<K, V, T, R>>;
@@ -56,6 +68,7 @@ where
     S: Sealer<Vec<(D, T, R)>>,
 {
     fn insert(&mut self, container: &mut Vec<(D, T, R)>) {
+        HELD_UPDATES.fetch_add(container.len(), Ordering::Relaxed);
         self.pending.append(container);
     }
 }
@@ -90,6 +103,7 @@ where
             self.pending = kept;
             readied
         };
+        HELD_UPDATES.fetch_sub(readied.len(), Ordering::Relaxed);
         self.frontier.clear();
         for (_, time, _) in &self.pending {
             self.frontier.insert_ref(time);
@@ -101,6 +115,12 @@ where
             S::seal(&mut vec![readied])
         };
         (batch, self.frontier.borrow())
+    }
+}
+
+impl<D, T, R, S> Drop for SortingBatcher<D, T, R, S> {
+    fn drop(&mut self) {
+        HELD_UPDATES.fetch_sub(self.pending.len(), Ordering::Relaxed);
     }
 }
 
@@ -136,7 +156,7 @@ mod tests {
 
     proptest! {
         /// Each extraction seals exactly the updates before `upper`, summed, zero sums left
-        /// out; later times stay held and bound the reported frontier.
+        /// out; later times stay held, bound the reported frontier and are counted as held.
         #[test]
         fn extraction_seals_the_summed_updates_before_upper(
             containers in prop::collection::vec(
@@ -145,6 +165,9 @@ mod tests {
             ),
             uppers in prop::collection::vec(0u64..8, 1..4),
         ) {
+            // No other test of this crate builds a batcher: the process-wide count is this
+            // batcher's.
+            let counted_before = held_updates();
             let mut batcher = Tested::new(None, 0);
             let mut held: Vec<Update> = Vec::new();
             for mut container in containers {
@@ -166,7 +189,10 @@ mod tests {
                 prop_assert_eq!(&frontier[..], lowest.as_slice());
                 let sealed = batch.as_ref().map(contents).unwrap_or_default();
                 prop_assert_eq!(sealed, expected);
+                prop_assert_eq!(held_updates() - counted_before, held.len());
             }
+            drop(batcher);
+            prop_assert_eq!(held_updates(), counted_before, "a dropped batcher holds nothing");
         }
     }
 }

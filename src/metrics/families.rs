@@ -158,6 +158,12 @@ fn engine(table: &Table, state: &ServerState) -> prometheus::Result<()> {
             (retention.bucket_of(clock.now()) - current).max(0) as f64
         },
     )?;
+    table.gauge(
+        "eddy_engine_batcher_held_updates",
+        "Updates the arrangements' batchers hold until their tick closes, over every worker \
+         (bounded by the open tick's records and the rows each view derives from one).",
+        || eddy_dataflows::tick_batcher::held_updates() as f64,
+    )?;
     let workers = state.engine.workers();
     table.gauge("eddy_engine_workers", "Timely worker threads.", move || {
         workers as f64

@@ -32,53 +32,72 @@ pub struct IngestBatch {
     pub retired_rules: Vec<(TraceId, PolicyRule)>,
 }
 
-/// An ingest batch as the controller sends it: with the owner of each record
-/// (`keys::owner_of`: by connection), hashed once here rather than by every worker it reaches.
+/// An ingest batch as the controller sends it: the positions of its records grouped by owner
+/// (`keys::owner_of`: by connection), hashed and grouped once here, so a worker reads only its
+/// own records rather than every record of every batch it takes.
 #[derive(Debug)]
 pub struct RoutedBatch {
     /// The batch.
     pub batch: IngestBatch,
-    /// The owner of each record of the batch, in order.
-    owners: Vec<u32>,
+    /// The positions in `batch.records` of worker 0's records, then worker 1's, and so on,
+    /// each worker's in order.
+    by_owner: Vec<u32>,
+    /// Where each worker's positions start in `by_owner`, and where the last one's end.
+    starts: Vec<usize>,
     /// The workers that need the batch, ascending: every worker if it carries rule changes
     /// (each worker keeps every trace's rules), else those owning one of its records.
     pub takers: Vec<usize>,
 }
 
 impl RoutedBatch {
-    /// `batch` with the owner of each record among `peers` workers.
+    /// `batch` with its records grouped by owner among `peers` workers.
     pub fn new(batch: IngestBatch, peers: usize) -> Self {
-        let mut owned = vec![false; peers];
-        let owners: Vec<u32> = batch
+        let peers = peers.max(1);
+        let owners: Vec<usize> = batch
             .records
             .iter()
-            .map(|record| {
-                let owner = owner_of(&record.key, peers);
-                owned[owner] = true;
-                u32::try_from(owner)
-                    .expect("fewer workers than u32 numbers: a worker count is a small number")
-            })
+            .map(|record| owner_of(&record.key, peers))
             .collect();
+        // A counting sort of the positions by owner: stable, so each worker's are in order.
+        let mut starts = vec![0usize; peers + 1];
+        for owner in &owners {
+            starts[owner + 1] += 1;
+        }
+        for worker in 0..peers {
+            starts[worker + 1] += starts[worker];
+        }
+        let mut next = starts.clone();
+        let mut by_owner = vec![0u32; owners.len()];
+        for (position, owner) in owners.iter().enumerate() {
+            by_owner[next[*owner]] = u32::try_from(position).expect(
+                "a batch holds fewer than 2^32 records (the controller gathers a few thousand)",
+            );
+            next[*owner] += 1;
+        }
         let takers = if !batch.trace_rules.is_empty() || !batch.retired_rules.is_empty() {
             (0..peers).collect()
         } else {
-            (0..peers).filter(|&worker| owned[worker]).collect()
+            (0..peers)
+                .filter(|&worker| starts[worker + 1] > starts[worker])
+                .collect()
         };
         RoutedBatch {
             batch,
-            owners,
+            by_owner,
+            starts,
             takers,
         }
     }
 
     /// The records `worker` owns, in order.
     pub fn records_of(&self, worker: usize) -> impl Iterator<Item = &FlowRecord> {
-        self.batch
-            .records
+        let positions = match (self.starts.get(worker), self.starts.get(worker + 1)) {
+            (Some(&start), Some(&end)) => &self.by_owner[start..end],
+            _ => &[],
+        };
+        positions
             .iter()
-            .zip(&self.owners)
-            .filter(move |(_, owner)| **owner as usize == worker)
-            .map(|(record, _)| record)
+            .map(|position| &self.batch.records[*position as usize])
     }
 }
 
@@ -322,13 +341,23 @@ mod tests {
             .map(|name| record(8, name))
             .find(|other| owner_of(&other.key, 2) != owner)
             .expect("some connection is owned by the other worker");
-        batch.records.push(elsewhere);
+        batch.records.insert(1, elsewhere);
         let routed = RoutedBatch::new(batch.clone(), 2);
         assert_eq!(routed.takers, vec![0, 1]);
         let theirs: Vec<_> = routed.records_of(1 - owner).collect();
         assert_eq!(theirs, vec![&elsewhere]);
-        assert_eq!(routed.records_of(owner).count(), 2);
-        batch.records.truncate(2);
+        let mine: Vec<_> = routed.records_of(owner).collect();
+        assert_eq!(
+            mine,
+            vec![&batch.records[0], &batch.records[2]],
+            "a worker's records in the batch's order, the other's left out"
+        );
+        assert_eq!(
+            routed.records_of(2).count(),
+            0,
+            "no such worker: no records"
+        );
+        batch.records.remove(1);
         batch.retired_rules.push(rule());
         assert_eq!(RoutedBatch::new(batch.clone(), 3).takers, vec![0, 1, 2]);
         batch.retired_rules.clear();
