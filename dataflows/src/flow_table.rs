@@ -112,8 +112,9 @@ impl FlowTable {
                 if stats.records == 0 {
                     return Updated::Nothing;
                 }
-                let position = u32::try_from(entries.len())
-                    .expect("a worker holds fewer than 2^32 flows (the catalog bounds the keys)");
+                let position = u32::try_from(entries.len()).expect(
+                    "a worker holds fewer than 2^32 flows (each takes over 100 bytes of memory)",
+                );
                 vacant.insert(position);
                 entries.push(FlowEntry {
                     key: *key,
