@@ -248,7 +248,7 @@ impl FlowTable {
     }
 
     /// Every key held, in no particular order.
-    pub fn keys(&self) -> impl Iterator<Item = &FlowKey> {
+    fn keys(&self) -> impl Iterator<Item = &FlowKey> {
         self.entries.iter().map(|entry| &entry.key)
     }
 

@@ -292,23 +292,34 @@ fn bucket_sums<'a>(
 struct TableSums<'a> {
     table: &'a FlowTable,
     log: &'a SharedLog<(FlowId, Bucket), Stats>,
+    /// The later updates of the last `before` asked for: a read of the changes sums twice at
+    /// one tick (the changed rows, then the snapshot), and the log is read once.
+    later: Option<(Tick, SumsByBucket)>,
 }
 
 /// Counters per (flow, bucket).
 type SumsByBucket = HashMap<(FlowId, Bucket), Stats, BuildHasherDefault<FxHasher>>;
 
-impl TableSums<'_> {
-    /// The updates applied at `before` or later, summed per (flow, bucket): those the log
-    /// holds (it holds every update applied while someone subscribes).
-    fn later(&self, before: Tick) -> SumsByBucket {
-        let mut later = SumsByBucket::default();
-        if before != Tick::MAX {
-            for (at, stats) in self.log.borrow().from_tick(before) {
-                later.entry(*at).or_default().add(stats);
-            }
+impl<'a> TableSums<'a> {
+    fn new(table: &'a FlowTable, log: &'a SharedLog<(FlowId, Bucket), Stats>) -> Self {
+        TableSums {
+            table,
+            log,
+            later: None,
         }
-        later
     }
+}
+
+/// The updates of `log` applied at `before` or later, summed per (flow, bucket): the log holds
+/// every update applied while someone subscribes.
+fn later_updates(log: &SharedLog<(FlowId, Bucket), Stats>, before: Tick) -> SumsByBucket {
+    let mut later = SumsByBucket::default();
+    if before != Tick::MAX {
+        for (at, stats) in log.borrow().from_tick(before) {
+            later.entry(*at).or_default().add(stats);
+        }
+    }
+    later
 }
 
 impl BucketSums for TableSums<'_> {
@@ -324,7 +335,10 @@ impl BucketSums for TableSums<'_> {
         before: Tick,
         visit: &mut dyn FnMut(FlowId, Bucket, Stats),
     ) {
-        let later = self.later(before);
+        let later = match &mut self.later {
+            Some((at, held)) if *at == before => &*held,
+            slot => &slot.insert((before, later_updates(self.log, before))).1,
+        };
         match wanted {
             None if later.is_empty() => self.table.visit(None, |key, rows| {
                 for (bucket, sum) in bucket_sums(rows, range) {
@@ -413,10 +427,7 @@ impl ViewReader for FlowsReader {
             store.table.key(*id).map(|key| row(key, start, end, stats))
         };
         sums::read(
-            &mut TableSums {
-                table: &store.table,
-                log: &self.log,
-            },
+            &mut TableSums::new(&store.table, &self.log),
             &row_of,
             query,
         )
@@ -431,10 +442,7 @@ impl ViewReader for FlowsReader {
                 key.map(|key| row(key, start, end, stats))
             };
             sums::changes(
-                &mut TableSums {
-                    table: &store.table,
-                    log: &self.log,
-                },
+                &mut TableSums::new(&store.table, &self.log),
                 &row_of,
                 &self.log,
                 watch,
@@ -490,11 +498,7 @@ mod tests {
         let mut visited = Vec::new();
         let wanted = [(3, 30), (7, 15), (7, 30), (7, 45), (9, 30)];
         let log = Rc::new(RefCell::new(ChangeLog::default()));
-        TableSums {
-            table: &table,
-            log: &log,
-        }
-        .sums(
+        TableSums::new(&table, &log).sums(
             &BucketRange {
                 gte: Bucket::MIN,
                 lt: Bucket::MAX,

@@ -35,9 +35,10 @@ pub trait BucketSums {
     type Measures: Abelian + Copy;
 
     /// Calls `visit` with the measures of (key, bucket)s of the arrangement, each summed over
-    /// the times before `before`: without `wanted`, each one whose bucket is in `range`, in
-    /// (key, bucket) order; with `wanted` (ascending), exactly one visit per entry of
-    /// `wanted`, in its order, zero for one the arrangement does not hold.
+    /// the times before `before`: without `wanted`, each one whose bucket is in `range`, each
+    /// key's buckets together and in order (the keys in any order); with `wanted`
+    /// (ascending), exactly one visit per entry of `wanted`, in its order, zero for one the
+    /// arrangement does not hold.
     fn sums(
         &mut self,
         range: &BucketRange,
@@ -60,7 +61,7 @@ const EVERY_BUCKET: BucketRange = BucketRange {
     lt: Bucket::MAX,
 };
 
-/// The rows of a query built from sums arriving in (key, bucket) order.
+/// The rows of a query built from sums arriving with each key's buckets together.
 struct RowsOfSums<'a, K, M> {
     query: &'a ViewQuery,
     row: RowOf<'a, K, M>,
