@@ -14,9 +14,11 @@
 //! de-duplication windows), and from the log alone (the bucket folder removed). Each reports
 //! retained rows per second, the server's CPU seconds and minor page faults (fresh pages the
 //! kernel zeroed), then each stage's rate (retained rows over the stage's seconds, summed over
-//! the loading threads): decoding the files, converting their rows into engine records, the
-//! part of both the engine waited for, the engine taking the records until it reflects them,
-//! and replaying the log.
+//! the loading threads): restoring the catalog from its file, decoding the files, converting
+//! their rows into engine records, the part of both the engine waited for, the engine taking
+//! the records until it reflects them, and replaying the log; and how many of the files' rows
+//! were read by their catalog ids. The files are recovered with the catalog file (their rows
+//! read by catalog ids) and without it (by their values, as files of another generation).
 //!
 //! `cargo bench --bench durability [-- KEYS [UPDATES]]`: KEYS 250,000 by default (1 M
 //! retained rows), UPDATES per ingest run 400,000. The data directory is a temporary
@@ -24,8 +26,8 @@
 //!
 //! For comparing builds on one data directory: `durability-* fill DIRECTORY KEYS` fills
 //! DIRECTORY (which must not exist) as above and stops; `durability-* recover COPY LABEL`
-//! recovers COPY (a copy of it, or of its `buckets` or `wal` folder alone: recovery changes
-//! the directory) and prints the row above. Its buckets stay inside retention for an hour,
+//! recovers COPY (a copy of it, or of some of its `buckets`, `catalog` and `wal` folders:
+//! recovery changes the directory) and prints the row above. Its buckets stay inside retention for an hour,
 //! and its log inside the de-duplication horizon for 6 minutes.
 
 #![allow(clippy::print_stdout, reason = "a benchmark prints its report")]
@@ -318,13 +320,15 @@ fn recover_child(directory: &Path, label: &str) {
             }
         };
         println!(
-            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s | {faults} | {} | {} | {} | {} | {} |",
+            "| {label} | {rows} | {seconds:.2} s | {:.0} k rows/s | {cpu:.2} s | {faults} | {} | {} | {} | {} | {} | {} | {} |",
             rows as f64 / seconds / 1e3,
+            rate(stages.catalog),
             rate(stages.decode),
             rate(stages.convert),
             rate(stages.waited),
             rate(stages.handover + stages.settle),
             rate(stages.log),
+            stages.rows_by_ids,
         );
     });
 }
@@ -358,13 +362,14 @@ fn main() {
     // with no engine but their own.
     drop(runtime);
     println!();
-    println!("| recovered from | retained rows | time | rate | server CPU | page faults | decode files | convert rows | waited for the loaders | engine (hand-over + settle) | log replay |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| recovered from | retained rows | time | rate | server CPU | page faults | restore the catalog | decode files | convert rows | waited for the loaders | engine (hand-over + settle) | log replay | rows by catalog ids |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (label, parts) in [
-        ("bucket files", &["buckets"][..]),
+        ("bucket files and catalog file", &["buckets", "catalog"][..]),
+        ("bucket files without the catalog file", &["buckets"][..]),
         (
-            "bucket files + log (restart within 6 min)",
-            &["buckets", "wal"][..],
+            "bucket files, catalog file + log (restart within 6 min)",
+            &["buckets", "catalog", "wal"][..],
         ),
         ("log alone", &["wal"][..]),
     ] {

@@ -12,8 +12,9 @@ use prost::Message;
 
 use crate::catalog::collector::CollectorCounters;
 use crate::catalog::rules::TraceRuleTable;
+use crate::ingest::policy_rules::rules_of_trace;
 use crate::intern::encoding::{Bytes, LabelSet};
-use crate::intern::{CatalogTable, InternTable, InternerFull, Symbols, TableLimit};
+use crate::intern::{CatalogTable, InternTable, InternerFull, RestoreError, Symbols, TableLimit};
 use crate::proto::PolicyTrace;
 
 /// Bounds of the catalog's tables, each in entries and in bytes.
@@ -136,6 +137,36 @@ impl Catalog {
             rules.insert(id, expanded.into());
         }
         Ok(id)
+    }
+
+    /// Restores traces given as their canonical encodings under their ids (see
+    /// [`InternTable::restore_all`]), each with its rules recorded and queued for the engine
+    /// exactly as [`Catalog::intern_trace`] does for a new trace (the rules' strings are
+    /// interned, so restore the strings first). All or nothing for the traces and their
+    /// rules (strings the rules interned stay). Fails for bytes that are not a trace's
+    /// encoding, a conflict with a held trace, or a full trace or rules table.
+    pub fn restore_traces(&self, entries: &[(u32, &[u8])]) -> Result<(), RestoreError> {
+        let mut expanded = Vec::with_capacity(entries.len());
+        for (id, bytes) in entries {
+            let trace = PolicyTrace::decode(*bytes).map_err(|_| RestoreError::Invalid {
+                table: CatalogTable::Traces,
+                id: *id,
+                reason: "not a policy trace's encoding",
+            })?;
+            expanded.push(rules_of_trace(Some(&trace), &self.symbols)?);
+        }
+        let mut rules = self.rules.lock();
+        rules.reserve(expanded.iter().map(Vec::len).sum())?;
+        let new = self.traces.restore_noting_new(entries)?;
+        for (((id, _), expanded), _) in entries
+            .iter()
+            .zip(expanded)
+            .zip(&new)
+            .filter(|(_, new)| **new)
+        {
+            rules.insert(*id, expanded.into());
+        }
+        Ok(())
     }
 
     /// The rules of the traces first seen since the last call, paired with their trace.
@@ -295,6 +326,54 @@ mod tests {
             .expect("room");
         assert!(back > dropped);
         assert_eq!(catalog.take_new_rules(), vec![(back, rule(2))]);
+    }
+
+    #[test]
+    fn restored_traces_keep_their_ids_and_queue_their_rules() {
+        use crate::proto::{PolicyHit, PolicyKind};
+        let catalog = Catalog::new(CatalogLimits::default());
+        let trace = PolicyTrace {
+            enforced_policies: vec![PolicyHit {
+                kind: PolicyKind::CalicoNetworkPolicy as i32,
+                tier: "default".into(),
+                namespace: "web".into(),
+                name: "allow-web".into(),
+                action: 1,
+                rule_index: 2,
+                ..PolicyHit::default()
+            }],
+            ..PolicyTrace::default()
+        };
+        let bytes = trace.encode_to_vec();
+        catalog
+            .symbols
+            .restore_all(&[(5, b"default"), (6, b"web"), (7, b"allow-web")])
+            .expect("room");
+        catalog
+            .restore_traces(&[(0, b""), (9, &bytes)])
+            .expect("a trace and the empty one");
+        assert_eq!(catalog.trace(9), trace);
+        assert_eq!(catalog.traces.next_id(), 10);
+        let rules = catalog.take_new_rules();
+        assert_eq!(rules.len(), 2, "the rule and its policy");
+        assert!(rules
+            .iter()
+            .all(|(id, rule)| *id == 9 && (rule.tier, rule.namespace, rule.name) == (5, 6, 7)));
+        assert_eq!(
+            catalog.symbols.next_id(),
+            8,
+            "the rules' strings were restored"
+        );
+        assert!(matches!(
+            catalog.restore_traces(&[(10, &[0xff, 0xff][..])]),
+            Err(RestoreError::Invalid { id: 10, .. })
+        ));
+        assert!(matches!(
+            catalog.restore_traces(&[(11, &bytes)]),
+            Err(RestoreError::ValueTaken { held: 9, .. })
+        ));
+        assert!(catalog.take_new_rules().is_empty());
+        assert_eq!(catalog.rules.len(), 2);
     }
 
     #[test]

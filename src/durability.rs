@@ -2,11 +2,13 @@
 //! write-ahead log before its receipt, and recovered at start-up.
 //!
 //! The directory holds `wal/` (the log's segments), `buckets/` (closed buckets as Parquet
-//! files, for other tools and for recovery) and `damaged/` (files set aside because they failed
-//! their checksum). Parts: the log's file format (`segment`), what a record holds (`batch`), the
-//! log itself with group commit (`wal`), the bucket files (`checkpoint` writes one,
-//! `bucket_read` reads one back with `coded_column`, `bucket_load` turns it into engine
-//! records, `buckets` decides which and what log position each covers),
+//! files, for other tools and for recovery), `catalog/` (the catalog's values by id, so
+//! recovery reads the bucket files by their catalog ids) and `damaged/` (files set aside
+//! because they failed their checksum). Parts: the log's file format (`segment`), what a
+//! record holds (`batch`), the log itself with group commit (`wal`), the bucket files
+//! (`checkpoint` writes one, `bucket_read` reads one back with `coded_column`, `bucket_load`
+//! turns it into engine records, `buckets` decides which and what log position each covers),
+//! the catalog file (`catalog_file`),
 //! the directory's bytes and bound (`disk`), start-up recovery (`recovery`).
 //!
 //! The rule that keeps totals exact: a bucket file holds exactly its bucket's updates logged
@@ -19,6 +21,7 @@ pub mod batch;
 pub mod bucket_load;
 pub mod bucket_read;
 pub mod buckets;
+pub mod catalog_file;
 pub mod checkpoint;
 pub mod coded_column;
 pub mod disk;
@@ -199,6 +202,7 @@ mod tests {
     use super::*;
     use crate::config::durability::SyncMode;
     use crate::durability::buckets::WrittenFile;
+    use crate::durability::catalog_file::CatalogFile;
     use crate::durability::wal::SegmentInfo;
 
     /// A closed segment file of `first..end` holding `buckets` (each with its last record's
@@ -240,9 +244,13 @@ mod tests {
             bytes: 0,
             covered: Some(150),
         };
+        let catalog = crate::catalog::Catalog::new(crate::catalog::CatalogLimits::default());
+        let (catalog_file, _) =
+            CatalogFile::open(directory.path(), &catalog).expect("the catalog file opens");
         let buckets = BucketFiles::new(
             directory.path().join("buckets"),
             BTreeMap::from([(10, filed)]),
+            catalog_file,
         );
         let durability = Durability {
             directory: directory.path().to_path_buf(),

@@ -99,6 +99,43 @@ pub struct InternerFull {
     pub limit: TableLimit,
 }
 
+/// Entries read back from a file (the catalog file, see `durability::catalog_file`) that a
+/// table cannot take as they are. Never a panic: file input is checked, not trusted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// The table has no room for the entries.
+    #[error(transparent)]
+    Full(#[from] InternerFull),
+    /// The id is held already, by other bytes (in the table or earlier among the entries).
+    #[error("the catalog's {} table holds id {id} with another value", table.label())]
+    IdTaken {
+        /// The table.
+        table: CatalogTable,
+        /// The id given.
+        id: u32,
+    },
+    /// The value is held already under another id.
+    #[error("the catalog's {} table holds the value of id {id} under id {held}", table.label())]
+    ValueTaken {
+        /// The table.
+        table: CatalogTable,
+        /// The id given.
+        id: u32,
+        /// The id holding the same value.
+        held: u32,
+    },
+    /// The bytes are not a value of the table, or the id is out of range.
+    #[error("entry {id} is not a value of the catalog's {} table: {reason}", table.label())]
+    Invalid {
+        /// The table.
+        table: CatalogTable,
+        /// The id given.
+        id: u32,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
 /// Where one value lies in its table's arena, and the collection round it was last interned
 /// in (saturated at `u32::MAX`, some 2,000 years of 15-second rounds).
 struct Slot {
@@ -424,6 +461,141 @@ impl<E: Encoding> InternTable<E> {
         ids.iter().all(|id| touch(&table, *id, round))
     }
 
+    /// Adds values given as their stored bytes (as [`InternTable::scan_from`] hands them)
+    /// under the given ids, and raises the next id past each: how a table is restored from a
+    /// file. All or nothing, under one hold of the lock, with room for every new value
+    /// reserved at once. An id already held with identical bytes is skipped (the values a new
+    /// catalog holds from the start). Fails, adding nothing, when an id is held with other
+    /// bytes or the same bytes are held under another id (in the table or among `entries`),
+    /// when bytes are not a value of the table or the id is `u32::MAX`, or when the values do
+    /// not fit the table's bounds ([`RestoreError::Full`]).
+    pub fn restore_all(&self, entries: &[(u32, &[u8])]) -> Result<(), RestoreError> {
+        self.restore_noting_new(entries).map(|_| ())
+    }
+
+    /// [`InternTable::restore_all`], saying for each entry whether this call added it (false
+    /// for an entry held already, or given twice).
+    pub fn restore_noting_new(&self, entries: &[(u32, &[u8])]) -> Result<Vec<bool>, RestoreError> {
+        let invalid = |id: u32, reason| RestoreError::Invalid {
+            table: self.name,
+            id,
+            reason,
+        };
+        for (id, bytes) in entries {
+            if *id == u32::MAX {
+                return Err(invalid(*id, "past the last id a table gives"));
+            }
+            if !E::valid_stored(bytes) {
+                return Err(invalid(*id, "bytes the table's encoding does not write"));
+            }
+        }
+        let round = self.round.load(Ordering::Acquire);
+        let hashes: Vec<u64> = entries
+            .iter()
+            .map(|(_, bytes)| stored_hash(bytes))
+            .collect();
+        let mut table = self.table.write();
+        // Every entry checked before any is added, so a failure adds nothing.
+        let mut new = vec![false; entries.len()];
+        let mut given_ids: FxHashMap<u32, usize> = FxHashMap::default();
+        let mut given_values: HashTable<usize> = HashTable::new();
+        let (mut count, mut weight, mut arena_bytes) = (0usize, 0usize, 0usize);
+        for (index, ((id, bytes), hash)) in entries.iter().zip(&hashes).enumerate() {
+            let id_taken = RestoreError::IdTaken {
+                table: self.name,
+                id: *id,
+            };
+            if let Some(slot) = table.slots.get(id) {
+                if table.stored(slot) != *bytes {
+                    return Err(id_taken);
+                }
+                continue;
+            }
+            if let Some(held) = table.find(*hash, |stored| stored == *bytes) {
+                return Err(RestoreError::ValueTaken {
+                    table: self.name,
+                    id: *id,
+                    held,
+                });
+            }
+            if let Some(first) = given_ids.get(id) {
+                if entries[*first].1 != *bytes {
+                    return Err(id_taken);
+                }
+                continue;
+            }
+            if let Some(first) = given_values.find(*hash, |first| entries[*first].1 == *bytes) {
+                return Err(RestoreError::ValueTaken {
+                    table: self.name,
+                    id: *id,
+                    held: entries[*first].0,
+                });
+            }
+            given_ids.insert(*id, index);
+            given_values.insert_unique(*hash, index, |first| hashes[*first]);
+            new[index] = true;
+            count += 1;
+            weight = weight.saturating_add(E::stored_weight(bytes));
+            arena_bytes = arena_bytes.saturating_add(bytes.len());
+        }
+        if table.slots.len().saturating_add(count) > self.limit.entries
+            || table.bytes.saturating_add(weight) > self.limit.bytes
+            || table.arena.len().saturating_add(arena_bytes) > u32::MAX as usize
+        {
+            return Err(RestoreError::Full(self.full()));
+        }
+        if count == 0 {
+            return Ok(new);
+        }
+        let Table {
+            arena,
+            slots,
+            index,
+            ..
+        } = &mut *table;
+        index.reserve(count, |id| rehash(arena, slots, *id));
+        slots.reserve(count);
+        arena.reserve(arena_bytes);
+        for (((id, bytes), hash), _) in entries
+            .iter()
+            .zip(&hashes)
+            .zip(&new)
+            .filter(|(_, new)| **new)
+        {
+            let start = table.arena.len();
+            table.arena.extend_from_slice(bytes);
+            table.slots.insert(
+                *id,
+                Slot {
+                    start: start as u32,
+                    len: bytes.len() as u32,
+                    touched: AtomicU32::new(stamp(round)),
+                },
+            );
+            let Table {
+                arena,
+                slots,
+                index,
+                ..
+            } = &mut *table;
+            index.insert_unique(*hash, *id, |id| rehash(arena, slots, *id));
+            table.next = table.next.max(*id + 1);
+        }
+        table.version += 1;
+        table.bytes += weight;
+        Ok(new)
+    }
+
+    /// Raises the id the next new value gets to at least `next` (never lowers it): ids below
+    /// it that a restored file did not hold are never given.
+    pub fn advance_next(&self, next: u32) {
+        let mut table = self.table.write();
+        if table.next < next {
+            table.next = next;
+            table.version += 1;
+        }
+    }
+
     /// The error this table gives when it is full.
     pub fn full(&self) -> InternerFull {
         InternerFull {
@@ -465,10 +637,17 @@ impl<E: Encoding> InternTable<E> {
     /// Calls `visit` with the stored bytes of every value whose id is at least `from`, in id
     /// order, and returns the id the next new value will get (the next `from`). Values are
     /// copied out a chunk at a time and visited without the table's lock.
-    pub fn scan_from(&self, from: u32, mut visit: impl FnMut(u32, &[u8])) -> u32 {
+    pub fn scan_from(&self, from: u32, visit: impl FnMut(u32, &[u8])) -> u32 {
+        self.scan_range(from, u32::MAX, visit)
+    }
+
+    /// [`InternTable::scan_from`] for the ids in `from..below` only: every value held whose
+    /// id is in the range, in id order, copied out a chunk at a time. Returns the id the next
+    /// new value will get.
+    pub fn scan_range(&self, from: u32, below: u32, mut visit: impl FnMut(u32, &[u8])) -> u32 {
         let mut from = from;
         loop {
-            let (chunk, next) = self.chunk_from(from);
+            let (chunk, next) = self.chunk_from(from, below);
             for (id, range) in &chunk.values {
                 visit(*id, &chunk.bytes[range.clone()]);
             }
@@ -479,11 +658,12 @@ impl<E: Encoding> InternTable<E> {
         }
     }
 
-    /// Up to [`SCAN_CHUNK`] values with ids at least `from`, in id order, and the next id.
-    fn chunk_from(&self, from: u32) -> (Chunk, u32) {
+    /// Up to [`SCAN_CHUNK`] values with ids in `from..below`, in id order, and the next id.
+    fn chunk_from(&self, from: u32, below: u32) -> (Chunk, u32) {
         let table = self.table.read();
-        let ids: Vec<u32> = if (table.next - from.min(table.next)) as usize <= table.slots.len() {
-            (from..table.next)
+        let end = table.next.min(below);
+        let ids: Vec<u32> = if (end - from.min(end)) as usize <= table.slots.len() {
+            (from..end)
                 .filter(|id| table.slots.contains_key(id))
                 .take(SCAN_CHUNK)
                 .collect()
@@ -492,7 +672,7 @@ impl<E: Encoding> InternTable<E> {
                 .slots
                 .keys()
                 .copied()
-                .filter(|id| *id >= from)
+                .filter(|id| (from..end).contains(id))
                 .collect();
             newer.sort_unstable();
             newer.truncate(SCAN_CHUNK);
@@ -697,6 +877,18 @@ impl Symbols {
     /// The id the next new string will get: every string's id is below it.
     pub fn next_id(&self) -> u32 {
         self.table.next_id()
+    }
+
+    /// Restores strings given as their stored bytes (UTF-8) under their ids: see
+    /// [`InternTable::restore_all`]. The ranks follow (the table's version changes).
+    pub fn restore_all(&self, entries: &[(u32, &[u8])]) -> Result<(), RestoreError> {
+        self.table.restore_all(entries)
+    }
+
+    /// Raises the id the next new string gets to at least `next` (see
+    /// [`InternTable::advance_next`]); the ranks are rebuilt to cover it.
+    pub fn advance_next(&self, next: u32) {
+        self.table.advance_next(next);
     }
 
     /// How many strings are interned.
@@ -933,6 +1125,98 @@ mod tests {
         let c = table.intern("cc").expect("room");
         assert_eq!(table.get(c).as_deref(), Some("cc"));
         assert_eq!(table.arena_bytes(), 15);
+    }
+
+    #[test]
+    fn restored_values_keep_their_ids_and_later_values_get_new_ones() {
+        let table = strings(TableLimit::entries(10));
+        assert_eq!(table.intern(""), Ok(0));
+        let new = table
+            .restore_noting_new(&[(0, b""), (7, b"seven"), (3, b"three"), (7, b"seven")])
+            .expect("room, no conflict");
+        assert_eq!(new, vec![false, true, true, false]);
+        assert_eq!(table.get(3).as_deref(), Some("three"));
+        assert_eq!(table.lookup("seven"), Some(7));
+        assert_eq!(table.next_id(), 8);
+        table.advance_next(20);
+        table.advance_next(5);
+        assert_eq!(table.next_id(), 20, "never lowered");
+        assert_eq!(table.intern("new"), Ok(20));
+        assert_eq!(table.intern("three"), Ok(3));
+        let mut seen = Vec::new();
+        assert_eq!(table.scan_range(1, 20, |id, _| seen.push(id)), 21);
+        assert_eq!(seen, vec![3, 7]);
+    }
+
+    #[test]
+    fn restoring_conflicting_or_invalid_entries_fails_and_adds_nothing() {
+        let table = strings(TableLimit::entries(4));
+        assert_eq!(table.intern(""), Ok(0));
+        let taken = table.restore_all(&[(1, b"one"), (0, b"zero")]);
+        assert_eq!(
+            taken,
+            Err(RestoreError::IdTaken {
+                table: CatalogTable::Strings,
+                id: 0
+            })
+        );
+        assert_eq!(table.lookup("one"), None, "all or nothing");
+        assert_eq!(
+            table.restore_all(&[(2, b"")]),
+            Err(RestoreError::ValueTaken {
+                table: CatalogTable::Strings,
+                id: 2,
+                held: 0
+            })
+        );
+        assert!(matches!(
+            table.restore_all(&[(2, b"a"), (3, b"a")]),
+            Err(RestoreError::ValueTaken { held: 2, .. })
+        ));
+        assert!(matches!(
+            table.restore_all(&[(2, b"a"), (2, b"b")]),
+            Err(RestoreError::IdTaken { id: 2, .. })
+        ));
+        assert!(matches!(
+            table.restore_all(&[(2, &[0xff][..])]),
+            Err(RestoreError::Invalid { id: 2, .. })
+        ));
+        assert!(matches!(
+            table.restore_all(&[(u32::MAX, b"a")]),
+            Err(RestoreError::Invalid { .. })
+        ));
+        assert!(matches!(
+            table.restore_all(&[(1, b"a"), (2, b"b"), (3, b"c"), (4, b"d")]),
+            Err(RestoreError::Full(InternerFull {
+                table: CatalogTable::Strings,
+                ..
+            }))
+        ));
+        assert_eq!(table.len(), 1);
+        assert_eq!(table.next_id(), 1, "nothing restored, nothing skipped");
+        let bytes = strings(TableLimit {
+            entries: 10,
+            bytes: 3,
+        });
+        assert!(matches!(
+            bytes.restore_all(&[(1, b"ab"), (2, b"cd")]),
+            Err(RestoreError::Full(_))
+        ));
+        assert_eq!(bytes.restore_all(&[(1, b"ab"), (2, b"c")]), Ok(()));
+        assert_eq!(bytes.bytes(), 3);
+    }
+
+    #[test]
+    fn restored_strings_rank_in_byte_order() {
+        let symbols = Symbols::new(TableLimit::entries(10));
+        symbols
+            .restore_all(&[(4, b"b"), (2, b"a")])
+            .expect("room, no conflict");
+        assert_eq!(*symbols.ranks(), vec![0, u32::MAX, 1, u32::MAX, 2]);
+        symbols.advance_next(6);
+        assert_eq!(symbols.ranks().len(), 6);
+        assert_eq!(symbols.intern("c"), Ok(6));
+        assert_eq!(symbols.ranks()[6], 3);
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Recovery from the bucket files (SPEC §13.2, §13.4), against the real binary with a
 //! one-second window: once closed buckets are in their files, the log segments they cover are
 //! not needed (totals stay exact with every segment deleted, and late updates to those
-//! buckets after the restart are counted once); a bucket file failing its checksum is set
-//! aside and its bucket recovered from the log.
+//! buckets after the restart are counted once); the files are read by their catalog ids, and
+//! by their values when the catalog file is damaged or missing; a bucket file failing its
+//! checksum is set aside and its bucket recovered from the log.
 
 mod common;
 mod durability_support;
@@ -112,8 +113,48 @@ async fn recovery_reads_the_files_and_only_the_logs_later_records() {
     assert_eq!(recovered["bucket_files"], 5, "{recovered}");
     assert_eq!(recovered["updates_from_log"], 0, "{recovered}");
     assert_eq!(recovered["updates"], 150, "{recovered}");
+    // 150 updates over 35 flows and buckets.
+    assert_eq!(recovered["rows_from_files"], 35, "{recovered}");
+    assert_eq!(
+        recovered["rows_by_catalog_ids"], 35,
+        "the files are read by their catalog ids: {recovered}"
+    );
     let channel = connect_channel(eddy.address).await;
     assert_eq!(list_totals(&channel).await, totals_of(1_000, 150));
+    assert_eq!(statistics_totals(&channel).await, totals_of(1_000, 150));
+}
+
+#[tokio::test]
+async fn without_a_whole_catalog_file_the_files_load_by_their_values_and_totals_stay_exact() {
+    let data = tempfile::tempdir().expect("a temporary directory");
+    let first_bucket = unix_now() - 8;
+    ingest_until_filed(data.path(), updates(first_bucket, 1_000, 150), 150).await;
+    let catalog_file = data.path().join("catalog").join("catalog.log");
+    let mut bytes = std::fs::read(&catalog_file).expect("the catalog file");
+    // A flipped bit in the header record, which every later record follows.
+    bytes[10] ^= 0x01;
+    std::fs::write(&catalog_file, bytes).expect("rewritten");
+
+    let eddy = Eddy::start(data.path(), &FLAGS);
+    let recovered = &eddy.recovered;
+    assert_eq!(recovered["rows_from_files"], 35, "{recovered}");
+    assert_eq!(recovered["rows_by_catalog_ids"], 0, "{recovered}");
+    assert!(
+        data.path().join("damaged").join("catalog.log").exists(),
+        "the damaged catalog file is in damaged/"
+    );
+    let channel = connect_channel(eddy.address).await;
+    assert_eq!(list_totals(&channel).await, totals_of(1_000, 150));
+    assert_eq!(statistics_totals(&channel).await, totals_of(1_000, 150));
+    eddy.kill();
+
+    std::fs::remove_file(&catalog_file).expect("the new catalog file is removed");
+    let eddy = Eddy::start(data.path(), &FLAGS);
+    let recovered = &eddy.recovered;
+    assert_eq!(recovered["rows_by_catalog_ids"], 0, "{recovered}");
+    let channel = connect_channel(eddy.address).await;
+    assert_eq!(list_totals(&channel).await, totals_of(1_000, 150));
+    assert_eq!(statistics_totals(&channel).await, totals_of(1_000, 150));
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
 use crate::durability::bucket_read::{enum_value, RowGroup, Values};
+use crate::durability::catalog_file::RestoredIds;
 use crate::durability::checkpoint::POLICIES_PROTO_COLUMN;
 use crate::durability::coded_column::Coded;
 use crate::ingest::canonical::{canonical_trace_bytes, flow_id_in};
@@ -30,6 +31,8 @@ pub struct Loaded {
     pub updates: u64,
     /// Updates of rows past retention, skipped.
     pub expired: u64,
+    /// Whether the rows were read by their catalog ids ([`records_by_ids`]).
+    pub by_ids: bool,
 }
 
 /// Why a row group does not load: damage, or a catalog table without room.
@@ -78,6 +81,9 @@ pub struct Interned {
 /// A string column of a row group: its rows' codes, and each distinct value's catalog id
 /// and text.
 type StringColumn<'a> = (&'a [u32], Vec<(u32, &'a str)>);
+
+/// An enum column of a row group: its rows' codes, and each distinct value's number.
+type EnumColumn<'a> = (&'a [u32], Vec<i32>);
 
 /// A text column chunk of one value per row.
 fn text_column(columns: &[Values], index: usize, count: usize) -> Result<&Coded, String> {
@@ -205,6 +211,43 @@ fn traces_of(
     Ok(traces)
 }
 
+/// The enum columns at `indices` (source type, destination type, reporter, action): each
+/// row's code, and each code's number.
+fn enum_columns(
+    columns: &[Values],
+    indices: [usize; 4],
+    count: usize,
+) -> Result<Vec<EnumColumn<'_>>, String> {
+    let mut enums = Vec::with_capacity(4);
+    for (position, index) in indices.into_iter().enumerate() {
+        let coded = text_column(columns, index, count)?;
+        let values = coded
+            .distinct
+            .iter()
+            .map(|bytes| {
+                enum_value(bytes, |name| match position {
+                    0 | 1 => EndpointType::from_str_name(name).map(|value| value as i32),
+                    2 => Reporter::from_str_name(name).map(|value| value as i32),
+                    _ => Action::from_str_name(name).map(|value| value as i32),
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        enums.push((coded.indices.as_slice(), values));
+    }
+    Ok(enums)
+}
+
+/// Each row's four enum numbers.
+fn enums_of(enums: &[EnumColumn], row: usize) -> Result<[i32; 4], String> {
+    let mut numbers = [0i32; 4];
+    for (index, (codes, values)) in enums.iter().enumerate() {
+        numbers[index] = *values
+            .get(codes[row] as usize)
+            .ok_or("an enum code past its values")?;
+    }
+    Ok(numbers)
+}
+
 /// The records of `group`, interned into `catalog` (through `interned`), at `now` under
 /// `retention`.
 pub fn records_of(
@@ -231,22 +274,7 @@ pub fn records_of(
         let ids = catalog.symbols.intern_all(&texts)?;
         strings.push((&coded.indices, ids.into_iter().zip(texts).collect()));
     }
-    let mut enums: Vec<(&[u32], Vec<i32>)> = Vec::with_capacity(4);
-    for (position, index) in [5, 8, 15, 16].into_iter().enumerate() {
-        let coded = text_column(columns, index, count)?;
-        let values = coded
-            .distinct
-            .iter()
-            .map(|bytes| {
-                enum_value(bytes, |name| match position {
-                    0 | 1 => EndpointType::from_str_name(name).map(|value| value as i32),
-                    2 => Reporter::from_str_name(name).map(|value| value as i32),
-                    _ => Action::from_str_name(name).map(|value| value as i32),
-                })
-            })
-            .collect::<Result<_, _>>()?;
-        enums.push((&coded.indices, values));
-    }
+    let enums = enum_columns(columns, [5, 8, 15, 16], count)?;
     let (start, end, dest_port, service_port) = (int(0)?, int(1)?, int(9)?, int(13)?);
     let counters: Vec<&[i64]> = (20..28).map(int).collect::<Result<_, _>>()?;
     let encoded = columns.len() > POLICIES_PROTO_COLUMN;
@@ -287,13 +315,7 @@ pub fn records_of(
             ids[index] = *id;
             texts[index] = text;
         }
-        let mut numbers = [0i32; 4];
-        for (index, (codes, values)) in enums.iter().enumerate() {
-            numbers[index] = *values
-                .get(codes[row] as usize)
-                .ok_or("an enum code past its values")?;
-        }
-        let [source_type, dest_type, reporter, action] = numbers;
+        let [source_type, dest_type, reporter, action] = enums_of(&enums, row)?;
         let (trace, trace_bytes) = traces
             .get(trace_column.indices[row] as usize)
             .ok_or("a trace code past its traces")?;
@@ -340,12 +362,111 @@ pub fn records_of(
     Ok(loaded)
 }
 
+/// The columns a file with catalog ids is read by (see [`records_by_ids`]): bucket start and
+/// end, id, the four enums, the two ports, the eight counters, the catalog ids. Its texts are
+/// not read.
+pub const BY_ID_COLUMNS: [usize; 28] = [
+    0, 1, 2, 5, 8, 15, 16, 9, 13, 20, 21, 22, 23, 24, 25, 26, 27, 29, 30, 31, 32, 33, 34, 35, 36,
+    37, 38, 39,
+];
+
+/// The records of `group`, read by [`BY_ID_COLUMNS`] from a file whose catalog ids refer to
+/// the catalog file `restored` came from, at `now` under `retention`. `None` when a row
+/// names an id the catalog file did not restore: the group then loads by its values.
+pub fn records_by_ids(
+    group: &RowGroup,
+    restored: &RestoredIds,
+    retention: &Retention,
+    now: i64,
+) -> Result<Option<Loaded>, String> {
+    let count = group.count;
+    let columns = &group.columns;
+    let int = |index: usize| match columns.get(index) {
+        Some(Values::Int(values)) if values.len() == count => Ok(values.as_slice()),
+        _ => Err(format!(
+            "column {} is not {count} integers",
+            BY_ID_COLUMNS[index.min(27)]
+        )),
+    };
+    let (start, end, flow_id) = (int(0)?, int(1)?, int(2)?);
+    let enums = enum_columns(columns, [3, 4, 5, 6], count)?;
+    let (dest_port, service_port) = (int(7)?, int(8)?);
+    let counters: Vec<&[i64]> = (9..17).map(int).collect::<Result<_, _>>()?;
+    let ids: Vec<&[i64]> = (17..28).map(int).collect::<Result<_, _>>()?;
+    let mut loaded = Loaded {
+        records: Vec::with_capacity(count),
+        by_ids: true,
+        ..Loaded::default()
+    };
+    for row in 0..count {
+        let updates = counters[7][row].max(0) as u64;
+        let measures = Measures {
+            start_time: start[row],
+            end_time: end[row],
+            counters: std::array::from_fn(|index| counters[index][row]),
+        };
+        if measures.validate(retention, now).is_err() {
+            loaded.expired += updates;
+            continue;
+        }
+        if flow_id[row] <= 0 {
+            return Ok(None);
+        }
+        let id = |column: usize| u32::try_from(ids[column][row]).ok();
+        let mut strings = [0u32; 8];
+        for (column, string) in strings.iter_mut().enumerate() {
+            match id(column) {
+                Some(value) if restored.has_string(value) => *string = value,
+                _ => return Ok(None),
+            }
+        }
+        let (Some(trace), Some(source_labels), Some(dest_labels)) = (id(8), id(9), id(10)) else {
+            return Ok(None);
+        };
+        if !(restored.has_trace(trace)
+            && restored.has_label_set(source_labels)
+            && restored.has_label_set(dest_labels))
+        {
+            return Ok(None);
+        }
+        let [source_type, dest_type, reporter, action] = enums_of(&enums, row)?;
+        let mut stats = measures.stats();
+        stats.records = counters[7][row];
+        loaded.updates += updates;
+        loaded.records.push(FlowRecord {
+            key: FlowKey {
+                id: flow_id[row] as u64,
+                source_name: strings[0],
+                source_namespace: strings[1],
+                source_type,
+                dest_name: strings[2],
+                dest_namespace: strings[3],
+                dest_type,
+                dest_port: dest_port[row],
+                dest_service_name: strings[4],
+                dest_service_namespace: strings[5],
+                dest_service_port_name: strings[6],
+                dest_service_port: service_port[row],
+                proto: strings[7],
+                reporter,
+                action,
+                trace,
+            },
+            bucket: retention.bucket_of(measures.start_time),
+            labels: (source_labels, dest_labels),
+            stats,
+        });
+    }
+    Ok(Some(loaded))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::catalog::CatalogLimits;
-    use crate::durability::bucket_read::{read_bucket, BucketRead};
-    use crate::durability::checkpoint::{path_of, write_bucket, BucketRow};
+    use crate::durability::bucket_read::{open_bucket, read_bucket, BucketOpen, BucketRead};
+    use crate::durability::catalog_file::CatalogFile;
+    use crate::durability::checkpoint::{path_of, write_bucket, BucketRow, CatalogIds};
     use crate::durability::test_rows;
     use crate::ingest::{prepare, Bounds, InputLimits};
     use crate::proto::{FlowUpdate, PolicyHit};
@@ -404,7 +525,7 @@ mod tests {
     /// canonical order, would get another.
     fn loaded_rows(rows: &[BucketRow], without_proto: bool) -> (Loaded, Vec<FlowRecord>) {
         let directory = tempfile::tempdir().expect("a temporary directory");
-        write_bucket(directory.path(), 1_700_000_100, rows, 9).expect("the file");
+        write_bucket(directory.path(), 1_700_000_100, rows, 9, None).expect("the file");
         let read = read_bucket(&path_of(directory.path(), 1_700_000_100)).expect("readable");
         let BucketRead::Loaded { mut groups, .. } = read else {
             panic!("the file loads: {read:?}");
@@ -435,6 +556,87 @@ mod tests {
             ),
             row(4, "db-3", &["a=1"], 1_600_000_000, &[]),
         ]
+    }
+
+    /// `rows` with the catalog ids of `records` (the records `prepare` made of them, rows
+    /// past retention left out).
+    fn with_ids(rows: &[BucketRow], records: &[FlowRecord]) -> Vec<BucketRow> {
+        rows.iter()
+            .filter(|row| row.flow.start_time >= 1_700_000_000)
+            .zip(records)
+            .map(|(row, record)| {
+                let key = &record.key;
+                let mut row = row.clone();
+                row.id = key.id as i64;
+                row.catalog = CatalogIds {
+                    strings: [
+                        key.source_name,
+                        key.source_namespace,
+                        key.dest_name,
+                        key.dest_namespace,
+                        key.dest_service_name,
+                        key.dest_service_namespace,
+                        key.dest_service_port_name,
+                        key.proto,
+                    ],
+                    trace: key.trace,
+                    labels: record.labels,
+                };
+                row
+            })
+            .chain(
+                rows.iter()
+                    .filter(|row| row.flow.start_time < 1_700_000_000)
+                    .cloned(),
+            )
+            .collect()
+    }
+
+    #[test]
+    fn rows_read_by_catalog_ids_are_the_records_prepare_made_before_the_restart() {
+        let data = tempfile::tempdir().expect("a temporary directory");
+        let catalog = Catalog::new(CatalogLimits::default());
+        let expected = prepared(&rows(), &catalog);
+        let (mut catalog_file, _) = CatalogFile::open(data.path(), &catalog).expect("opened");
+        catalog_file.append(&catalog).expect("appended");
+        let rows = with_ids(&rows(), &expected);
+        let generation = catalog_file.generation();
+        write_bucket(data.path(), 1_700_000_100, &rows, 9, Some(generation)).expect("written");
+        drop(catalog_file);
+
+        // A restart: a fresh catalog restored from the file.
+        let restarted = Catalog::new(CatalogLimits::default());
+        let (_, restored) = CatalogFile::open(data.path(), &restarted).expect("reopened");
+        assert_eq!(restored.generation(), generation);
+        let Ok(BucketOpen::Opened(opened)) = open_bucket(&path_of(data.path(), 1_700_000_100))
+        else {
+            panic!("the file opens");
+        };
+        assert_eq!(opened.generation, Some(generation));
+        let group = opened.group_columns(0, &BY_ID_COLUMNS).expect("decoded");
+        let loaded = records_by_ids(&group, &restored, &RETENTION, NOW)
+            .expect("not damaged")
+            .expect("every id restored");
+        assert!(loaded.by_ids);
+        assert_eq!(loaded.records, expected);
+        assert_eq!((loaded.updates, loaded.expired), (9, 3));
+        assert_eq!(
+            restarted.symbols.resolve(loaded.records[0].key.dest_name),
+            "db-1"
+        );
+
+        // A row naming an id the catalog file does not hold: the group loads by its values.
+        let mut unknown = rows.clone();
+        unknown[1].catalog.labels.1 = 1_000_000;
+        write_bucket(data.path(), 1_700_000_100, &unknown, 9, Some(generation)).expect("written");
+        let Ok(BucketOpen::Opened(opened)) = open_bucket(&path_of(data.path(), 1_700_000_100))
+        else {
+            panic!("the file opens");
+        };
+        let group = opened.group_columns(0, &BY_ID_COLUMNS).expect("decoded");
+        assert!(records_by_ids(&group, &restored, &RETENTION, NOW)
+            .expect("not damaged")
+            .is_none());
     }
 
     #[test]

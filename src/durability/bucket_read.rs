@@ -13,7 +13,8 @@ use parquet::schema::parser::parse_message_type;
 use parquet::schema::types::SchemaDescriptor;
 
 use crate::durability::checkpoint::{
-    COLUMNS_WITHOUT_PROTO, COVERED_KEY, CRC_KEY, DATA_BYTES_KEY, SCHEMA,
+    CATALOG_GENERATION_KEY, COLUMNS_WITHOUT_CATALOG_IDS, COLUMNS_WITHOUT_PROTO, COVERED_KEY,
+    CRC_KEY, DATA_BYTES_KEY, SCHEMA,
 };
 use crate::durability::coded_column::{read_coded, Coded, Levels};
 
@@ -33,6 +34,9 @@ pub struct OpenedBucket {
     /// It holds exactly the updates of its bucket logged in records ending at or before
     /// this position.
     pub covered: u64,
+    /// The generation of the catalog file its catalog id columns refer to, if it has them
+    /// and they refer to one.
+    pub generation: Option<u64>,
     /// The file's reader, over its bytes.
     reader: SerializedFileReader<bytes::Bytes>,
 }
@@ -112,8 +116,14 @@ fn open(bytes: bytes::Bytes) -> Result<BucketOpen, String> {
     if u64::from(crc32c::crc32c(data)) != crc {
         return Err("the data fails its checksum".into());
     }
-    check_schema(metadata.file_metadata().schema_descr())?;
-    Ok(BucketOpen::Opened(OpenedBucket { covered, reader }))
+    let columns = check_schema(metadata.file_metadata().schema_descr())?;
+    let generation = metadata_value(metadata, CATALOG_GENERATION_KEY)
+        .filter(|_| columns > COLUMNS_WITHOUT_CATALOG_IDS);
+    Ok(BucketOpen::Opened(OpenedBucket {
+        covered,
+        generation,
+        reader,
+    }))
 }
 
 impl OpenedBucket {
@@ -124,11 +134,27 @@ impl OpenedBucket {
 
     /// Decodes row group `index`; an error is damage.
     pub fn group(&self, index: usize) -> Result<RowGroup, String> {
+        let columns = self
+            .reader
+            .metadata()
+            .file_metadata()
+            .schema_descr()
+            .num_columns();
+        let every: Vec<usize> = (0..columns).collect();
+        self.group_columns(index, &every)
+    }
+
+    /// Decodes the columns `wanted` of row group `index`, in that order (the others are not
+    /// read); an error is damage.
+    pub fn group_columns(&self, index: usize, wanted: &[usize]) -> Result<RowGroup, String> {
         let error = |error: parquet::errors::ParquetError| error.to_string();
         let group = self.reader.get_row_group(index).map_err(error)?;
         let count = group.metadata().num_rows().max(0) as usize;
-        let mut columns = Vec::with_capacity(group.num_columns());
-        for column in 0..group.num_columns() {
+        let mut columns = Vec::with_capacity(wanted.len());
+        for &column in wanted {
+            if column >= group.num_columns() {
+                return Err(format!("no column {column}"));
+            }
             let chunk = group.metadata().column(column);
             let values = match chunk.column_type() {
                 Type::INT64 => read_ints(group.get_column_reader(column).map_err(error)?, count)?,
@@ -163,12 +189,18 @@ fn metadata_value(metadata: &ParquetMetaData, key: &str) -> Option<u64> {
         .ok()
 }
 
-/// Fails unless the file's columns are the bucket schema's, in order.
-fn check_schema(file: &SchemaDescriptor) -> Result<(), String> {
+/// The number of columns of the file, unless they are not the bucket schema's (or the
+/// columns of an older file, a prefix of it), in order.
+fn check_schema(file: &SchemaDescriptor) -> Result<usize, String> {
     let ours = parse_message_type(SCHEMA).map_err(|error| error.to_string())?;
     let ours = SchemaDescriptor::new(std::sync::Arc::new(ours));
     let count = file.num_columns();
-    let same = (count == ours.num_columns() || count == COLUMNS_WITHOUT_PROTO)
+    let known = [
+        ours.num_columns(),
+        COLUMNS_WITHOUT_CATALOG_IDS,
+        COLUMNS_WITHOUT_PROTO,
+    ];
+    let same = known.contains(&count)
         && ours.columns().iter().zip(file.columns()).all(|(a, b)| {
             a.path() == b.path()
                 && a.physical_type() == b.physical_type()
@@ -176,7 +208,7 @@ fn check_schema(file: &SchemaDescriptor) -> Result<(), String> {
                 && a.max_rep_level() == b.max_rep_level()
         });
     if same {
-        Ok(())
+        Ok(count)
     } else {
         Err("the columns are not a bucket file's".into())
     }
@@ -234,7 +266,7 @@ mod tests {
             row(2, &[], 6),
             row(3, &["a=1"], 7),
         ];
-        write_bucket(directory.path(), 1_700_000_100, &rows, 4242).expect("the file");
+        write_bucket(directory.path(), 1_700_000_100, &rows, 4242, None).expect("the file");
         let read = read_bucket(&path_of(directory.path(), 1_700_000_100)).expect("readable");
         let BucketRead::Loaded { covered, groups } = read else {
             panic!("the file loads: {read:?}");
@@ -261,7 +293,14 @@ mod tests {
     #[test]
     fn a_flipped_byte_in_the_data_is_damage() {
         let directory = tempfile::tempdir().expect("a temporary directory");
-        write_bucket(directory.path(), 1_700_000_100, &[row(1, &["a=1"], 5)], 7).expect("a file");
+        write_bucket(
+            directory.path(),
+            1_700_000_100,
+            &[row(1, &["a=1"], 5)],
+            7,
+            None,
+        )
+        .expect("a file");
         let path = path_of(directory.path(), 1_700_000_100);
         let mut bytes = std::fs::read(&path).expect("the file");
         bytes[40] ^= 0x10;

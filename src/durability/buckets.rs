@@ -18,14 +18,16 @@ use std::sync::Arc;
 
 use eddy_dataflows::filter::FlowFilter;
 use eddy_dataflows::model::{Bucket, BucketRange};
-use eddy_dataflows::queries::list::{ListQuery, SortField};
+use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use parking_lot::Mutex;
 
 use crate::api::convert::flow_result;
 use crate::catalog::Catalog;
-use crate::durability::checkpoint::{self, BucketRow};
+use crate::durability::catalog_file::CatalogFile;
+use crate::durability::checkpoint::{self, BucketRow, CatalogIds};
 use crate::durability::disk::DiskUsage;
 use crate::durability::wal::Wal;
+use crate::proto::Flow;
 use crate::retention::Retention;
 use crate::worker::Engine;
 
@@ -48,6 +50,9 @@ pub struct BucketFiles {
     written: Mutex<BTreeMap<Bucket, WrittenFile>>,
     /// For each bucket, the log position after the last record holding one of its updates.
     last_logged: Mutex<BTreeMap<Bucket, u64>>,
+    /// The catalog file the files' catalog ids refer to: appended before each file is
+    /// written, so every id a file holds is in it.
+    catalog_file: Arc<Mutex<CatalogFile>>,
 }
 
 /// Why a bucket file was not written.
@@ -62,14 +67,25 @@ enum NotWritten {
 }
 
 impl BucketFiles {
-    /// The bucket files recovery found in `directory` (already counted in the disk usage).
-    pub fn new(directory: PathBuf, written: BTreeMap<Bucket, WrittenFile>) -> Self {
+    /// The bucket files recovery found in `directory` (already counted in the disk usage),
+    /// their catalog ids referring to `catalog_file`.
+    pub fn new(
+        directory: PathBuf,
+        written: BTreeMap<Bucket, WrittenFile>,
+        catalog_file: CatalogFile,
+    ) -> Self {
         BucketFiles {
             directory,
             dirty: Mutex::new(BTreeSet::new()),
             written: Mutex::new(written),
             last_logged: Mutex::new(BTreeMap::new()),
+            catalog_file: Arc::new(Mutex::new(catalog_file)),
         }
+    }
+
+    /// The catalog file's size in bytes.
+    pub fn catalog_file_bytes(&self) -> u64 {
+        self.catalog_file.lock().bytes()
     }
 
     /// The bucket files in `directory` (created if missing), oldest first; files left
@@ -221,10 +237,13 @@ impl BucketFiles {
             .iter()
             .flat_map(|partial| &partial.rows)
             .filter_map(|row| {
-                flow_result(row, catalog).flow.map(|flow| BucketRow {
+                let flow = flow_result(row, catalog).flow?;
+                let catalog_ids = catalog_ids_of(row, &flow, catalog);
+                Some(BucketRow {
                     id: row.key.id as i64,
                     flow,
                     updates: row.stats.records,
+                    catalog: catalog_ids,
                 })
             })
             .collect();
@@ -237,11 +256,26 @@ impl BucketFiles {
             wal.end()
         };
         let directory = self.directory.clone();
+        let (catalog, catalog_file) = (catalog.clone(), self.catalog_file.clone());
         let bytes = tokio::task::spawn_blocking(move || {
-            checkpoint::write_bucket(&directory, bucket, &rows, covered)
+            // Every id the rows hold was interned before they were read: the append covers
+            // them before the file naming its generation exists.
+            let (generation, catalog_bytes) = {
+                let mut catalog_file = catalog_file.lock();
+                let before = catalog_file.bytes();
+                let appended = catalog_file.append(&catalog);
+                let catalog_bytes = (before, catalog_file.bytes());
+                appended.map(|()| (catalog_file.generation(), catalog_bytes))?
+            };
+            let bytes =
+                checkpoint::write_bucket(&directory, bucket, &rows, covered, Some(generation))?;
+            Ok::<_, std::io::Error>((bytes, catalog_bytes))
         })
         .await
         .map_err(|joined| std::io::Error::other(joined.to_string()))??;
+        let (bytes, (catalog_before, catalog_after)) = bytes;
+        disk.release(catalog_before);
+        disk.add(catalog_after);
         let file = WrittenFile {
             bytes,
             covered: Some(covered),
@@ -250,5 +284,36 @@ impl BucketFiles {
         disk.release(previous.map_or(0, |file| file.bytes));
         disk.add(bytes);
         Ok(())
+    }
+}
+
+/// Stands for an id the catalog does not hold: a row naming it loads by its values.
+const NO_ID: u32 = u32::MAX;
+
+/// The catalog ids of a List row written as `flow`. A row with several label pairs in the
+/// bucket is written with the labels common to them (as `flow_result` does), interned here
+/// so the file can name them; if the table has no room the row names [`NO_ID`].
+fn catalog_ids_of(row: &ListRow, flow: &Flow, catalog: &Catalog) -> CatalogIds {
+    let key = &row.key;
+    let labels = match row.labels.as_slice() {
+        [pair] => *pair,
+        _ => {
+            let intern = |labels: &[String]| catalog.label_sets.intern(labels).unwrap_or(NO_ID);
+            (intern(&flow.source_labels), intern(&flow.dest_labels))
+        }
+    };
+    CatalogIds {
+        strings: [
+            key.source_name,
+            key.source_namespace,
+            key.dest_name,
+            key.dest_namespace,
+            key.dest_service_name,
+            key.dest_service_namespace,
+            key.dest_service_port_name,
+            key.proto,
+        ],
+        trace: key.trace,
+        labels,
     }
 }

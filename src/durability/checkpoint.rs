@@ -66,6 +66,17 @@ message eddy_flow {
   REQUIRED INT64 num_connections_live;
   REQUIRED INT64 updates;
   REQUIRED BYTE_ARRAY policies_proto;
+  REQUIRED INT64 catalog_source_name;
+  REQUIRED INT64 catalog_source_namespace;
+  REQUIRED INT64 catalog_dest_name;
+  REQUIRED INT64 catalog_dest_namespace;
+  REQUIRED INT64 catalog_dest_service_name;
+  REQUIRED INT64 catalog_dest_service_namespace;
+  REQUIRED INT64 catalog_dest_service_port_name;
+  REQUIRED INT64 catalog_proto;
+  REQUIRED INT64 catalog_policies;
+  REQUIRED INT64 catalog_source_labels;
+  REQUIRED INT64 catalog_dest_labels;
 }
 ";
 
@@ -75,6 +86,28 @@ pub const COLUMNS_WITHOUT_PROTO: usize = 28;
 
 /// The column holding the canonical policy trace's protobuf encoding.
 pub const POLICIES_PROTO_COLUMN: usize = 28;
+
+/// Columns of the files written before the catalog id columns were added; they load by
+/// their values alone.
+pub const COLUMNS_WITHOUT_CATALOG_IDS: usize = 29;
+
+/// The first of the catalog id columns: the key's eight strings (in [`CatalogIds::strings`]
+/// order), the trace, the source and the destination label sets.
+pub const FIRST_CATALOG_COLUMN: usize = 29;
+
+/// A row's key and label sets as ids of the catalog, meaningful with the catalog file of the
+/// generation the bucket file names (`CATALOG_GENERATION_KEY`): recovery restores that
+/// catalog and loads the row by its ids, without decoding its texts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CatalogIds {
+    /// Source name, source namespace, destination name, destination namespace, service
+    /// name, service namespace, service port name, protocol.
+    pub strings: [u32; 8],
+    /// The canonical policy trace.
+    pub trace: u32,
+    /// The source and destination label sets.
+    pub labels: (u32, u32),
+}
 
 /// One row of a bucket file: a flow's totals in the bucket, its id and how many updates
 /// made it.
@@ -86,6 +119,8 @@ pub struct BucketRow {
     pub flow: Flow,
     /// Updates summed into it.
     pub updates: i64,
+    /// Its key and label sets as catalog ids (zero when the file names no generation).
+    pub catalog: CatalogIds,
 }
 
 /// A column's values and, for lists, its levels.
@@ -208,6 +243,17 @@ fn columns(rows: &[BucketRow]) -> Result<Vec<Column>, serde_json::Error> {
         ints(&|row| row.flow.num_connections_live),
         ints(&|row| row.updates),
         Column::Text(encoded),
+        ints(&|row| i64::from(row.catalog.strings[0])),
+        ints(&|row| i64::from(row.catalog.strings[1])),
+        ints(&|row| i64::from(row.catalog.strings[2])),
+        ints(&|row| i64::from(row.catalog.strings[3])),
+        ints(&|row| i64::from(row.catalog.strings[4])),
+        ints(&|row| i64::from(row.catalog.strings[5])),
+        ints(&|row| i64::from(row.catalog.strings[6])),
+        ints(&|row| i64::from(row.catalog.strings[7])),
+        ints(&|row| i64::from(row.catalog.trace)),
+        ints(&|row| i64::from(row.catalog.labels.0)),
+        ints(&|row| i64::from(row.catalog.labels.1)),
     ])
 }
 
@@ -237,6 +283,9 @@ pub const COVERED_KEY: &str = "eddy.covered_log_position";
 pub const DATA_BYTES_KEY: &str = "eddy.data_bytes";
 /// Key-value metadata holding the CRC32C of those bytes.
 pub const CRC_KEY: &str = "eddy.data_crc32c";
+/// Key-value metadata naming the generation of the catalog file the catalog id columns
+/// refer to; absent when they refer to none.
+pub const CATALOG_GENERATION_KEY: &str = "eddy.catalog_generation";
 
 /// Rows of one row group: recovery decodes and converts a row group at a time, and each
 /// column chunk of it has its own dictionary.
@@ -249,8 +298,13 @@ pub const ROW_GROUP_ROWS: usize = 64 * 1024;
 const DICTIONARY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The bytes of the Parquet file holding `rows` of `bucket`, covering log position
-/// `covered`, with the checksum of its data in its metadata.
-pub fn encode_bucket(rows: &[BucketRow], covered: u64) -> io::Result<Vec<u8>> {
+/// `covered`, with the checksum of its data in its metadata, and the generation of the
+/// catalog file its rows' catalog ids refer to, if they refer to one.
+pub fn encode_bucket(
+    rows: &[BucketRow],
+    covered: u64,
+    generation: Option<u64>,
+) -> io::Result<Vec<u8>> {
     let schema = Arc::new(parse_message_type(SCHEMA).map_err(io_error)?);
     let properties = Arc::new(
         WriterProperties::builder()
@@ -301,28 +355,34 @@ pub fn encode_bucket(rows: &[BucketRow], covered: u64) -> io::Result<Vec<u8>> {
     writer.flush()?;
     let data = writer.inner();
     let (data_bytes, crc) = (data.len(), crc32c::crc32c(data));
+    let generation = generation.map(|generation| (CATALOG_GENERATION_KEY, generation.to_string()));
     for (key, value) in [
         (COVERED_KEY, covered.to_string()),
         (DATA_BYTES_KEY, data_bytes.to_string()),
         (CRC_KEY, crc.to_string()),
-    ] {
+    ]
+    .into_iter()
+    .chain(generation)
+    {
         writer.append_key_value_metadata(KeyValue::new(key.into(), value));
     }
     writer.into_inner().map_err(io_error)
 }
 
 /// Writes `rows` as the file of `bucket` in `directory`, covering log position `covered`,
-/// replacing it whole. Returns the file's size in bytes.
+/// its catalog ids referring to the catalog file of `generation` if given, replacing it
+/// whole. Returns the file's size in bytes.
 pub fn write_bucket(
     directory: &Path,
     bucket: Bucket,
     rows: &[BucketRow],
     covered: u64,
+    generation: Option<u64>,
 ) -> io::Result<u64> {
     let path = path_of(directory, bucket);
     // A leading dot: readers of the folder (pyarrow, Spark) skip the file being written.
     let temporary = directory.join(format!(".bucket-{bucket}.parquet.tmp"));
-    let bytes = encode_bucket(rows, covered)?;
+    let bytes = encode_bucket(rows, covered, generation)?;
     let mut file = File::create(&temporary)?;
     file.write_all(&bytes)?;
     file.sync_all()?;
@@ -351,12 +411,14 @@ mod tests {
     fn a_bucket_file_reads_back_as_its_rows_and_replaces_the_old_one() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let bucket = 1_700_000_100;
-        write_bucket(directory.path(), bucket, &[row(1, &[], 5)], 10).expect("the first file");
+        write_bucket(directory.path(), bucket, &[row(1, &[], 5)], 10, None)
+            .expect("the first file");
         let bytes = write_bucket(
             directory.path(),
             bucket,
             &[row(7, &["a=1", "b,c=2"], 10), row(9, &[], 20)],
             20,
+            Some(5),
         )
         .expect("the file is replaced");
         let path = path_of(directory.path(), bucket);
@@ -375,6 +437,18 @@ mod tests {
         assert_eq!(field(&rows[1], "packets_in"), &Field::Long(20));
         assert_eq!(field(&rows[0], "bucket_start"), &Field::Long(bucket));
         assert_eq!(field(&rows[0], "updates"), &Field::Long(3));
+        assert_eq!(field(&rows[0], "catalog_dest_name"), &Field::Long(3));
+        assert_eq!(field(&rows[0], "catalog_proto"), &Field::Long(4));
+        assert_eq!(field(&rows[0], "catalog_dest_labels"), &Field::Long(7));
+        let metadata = reader.metadata().file_metadata().key_value_metadata();
+        let generation = metadata
+            .and_then(|entries| {
+                entries
+                    .iter()
+                    .find(|entry| entry.key == CATALOG_GENERATION_KEY)
+            })
+            .and_then(|entry| entry.value.clone());
+        assert_eq!(generation.as_deref(), Some("5"));
         assert_eq!(field(&rows[0], "dest_type"), &Field::Str("Network".into()));
         assert_eq!(field(&rows[0], "action"), &Field::Str("Deny".into()));
         let Field::Str(policies) = field(&rows[0], "policies") else {

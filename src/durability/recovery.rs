@@ -21,9 +21,12 @@ use eddy_dataflows::model::{Bucket, FlowRecord};
 use crate::catalog::Catalog;
 use crate::config::durability::DurabilityArgs;
 use crate::durability::batch::{read_batch, BatchView};
-use crate::durability::bucket_load::{records_of, Interned, Loaded, NotLoaded};
+use crate::durability::bucket_load::{
+    records_by_ids, records_of, Interned, Loaded, NotLoaded, BY_ID_COLUMNS,
+};
 use crate::durability::bucket_read::{open_bucket, BucketOpen, OpenedBucket};
 use crate::durability::buckets::{BucketFiles, WrittenFile};
+use crate::durability::catalog_file::{CatalogFile, RestoredIds};
 use crate::durability::checkpoint::BUCKET_DIRECTORY;
 use crate::durability::disk::DiskUsage;
 use crate::durability::segment::{self, Ending};
@@ -63,9 +66,14 @@ struct Found {
     stages: RecoveryStages,
 }
 
-/// Where recovery's time went: the bucket files' stages, the log's, and the engine's.
+/// Where recovery's time went: the catalog file's, the bucket files' stages, the log's, and
+/// the engine's; and how the files' rows were read.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RecoveryStages {
+    /// Rows of the bucket files read by their catalog ids (the others by their values).
+    pub rows_by_ids: u64,
+    /// Restoring the catalog from its file.
+    pub catalog: Duration,
     /// Reading and decoding the bucket files' columns (on the loading thread).
     pub decode: Duration,
     /// Turning their rows into engine records, interning their values (on the loading
@@ -120,10 +128,21 @@ pub async fn recover(
     let counters = Arc::new(DurabilityCounters::default());
     let now = state.now();
     let mut found = Found::default();
+    let restoring = Instant::now();
+    let (catalog_file, restored) = CatalogFile::open(&directory, &state.catalog)
+        .map_err(|error| format!("--data-dir (EDDY_DATA_DIR): the catalog file: {error}"))?;
+    found.stages.catalog = restoring.elapsed();
+    if restored.set_aside() {
+        counters.damaged_files.fetch_add(1, Ordering::Relaxed);
+    }
+    if restored.torn() {
+        counters.torn_tails.fetch_add(1, Ordering::Relaxed);
+    }
     let written = load_bucket_files(
         &directory,
         &bucket_directory,
         state,
+        Arc::new(restored),
         now,
         &counters,
         &mut found,
@@ -169,9 +188,10 @@ pub async fn recover(
         .map_or(0, |info: &SegmentInfo| info.end)
         .max(covered.values().copied().max().unwrap_or(0));
     let used = kept.iter().map(SegmentInfo::bytes).sum::<u64>()
-        + written.values().map(|file| file.bytes).sum::<u64>();
+        + written.values().map(|file| file.bytes).sum::<u64>()
+        + catalog_file.bytes();
     let disk = Arc::new(DiskUsage::new(used, args.max_disk_bytes));
-    let buckets = BucketFiles::new(bucket_directory, written);
+    let buckets = BucketFiles::new(bucket_directory, written, catalog_file);
     buckets.recovered(found.replayed.iter().copied());
     let wal = Wal::create(wal_directory, next, kept, args.sync, disk.clone(), now)
         .map_err(|error| format!("--data-dir (EDDY_DATA_DIR): {error}"))?;
@@ -194,10 +214,12 @@ pub async fn recover(
         expired = counters.recovered_expired.load(Ordering::Relaxed),
         bucket_files = found.files,
         rows_from_files = found.rows,
+        rows_by_catalog_ids = found.stages.rows_by_ids,
         updates_from_log = found.logged,
         segments = wal.segments() - 1,
         seconds = elapsed.as_secs_f64(),
         rows_per_second = ((found.rows + found.logged) as f64 / seconds).round(),
+        catalog_seconds = found.stages.catalog.as_secs_f64(),
         decode_seconds = found.stages.decode.as_secs_f64(),
         convert_seconds = found.stages.convert.as_secs_f64(),
         waited_seconds = found.stages.waited.as_secs_f64(),
@@ -301,6 +323,7 @@ fn load_groups(
     work: &std::sync::Mutex<Work>,
     events: &tokio::sync::mpsc::Sender<LoadEvent>,
     catalog: &Catalog,
+    restored: &RestoredIds,
     retention: &Retention,
     now: i64,
 ) {
@@ -314,16 +337,31 @@ fn load_groups(
         let Some((file, opened, group)) = next else {
             return;
         };
-        let started = Instant::now();
-        let decoded = opened.group(group);
-        let converting = Instant::now();
-        let loaded = decoded
-            .map_err(NotLoaded::Damaged)
-            .and_then(|decoded| records_of(&decoded, catalog, &mut interned, retention, now));
-        let stages = RecoveryStages {
-            decode: opening.decode + (converting - started),
-            convert: converting.elapsed(),
-            ..RecoveryStages::default()
+        let mut stages = opening;
+        let loaded = if opened.generation == Some(restored.generation()) {
+            match load_by_ids(&opened, group, restored, retention, now, &mut stages) {
+                Ok(Some(loaded)) => Ok(loaded),
+                Ok(None) => load_by_values(
+                    &opened,
+                    group,
+                    catalog,
+                    &mut interned,
+                    retention,
+                    now,
+                    &mut stages,
+                ),
+                Err(reason) => Err(NotLoaded::Damaged(reason)),
+            }
+        } else {
+            load_by_values(
+                &opened,
+                group,
+                catalog,
+                &mut interned,
+                retention,
+                now,
+                &mut stages,
+            )
         };
         let event = LoadEvent::Group {
             file,
@@ -335,6 +373,47 @@ fn load_groups(
             return;
         }
     }
+}
+
+/// Row group `group` of `opened` read by its catalog ids (its texts not decoded), the time
+/// taken added to `stages`; `None` when a row names an id the catalog file did not restore.
+fn load_by_ids(
+    opened: &OpenedBucket,
+    group: usize,
+    restored: &RestoredIds,
+    retention: &Retention,
+    now: i64,
+    stages: &mut RecoveryStages,
+) -> Result<Option<Loaded>, String> {
+    let started = Instant::now();
+    let decoded = opened.group_columns(group, &BY_ID_COLUMNS);
+    let converting = Instant::now();
+    stages.decode += converting - started;
+    let loaded = decoded.and_then(|decoded| records_by_ids(&decoded, restored, retention, now));
+    stages.convert += converting.elapsed();
+    loaded
+}
+
+/// Row group `group` of `opened` read by its values, interned into `catalog` (through
+/// `interned`), the time taken added to `stages`.
+fn load_by_values(
+    opened: &OpenedBucket,
+    group: usize,
+    catalog: &Catalog,
+    interned: &mut Interned,
+    retention: &Retention,
+    now: i64,
+    stages: &mut RecoveryStages,
+) -> Result<Loaded, NotLoaded> {
+    let started = Instant::now();
+    let decoded = opened.group(group);
+    let converting = Instant::now();
+    stages.decode += converting - started;
+    let loaded = decoded
+        .map_err(NotLoaded::Damaged)
+        .and_then(|decoded| records_of(&decoded, catalog, interned, retention, now));
+    stages.convert += converting.elapsed();
+    loaded
 }
 
 /// A retained file's row groups as they arrive from the loading threads.
@@ -361,6 +440,7 @@ async fn load_bucket_files(
     directory: &Path,
     bucket_directory: &Path,
     state: &ServerState,
+    restored: Arc<RestoredIds>,
     now: i64,
     counters: &DurabilityCounters,
     found: &mut Found,
@@ -385,14 +465,15 @@ async fn load_bucket_files(
     }));
     let (events, mut arrivals) = tokio::sync::mpsc::channel(GROUPS_AHEAD);
     for _ in 0..LOADERS {
-        let (work, events, catalog, retention) = (
+        let (work, events, catalog, restored, retention) = (
             work.clone(),
             events.clone(),
             state.catalog.clone(),
+            restored.clone(),
             state.retention,
         );
         tokio::task::spawn_blocking(move || {
-            load_groups(&work, &events, &catalog, &retention, now);
+            load_groups(&work, &events, &catalog, &restored, &retention, now);
         });
     }
     drop(events);
@@ -510,6 +591,9 @@ async fn hand_over_groups(
     let started = Instant::now();
     for group in groups {
         found.rows += (group.records.len()) as u64;
+        if group.by_ids {
+            found.stages.rows_by_ids += group.records.len() as u64;
+        }
         counters
             .recovered_updates
             .fetch_add(group.updates, Ordering::Relaxed);

@@ -1,7 +1,7 @@
 //! Bucket rows for the durability module's unit tests: one flow, `web` to `db-<id>` in
 //! namespace `shop`, denied by `deny-all`, in the bucket starting at 1,700,000,100.
 
-use crate::durability::checkpoint::BucketRow;
+use crate::durability::checkpoint::{BucketRow, CatalogIds};
 use crate::proto::{
     Action, EndpointType, Flow, FlowKey, PolicyHit, PolicyKind, PolicyTrace, Reporter,
 };
@@ -51,5 +51,10 @@ pub fn row(id: i64, source_labels: &[&str], packets: i64) -> BucketRow {
             num_connections_live: 1,
         },
         updates: 3,
+        catalog: CatalogIds {
+            strings: [1, 2, 3, 2, 0, 0, 0, 4],
+            trace: 5,
+            labels: (6, 7),
+        },
     }
 }

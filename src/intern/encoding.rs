@@ -27,6 +27,10 @@ pub trait Encoding {
     fn stored_weight(stored: &[u8]) -> usize;
     /// The value behind stored bytes.
     fn decode(stored: &[u8]) -> Self::Owned;
+    /// Whether `stored` are bytes [`Encoding::encode`] could have written: checked on bytes
+    /// read from a file before a table takes them as they are (see
+    /// `InternTable::restore_all`).
+    fn valid_stored(stored: &[u8]) -> bool;
 }
 
 /// The hash a table keeps its stored values under.
@@ -64,6 +68,10 @@ impl Encoding for Utf8 {
     fn decode(stored: &[u8]) -> String {
         String::from_utf8_lossy(stored).into_owned()
     }
+
+    fn valid_stored(stored: &[u8]) -> bool {
+        std::str::from_utf8(stored).is_ok()
+    }
 }
 
 /// Opaque bytes (canonical policy trace encodings), stored as they are.
@@ -95,6 +103,10 @@ impl Encoding for Bytes {
 
     fn decode(stored: &[u8]) -> Vec<u8> {
         stored.to_vec()
+    }
+
+    fn valid_stored(_stored: &[u8]) -> bool {
+        true
     }
 }
 
@@ -190,6 +202,19 @@ impl Encoding for LabelSet {
             .map(|label| String::from_utf8_lossy(label).into_owned())
             .collect()
     }
+
+    /// Labels of valid UTF-8, each prefixed by its length in the shortest varint form, covering
+    /// every byte. (Their order is not checked: the table never relied on it.)
+    fn valid_stored(stored: &[u8]) -> bool {
+        let mut covered = 0;
+        for label in stored_labels(stored) {
+            if std::str::from_utf8(label).is_err() {
+                return false;
+            }
+            covered += varint(label.len()).1 + label.len();
+        }
+        covered == stored.len()
+    }
 }
 
 #[cfg(test)]
@@ -234,6 +259,23 @@ mod tests {
         assert!(!LabelSet::matches(&labels(&["ab", ""]), &joined));
         assert!(!LabelSet::matches(&labels(&[]), &joined));
         assert!(!LabelSet::matches(&labels(&["a"]), &joined));
+    }
+
+    #[test]
+    fn only_bytes_an_encoding_writes_are_valid_stored_bytes() {
+        assert!(LabelSet::valid_stored(&stored::<LabelSet>(&labels(&[]))));
+        assert!(LabelSet::valid_stored(&stored::<LabelSet>(&labels(&[
+            "a=1", "b=2"
+        ]))));
+        assert!(!LabelSet::valid_stored(b"\x05ab"), "a label cut short");
+        assert!(
+            !LabelSet::valid_stored(b"\x81\x00a"),
+            "a length not in its shortest form"
+        );
+        assert!(!LabelSet::valid_stored(b"\x01\xff"), "not UTF-8");
+        assert!(Utf8::valid_stored("pod-1".as_bytes()));
+        assert!(!Utf8::valid_stored(&[0xff, 0x00]));
+        assert!(Bytes::valid_stored(&[0xff]));
     }
 
     #[test]
