@@ -281,12 +281,14 @@ async fn fill(keys: u64, directory: &Path) {
         .expect("the engine runs")
         .flow_rows;
     let files = bytes_under(&directory.join("buckets"));
+    let catalog = bytes_under(&directory.join("catalog"));
     let log = bytes_under(&directory.join("wal"));
     println!();
     println!(
-        "filled {rows} retained (key, bucket) rows at {:.0} k updates/s; bucket files {files} bytes: {:.1} bytes per retained row; log {log} bytes: {:.1} bytes per logged update (deleted once the files cover it and it is 6 minutes old)",
+        "filled {rows} retained (key, bucket) rows at {:.0} k updates/s; bucket files {files} bytes: {:.1} bytes per retained row; catalog file {catalog} bytes: {:.1} per retained row; log {log} bytes: {:.1} bytes per logged update (deleted once the files cover it and it is 6 minutes old)",
         rate / 1e3,
         files as f64 / rows.max(1) as f64,
+        catalog as f64 / rows.max(1) as f64,
         log as f64 / (keys * 4).max(1) as f64,
     );
 }
