@@ -67,7 +67,8 @@ pub struct DurabilityCounters {
 /// The updates one batch stored, encoded for the log (outside any lock), with the buckets
 /// they fall in.
 pub struct EncodedBatch {
-    payload: Vec<u8>,
+    /// The log record, framed.
+    record: Vec<u8>,
     arrival: i64,
     buckets: Vec<Bucket>,
 }
@@ -85,7 +86,7 @@ impl EncodedBatch {
         buckets.sort_unstable();
         buckets.dedup();
         EncodedBatch {
-            payload: batch::encode_wire(arrival, peer, updates),
+            record: batch::wire_record(arrival, peer, updates),
             arrival,
             buckets,
         }
@@ -114,7 +115,7 @@ impl Durability {
     pub fn append(&self, batch: &EncodedBatch) -> Result<u64, DiskError> {
         let position = self
             .wal
-            .append(&batch.payload, &batch.buckets, batch.arrival)?;
+            .append(&batch.record, &batch.buckets, batch.arrival)?;
         self.buckets.touch(&batch.buckets, position);
         Ok(position)
     }

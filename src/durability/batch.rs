@@ -13,6 +13,7 @@ use prost::encoding::{
 };
 use prost::{DecodeError, Message};
 
+use crate::durability::segment;
 use crate::proto::FlowUpdate;
 
 /// The field numbers of `LoggedBatch`.
@@ -60,29 +61,56 @@ fn peer_of(octets: &[u8]) -> Option<IpAddr> {
 
 /// Encodes a `LoggedBatch` of the encoded `updates` (each a `FlowUpdate`'s bytes as
 /// received) from `peer` arriving at `arrival`, copying each update's bytes once.
+#[cfg(test)]
 pub fn encode_wire<'a>(
     arrival: i64,
     peer: Option<IpAddr>,
     updates: impl Iterator<Item = &'a [u8]> + Clone,
 ) -> Vec<u8> {
+    let mut payload = Vec::new();
+    encode_wire_into(arrival, peer, updates, &mut payload);
+    payload
+}
+
+/// The log record of a `LoggedBatch` of `updates` from `peer` arriving at `arrival`, framed
+/// in place (`segment::begin_record`): each update's bytes are copied once, into the record
+/// the log writes.
+pub fn wire_record<'a>(
+    arrival: i64,
+    peer: Option<IpAddr>,
+    updates: impl Iterator<Item = &'a [u8]> + Clone,
+) -> Vec<u8> {
+    let mut record = Vec::new();
+    segment::begin_record(&mut record);
+    encode_wire_into(arrival, peer, updates, &mut record);
+    segment::end_record(&mut record);
+    record
+}
+
+/// Appends the `LoggedBatch` of `updates` from `peer` arriving at `arrival` to `payload`.
+fn encode_wire_into<'a>(
+    arrival: i64,
+    peer: Option<IpAddr>,
+    updates: impl Iterator<Item = &'a [u8]> + Clone,
+    payload: &mut Vec<u8>,
+) {
     let peer = peer_octets(peer);
     let bytes: usize = updates.clone().map(|update| update.len() + 6).sum();
-    let mut payload = Vec::with_capacity(bytes + peer.len() + 16);
+    payload.reserve(bytes + peer.len() + 16);
     if arrival != 0 {
-        encode_key(ARRIVAL, WireType::Varint, &mut payload);
-        encode_varint(arrival as u64, &mut payload);
+        encode_key(ARRIVAL, WireType::Varint, payload);
+        encode_varint(arrival as u64, payload);
     }
     if !peer.is_empty() {
-        encode_key(PEER, WireType::LengthDelimited, &mut payload);
-        encode_varint(peer.len() as u64, &mut payload);
+        encode_key(PEER, WireType::LengthDelimited, payload);
+        encode_varint(peer.len() as u64, payload);
         payload.extend_from_slice(&peer);
     }
     for update in updates {
-        encode_key(UPDATES, WireType::LengthDelimited, &mut payload);
-        encode_varint(update.len() as u64, &mut payload);
+        encode_key(UPDATES, WireType::LengthDelimited, payload);
+        encode_varint(update.len() as u64, payload);
         payload.extend_from_slice(update);
     }
-    payload
 }
 
 /// A logged batch read in place: its updates are slices of the record.
@@ -176,6 +204,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_record_framed_in_place_is_the_batch_framed_as_the_log_frames_it() {
+        let encoded: Vec<Vec<u8>> = [1_700_000_100, 1_700_000_115]
+            .map(|start| update(start).encode_to_vec())
+            .into();
+        let peer = Some(IpAddr::from([10, 0, 0, 7]));
+        let payload = encode_wire(42, peer, encoded.iter().map(Vec::as_slice));
+        let mut framed = Vec::new();
+        segment::frame(&payload, &mut framed);
+        let record = wire_record(42, peer, encoded.iter().map(Vec::as_slice));
+        assert_eq!(record, framed);
+        assert_eq!(record.len(), payload.len() + segment::RECORD_OVERHEAD);
     }
 
     #[test]

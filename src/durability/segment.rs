@@ -39,6 +39,20 @@ pub fn frame(payload: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(payload);
 }
 
+/// Begins a record framed in place: room for its length and checksum, filled by
+/// [`end_record`] once the payload that follows is written.
+pub fn begin_record(out: &mut Vec<u8>) {
+    out.extend_from_slice(&[0; RECORD_OVERHEAD]);
+}
+
+/// Frames the record `record` holds (begun with [`begin_record`], its payload written after
+/// the room): the same bytes [`frame`] writes, with the payload copied no more.
+pub fn end_record(record: &mut [u8]) {
+    let (head, payload) = record.split_at_mut(RECORD_OVERHEAD);
+    head[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    head[4..].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+}
+
 /// The name of the segment starting at position `first`.
 pub fn file_name(first: u64) -> String {
     format!("wal-{first:020}.seg")

@@ -161,20 +161,18 @@ impl Wal {
         })
     }
 
-    /// Writes one record holding `payload` (updates falling in `buckets`, arrived at
-    /// `arrival`). Returns the position after it, to wait on with [`Wal::flush_through`].
-    /// Nothing is written when it fails.
+    /// Writes one record, `framed` (`segment::frame` or `segment::end_record`; updates
+    /// falling in `buckets`, arrived at `arrival`). Returns the position after it, to wait on
+    /// with [`Wal::flush_through`]. Nothing is written when it fails.
     pub fn append(
         &self,
-        payload: &[u8],
+        framed: &[u8],
         buckets: &[Bucket],
         arrival: i64,
     ) -> Result<u64, DiskError> {
         if self.failed.load(Ordering::Acquire) {
             return Err(DiskError::Failed);
         }
-        let mut framed = Vec::with_capacity(payload.len() + segment::RECORD_OVERHEAD);
-        segment::frame(payload, &mut framed);
         let length = framed.len() as u64;
         let mut writer = self.writer.lock();
         let active = &writer.active;
@@ -186,7 +184,7 @@ impl Wal {
         self.disk.reserve(length)?;
         let active = &mut writer.active;
         let offset = active.info.bytes();
-        if let Err(error) = active.file.write_all_at(&framed, offset) {
+        if let Err(error) = active.file.write_all_at(framed, offset) {
             self.disk.release(length);
             if active.file.set_len(offset).is_err() {
                 self.failed.store(true, Ordering::Release);
