@@ -83,11 +83,6 @@ impl BucketFiles {
         }
     }
 
-    /// The catalog file's size in bytes.
-    pub fn catalog_file_bytes(&self) -> u64 {
-        self.catalog_file.lock().bytes()
-    }
-
     /// The bucket files in `directory` (created if missing), oldest first; files left
     /// half-written by a crash are deleted.
     pub fn scan(directory: &Path) -> std::io::Result<Vec<(Bucket, PathBuf)>> {

@@ -338,22 +338,13 @@ fn load_groups(
             return;
         };
         let mut stages = opening;
-        let loaded = if opened.generation == Some(restored.generation()) {
-            match load_by_ids(&opened, group, restored, retention, now, &mut stages) {
-                Ok(Some(loaded)) => Ok(loaded),
-                Ok(None) => load_by_values(
-                    &opened,
-                    group,
-                    catalog,
-                    &mut interned,
-                    retention,
-                    now,
-                    &mut stages,
-                ),
-                Err(reason) => Err(NotLoaded::Damaged(reason)),
-            }
-        } else {
-            load_by_values(
+        let by_ids = (opened.generation == Some(restored.generation()))
+            .then(|| load_by_ids(&opened, group, restored, retention, now, &mut stages));
+        let loaded = match by_ids {
+            Some(Ok(Some(loaded))) => Ok(loaded),
+            Some(Err(reason)) => Err(NotLoaded::Damaged(reason)),
+            // Another generation, or an id the catalog file did not restore.
+            None | Some(Ok(None)) => load_by_values(
                 &opened,
                 group,
                 catalog,
@@ -361,7 +352,7 @@ fn load_groups(
                 retention,
                 now,
                 &mut stages,
-            )
+            ),
         };
         let event = LoadEvent::Group {
             file,
