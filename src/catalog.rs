@@ -221,17 +221,7 @@ impl Catalog {
     /// their values again would. Returns false if any of them is gone (removed by the catalog
     /// collector): the update must be interned again, and gets new ids.
     pub fn touch_record(&self, key: &FlowKey, labels: (u32, u32)) -> bool {
-        let strings = [
-            key.source_name,
-            key.source_namespace,
-            key.dest_name,
-            key.dest_namespace,
-            key.dest_service_name,
-            key.dest_service_namespace,
-            key.dest_service_port_name,
-            key.proto,
-        ];
-        self.symbols.table().touch_ids(&strings)
+        self.symbols.table().touch_ids(&key.strings())
             && self.label_sets.touch_ids(&[labels.0, labels.1])
             && self.traces.touch_ids(&[key.trace])
     }

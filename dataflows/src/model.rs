@@ -62,6 +62,23 @@ pub struct FlowKey {
     pub trace: TraceId,
 }
 
+impl FlowKey {
+    /// The key's catalog strings: source name and namespace, destination name and
+    /// namespace, service name, namespace and port name, protocol.
+    pub fn strings(&self) -> [Sym; 8] {
+        [
+            self.source_name,
+            self.source_namespace,
+            self.dest_name,
+            self.dest_namespace,
+            self.dest_service_name,
+            self.dest_service_namespace,
+            self.dest_service_port_name,
+            self.proto,
+        ]
+    }
+}
+
 impl Hash for FlowKey {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.id.hash(state);

@@ -248,6 +248,28 @@ fn enums_of(enums: &[EnumColumn], row: usize) -> Result<[i32; 4], String> {
     Ok(numbers)
 }
 
+/// The measures of row `row` (its bucket's bounds and counters, the last its update count),
+/// unless they are past `retention` at `now`: then its updates count in `loaded` as expired.
+fn retained(
+    start: &[i64],
+    end: &[i64],
+    counters: &[&[i64]],
+    row: usize,
+    (retention, now): (&Retention, i64),
+    loaded: &mut Loaded,
+) -> Option<Measures> {
+    let measures = Measures {
+        start_time: start[row],
+        end_time: end[row],
+        counters: std::array::from_fn(|index| counters[index][row]),
+    };
+    if measures.validate(retention, now).is_ok() {
+        return Some(measures);
+    }
+    loaded.expired += counters[7][row].max(0) as u64;
+    None
+}
+
 /// The records of `group`, interned into `catalog` (through `interned`), at `now` under
 /// `retention`.
 pub fn records_of(
@@ -296,16 +318,11 @@ pub fn records_of(
         ..Loaded::default()
     };
     for row in 0..count {
-        let updates = counters[7][row].max(0) as u64;
-        let measures = Measures {
-            start_time: start[row],
-            end_time: end[row],
-            counters: std::array::from_fn(|index| counters[index][row]),
-        };
-        if measures.validate(retention, now).is_err() {
-            loaded.expired += updates;
+        let Some(measures) = retained(start, end, &counters, row, (retention, now), &mut loaded)
+        else {
             continue;
-        }
+        };
+        let updates = counters[7][row].max(0) as u64;
         let mut ids = [0u32; 8];
         let mut texts = [""; 8];
         for (index, (codes, values)) in strings.iter().enumerate() {
@@ -399,16 +416,11 @@ pub fn records_by_ids(
         ..Loaded::default()
     };
     for row in 0..count {
-        let updates = counters[7][row].max(0) as u64;
-        let measures = Measures {
-            start_time: start[row],
-            end_time: end[row],
-            counters: std::array::from_fn(|index| counters[index][row]),
-        };
-        if measures.validate(retention, now).is_err() {
-            loaded.expired += updates;
+        let Some(measures) = retained(start, end, &counters, row, (retention, now), &mut loaded)
+        else {
             continue;
-        }
+        };
+        let updates = counters[7][row].max(0) as u64;
         if flow_id[row] <= 0 {
             return Ok(None);
         }
@@ -569,16 +581,7 @@ mod tests {
                 let mut row = row.clone();
                 row.id = key.id as i64;
                 row.catalog = CatalogIds {
-                    strings: [
-                        key.source_name,
-                        key.source_namespace,
-                        key.dest_name,
-                        key.dest_namespace,
-                        key.dest_service_name,
-                        key.dest_service_namespace,
-                        key.dest_service_port_name,
-                        key.proto,
-                    ],
+                    strings: key.strings(),
                     trace: key.trace,
                     labels: record.labels,
                 };

@@ -298,16 +298,7 @@ fn catalog_ids_of(row: &ListRow, flow: &Flow, catalog: &Catalog) -> CatalogIds {
         }
     };
     CatalogIds {
-        strings: [
-            key.source_name,
-            key.source_namespace,
-            key.dest_name,
-            key.dest_namespace,
-            key.dest_service_name,
-            key.dest_service_namespace,
-            key.dest_service_port_name,
-            key.proto,
-        ],
+        strings: key.strings(),
         trace: key.trace,
         labels,
     }

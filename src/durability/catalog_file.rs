@@ -46,6 +46,7 @@ use std::path::{Path, PathBuf};
 use rustc_hash::FxHashMap;
 
 use crate::catalog::{Catalog, Marks};
+use crate::durability::segment::{is_tail, record_at, RECORD_OVERHEAD};
 use crate::durability::wal::sync_directory;
 use crate::durability::DAMAGED_DIRECTORY;
 use crate::intern::RestoreError;
@@ -63,8 +64,6 @@ pub const RECORD_TARGET: usize = 16 * 1024 * 1024;
 /// Entries a file always holds before it may be rewritten.
 pub const REWRITE_FLOOR: u64 = 65_536;
 
-/// Bytes before each record's payload: its length and its checksum.
-const RECORD_OVERHEAD: usize = 8;
 /// Bytes of the header record's payload.
 const HEADER_PAYLOAD: usize = 20;
 /// Bytes of the marks at the start of an entries record's payload.
@@ -194,27 +193,7 @@ struct FileContents<'a> {
     ending: Ending,
 }
 
-/// The payload of the record at the start of `rest`, if it is whole and valid.
-fn record_at(rest: &[u8]) -> Option<&[u8]> {
-    let length = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
-    if length == 0 {
-        return None;
-    }
-    let payload = rest.get(RECORD_OVERHEAD..RECORD_OVERHEAD.checked_add(length)?)?;
-    (crc32c::crc32c(payload) == crc).then_some(payload)
-}
-
-/// Whether the invalid bytes `rest` are a crash's leftovers rather than damage: a record
-/// reaching or passing the end of the file, or nothing but zeros.
-fn is_tail(rest: &[u8]) -> bool {
-    if rest.len() < RECORD_OVERHEAD || rest.iter().all(|byte| *byte == 0) {
-        return true;
-    }
-    let length = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    length > 0 && RECORD_OVERHEAD + length >= rest.len()
-}
-
+/// The little-endian u32 at `at` in `bytes`, if they reach that far.
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
 }

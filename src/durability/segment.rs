@@ -137,7 +137,7 @@ pub fn read(bytes: &[u8]) -> SegmentRead<'_> {
 }
 
 /// The payload of the record at the start of `rest`, if it is whole and valid.
-fn record_at(rest: &[u8]) -> Option<&[u8]> {
+pub(crate) fn record_at(rest: &[u8]) -> Option<&[u8]> {
     let head = rest.get(..RECORD_OVERHEAD)?;
     let length = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
     let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
@@ -150,7 +150,7 @@ fn record_at(rest: &[u8]) -> Option<&[u8]> {
 
 /// Whether the invalid bytes `rest` are a crash's leftovers rather than damage: a record
 /// reaching or passing the end of the file, or nothing but zeros.
-fn is_tail(rest: &[u8]) -> bool {
+pub(crate) fn is_tail(rest: &[u8]) -> bool {
     if rest.len() < RECORD_OVERHEAD || rest.iter().all(|byte| *byte == 0) {
         return true;
     }

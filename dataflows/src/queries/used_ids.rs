@@ -5,7 +5,6 @@
 //! once per epoch.
 
 use crate::flow_table::FlowTable;
-use crate::model::FlowKey;
 use crate::views::flows::FlowsReader;
 use crate::views::Views;
 
@@ -91,19 +90,6 @@ impl UsedIds {
     }
 }
 
-fn key_strings(key: &FlowKey) -> [u32; 8] {
-    [
-        key.source_name,
-        key.source_namespace,
-        key.dest_name,
-        key.dest_namespace,
-        key.dest_service_name,
-        key.dest_service_namespace,
-        key.dest_service_port_name,
-        key.proto,
-    ]
-}
-
 /// The string, label-set and trace ids below `marks` that this worker's retained flows use.
 pub fn used_ids(views: &mut Views, marks: IdMarks) -> UsedIds {
     used_ids_of(&views.reader::<FlowsReader>().table(), marks)
@@ -117,7 +103,7 @@ fn used_ids_of(table: &FlowTable, marks: IdMarks) -> UsedIds {
             used.label_sets.insert(source_labels);
             used.label_sets.insert(dest_labels);
         }
-        for id in key_strings(key) {
+        for id in key.strings() {
             used.strings.insert(id);
         }
         used.traces.insert(key.trace);
