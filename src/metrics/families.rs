@@ -426,7 +426,7 @@ fn durability(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     let data = durability.clone();
     table.counter(
         "eddy_wal_torn_tails_total",
-        "Torn write-ahead log tails cut off at start-up.",
+        "Torn tails (a write cut by a crash) of the write-ahead log and the catalog file, cut off at start-up.",
         move || data.counters().torn_tails.load(Ordering::Relaxed),
     )?;
     let data = durability.clone();
