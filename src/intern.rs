@@ -180,6 +180,40 @@ impl Table {
         &self.arena[slot.range()]
     }
 
+    /// Makes room for `additional` new values in the id map and the hash table at once: the
+    /// hash table grows (re-hashing every stored value) at most once, not at each doubling.
+    fn reserve(&mut self, additional: usize) {
+        let Table {
+            arena,
+            slots,
+            index,
+            ..
+        } = self;
+        index.reserve(additional, |id| rehash(arena, slots, *id));
+        slots.reserve(additional);
+    }
+
+    /// Records value `id`, whose bytes (of `hash`) were just appended to the arena from
+    /// `start`, stamped with `round`.
+    fn place(&mut self, id: u32, start: usize, hash: u64, round: u64) {
+        let len = (self.arena.len() - start) as u32;
+        self.slots.insert(
+            id,
+            Slot {
+                start: start as u32,
+                len,
+                touched: AtomicU32::new(stamp(round)),
+            },
+        );
+        let Table {
+            arena,
+            slots,
+            index,
+            ..
+        } = self;
+        index.insert_unique(hash, id, |id| rehash(arena, slots, *id));
+    }
+
     /// The id of the value `matches` accepts among those hashed to `hash`.
     fn find(&self, hash: u64, matches: impl Fn(&[u8]) -> bool) -> Option<u32> {
         self.index
@@ -382,17 +416,7 @@ impl<E: Encoding> InternTable<E> {
         }
         if !missing.is_empty() {
             let mut table = self.table.write();
-            // Room for every missing value at once: the hash table grows (re-hashing every
-            // stored value) at most once per call, not at each doubling.
-            let additional = missing.len().min(self.limit.entries);
-            let Table {
-                arena,
-                slots,
-                index,
-                ..
-            } = &mut *table;
-            index.reserve(additional, |id| rehash(arena, slots, *id));
-            slots.reserve(additional);
+            table.reserve(missing.len().min(self.limit.entries));
             for index in missing {
                 ids[index] = self
                     .add(&mut table, &values[index], hashes[index], round)?
@@ -430,25 +454,10 @@ impl<E: Encoding> InternTable<E> {
             return Err(self.full());
         }
         let id = table.next;
-        let len = (table.arena.len() - start) as u32;
         table.next += 1;
         table.version += 1;
         table.bytes += weight;
-        table.slots.insert(
-            id,
-            Slot {
-                start: start as u32,
-                len,
-                touched: AtomicU32::new(stamp(round)),
-            },
-        );
-        let Table {
-            arena,
-            slots,
-            index,
-            ..
-        } = table;
-        index.insert_unique(hash, id, |id| rehash(arena, slots, *id));
+        table.place(id, start, hash, round);
         Ok((id, true))
     }
 
@@ -547,15 +556,8 @@ impl<E: Encoding> InternTable<E> {
         if count == 0 {
             return Ok(new);
         }
-        let Table {
-            arena,
-            slots,
-            index,
-            ..
-        } = &mut *table;
-        index.reserve(count, |id| rehash(arena, slots, *id));
-        slots.reserve(count);
-        arena.reserve(arena_bytes);
+        table.reserve(count);
+        table.arena.reserve(arena_bytes);
         for (((id, bytes), hash), _) in entries
             .iter()
             .zip(&hashes)
@@ -564,21 +566,7 @@ impl<E: Encoding> InternTable<E> {
         {
             let start = table.arena.len();
             table.arena.extend_from_slice(bytes);
-            table.slots.insert(
-                *id,
-                Slot {
-                    start: start as u32,
-                    len: bytes.len() as u32,
-                    touched: AtomicU32::new(stamp(round)),
-                },
-            );
-            let Table {
-                arena,
-                slots,
-                index,
-                ..
-            } = &mut *table;
-            index.insert_unique(*hash, *id, |id| rehash(arena, slots, *id));
+            table.place(*id, start, *hash, round);
             table.next = table.next.max(*id + 1);
         }
         table.version += 1;

@@ -124,6 +124,8 @@ async fn recovery_reads_the_files_and_only_the_logs_later_records() {
     assert_eq!(statistics_totals(&channel).await, totals_of(1_000, 150));
 }
 
+/// SPEC §13.4 (a damaged catalog file is set aside and start-up goes on) and §13.2 (every
+/// receipted update counted once, read by values instead of by catalog ids).
 #[tokio::test]
 async fn without_a_whole_catalog_file_the_files_load_by_their_values_and_totals_stay_exact() {
     let data = tempfile::tempdir().expect("a temporary directory");

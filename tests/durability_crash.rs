@@ -200,7 +200,7 @@ async fn sigkill_during_ingest_loses_no_receipted_update_and_counts_none_twice()
     assert_eq!(restarts.len(), KILLS);
 }
 
-/// With one-second buckets, bucket files and the catalog file are written every second, so
+/// SPEC §13.2. With one-second buckets, bucket files and the catalog file are written every second, so
 /// the kills also land while they are being written, and restarts read the files by their
 /// catalog ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -22,8 +22,10 @@ fn intersect(mut sets: impl Iterator<Item = Vec<String>>) -> Vec<String> {
     common
 }
 
-/// A List row as the `FlowResult` clients see; see [`RowConverter`] for many rows.
-pub fn flow_result(row: &ListRow, catalog: &Catalog) -> FlowResult {
+/// A List row as the `FlowResult` clients see, converted alone: what [`RowConverter`] must
+/// give for each of many rows.
+#[cfg(test)]
+fn flow_result(row: &ListRow, catalog: &Catalog) -> FlowResult {
     RowConverter::new(catalog).flow_result(row)
 }
 

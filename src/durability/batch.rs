@@ -206,6 +206,7 @@ mod tests {
         }
     }
 
+    /// SPEC §13.1: what the log writes before a receipt is the batch as received.
     #[test]
     fn a_record_framed_in_place_is_the_batch_framed_as_the_log_frames_it() {
         let encoded: Vec<Vec<u8>> = [1_700_000_100, 1_700_000_115]

@@ -595,6 +595,8 @@ mod tests {
             .collect()
     }
 
+    /// SPEC §13.2: a bucket file read by its catalog ids after a restart gives the records
+    /// its updates made, each counted once.
     #[test]
     fn rows_read_by_catalog_ids_are_the_records_prepare_made_before_the_restart() {
         let data = tempfile::tempdir().expect("a temporary directory");

@@ -21,7 +21,7 @@ use eddy_dataflows::model::{Bucket, BucketRange};
 use eddy_dataflows::queries::list::{ListQuery, ListRow, SortField};
 use parking_lot::Mutex;
 
-use crate::api::convert::flow_result;
+use crate::api::convert::RowConverter;
 use crate::catalog::Catalog;
 use crate::durability::catalog_file::CatalogFile;
 use crate::durability::checkpoint::{self, BucketRow, CatalogIds};
@@ -228,11 +228,13 @@ impl BucketFiles {
             .list(query)
             .await
             .map_err(|stopped| std::io::Error::other(stopped.to_string()))?;
+        // Each distinct trace decoded once per file, not once per row.
+        let mut converter = RowConverter::new(catalog);
         let mut rows: Vec<BucketRow> = partials
             .iter()
             .flat_map(|partial| &partial.rows)
             .filter_map(|row| {
-                let flow = flow_result(row, catalog).flow?;
+                let flow = converter.flow_result(row).flow?;
                 let catalog_ids = catalog_ids_of(row, &flow, catalog);
                 Some(BucketRow {
                     id: row.key.id as i64,
@@ -286,7 +288,7 @@ impl BucketFiles {
 const NO_ID: u32 = u32::MAX;
 
 /// The catalog ids of a List row written as `flow`. A row with several label pairs in the
-/// bucket is written with the labels common to them (as `flow_result` does), interned here
+/// bucket is written with the labels common to them (as `RowConverter::flow_result` does), interned here
 /// so the file can name them; if the table has no room the row names [`NO_ID`].
 fn catalog_ids_of(row: &ListRow, flow: &Flow, catalog: &Catalog) -> CatalogIds {
     let key = &row.key;

@@ -782,6 +782,7 @@ mod tests {
         records
     }
 
+    /// SPEC §13.2: after a restart the catalog's ids mean what they meant before it.
     #[test]
     fn appended_entries_restore_with_their_ids_and_later_values_get_new_ones() {
         let directory = tempfile::tempdir().expect("a temporary directory");
@@ -884,6 +885,7 @@ mod tests {
         );
     }
 
+    /// SPEC §13.4: a torn tail is truncated at recovery.
     #[test]
     fn a_torn_tail_is_cut_and_the_records_before_it_restore() {
         let directory = tempfile::tempdir().expect("a temporary directory");
@@ -928,6 +930,7 @@ mod tests {
         assert!(restored.has_string(again));
     }
 
+    /// SPEC §13.4: a file failing its checksum is set aside, and start-up goes on.
     #[test]
     fn a_damaged_middle_record_sets_the_file_aside_and_starts_a_new_generation() {
         let directory = tempfile::tempdir().expect("a temporary directory");
@@ -971,6 +974,7 @@ mod tests {
         );
     }
 
+    /// SPEC §13.4: a file that does not read back is set aside, and start-up goes on.
     #[test]
     fn a_bad_header_or_entries_that_do_not_restore_set_the_file_aside() {
         let directory = tempfile::tempdir().expect("a temporary directory");
