@@ -4,7 +4,7 @@
 //! the bench loads KEYS keys (250,000 by default) into the bucket that has just closed, so
 //! after 4 windows 4 × KEYS rows (1,000,000) are retained, and from then on each boundary
 //! drops the oldest bucket as a new one is loaded. After each load the server's resident set
-//! is read from `/proc/PID/statm`; a cycle is 4 windows (every retained bucket replaced), and
+//! is read from `/proc/PID/statm`, and again SETTLE_SECONDS later with the server idle; a cycle is 4 windows (every retained bucket replaced), and
 //! the bench runs the filling cycle plus three more. With `--features count-allocations` the
 //! server's live heap (`eddy_heap_live_bytes`) is read too, so allocator slack (resident minus
 //! live heap) is told apart from retained data.
@@ -46,6 +46,9 @@ const RETAINED: u64 = 4;
 /// Retention cycles after the one that fills retention.
 const CYCLES: u64 = 3;
 const LOAD_STREAMS: usize = 4;
+/// Seconds after a load the resident set is read a second time, once the server is idle:
+/// what it keeps for the retained rows, without the load's transient buffers.
+const SETTLE_SECONDS: u64 = 2;
 const OUTSTANDING: usize = 1_000;
 
 fn unix_now() -> f64 {
@@ -143,8 +146,8 @@ fn main() {
             empty_heap.map_or("not counted".into(), |heap| format!("{:.1} MB", heap as f64 / 1e6)),
         );
         println!();
-        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row | live heap per row | slack (resident − live heap) per row |");
-        println!("|---|---|---|---|---|---|---|---|---|");
+        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row | live heap per row | slack (resident − live heap) per row | resident bytes per row {SETTLE_SECONDS} s later |");
+        println!("|---|---|---|---|---|---|---|---|---|---|");
         let windows = RETAINED * (1 + CYCLES);
         for step in 0..windows {
             let boundary = next_boundary(window).await;
@@ -168,8 +171,10 @@ fn main() {
             let per_row = |bytes: Option<u64>| {
                 bytes.map_or("–".to_string(), |bytes| format!("{:.0}", bytes as f64 / rows as f64))
             };
+            tokio::time::sleep(Duration::from_secs(SETTLE_SECONDS)).await;
+            let settled = eddy.resident_bytes();
             println!(
-                "| {} | {} | {rows} | {load:.1} s ({:.0} k/s) | {:.0} MB | {:.0} | {:.0} | {} | {} |",
+                "| {} | {} | {rows} | {load:.1} s ({:.0} k/s) | {:.0} MB | {:.0} | {:.0} | {} | {} | {:.0} |",
                 step + 1,
                 step / RETAINED,
                 keys as f64 / load / 1e3,
@@ -178,6 +183,7 @@ fn main() {
                 resident.saturating_sub(empty) as f64 / rows as f64,
                 per_row(heap),
                 per_row(heap.map(|heap| resident.saturating_sub(heap))),
+                settled as f64 / rows as f64,
             );
         }
     });

@@ -122,7 +122,10 @@ pub fn run(args: ServeArgs) -> Result<(), DaemonError> {
     let emitter = emitter_config
         .map(|emitter| Emitter::new(emitter, clock.now()))
         .transpose()?;
-    let runtime = tokio::runtime::Runtime::new()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(crate::memory_return::thread_idle)
+        .build()
         .map_err(|error| DaemonError::Start(format!("cannot start the tokio runtime: {error}")))?;
     let mut state = runtime
         .block_on(async { crate::server::build_state(config, clock.clone()) })

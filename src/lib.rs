@@ -21,6 +21,7 @@ pub mod health;
 pub mod ingest;
 pub mod intern;
 pub mod logging;
+pub mod memory_return;
 pub mod metrics;
 pub mod proto;
 pub mod proto_json;

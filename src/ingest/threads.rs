@@ -55,6 +55,7 @@ impl IngestThreads {
                     }
                 }
             })
+            .on_thread_park(crate::memory_return::thread_idle)
             .enable_all()
             .build()?;
         Ok(IngestThreads {

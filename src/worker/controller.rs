@@ -212,6 +212,7 @@ impl Controller {
                 Err(_) => Event::Closed,
             });
         }
+        crate::memory_return::thread_idle();
         selector.wait_deadline(deadline).unwrap_or(Event::Timeout)
     }
 

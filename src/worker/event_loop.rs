@@ -97,6 +97,7 @@ pub fn run(
         {
             worker.step();
         } else {
+            crate::memory_return::thread_idle();
             worker.step_or_park(Some(IDLE_PARK));
         }
         while let Some(command) = waiting.front() {
