@@ -12,40 +12,33 @@
 //!   in the table, under its own destination and source namespace;
 //! - a row is held exactly while its `records` do not sum to zero (`Stats`' `IsZero`, the
 //!   rule differential dataflow applies to a difference);
-//! - a flow's rows are in (bucket, label pair) order.
+//! - a flow's rows are in (bucket, label pair) order;
+//! - a flow's rows are all narrow (in its entry) or, once one sum has left 32 bits, all whole
+//!   (in `whole`, its entry's narrow rows empty) until the flow leaves (see [`crate::flow_rows`]).
 //!
 //! State: the entries (a key and its rows' vector) in one dense vector, and a hash table of
 //! their positions (4 bytes each) found by the key's own flow id, so neither the id is stored a
 //! second time nor the entries pay the hash table's empty buckets (measured: a table of whole
-//! entries kept about 55 bytes per retained row empty). Each row is 80 bytes; a flow's rows
-//! grow by a quarter at a time, most flows holding only a few.
+//! entries kept about 55 bytes per retained row empty). Each row is 48 bytes (80 for a flow
+//! stored whole); a flow's rows grow by a quarter at a time, most flows holding only a few.
 
 use std::hash::BuildHasher;
 
 use hashbrown::hash_table::Entry;
 use hashbrown::HashTable;
-use rustc_hash::FxBuildHasher;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 use crate::filter::FlowFilter;
 use crate::flow_index::FlowIndex;
+use crate::flow_rows::NarrowRow;
+pub use crate::flow_rows::{FlowRow, Rows};
 use crate::model::{Bucket, FlowId, FlowKey, LabelPair, Stats};
 
-/// One row of a flow: a bucket and label pair, and the summed counters of its updates.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FlowRow {
-    /// The bucket's start.
-    pub bucket: Bucket,
-    /// The source and destination label sets.
-    pub labels: LabelPair,
-    /// The counters of every update of the row, summed (`records` is never zero).
-    pub stats: Stats,
-}
-
-/// A flow's key and rows.
+/// A flow's key and rows (none here when the flow is stored whole).
 #[derive(Debug)]
 struct FlowEntry {
     key: FlowKey,
-    rows: Vec<FlowRow>,
+    rows: Vec<NarrowRow>,
 }
 
 /// What an update did to its flow.
@@ -76,15 +69,27 @@ pub struct FlowTable {
     entries: Vec<FlowEntry>,
     /// The position in `entries` of each flow, hashed by its id.
     positions: HashTable<u32>,
+    /// The rows of the flows stored whole, by flow id.
+    whole: FxHashMap<FlowId, Vec<FlowRow>>,
     index: FlowIndex,
     rows: usize,
 }
 
-/// Makes room for one more row in `rows`: a quarter more at a time, so a flow with few rows
-/// keeps no empty ones beside them.
-fn reserve_row(rows: &mut Vec<FlowRow>) {
+/// Rows a flow grows by one at a time, before it grows by a quarter.
+const GROWN_ONE_AT_A_TIME: usize = 8;
+
+/// Makes room for one more row in `rows`: one at a time while they are few (a flow seen in
+/// every retained bucket holds one row more between a bucket's first update and the oldest
+/// bucket's expiry, and keeps that one empty place after it, not a quarter more), then a
+/// quarter more at a time.
+fn reserve_row<T>(rows: &mut Vec<T>) {
     if rows.len() == rows.capacity() {
-        rows.reserve_exact(1 + rows.len() / 4);
+        let more = if rows.len() < GROWN_ONE_AT_A_TIME {
+            1
+        } else {
+            rows.len() / 4
+        };
+        rows.reserve_exact(more);
     }
 }
 
@@ -106,6 +111,11 @@ impl FlowTable {
             |at| entries[*at as usize].key.id == id,
             |at| hash_of(entries[*at as usize].key.id),
         );
+        let row = FlowRow {
+            bucket,
+            labels,
+            stats: *stats,
+        };
         let position = match found {
             Entry::Occupied(held) => *held.get() as usize,
             Entry::Vacant(vacant) => {
@@ -116,23 +126,77 @@ impl FlowTable {
                     "a worker holds fewer than 2^32 flows (each takes over 100 bytes of memory)",
                 );
                 vacant.insert(position);
-                entries.push(FlowEntry {
-                    key: *key,
-                    rows: vec![FlowRow {
-                        bucket,
-                        labels,
-                        stats: *stats,
-                    }],
-                });
+                let rows = match NarrowRow::of(&row) {
+                    Some(narrow) => vec![narrow],
+                    None => {
+                        self.whole.insert(id, vec![row]);
+                        Vec::new()
+                    }
+                };
+                entries.push(FlowEntry { key: *key, rows });
                 self.index.add(key);
                 self.rows += 1;
                 return Updated::Added;
             }
         };
         let rows = &mut entries[position].rows;
-        match rows.binary_search_by(|row| (row.bucket, row.labels).cmp(&(bucket, labels))) {
+        if rows.is_empty() {
+            return self.update_whole(position, row);
+        }
+        match rows.binary_search_by(|held| held.place().cmp(&(bucket, labels))) {
             Ok(at) => {
-                rows[at].stats.add(stats);
+                let (sum, stored) = rows[at].add(stats);
+                if !stored {
+                    self.store_whole(position);
+                    return self.update_whole(position, row);
+                }
+                if sum.records != 0 {
+                    return Updated::Kept;
+                }
+                rows.remove(at);
+                self.rows -= 1;
+                if !rows.is_empty() {
+                    return Updated::Kept;
+                }
+                self.remove(position);
+                Updated::Removed
+            }
+            Err(at) => {
+                if stats.records == 0 {
+                    return Updated::Kept;
+                }
+                let Some(narrow) = NarrowRow::of(&row) else {
+                    self.store_whole(position);
+                    return self.update_whole(position, row);
+                };
+                reserve_row(rows);
+                rows.insert(at, narrow);
+                self.rows += 1;
+                Updated::Kept
+            }
+        }
+    }
+
+    /// Moves the narrow rows of the flow at `position` to `whole`.
+    fn store_whole(&mut self, position: usize) {
+        let entry = &mut self.entries[position];
+        let rows = std::mem::take(&mut entry.rows);
+        self.whole
+            .insert(entry.key.id, rows.iter().map(NarrowRow::widen).collect());
+    }
+
+    /// [`FlowTable::update`] for the flow at `position`, stored whole.
+    fn update_whole(&mut self, position: usize, row: FlowRow) -> Updated {
+        let id = self.entries[position].key.id;
+        let rows = self
+            .whole
+            .get_mut(&id)
+            .expect("a held flow with no narrow rows has its rows in `whole`");
+        match rows
+            .binary_search_by(|held| (held.bucket, held.labels).cmp(&(row.bucket, row.labels)))
+        {
+            Ok(at) => {
+                rows[at].stats.add(&row.stats);
                 if rows[at].stats.records != 0 {
                     return Updated::Kept;
                 }
@@ -145,16 +209,9 @@ impl FlowTable {
                 Updated::Removed
             }
             Err(at) => {
-                if stats.records != 0 {
+                if row.stats.records != 0 {
                     reserve_row(rows);
-                    rows.insert(
-                        at,
-                        FlowRow {
-                            bucket,
-                            labels,
-                            stats: *stats,
-                        },
-                    );
+                    rows.insert(at, row);
                     self.rows += 1;
                 }
                 Updated::Kept
@@ -173,6 +230,9 @@ impl FlowTable {
             held.remove();
         }
         let gone = self.entries.swap_remove(position);
+        if gone.rows.is_empty() {
+            self.whole.remove(&id);
+        }
         self.index.remove(&gone.key);
         if let Some(moved) = self.entries.get(position) {
             let moved_id = moved.key.id;
@@ -192,9 +252,22 @@ impl FlowTable {
     }
 
     /// The key and rows of flow `id`, if this worker holds it.
-    pub fn flow(&self, id: FlowId) -> Option<(&FlowKey, &[FlowRow])> {
-        self.find(id)
-            .map(|entry| (&entry.key, entry.rows.as_slice()))
+    pub fn flow(&self, id: FlowId) -> Option<(&FlowKey, Rows<'_>)> {
+        self.find(id).map(|entry| (&entry.key, self.rows_of(entry)))
+    }
+
+    /// The rows of `entry`, narrow or whole.
+    fn rows_of<'a>(&'a self, entry: &'a FlowEntry) -> Rows<'a> {
+        if entry.rows.is_empty() {
+            Rows::whole(self.whole.get(&entry.key.id).map_or(&[], Vec::as_slice))
+        } else {
+            Rows::narrow(&entry.rows)
+        }
+    }
+
+    /// How many flows are stored whole, a sum of theirs having left 32 bits.
+    pub fn whole_flows(&self) -> usize {
+        self.whole.len()
     }
 
     fn find(&self, id: FlowId) -> Option<&FlowEntry> {
@@ -221,7 +294,7 @@ impl FlowTable {
 
     /// Calls `visit` with the key and rows of every flow held, in no particular order, or of
     /// the flows of `only` that are held, in its order.
-    pub fn visit(&self, only: Option<&[FlowId]>, mut visit: impl FnMut(&FlowKey, &[FlowRow])) {
+    pub fn visit(&self, only: Option<&[FlowId]>, mut visit: impl FnMut(&FlowKey, Rows<'_>)) {
         match only {
             None => {
                 for flows in self.entries.chunks(TOUCHED_TOGETHER) {
@@ -229,18 +302,18 @@ impl FlowTable {
                     // together first, the misses of a chunk overlap instead of following one
                     // another (measured: the scan waited on them for two thirds of its time).
                     let touched = flows.iter().fold(0, |touched, entry| {
-                        touched ^ entry.rows.first().map_or(0, |row| row.bucket)
+                        touched ^ entry.rows.first().map_or(0, |row| row.place().0)
                     });
                     std::hint::black_box(touched);
                     for entry in flows {
-                        visit(&entry.key, &entry.rows);
+                        visit(&entry.key, self.rows_of(entry));
                     }
                 }
             }
             Some(ids) => {
                 for id in ids {
                     if let Some(entry) = self.find(*id) {
-                        visit(&entry.key, &entry.rows);
+                        visit(&entry.key, self.rows_of(entry));
                     }
                 }
             }
@@ -377,7 +450,10 @@ mod tests {
         );
         let mut held = Vec::new();
         table.visit(None, |key, rows| {
-            held.push((key.id, rows[0].stats.bytes_in))
+            held.push((
+                key.id,
+                rows.iter().map(|row| row.stats.bytes_in).sum::<i64>(),
+            ))
         });
         held.sort_unstable();
         assert_eq!(held, vec![(1, 1), (3, 3), (4, 4)]);
@@ -387,6 +463,83 @@ mod tests {
         assert_eq!(table.key(2), None);
         assert_eq!(table.key(5), None);
         assert_eq!((table.len(), table.rows()), (3, 3));
+    }
+
+    fn summary(table: &FlowTable, id: FlowId) -> Vec<(Bucket, i64, i64)> {
+        table.flow(id).map_or(Vec::new(), |(_, rows)| {
+            rows.iter()
+                .map(|row| (row.bucket, row.stats.records, row.stats.bytes_in))
+                .collect()
+        })
+    }
+
+    /// A sum leaving 32 bits moves the flow's rows to `whole` exactly, later updates add to
+    /// them there, and the flow leaves `whole` when its last row expires.
+    #[test]
+    fn a_flow_whose_sum_leaves_32_bits_is_stored_whole_and_read_exactly() {
+        let mut table = FlowTable::default();
+        let big = i64::from(i32::MAX);
+        table.update(&key(7, 10), 30, (0, 0), &stats(1, 5));
+        table.update(&key(7, 10), 60, (0, 0), &stats(1, big));
+        table.update(&key(8, 10), 60, (0, 0), &stats(1, 9));
+        assert_eq!(table.whole_flows(), 0);
+        assert_eq!(
+            table.update(&key(7, 10), 60, (0, 0), &stats(1, 1)),
+            Updated::Kept
+        );
+        assert_eq!(table.whole_flows(), 1);
+        assert_eq!(summary(&table, 7), vec![(30, 1, 5), (60, 2, big + 1)]);
+        table.update(&key(7, 10), 90, (0, 0), &stats(1, 3));
+        table.update(&key(7, 10), 60, (0, 0), &stats(1, big));
+        assert_eq!(
+            summary(&table, 7),
+            vec![(30, 1, 5), (60, 3, 2 * big + 1), (90, 1, 3)]
+        );
+        assert_eq!(summary(&table, 8), vec![(60, 1, 9)]);
+        assert_eq!(table.rows(), 4);
+        table.update(&key(7, 10), 30, (0, 0), &stats(-1, -5));
+        table.update(&key(7, 10), 60, (0, 0), &stats(-3, -(2 * big + 1)));
+        assert_eq!(
+            table.update(&key(7, 10), 90, (0, 0), &stats(-1, -3)),
+            Updated::Removed
+        );
+        assert_eq!((table.whole_flows(), table.len(), table.rows()), (0, 1, 1));
+        assert_eq!(summary(&table, 8), vec![(60, 1, 9)]);
+    }
+
+    /// A flow whose first update does not fit 32 bits enters the table whole, and leaves it.
+    #[test]
+    fn a_new_flow_too_large_for_32_bits_enters_whole() {
+        let mut table = FlowTable::default();
+        let large = i64::from(i32::MAX) + 1;
+        assert_eq!(
+            table.update(&key(5, 10), 60, (0, 0), &stats(1, large)),
+            Updated::Added
+        );
+        assert_eq!(summary(&table, 5), vec![(60, 1, large)]);
+        let mut visited = Vec::new();
+        table.visit(None, |key, rows| visited.push((key.id, rows.len())));
+        assert_eq!(visited, vec![(5, 1)]);
+        assert_eq!(
+            table.update(&key(5, 10), 60, (0, 0), &stats(-1, -large)),
+            Updated::Removed
+        );
+        assert_eq!((table.whole_flows(), table.len()), (0, 0));
+    }
+
+    /// Few rows grow one place at a time: a flow of four rows that takes a fifth keeps room
+    /// for five, not six.
+    #[test]
+    fn few_rows_grow_one_place_at_a_time() {
+        let mut table = FlowTable::default();
+        for bucket in 0..5 {
+            table.update(&key(3, 10), bucket * 15, (0, 0), &stats(1, 1));
+        }
+        table.update(&key(3, 10), 0, (0, 0), &stats(-1, -1));
+        let capacity = table.entries[0].rows.capacity();
+        assert_eq!((table.entries[0].rows.len(), capacity), (4, 5));
+        table.update(&key(3, 10), 75, (0, 0), &stats(1, 1));
+        assert_eq!(table.entries[0].rows.capacity(), 5);
     }
 
     #[test]

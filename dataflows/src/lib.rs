@@ -8,6 +8,7 @@
 //! - [`filter`]: a query filter compiled to id sets, evaluated on the workers.
 //! - [`keys`]: which worker owns a flow.
 //! - [`flow_table`]: the flows a worker owns, each key once and its rows updated in place.
+//! - [`flow_rows`]: how the flow table stores a flow's rows, compact while their sums fit.
 //! - [`flow_index`]: a worker's flows by namespace, kept by the flow table for filtered reads.
 //! - [`views`]: the registry of incremental views, one file per view.
 //! - [`inputs`]: every view's input and the one way records enter them.
@@ -19,6 +20,7 @@
 
 pub mod filter;
 pub mod flow_index;
+pub mod flow_rows;
 pub mod flow_table;
 pub mod inputs;
 pub mod keys;

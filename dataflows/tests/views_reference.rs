@@ -464,8 +464,15 @@ fn update_seed() -> impl Strategy<Value = UpdateSeed> {
     (
         0..KEYS,
         0..BUCKETS,
-        (0i64..5000, 0i64..5000, 0i64..50, 0i64..50),
+        (bytes(), 0i64..5000, 0i64..50, 0i64..50),
     )
+}
+
+/// Bytes of one update: mostly small, sometimes near `i32::MAX`, so that a few sums leave 32
+/// bits and their flows are stored whole (`flow_rows`), updated and expired beside narrow ones.
+fn bytes() -> impl Strategy<Value = i64> {
+    let near_limit = i64::from(i32::MAX) - 5000..i64::from(i32::MAX);
+    prop_oneof![9 => 0i64..5000, 1 => near_limit]
 }
 
 fn query_seed() -> impl Strategy<Value = QuerySeed> {

@@ -34,7 +34,7 @@ use rustc_hash::FxHasher;
 use timely::dataflow::operators::probe::Handle as ProbeHandle;
 use timely::dataflow::Scope;
 
-use crate::flow_table::{FlowRow, FlowTable, Updated};
+use crate::flow_table::{FlowTable, Rows, Updated};
 use crate::model::{
     Bucket, BucketRange, FlowId, FlowKey, FlowRecord, PolicyRule, Stats, Tick, TraceId,
 };
@@ -272,18 +272,20 @@ impl ViewFeed for FlowsFeed {
 
 /// The counters of each bucket of `rows` (in bucket order) in `range`, label pairs summed.
 fn bucket_sums<'a>(
-    rows: &'a [FlowRow],
+    rows: Rows<'a>,
     range: &'a BucketRange,
 ) -> impl Iterator<Item = (Bucket, Stats)> + 'a {
-    rows.chunk_by(|a, b| a.bucket == b.bucket)
-        .filter(|run| range.contains(run[0].bucket))
-        .map(|run| {
-            let mut sum = Stats::default();
-            for row in run {
-                sum.add(&row.stats);
-            }
-            (run[0].bucket, sum)
-        })
+    let mut rows = rows.iter().peekable();
+    std::iter::from_fn(move || loop {
+        let first = rows.next()?;
+        let mut sum = first.stats;
+        while let Some(row) = rows.next_if(|row| row.bucket == first.bucket) {
+            sum.add(&row.stats);
+        }
+        if range.contains(first.bucket) {
+            return Some((first.bucket, sum));
+        }
+    })
 }
 
 /// The flow table read as counters per (flow, bucket) as of the ticks before a read's
@@ -394,7 +396,7 @@ pub struct FlowsHandle {
 
 impl FlowsHandle {
     /// Calls `visit` with the key and rows of each flow of this worker.
-    pub(crate) fn visit(&self, mut visit: impl FnMut(&FlowKey, &[FlowRow])) {
+    pub(crate) fn visit(&self, mut visit: impl FnMut(&FlowKey, Rows<'_>)) {
         self.store.borrow().table.visit(None, &mut visit);
     }
 }
