@@ -254,6 +254,15 @@ impl Catalog {
         }
     }
 
+    /// Bytes of the slots by id of the three intern tables (the rules table keeps none).
+    pub fn slot_bytes(&self) -> [(CatalogTable, usize); 3] {
+        [
+            (CatalogTable::Strings, self.symbols.table().slot_bytes()),
+            (CatalogTable::LabelSets, self.label_sets.slot_bytes()),
+            (CatalogTable::Traces, self.traces.slot_bytes()),
+        ]
+    }
+
     /// Bytes of the values `table` holds.
     pub fn bytes_of(&self, table: CatalogTable) -> usize {
         match table {

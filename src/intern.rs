@@ -18,6 +18,7 @@
 //! holes in the arena, reclaimed by compacting it once the holes outweigh the live bytes.
 
 pub mod encoding;
+mod slots;
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use parking_lot::{Mutex, RwLock};
 use rustc_hash::FxHashMap;
 
 use crate::intern::encoding::{stored_hash, Encoding, Utf8};
+use crate::intern::slots::{Slot, Slots};
 
 /// Values copied out of a table per lock hold when scanning it: a queued writer waits for at
 /// most one chunk, never for a whole scan.
@@ -136,20 +138,6 @@ pub enum RestoreError {
     },
 }
 
-/// Where one value lies in its table's arena, and the collection round it was last interned
-/// in (saturated at `u32::MAX`, some 2,000 years of 15-second rounds).
-struct Slot {
-    start: u32,
-    len: u32,
-    touched: AtomicU32,
-}
-
-impl Slot {
-    fn range(&self) -> std::ops::Range<usize> {
-        self.start as usize..self.start as usize + self.len as usize
-    }
-}
-
 /// A collection round as a slot stores it.
 fn stamp(round: u64) -> u32 {
     u32::try_from(round).unwrap_or(u32::MAX)
@@ -162,7 +150,7 @@ struct Table {
     /// The bytes of every value held, and holes left by removed ones.
     arena: Vec<u8>,
     /// Each value's place in the arena, by id.
-    slots: FxHashMap<u32, Slot>,
+    slots: Slots,
     /// The ids, hashed by their value's bytes ([`stored_hash`]).
     index: HashTable<u32>,
     /// The id the next new value gets.
@@ -190,7 +178,6 @@ impl Table {
             ..
         } = self;
         index.reserve(additional, |id| rehash(arena, slots, *id));
-        slots.reserve(additional);
     }
 
     /// Records value `id`, whose bytes (of `hash`) were just appended to the arena from
@@ -227,8 +214,7 @@ impl Table {
 
     /// Rewrites the arena with the live values only, in id order, and returns its memory.
     fn compact(&mut self) {
-        let mut ids: Vec<u32> = self.slots.keys().copied().collect();
-        ids.sort_unstable();
+        let ids: Vec<u32> = self.slots.keys().collect();
         let mut arena = Vec::with_capacity(self.arena.len() - self.holes);
         for id in ids {
             if let Some(slot) = self.slots.get_mut(&id) {
@@ -255,7 +241,7 @@ impl Table {
 }
 
 /// The hash of value `id`'s bytes, for moving it within the hash table.
-fn rehash(arena: &[u8], slots: &FxHashMap<u32, Slot>, id: u32) -> u64 {
+fn rehash(arena: &[u8], slots: &Slots, id: u32) -> u64 {
     slots
         .get(&id)
         .map_or(0, |slot| stored_hash(&arena[slot.range()]))
@@ -337,7 +323,7 @@ impl<E: Encoding> InternTable<E> {
         InternTable {
             table: RwLock::new(Table {
                 arena: Vec::new(),
-                slots: FxHashMap::default(),
+                slots: Slots::default(),
                 index: HashTable::new(),
                 next: 0,
                 version: 0,
@@ -656,15 +642,12 @@ impl<E: Encoding> InternTable<E> {
                 .take(SCAN_CHUNK)
                 .collect()
         } else {
-            let mut newer: Vec<u32> = table
+            table
                 .slots
                 .keys()
-                .copied()
                 .filter(|id| (from..end).contains(id))
-                .collect();
-            newer.sort_unstable();
-            newer.truncate(SCAN_CHUNK);
-            newer
+                .take(SCAN_CHUNK)
+                .collect()
         };
         let mut chunk = Chunk {
             bytes: Vec::new(),
@@ -688,7 +671,7 @@ impl<E: Encoding> InternTable<E> {
             let values: Vec<(u32, std::ops::Range<usize>)> = table
                 .slots
                 .iter()
-                .map(|(id, slot)| (*id, slot.range()))
+                .map(|(id, slot)| (id, slot.range()))
                 .collect();
             (table.arena.clone(), values, table.next)
         };
@@ -703,14 +686,12 @@ impl<E: Encoding> InternTable<E> {
     /// The ids below `below` in the table that `pick` accepts, ascending.
     pub fn ids_below(&self, below: u32, pick: impl Fn(u32) -> bool) -> Vec<u32> {
         let table = self.table.read();
-        let mut ids: Vec<u32> = table
+        table
             .slots
             .keys()
-            .copied()
-            .filter(|id| *id < below && pick(*id))
-            .collect();
-        ids.sort_unstable();
-        ids
+            .take_while(|id| *id < below)
+            .filter(|id| pick(*id))
+            .collect()
     }
 
     /// Starts collection round `round` (greater than any before) and returns the id the next
@@ -771,6 +752,11 @@ impl<E: Encoding> InternTable<E> {
     /// How many values the table holds.
     pub fn len(&self) -> usize {
         self.table.read().slots.len()
+    }
+
+    /// Bytes of the table's slots by id (see `slots`).
+    pub fn slot_bytes(&self) -> usize {
+        self.table.read().slots.bytes()
     }
 
     /// Whether the table is empty.

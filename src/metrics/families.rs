@@ -337,6 +337,20 @@ fn catalog(table: &Table, state: &ServerState) -> prometheus::Result<()> {
     )?;
     let catalog = state.catalog.clone();
     table.labelled(
+        Kind::Gauge,
+        "eddy_interned_slot_bytes",
+        "table",
+        "Bytes of the slot pages each intern table finds its values' places by id in.",
+        move || {
+            by_label(
+                catalog
+                    .slot_bytes()
+                    .map(|(name, bytes)| (name.label(), bytes as u64)),
+            )
+        },
+    )?;
+    let catalog = state.catalog.clone();
+    table.labelled(
         Kind::Counter,
         "eddy_interned_values_removed_total",
         "table",
