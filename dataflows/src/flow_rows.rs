@@ -1,12 +1,13 @@
-//! How the flow table stores a flow's rows: 48 bytes a row, each counter in 32 bits, while
-//! every sum fits; and [`Rows`], the read-only view of a flow's rows whichever way they are
-//! stored.
+//! How the flow table stores a flow's rows: 44 bytes a row, the bucket's start and each
+//! counter in 32 bits, while they fit; and [`Rows`], the read-only view of a flow's rows
+//! whichever way they are stored.
 //!
 //! A row's counters are sums over the updates of one flow in one bucket. On the traffic Felix
 //! reports they fit 32 bits by far (2^31 bytes in one bucket is over a gigabit a second for a
 //! whole 15-second window), and half the width halves the table's largest part. A flow with
-//! one sum outside `i32` keeps all its rows whole ([`FlowRow`], 80 bytes) until it leaves the
-//! table; nothing is rounded or clamped on the way.
+//! one sum outside `i32` (or a bucket outside `u32` seconds, before 1970 or after 2106) keeps
+//! all its rows whole ([`FlowRow`], 80 bytes) until it leaves the table; nothing is rounded or
+//! clamped on the way.
 
 use crate::model::{Bucket, LabelPair, Stats};
 
@@ -57,19 +58,19 @@ impl NarrowStats {
     }
 }
 
-/// A [`FlowRow`] whose counters fit 32 bits, as the table stores it.
+/// A [`FlowRow`] whose bucket and counters fit 32 bits, as the table stores it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct NarrowRow {
-    bucket: Bucket,
+    bucket: u32,
     labels: LabelPair,
     stats: NarrowStats,
 }
 
 impl NarrowRow {
-    /// `row` narrowed, if its counters fit.
+    /// `row` narrowed, if its bucket and counters fit.
     pub(crate) fn of(row: &FlowRow) -> Option<NarrowRow> {
         Some(NarrowRow {
-            bucket: row.bucket,
+            bucket: u32::try_from(row.bucket).ok()?,
             labels: row.labels,
             stats: NarrowStats::of(&row.stats)?,
         })
@@ -77,7 +78,7 @@ impl NarrowRow {
 
     pub(crate) fn widen(&self) -> FlowRow {
         FlowRow {
-            bucket: self.bucket,
+            bucket: Bucket::from(self.bucket),
             labels: self.labels,
             stats: self.stats.widen(),
         }
@@ -85,7 +86,7 @@ impl NarrowRow {
 
     /// Where the row sorts among its flow's rows.
     pub(crate) fn place(&self) -> (Bucket, LabelPair) {
-        (self.bucket, self.labels)
+        (Bucket::from(self.bucket), self.labels)
     }
 
     /// Adds `stats` to the row's counters: the sum, and whether it was stored (it fits).
@@ -204,14 +205,26 @@ mod tests {
     }
 
     #[test]
-    fn a_row_that_fits_is_48_bytes_and_widens_to_the_same_row() {
-        assert_eq!(std::mem::size_of::<NarrowRow>(), 48);
+    fn a_row_that_fits_is_44_bytes_and_widens_to_the_same_row() {
+        assert_eq!(std::mem::size_of::<NarrowRow>(), 44);
         for bytes_in in [0, -1, i64::from(i32::MAX), i64::from(i32::MIN)] {
             let narrow = NarrowRow::of(&row(bytes_in)).expect("the counters fit 32 bits");
             assert_eq!(narrow.widen(), row(bytes_in));
         }
         assert_eq!(NarrowRow::of(&row(i64::from(i32::MAX) + 1)), None);
         assert_eq!(NarrowRow::of(&row(i64::MAX)), None);
+        for bucket in [-15, i64::from(u32::MAX) + 1] {
+            let early = FlowRow { bucket, ..row(0) };
+            assert_eq!(NarrowRow::of(&early), None, "bucket {bucket} is kept whole");
+        }
+        let last = FlowRow {
+            bucket: i64::from(u32::MAX),
+            ..row(0)
+        };
+        assert_eq!(
+            NarrowRow::of(&last).map(|narrow| narrow.widen()),
+            Some(last)
+        );
     }
 
     #[test]
