@@ -14,7 +14,7 @@ use operations::{http_get, sample};
 use prometheus_parse::{LineInfo, Scrape, Value};
 
 /// Every `goldmane_*` and `eddy_*` family, with its type.
-const FAMILIES: [(&str, &str); 43] = [
+const FAMILIES: [(&str, &str); 44] = [
     ("goldmane_aggr_dropped_flows_total", "counter"),
     ("goldmane_aggr_flow_index_buffer_size", "gauge"),
     ("goldmane_aggr_num_unique_flows", "gauge"),
@@ -37,6 +37,7 @@ const FAMILIES: [(&str, &str); 43] = [
     ("eddy_ingest_skipped_updates_total", "counter"),
     ("eddy_ingest_stored_updates_total", "counter"),
     ("eddy_interned_bytes", "gauge"),
+    ("eddy_interned_slot_bytes", "gauge"),
     ("eddy_interned_values", "gauge"),
     ("eddy_interned_values_removed_total", "counter"),
     ("eddy_query_duration_seconds", "histogram"),
