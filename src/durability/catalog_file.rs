@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! record  : payload length (u32 LE, > 0) | CRC32C of the payload (u32 LE) | payload
-//! header  : the first record; payload "EDDYCATL" | format version (u32 LE, 1) |
+//! header  : the first record; payload "EDDYCATL" | format version (u32 LE, 2) |
 //!           generation (u64 LE, random, chosen when the file is created)
 //! entries : every later record; payload
 //!           strings mark | label sets mark | traces mark      (u32 LE each)
@@ -57,8 +57,10 @@ pub const CATALOG_DIRECTORY: &str = "catalog";
 pub const FILE_NAME: &str = "catalog.log";
 /// The first bytes of the header record's payload.
 pub const MAGIC: &[u8; 8] = b"EDDYCATL";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes and reads. Version 2 stores label sets with their
+/// well-known keys by number (`intern::encoding::KNOWN_KEYS`); a file of version 1 is set
+/// aside as any unreadable one is, and the bucket files of its generation load by values.
+pub const FORMAT_VERSION: u32 = 2;
 /// Payload bytes past which an append closes its record and begins another.
 pub const RECORD_TARGET: usize = 16 * 1024 * 1024;
 /// Entries a file always holds before it may be rewritten.
