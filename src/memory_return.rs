@@ -4,10 +4,11 @@
 //! mimalloc returns a freed page only when the thread that owns it next allocates or frees
 //! (after its purge delay), so a thread that goes idle after a burst (the ingest threads after
 //! a load, a worker after a large tick) keeps the burst's pages resident until its next burst.
-//! Eddy's threads call [`thread_idle`] before they park: at most once per
-//! [`RETURN_INTERVAL`], the thread collects its heap and purges its free pages at once. Under
-//! sustained load a thread still parks between batches, so it returns memory at most ten
-//! times a second; when idle it returns everything it freed before it sleeps.
+//! Eddy's threads call [`thread_idle`] when they have nothing to do: at most once per
+//! [`RETURN_INTERVAL`], the thread collects its heap and purges its free pages at once. A
+//! timely worker calls it once a park has lasted its whole timeout and the controller once a
+//! wait has ended with no event, so under sustained load neither does; a tokio thread calls it
+//! each time it parks, which under load is between batches, so at most ten times a second.
 
 #![allow(
     unsafe_code,

@@ -155,9 +155,16 @@ impl Controller {
     pub fn run(mut self, inbox: Inbox) -> Result<(), String> {
         let mut next_tick = Instant::now() + self.pacing.tick_interval;
         let mut queries_open = true;
+        // Whether the last wait ended with nothing to do: the controller is idle.
+        let mut idle = false;
         loop {
             self.roll_retention();
-            match self.next_event(&inbox, queries_open, next_tick) {
+            if idle {
+                crate::memory_return::thread_idle();
+            }
+            let event = self.next_event(&inbox, queries_open, next_tick);
+            idle = matches!(event, Event::Timeout);
+            match event {
                 Event::Request(request) => self.handle(request),
                 Event::Query(request) => {
                     self.last_query = Some(Instant::now());
@@ -212,7 +219,6 @@ impl Controller {
                 Err(_) => Event::Closed,
             });
         }
-        crate::memory_return::thread_idle();
         selector.wait_deadline(deadline).unwrap_or(Event::Timeout)
     }
 

@@ -9,7 +9,7 @@
 //! unparks it after every send.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 use eddy_dataflows::inputs::EngineInputs;
@@ -45,6 +45,8 @@ pub fn run(
     // The tick at which the latest retention retraction was inserted: commands queued after an
     // expiry wait for it too, so no answer shows data that had already left retention.
     let mut retracted_at: Tick = 0;
+    // Whether the last park lasted all of IDLE_PARK: nothing arrived, the worker is idle.
+    let mut idle = false;
     loop {
         loop {
             match commands.try_recv() {
@@ -96,9 +98,14 @@ pub fn run(
             .is_some_and(|command| answerable(command, retracted_at))
         {
             worker.step();
+            idle = false;
         } else {
-            crate::memory_return::thread_idle();
+            if idle {
+                crate::memory_return::thread_idle();
+            }
+            let parked = Instant::now();
             worker.step_or_park(Some(IDLE_PARK));
+            idle = parked.elapsed() >= IDLE_PARK;
         }
         while let Some(command) = waiting.front() {
             if !answerable(command, retracted_at) {
