@@ -152,17 +152,8 @@ impl Measures {
 
     /// The statistics of one record with these counters.
     pub fn stats(&self) -> Stats {
-        let [packets_in, packets_out, bytes_in, bytes_out, started, completed, live] =
-            self.counters;
-        Stats {
-            records: 1,
-            packets_in,
-            packets_out,
-            bytes_in,
-            bytes_out,
-            connections_started: started,
-            connections_completed: completed,
-            connections_live: live,
-        }
+        let mut fields = [1; 8];
+        fields[1..].copy_from_slice(&self.counters);
+        Stats::from_fields(fields)
     }
 }

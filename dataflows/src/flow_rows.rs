@@ -22,39 +22,22 @@ pub struct FlowRow {
     pub stats: Stats,
 }
 
-/// [`Stats`] with every counter in an `i32`, in the order of its fields.
+/// [`Stats`] with every counter in an `i32`, in the order of [`Stats::fields`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct NarrowStats([i32; 8]);
 
 impl NarrowStats {
     /// `stats` narrowed, if every counter fits.
     fn of(stats: &Stats) -> Option<NarrowStats> {
-        let narrow = |value: i64| i32::try_from(value).ok();
-        Some(NarrowStats([
-            narrow(stats.records)?,
-            narrow(stats.packets_in)?,
-            narrow(stats.packets_out)?,
-            narrow(stats.bytes_in)?,
-            narrow(stats.bytes_out)?,
-            narrow(stats.connections_started)?,
-            narrow(stats.connections_completed)?,
-            narrow(stats.connections_live)?,
-        ]))
+        let mut narrow = [0; 8];
+        for (field, value) in narrow.iter_mut().zip(stats.fields()) {
+            *field = i32::try_from(value).ok()?;
+        }
+        Some(NarrowStats(narrow))
     }
 
     fn widen(&self) -> Stats {
-        let [records, packets_in, packets_out, bytes_in, bytes_out, started, completed, live] =
-            self.0.map(i64::from);
-        Stats {
-            records,
-            packets_in,
-            packets_out,
-            bytes_in,
-            bytes_out,
-            connections_started: started,
-            connections_completed: completed,
-            connections_live: live,
-        }
+        Stats::from_fields(self.0.map(i64::from))
     }
 }
 

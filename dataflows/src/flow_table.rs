@@ -154,12 +154,8 @@ impl FlowTable {
                     return Updated::Kept;
                 }
                 rows.remove(at);
-                self.rows -= 1;
-                if !rows.is_empty() {
-                    return Updated::Kept;
-                }
-                self.remove(position);
-                Updated::Removed
+                let emptied = rows.is_empty();
+                self.row_removed(position, emptied)
             }
             Err(at) => {
                 if stats.records == 0 {
@@ -175,6 +171,17 @@ impl FlowTable {
                 Updated::Kept
             }
         }
+    }
+
+    /// Counts a row of the flow at `position` removed, and removes the flow when that
+    /// `emptied` it.
+    fn row_removed(&mut self, position: usize, emptied: bool) -> Updated {
+        self.rows -= 1;
+        if !emptied {
+            return Updated::Kept;
+        }
+        self.remove(position);
+        Updated::Removed
     }
 
     /// Moves the narrow rows of the flow at `position` to `whole`.
@@ -201,12 +208,8 @@ impl FlowTable {
                     return Updated::Kept;
                 }
                 rows.remove(at);
-                self.rows -= 1;
-                if !rows.is_empty() {
-                    return Updated::Kept;
-                }
-                self.remove(position);
-                Updated::Removed
+                let emptied = rows.is_empty();
+                self.row_removed(position, emptied)
             }
             Err(at) => {
                 if row.stats.records != 0 {

@@ -124,18 +124,40 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Every field, in the order they are declared: `records`, then the seven counters.
+    pub fn fields(&self) -> [i64; 8] {
+        [
+            self.records,
+            self.packets_in,
+            self.packets_out,
+            self.bytes_in,
+            self.bytes_out,
+            self.connections_started,
+            self.connections_completed,
+            self.connections_live,
+        ]
+    }
+
+    /// The statistics of these fields, in the order [`Stats::fields`] gives them.
+    pub fn from_fields(fields: [i64; 8]) -> Stats {
+        let [records, packets_in, packets_out, bytes_in, bytes_out, started, completed, live] =
+            fields;
+        Stats {
+            records,
+            packets_in,
+            packets_out,
+            bytes_in,
+            bytes_out,
+            connections_started: started,
+            connections_completed: completed,
+            connections_live: live,
+        }
+    }
+
     /// Combines every field of `self` with the same field of `other`.
     fn zip_with(&self, other: &Stats, combine: impl Fn(i64, i64) -> i64) -> Stats {
-        Stats {
-            records: combine(self.records, other.records),
-            packets_in: combine(self.packets_in, other.packets_in),
-            packets_out: combine(self.packets_out, other.packets_out),
-            bytes_in: combine(self.bytes_in, other.bytes_in),
-            bytes_out: combine(self.bytes_out, other.bytes_out),
-            connections_started: combine(self.connections_started, other.connections_started),
-            connections_completed: combine(self.connections_completed, other.connections_completed),
-            connections_live: combine(self.connections_live, other.connections_live),
-        }
+        let (mine, theirs) = (self.fields(), other.fields());
+        Stats::from_fields(std::array::from_fn(|at| combine(mine[at], theirs[at])))
     }
 
     /// Adds `other` into `self`, saturating instead of overflowing.
