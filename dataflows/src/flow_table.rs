@@ -20,7 +20,8 @@
 //! their positions (4 bytes each) found by the key's own flow id, so neither the id is stored a
 //! second time nor the entries pay the hash table's empty buckets (measured: a table of whole
 //! entries kept about 55 bytes per retained row empty). Each row is 44 bytes (80 for a flow
-//! stored whole); a flow's rows grow by a quarter at a time, most flows holding only a few.
+//! stored whole); a flow's rows grow one place at a time up to 8, then by a quarter, most
+//! flows holding only a few.
 
 use std::hash::BuildHasher;
 
