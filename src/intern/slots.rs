@@ -3,12 +3,16 @@
 //!
 //! Ids are given in order and never reused, so the ids a table holds are dense where values
 //! were interned together and thin out as the collector removes values no retained flow uses.
-//! A page is allocated when its first id is placed and freed when its last is removed, so
+//! Pages are found by their number in a small hash map (a few thousand pages for a million
+//! values), so how far ids have climbed costs nothing. A page is allocated when its first id
+//! is placed and freed when its last is removed, so
 //! values that churn together (a generation of pods) leave no page behind, and a page held by
 //! one long-lived value costs 3 KiB (`eddy_interned_slot_bytes` shows what the pages take). A hash map by id spent 17 bytes a slot at a load factor
 //! of 0.45–0.875 (up to 38 bytes a value, measured 36 on the realistic workload).
 
 use std::sync::atomic::AtomicU32;
+
+use rustc_hash::FxHashMap;
 
 /// Slots in one page (3 KiB).
 pub const PAGE: usize = 256;
@@ -46,34 +50,34 @@ impl Slot {
 /// One page of slots and how many of them hold a value.
 #[derive(Debug)]
 struct Page {
-    slots: Box<[Slot]>,
+    slots: [Slot; PAGE],
     held: usize,
 }
 
 /// The slots of a table by id.
 #[derive(Debug, Default)]
 pub struct Slots {
-    /// Page `n` holds ids `n * PAGE ..`; `None` when none of them is held.
-    pages: Vec<Option<Page>>,
+    /// Page `n` holds ids `n * PAGE ..`; absent when none of them is held.
+    pages: FxHashMap<u32, Box<Page>>,
     len: usize,
 }
 
-fn place_of(id: u32) -> (usize, usize) {
-    (id as usize / PAGE, id as usize % PAGE)
+fn place_of(id: u32) -> (u32, usize) {
+    (id / PAGE as u32, id as usize % PAGE)
 }
 
 impl Slots {
     /// The slot of `id`, if held.
     pub fn get(&self, id: &u32) -> Option<&Slot> {
         let (page, at) = place_of(*id);
-        let slot = &self.pages.get(page)?.as_ref()?.slots[at];
+        let slot = &self.pages.get(&page)?.slots[at];
         slot.is_held().then_some(slot)
     }
 
     /// The slot of `id`, if held, to change.
     pub fn get_mut(&mut self, id: &u32) -> Option<&mut Slot> {
         let (page, at) = place_of(*id);
-        let slot = &mut self.pages.get_mut(page)?.as_mut()?.slots[at];
+        let slot = &mut self.pages.get_mut(&page)?.slots[at];
         slot.is_held().then_some(slot)
     }
 
@@ -85,12 +89,11 @@ impl Slots {
     /// Places `slot` at `id`, replacing and returning the slot held there.
     pub fn insert(&mut self, id: u32, slot: Slot) -> Option<Slot> {
         let (page, at) = place_of(id);
-        if self.pages.len() <= page {
-            self.pages.resize_with(page + 1, || None);
-        }
-        let page = self.pages[page].get_or_insert_with(|| Page {
-            slots: (0..PAGE).map(|_| Slot::vacant()).collect(),
-            held: 0,
+        let page = self.pages.entry(page).or_insert_with(|| {
+            Box::new(Page {
+                slots: std::array::from_fn(|_| Slot::vacant()),
+                held: 0,
+            })
         });
         let old = std::mem::replace(&mut page.slots[at], slot);
         if old.is_held() {
@@ -103,8 +106,8 @@ impl Slots {
 
     /// Removes and returns the slot of `id`, freeing its page when it was the page's last.
     pub fn remove(&mut self, id: &u32) -> Option<Slot> {
-        let (index, at) = place_of(*id);
-        let page = self.pages.get_mut(index)?.as_mut()?;
+        let (number, at) = place_of(*id);
+        let page = self.pages.get_mut(&number)?;
         if !page.slots[at].is_held() {
             return None;
         }
@@ -112,7 +115,7 @@ impl Slots {
         page.held -= 1;
         self.len -= 1;
         if page.held == 0 {
-            self.pages[index] = None;
+            self.pages.remove(&number);
         }
         Some(old)
     }
@@ -124,17 +127,16 @@ impl Slots {
 
     /// Every held id with its slot, ascending.
     pub fn iter(&self) -> impl Iterator<Item = (u32, &Slot)> {
-        self.pages
-            .iter()
-            .enumerate()
-            .filter_map(|(index, page)| Some((index, page.as_ref()?)))
-            .flat_map(|(index, page)| {
-                page.slots
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, slot)| slot.is_held())
-                    .map(move |(at, slot)| ((index * PAGE + at) as u32, slot))
-            })
+        let mut numbers: Vec<u32> = self.pages.keys().copied().collect();
+        numbers.sort_unstable();
+        numbers.into_iter().flat_map(move |number| {
+            self.pages[&number]
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, slot)| slot.is_held())
+                .map(move |(at, slot)| (number * PAGE as u32 + at as u32, slot))
+        })
     }
 
     /// Every held id, ascending.
@@ -142,18 +144,14 @@ impl Slots {
         self.iter().map(|(id, _)| id)
     }
 
-    /// Bytes of the pages allocated and of the page list.
+    /// Bytes of the pages allocated and of the map finding them.
     pub fn bytes(&self) -> usize {
-        let page = PAGE * std::mem::size_of::<Slot>() + std::mem::size_of::<Page>();
-        self.pages.iter().flatten().count() * page
-            + self.pages.capacity() * std::mem::size_of::<Option<Page>>()
+        self.pages.len() * std::mem::size_of::<Page>()
+            + self.pages.capacity() * (std::mem::size_of::<(u32, Box<Page>)>() + 1)
     }
 
-    /// Frees the page list's room beyond the last page held.
+    /// Frees the page map's room beyond the pages held.
     pub fn shrink_to_fit(&mut self) {
-        while self.pages.last().is_some_and(Option::is_none) {
-            self.pages.pop();
-        }
         self.pages.shrink_to_fit();
     }
 }
@@ -178,7 +176,7 @@ mod tests {
             assert!(slots.insert(id, slot(id)).is_none());
         }
         assert_eq!(slots.len(), 5);
-        assert_eq!(slots.pages.iter().flatten().count(), 3);
+        assert_eq!(slots.pages.len(), 3);
         assert_eq!(slots.get(&2_000).map(|slot| slot.start), Some(2_000));
         assert_eq!(
             slots
@@ -196,15 +194,18 @@ mod tests {
         assert_eq!(slots.len(), 5);
         assert_eq!(slots.remove(&256).map(|old| old.start), Some(256));
         assert!(slots.remove(&256).is_none());
-        assert_eq!(
-            slots.pages.iter().flatten().count(),
-            2,
-            "the second page is freed"
-        );
+        assert_eq!(slots.pages.len(), 2, "the second page is freed");
         assert!(slots.remove(&2_000).is_some());
         slots.shrink_to_fit();
         assert_eq!(slots.pages.len(), 1);
-        assert_eq!(slots.bytes(), 256 * 12 + 24 + 24);
+        assert_eq!(
+            slots.bytes(),
+            256 * 12 + 8 + slots.pages.capacity() * 17,
+            "a page and its place in the map"
+        );
+        assert!(slots.insert(u32::MAX - 1, slot(7)).is_none());
+        assert_eq!(slots.pages.len(), 2, "a far id costs one page");
+        assert!(slots.remove(&(u32::MAX - 1)).is_some());
         assert_eq!(slots.keys().collect::<Vec<_>>(), vec![0, 5, 255]);
         if let Some(held) = slots.get_mut(&255) {
             held.start = 99;
