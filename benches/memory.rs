@@ -4,7 +4,8 @@
 //! the bench loads KEYS keys (250,000 by default) into the bucket that has just closed, so
 //! after 4 windows 4 × KEYS rows (1,000,000) are retained, and from then on each boundary
 //! drops the oldest bucket as a new one is loaded. After each load the server's resident set
-//! is read from `/proc/PID/statm`, and again SETTLE_SECONDS later with the server idle; a cycle is 4 windows (every retained bucket replaced), and
+//! is read from `/proc/PID/statm`, and again once settled (every receipted update applied and
+//! the resident set no longer falling, see `settled_resident`); a cycle is 4 windows (every retained bucket replaced), and
 //! the bench runs the filling cycle plus three more. With `--features count-allocations` the
 //! server's live heap (`eddy_heap_live_bytes`) is read too, so allocator slack (resident minus
 //! live heap) is told apart from retained data.
@@ -27,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy::catalog::{Catalog, CatalogLimits};
 use eddy::ingest::{prepare, Bounds, InputLimits};
+use eddy::proto::flows_client::FlowsClient;
+use eddy::proto::FlowListRequest;
 use eddy::retention::Retention;
 use eddy::synth::realistic::{update, BucketChoice};
 use eddy_dataflows::flow_table::FlowTable;
@@ -35,6 +38,7 @@ use support::heap::{live_heap_bytes, CountingAllocator};
 use support::ingest::send_spread;
 use support::process::numeric_arguments;
 use support::server::connect;
+use tonic::transport::Channel;
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -46,9 +50,9 @@ const RETAINED: u64 = 4;
 /// Retention cycles after the one that fills retention.
 const CYCLES: u64 = 3;
 const LOAD_STREAMS: usize = 4;
-/// Seconds after a load the resident set is read a second time, once the server is idle:
-/// what it keeps for the retained rows, without the load's transient buffers.
-const SETTLE_SECONDS: u64 = 2;
+/// How often the settled resident set is read, and how many readings at most.
+const SETTLE_POLL: Duration = Duration::from_millis(100);
+const SETTLE_READINGS: usize = 30;
 const OUTSTANDING: usize = 1_000;
 
 fn unix_now() -> f64 {
@@ -60,6 +64,30 @@ fn unix_now() -> f64 {
 
 /// Sleeps until the next multiple of `window` seconds (plus a quarter second, so the server
 /// has seen the boundary too); returns it.
+/// The server's resident bytes once it has applied every update receipted so far (a List
+/// answers only after them, SPEC §9.1) and its resident set has stopped falling (two readings
+/// SETTLE_POLL apart within 0.5%, or after SETTLE_READINGS readings): what it keeps for the
+/// retained rows once its threads are idle, without the load's transient buffers.
+async fn settled_resident(eddy: &ServerChild, flows: &mut FlowsClient<Channel>) -> u64 {
+    flows
+        .list(FlowListRequest {
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .expect("List answers after the load");
+    let mut last = eddy.resident_bytes();
+    for _ in 0..SETTLE_READINGS {
+        tokio::time::sleep(SETTLE_POLL).await;
+        let now = eddy.resident_bytes();
+        if now.abs_diff(last) * 200 <= last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
 async fn next_boundary(window: i64) -> i64 {
     let now = unix_now();
     let boundary = (now as i64 / window + 1) * window;
@@ -139,6 +167,7 @@ fn main() {
         for _ in 0..LOAD_STREAMS {
             loaders.push(connect(eddy.address).await);
         }
+        let mut flows = FlowsClient::new(connect(eddy.address).await);
         println!(
             "{keys} keys per bucket, {window} s window, {RETAINED} buckets retained; \
              empty server resident {:.1} MB, live heap {}.",
@@ -146,7 +175,7 @@ fn main() {
             empty_heap.map_or("not counted".into(), |heap| format!("{:.1} MB", heap as f64 / 1e6)),
         );
         println!();
-        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row | live heap per row | slack (resident − live heap) per row | resident bytes per row {SETTLE_SECONDS} s later |");
+        println!("| window | cycle | retained rows | load | resident | resident bytes per row | growth from empty per row | live heap per row | slack (resident − live heap) per row | resident bytes per row once settled |");
         println!("|---|---|---|---|---|---|---|---|---|---|");
         let windows = RETAINED * (1 + CYCLES);
         for step in 0..windows {
@@ -171,8 +200,7 @@ fn main() {
             let per_row = |bytes: Option<u64>| {
                 bytes.map_or("–".to_string(), |bytes| format!("{:.0}", bytes as f64 / rows as f64))
             };
-            tokio::time::sleep(Duration::from_secs(SETTLE_SECONDS)).await;
-            let settled = eddy.resident_bytes();
+            let settled = settled_resident(&eddy, &mut flows).await;
             println!(
                 "| {} | {} | {rows} | {load:.1} s ({:.0} k/s) | {:.0} MB | {:.0} | {:.0} | {} | {} | {:.0} |",
                 step + 1,

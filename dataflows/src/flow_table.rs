@@ -112,7 +112,7 @@ impl FlowTable {
             |at| entries[*at as usize].key.id == id,
             |at| hash_of(entries[*at as usize].key.id),
         );
-        let row = FlowRow {
+        let row = || FlowRow {
             bucket,
             labels,
             stats: *stats,
@@ -127,10 +127,10 @@ impl FlowTable {
                     "a worker holds fewer than 2^32 flows (each takes over 100 bytes of memory)",
                 );
                 vacant.insert(position);
-                let rows = match NarrowRow::of(&row) {
+                let rows = match NarrowRow::of(&row()) {
                     Some(narrow) => vec![narrow],
                     None => {
-                        self.whole.insert(id, vec![row]);
+                        self.whole.insert(id, vec![row()]);
                         Vec::new()
                     }
                 };
@@ -142,14 +142,14 @@ impl FlowTable {
         };
         let rows = &mut entries[position].rows;
         if rows.is_empty() {
-            return self.update_whole(position, row);
+            return self.update_whole(position, row());
         }
         match rows.binary_search_by(|held| held.place().cmp(&(bucket, labels))) {
             Ok(at) => {
                 let (sum, stored) = rows[at].add(stats);
                 if !stored {
                     self.store_whole(position);
-                    return self.update_whole(position, row);
+                    return self.update_whole(position, row());
                 }
                 if sum.records != 0 {
                     return Updated::Kept;
@@ -162,9 +162,9 @@ impl FlowTable {
                 if stats.records == 0 {
                     return Updated::Kept;
                 }
-                let Some(narrow) = NarrowRow::of(&row) else {
+                let Some(narrow) = NarrowRow::of(&row()) else {
                     self.store_whole(position);
-                    return self.update_whole(position, row);
+                    return self.update_whole(position, row());
                 };
                 reserve_row(rows);
                 rows.insert(at, narrow);
@@ -478,8 +478,9 @@ mod tests {
         })
     }
 
-    /// A sum leaving 32 bits moves the flow's rows to `whole` exactly, later updates add to
-    /// them there, and the flow leaves `whole` when its last row expires.
+    /// SPEC §12.2 (sums kept up to `i64::MAX`): a sum leaving 32 bits moves the flow's rows to
+    /// `whole` exactly, later updates add to them there, and the flow leaves `whole` when its
+    /// last row expires.
     #[test]
     fn a_flow_whose_sum_leaves_32_bits_is_stored_whole_and_read_exactly() {
         let mut table = FlowTable::default();

@@ -35,6 +35,18 @@ pub struct Loaded {
     pub by_ids: bool,
 }
 
+impl Loaded {
+    /// Nothing loaded yet, with room for the records of `rows` rows read by catalog ids or
+    /// not (`by_ids`).
+    fn for_rows(rows: usize, by_ids: bool) -> Loaded {
+        Loaded {
+            records: Vec::with_capacity(rows),
+            by_ids,
+            ..Loaded::default()
+        }
+    }
+}
+
 /// Why a row group does not load: damage, or a catalog table without room.
 pub enum NotLoaded {
     /// The columns are not a bucket file's.
@@ -248,8 +260,9 @@ fn enums_of(enums: &[EnumColumn], row: usize) -> Result<[i32; 4], String> {
     Ok(numbers)
 }
 
-/// The measures of row `row` (its bucket's bounds and counters, the last its update count),
-/// unless they are past `retention` at `now`: then its updates count in `loaded` as expired.
+/// The measures of row `row` (its bucket's bounds and counters, the last its update count)
+/// and the updates it carries, unless they are past `retention` at `now`: then its updates
+/// count in `loaded` as expired.
 fn retained(
     start: &[i64],
     end: &[i64],
@@ -257,16 +270,17 @@ fn retained(
     row: usize,
     (retention, now): (&Retention, i64),
     loaded: &mut Loaded,
-) -> Option<Measures> {
+) -> Option<(Measures, u64)> {
+    let updates = counters[7][row].max(0) as u64;
     let measures = Measures {
         start_time: start[row],
         end_time: end[row],
         counters: std::array::from_fn(|index| counters[index][row]),
     };
     if measures.validate(retention, now).is_ok() {
-        return Some(measures);
+        return Some((measures, updates));
     }
-    loaded.expired += counters[7][row].max(0) as u64;
+    loaded.expired += updates;
     None
 }
 
@@ -313,16 +327,13 @@ pub fn records_of(
         };
         labels.push(label_sets_of(coded, count, catalog, interned)?);
     }
-    let mut loaded = Loaded {
-        records: Vec::with_capacity(count),
-        ..Loaded::default()
-    };
+    let mut loaded = Loaded::for_rows(count, false);
     for row in 0..count {
-        let Some(measures) = retained(start, end, &counters, row, (retention, now), &mut loaded)
+        let Some((measures, updates)) =
+            retained(start, end, &counters, row, (retention, now), &mut loaded)
         else {
             continue;
         };
-        let updates = counters[7][row].max(0) as u64;
         let mut ids = [0u32; 8];
         let mut texts = [""; 8];
         for (index, (codes, values)) in strings.iter().enumerate() {
@@ -410,17 +421,13 @@ pub fn records_by_ids(
     let (dest_port, service_port) = (int(7)?, int(8)?);
     let counters: Vec<&[i64]> = (9..17).map(int).collect::<Result<_, _>>()?;
     let ids: Vec<&[i64]> = (17..28).map(int).collect::<Result<_, _>>()?;
-    let mut loaded = Loaded {
-        records: Vec::with_capacity(count),
-        by_ids: true,
-        ..Loaded::default()
-    };
+    let mut loaded = Loaded::for_rows(count, true);
     for row in 0..count {
-        let Some(measures) = retained(start, end, &counters, row, (retention, now), &mut loaded)
+        let Some((measures, updates)) =
+            retained(start, end, &counters, row, (retention, now), &mut loaded)
         else {
             continue;
         };
-        let updates = counters[7][row].max(0) as u64;
         if flow_id[row] <= 0 {
             return Ok(None);
         }

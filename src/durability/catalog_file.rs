@@ -1014,10 +1014,22 @@ mod tests {
         std::fs::write(&path, &bytes).expect("written");
         let (_, restored) = CatalogFile::open(directory.path(), &catalog()).expect("opens");
         assert!(restored.set_aside());
+
+        // A file of format version 1 (label sets stored before well-known keys had numbers),
+        // whole and checksummed: not read as version 2.
+        let mut old_header = MAGIC.to_vec();
+        old_header.extend_from_slice(&1u32.to_le_bytes());
+        old_header.extend_from_slice(&9u64.to_le_bytes());
+        let mut bytes = Vec::new();
+        crate::durability::segment::frame(&old_header, &mut bytes);
+        std::fs::write(&path, &bytes).expect("written");
+        let (_, restored) = CatalogFile::open(directory.path(), &catalog()).expect("opens");
+        assert!(restored.set_aside());
+        assert_ne!(restored.generation(), 9);
         let damaged: Vec<_> = std::fs::read_dir(directory.path().join(DAMAGED_DIRECTORY))
             .expect("the damaged folder")
             .collect();
-        assert_eq!(damaged.len(), 3, "each set aside under its own name");
+        assert_eq!(damaged.len(), 4, "each set aside under its own name");
     }
 
     #[test]

@@ -239,6 +239,14 @@ impl StoredLabel<'_> {
     fn bytes(&self) -> Vec<u8> {
         [self.key.as_bytes(), self.rest].concat()
     }
+
+    /// The label as text, invalid UTF-8 replaced: one allocation.
+    fn text(&self) -> String {
+        let mut text = String::with_capacity(self.len());
+        text.push_str(self.key);
+        text.push_str(&String::from_utf8_lossy(self.rest));
+        text
+    }
 }
 
 /// The labels of a stored label set, in order. Stops at the first malformed label (never
@@ -300,9 +308,7 @@ impl Encoding for LabelSet {
     }
 
     fn decode(stored: &[u8]) -> Vec<String> {
-        stored_labels(stored)
-            .map(|label| String::from_utf8_lossy(&label.bytes()).into_owned())
-            .collect()
+        stored_labels(stored).map(|label| label.text()).collect()
     }
 
     /// Labels of valid UTF-8, each stored as [`LabelSet::encode`] stores it (lengths in their
